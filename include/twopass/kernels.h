@@ -1,0 +1,89 @@
+/* The float32 passes of the softmax algorithms and the list of every compiled variant.
+ *
+ * Kernel contract (as in XNNPACK): a size, a const input pointer, an output pointer and a few
+ * scalars; no allocation, no Python. n >= 1 unless stated. Output may alias input exactly (in place).
+ *
+ *   rmax                  return max_i x_i
+ *   raddextexp            sum[0] * 2^sum[1] = sum_i exp(x_i), accumulated as (mantissa, exponent)
+ *                         pairs so nothing overflows (two-pass, pass 1)
+ *   vscaleextexp          y_i = exp(x_i) * scale * 2^-exponent, from the same (p, n) split
+ *                         (two-pass, pass 2)
+ *   raddexpminusmax       return sum_i e_i                               (three-pass recompute, pass 2)
+ *   raddstoreexpminusmax  y_i = e_i, return sum_i e_i                    (three-pass reload, pass 2)
+ *   vscaleexpminusmax     y_i = e_i * scale                              (three-pass recompute, pass 3)
+ *   vscale                y_i = x_i * scale                              (three-pass reload, pass 3)
+ *
+ * where e_i = exp(x_i - shift) * 2^-exponent stands for exp(x_i - max): the caller splits the max
+ * as shift + exponent * ln2 (twopass_exp_shift in softmax.c), so that x_i - shift is exact for
+ * every element whose exp matters and no float32 rounding of x_i - max enters the result.
+ *
+ * Name of a kernel: twopass_f32_<op>__<isa>_u<floats per iteration>[_acc<accumulators>].
+ */
+#ifndef TWOPASS_KERNELS_H
+#define TWOPASS_KERNELS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Function types, one per pass. */
+typedef float twopass_f32_rmax_fn(size_t n, const float* x);
+typedef void twopass_f32_raddextexp_fn(size_t n, const float* x, float sum[2]);
+typedef void twopass_f32_vscaleextexp_fn(size_t n, const float* x, float* y, float scale, float exponent);
+typedef float twopass_f32_raddexpminusmax_fn(size_t n, const float* x, float shift, float exponent);
+typedef float twopass_f32_raddstoreexpminusmax_fn(size_t n, const float* x, float* y, float shift, float exponent);
+typedef void twopass_f32_vscaleexpminusmax_fn(size_t n, const float* x, float* y, float shift, float exponent,
+                                              float scale);
+typedef void twopass_f32_vscale_fn(size_t n, const float* x, float* y, float scale);
+
+/* The passes, in the order of the fields of struct twopass_f32_kernels. */
+#define TWOPASS_F32_OPS(OP)                                                                        \
+    OP(rmax) OP(raddextexp) OP(vscaleextexp) OP(raddexpminusmax) OP(raddstoreexpminusmax)          \
+    OP(vscaleexpminusmax) OP(vscale)
+
+/* Every compiled variant, one list per ISA. R(op, isa, unroll, accumulators) is a reduction,
+ * V(op, isa, unroll) an elementwise pass. The first variant listed for an (op, isa) is the one the
+ * dispatcher uses; the others exist for the tuning sweep of the benchmarks. */
+#define TWOPASS_F32_AVX512F_KERNELS(R, V)                                                          \
+    R(rmax, avx512f, 128, 4)                                                                       \
+    R(raddextexp, avx512f, 128, 4)                                                                 \
+    V(vscaleextexp, avx512f, 64)                                                                   \
+    R(raddexpminusmax, avx512f, 128, 4)                                                            \
+    R(raddstoreexpminusmax, avx512f, 128, 4)                                                       \
+    V(vscaleexpminusmax, avx512f, 64)                                                              \
+    V(vscale, avx512f, 64)                                                                         \
+    R(raddextexp, avx512f, 64, 2)                                                                  \
+    R(raddextexp, avx512f, 192, 3)                                                                 \
+    V(vscaleextexp, avx512f, 128)
+
+#define TWOPASS_F32_AVX2_KERNELS(R, V)                                                             \
+    R(rmax, avx2, 64, 4)                                                                           \
+    R(raddextexp, avx2, 64, 4)                                                                     \
+    V(vscaleextexp, avx2, 32)                                                                      \
+    R(raddexpminusmax, avx2, 64, 4)                                                                \
+    R(raddstoreexpminusmax, avx2, 64, 4)                                                           \
+    V(vscaleexpminusmax, avx2, 32)                                                                 \
+    V(vscale, avx2, 32)                                                                            \
+    R(raddextexp, avx2, 32, 2)                                                                     \
+    R(raddextexp, avx2, 96, 3)                                                                     \
+    V(vscaleextexp, avx2, 64)
+
+#define TWOPASS_F32_KERNELS(R, V) TWOPASS_F32_AVX512F_KERNELS(R, V) TWOPASS_F32_AVX2_KERNELS(R, V)
+
+#define TWOPASS_F32_RNAME(op, isa, u, acc) twopass_f32_##op##__##isa##_u##u##_acc##acc
+#define TWOPASS_F32_VNAME(op, isa, u) twopass_f32_##op##__##isa##_u##u
+
+/* Declarations of every variant. */
+#define TWOPASS_DECLARE_R(op, isa, u, acc) twopass_f32_##op##_fn TWOPASS_F32_RNAME(op, isa, u, acc);
+#define TWOPASS_DECLARE_V(op, isa, u) twopass_f32_##op##_fn TWOPASS_F32_VNAME(op, isa, u);
+TWOPASS_F32_KERNELS(TWOPASS_DECLARE_R, TWOPASS_DECLARE_V)
+#undef TWOPASS_DECLARE_R
+#undef TWOPASS_DECLARE_V
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TWOPASS_KERNELS_H */

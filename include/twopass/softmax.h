@@ -1,0 +1,95 @@
+/* twopass: CPU detection, kernel tables per ISA level, and the softmax algorithms composed from the
+ * passes of kernels.h. Everything declared here is compiled for the x86-64 baseline; only the
+ * kernels behind the function pointers use AVX2 or AVX-512.
+ */
+#ifndef TWOPASS_SOFTMAX_H
+#define TWOPASS_SOFTMAX_H
+
+#include <stddef.h>
+#include "twopass/kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- CPU features (read once with CPUID and XGETBV) ---- */
+struct twopass_cpu_features {
+    int sse2, sse4_1, avx, f16c, fma, avx2, avx512f, avx512bw, avx512dq, avx512vl;
+    int os_ymm;  /* XCR0 & 0x06: the OS saves SSE and AVX state */
+    int os_zmm;  /* XCR0 & 0xE6: ... and the AVX-512 opmask and ZMM state */
+};
+void twopass_detect_cpu(struct twopass_cpu_features* features);
+
+/* ---- ISA levels, in priority order ---- */
+enum twopass_level {
+    TWOPASS_LEVEL_PYTHON = 0,  /* no kernels: the NumPy fallback */
+    TWOPASS_LEVEL_AVX2 = 1,    /* AVX2 + FMA, OS saves YMM */
+    TWOPASS_LEVEL_AVX512F = 2, /* AVX-512F + AVX2 + FMA, OS saves ZMM */
+    TWOPASS_LEVEL_COUNT = 3
+};
+/* Highest level this CPU and OS support. */
+enum twopass_level twopass_best_level(const struct twopass_cpu_features* features);
+
+/* ---- Kernel tables ---- */
+enum twopass_f32_op {
+#define TWOPASS_OP_ENUM(op) TWOPASS_F32_OP_##op,
+    TWOPASS_F32_OPS(TWOPASS_OP_ENUM)
+#undef TWOPASS_OP_ENUM
+    TWOPASS_F32_OP_COUNT
+};
+
+/* One compiled kernel variant. */
+struct twopass_kernel_info {
+    const char* name;
+    enum twopass_f32_op op;
+    enum twopass_level level;
+    int unroll;       /* floats per main-loop iteration */
+    int accumulators; /* 0 for elementwise passes */
+    void (*fn)(void);
+};
+/* Every compiled variant (for the benchmarks' sweep); count in *count. */
+const struct twopass_kernel_info* twopass_f32_kernel_registry(size_t* count);
+
+/* The passes one level uses. */
+struct twopass_f32_kernels {
+    twopass_f32_rmax_fn* rmax;
+    twopass_f32_raddextexp_fn* raddextexp;
+    twopass_f32_vscaleextexp_fn* vscaleextexp;
+    twopass_f32_raddexpminusmax_fn* raddexpminusmax;
+    twopass_f32_raddstoreexpminusmax_fn* raddstoreexpminusmax;
+    twopass_f32_vscaleexpminusmax_fn* vscaleexpminusmax;
+    twopass_f32_vscale_fn* vscale;
+    const char* names[TWOPASS_F32_OP_COUNT];
+};
+/* The default kernels of a level; NULL for TWOPASS_LEVEL_PYTHON. Callers must check that the CPU
+ * supports the level (twopass_best_level) before calling any of them. */
+const struct twopass_f32_kernels* twopass_f32_kernels_for(enum twopass_level level);
+/* Replace one pass of a table by another variant of the same op and level (benchmark sweep). */
+int twopass_f32_kernels_with(struct twopass_f32_kernels* table, const struct twopass_kernel_info* variant);
+
+/* ---- Algorithms ---- */
+enum twopass_algorithm {
+    TWOPASS_TWO_PASS = 0,
+    TWOPASS_THREE_PASS_RELOAD = 1,
+    TWOPASS_THREE_PASS_RECOMPUTE = 2,
+    TWOPASS_ALGORITHM_COUNT = 3
+};
+
+/* Elements per block of the sums: each block is summed in float32 vector accumulators, and the
+ * block sums are added in double, so the rounding error of a sum does not grow with n. */
+#define TWOPASS_SUM_BLOCK 4096
+
+/* y = softmax(x) over one slice of n floats. y may be x (in place) but must not overlap it otherwise. */
+void twopass_softmax_f32(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
+                         size_t n, const float* x, float* y);
+
+/* Softmax of each of `rows` slices of n floats; row r starts at x + r * x_stride (in floats). */
+void twopass_softmax_f32_rows(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
+                              size_t rows, size_t n, const float* x, ptrdiff_t x_stride, float* y,
+                              ptrdiff_t y_stride);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TWOPASS_SOFTMAX_H */

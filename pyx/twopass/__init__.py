@@ -1,0 +1,65 @@
+"""twopass: the Two-Pass Softmax algorithm (Dukhan and Ablavatski, 2020) and the classic
+three-pass algorithms, as AVX-512 and AVX2 kernels chosen at run time, with a NumPy fallback.
+
+    import twopass
+    y = twopass.softmax(x, axis=-1)            # same as scipy.special.softmax(x, axis=-1)
+    twopass.show_runtime()                     # what the CPU has, which kernels run
+    with twopass.use_isa("avx2"): ...          # cap the ISA level in a block
+"""
+import os
+
+from twopass import _dispatch
+from twopass._api import ALGORITHMS, fallback_calls, softmax
+from twopass._dispatch import LEVELS, available_levels, use_isa
+
+__version__ = "0.1.0"
+__all__ = ["softmax", "runtime_info", "show_runtime", "use_isa", "available_levels", "LEVELS",
+           "ALGORITHMS"]
+
+
+def runtime_info():
+    """What the CPU has, the levels in force and the kernels each dtype uses, as a dict."""
+    level = _dispatch.current_level()
+    kernels = _dispatch._kernels
+    calls = dict(kernels.call_counts()) if kernels is not None else {lv: 0 for lv in LEVELS}
+    calls["python"] += fallback_calls["python"]
+    fallback = "numpy fallback (" + ", ".join(ALGORITHMS[1:]) + ")"
+    f32 = kernels.kernel_names(LEVELS.index(level)) if kernels is not None and level != "python" else fallback
+    return {
+        "version": __version__,
+        "extension": "loaded" if kernels is not None else f"not loaded: {_dispatch.EXTENSION_ERROR}",
+        "cpu_features": dict(_dispatch.CPU_FEATURES),
+        "best_level": _dispatch.BEST_LEVEL,
+        "TWOPASS_ISA": os.environ.get("TWOPASS_ISA") or None,
+        "process_level": _dispatch.PROCESS_LEVEL,
+        "active_level": level,
+        "available_levels": list(available_levels()),
+        "kernels": {
+            "float32": f32,
+            "float16": "float32 path on a float32 copy" if level != "python" else fallback,
+            "float64": fallback,
+        },
+        "auto_algorithm": "two_pass",
+        "calls": calls,
+    }
+
+
+def show_runtime():
+    """Print runtime_info() readably."""
+    info = runtime_info()
+    features = info.pop("cpu_features")
+    kernels = info.pop("kernels")
+    width = max(len(k) for k in info)
+    print("twopass runtime")
+    for key, value in info.items():
+        print(f"  {key:<{width}} : {value}")
+    have = sorted(name for name, ok in features.items() if ok)
+    print(f"  {'cpu_features':<{width}} : {' '.join(have) or '(none detected)'}")
+    print("  kernels:")
+    for dtype, names in kernels.items():
+        if isinstance(names, dict):
+            print(f"    {dtype}:")
+            for op, name in names.items():
+                print(f"      {op:<22} {name}")
+        else:
+            print(f"    {dtype}: {names}")

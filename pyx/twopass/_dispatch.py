@@ -1,0 +1,71 @@
+"""Which ISA level runs: detected once at import, capped by TWOPASS_ISA, overridden per context.
+
+Levels in priority order: "python" (the NumPy fallback), "avx2" (AVX2 + FMA), "avx512f". The
+level in force is a context variable, so `use_isa` affects only the thread (or asyncio task) that
+entered it; other threads keep the process level.
+"""
+import contextlib
+import contextvars
+import os
+
+LEVELS = ("python", "avx2", "avx512f")
+
+try:
+    from twopass import kernels as _kernels
+    EXTENSION_ERROR = None
+except ImportError as error:  # no compiled extension (e.g. not x86, or a failed build)
+    _kernels = None
+    EXTENSION_ERROR = f"{type(error).__name__}: {error}"
+
+CPU_FEATURES = _kernels.cpu_features() if _kernels is not None else {}
+BEST_LEVEL = LEVELS[_kernels.best_level()] if _kernels is not None else "python"
+
+
+def _check_level(level, limit, source):
+    """Return `level` if it names a level at most `limit`, else raise ValueError listing the choices."""
+    allowed = LEVELS[: LEVELS.index(limit) + 1]
+    if not isinstance(level, str) or level not in LEVELS:
+        raise ValueError(f"{source}: unknown ISA level {level!r}; valid choices: {', '.join(allowed)}")
+    if LEVELS.index(level) > LEVELS.index(limit):
+        why = "this CPU supports" if limit == BEST_LEVEL else "TWOPASS_ISA caps the process at"
+        raise ValueError(f"{source}: ISA level {level!r} is not available ({why} {limit!r}); "
+                         f"valid choices: {', '.join(allowed)}")
+    return level
+
+
+def _process_level():
+    cap = os.environ.get("TWOPASS_ISA", "").strip().lower()
+    if not cap:
+        return BEST_LEVEL
+    return _check_level(cap, BEST_LEVEL, "TWOPASS_ISA")
+
+
+PROCESS_LEVEL = _process_level()
+if _kernels is not None:
+    _kernels.set_default_level(LEVELS.index(PROCESS_LEVEL))
+
+_level = contextvars.ContextVar("twopass_level", default=PROCESS_LEVEL)
+
+
+def available_levels():
+    """Levels this process may use, lowest first (the CPU's, capped by TWOPASS_ISA)."""
+    return LEVELS[: LEVELS.index(PROCESS_LEVEL) + 1]
+
+
+def current_level():
+    """The level the calling thread's next call will use."""
+    return _level.get()
+
+
+@contextlib.contextmanager
+def use_isa(level):
+    """Cap the ISA level inside a `with` block (this thread or task only).
+
+    >>> with twopass.use_isa("avx2"):
+    ...     y = twopass.softmax(x)
+    """
+    token = _level.set(_check_level(level, PROCESS_LEVEL, "use_isa"))
+    try:
+        yield level
+    finally:
+        _level.reset(token)

@@ -1,0 +1,186 @@
+# cython: language_level=3
+"""Typed memoryview layer between the Python API and the C kernels.
+
+Design:
+- C (src/, include/): CPU detection, one kernel table per ISA level, the three algorithms composed
+  from the passes. The Python package (twopass/_api.py) validates arguments and lays the data out as
+  C-contiguous rows; this module only checks shapes and the level, then calls C with the GIL released.
+- Levels are ints: 0 python (no kernels), 1 avx2, 2 avx512f. A level above what the CPU supports is
+  refused here, so no caller can run an instruction the CPU lacks.
+- kernels.pxd exports softmax_f32 / softmax_f32_strided as nogil functions for other Cython code.
+"""
+from libc.stddef cimport ptrdiff_t
+
+cdef extern from "twopass/softmax.h" nogil:
+    struct twopass_cpu_features:
+        int sse2, sse4_1, avx, f16c, fma, avx2, avx512f, avx512bw, avx512dq, avx512vl
+        int os_ymm, os_zmm
+    void twopass_detect_cpu(twopass_cpu_features* features)
+    int twopass_best_level(const twopass_cpu_features* features)
+
+    int TWOPASS_F32_OP_COUNT
+    struct twopass_kernel_info:
+        const char* name
+        int op
+        int level
+        int unroll
+        int accumulators
+    const twopass_kernel_info* twopass_f32_kernel_registry(size_t* count)
+
+    struct twopass_f32_kernels:
+        float (*rmax)(size_t n, const float* x) noexcept nogil
+        void (*raddextexp)(size_t n, const float* x, float* sum) noexcept nogil
+        void (*vscaleextexp)(size_t n, const float* x, float* y, float scale, float exponent) noexcept nogil
+        float (*raddexpminusmax)(size_t n, const float* x, float shift, float exponent) noexcept nogil
+        float (*raddstoreexpminusmax)(size_t n, const float* x, float* y, float shift, float exponent) noexcept nogil
+        void (*vscaleexpminusmax)(size_t n, const float* x, float* y, float shift, float exponent, float scale) noexcept nogil
+        void (*vscale)(size_t n, const float* x, float* y, float scale) noexcept nogil
+        const char** names
+    const twopass_f32_kernels* twopass_f32_kernels_for(int level)
+    int twopass_f32_kernels_with(twopass_f32_kernels* table, const twopass_kernel_info* variant)
+
+    void twopass_softmax_f32_rows(const twopass_f32_kernels* k, int algorithm, size_t rows, size_t n,
+                                  const float* x, ptrdiff_t x_stride, float* y, ptrdiff_t y_stride)
+
+LEVEL_NAMES = ("python", "avx2", "avx512f")
+ALGORITHM_NAMES = ("two_pass", "three_pass_reload", "three_pass_recompute")
+OP_NAMES = ("rmax", "raddextexp", "vscaleextexp", "raddexpminusmax", "raddstoreexpminusmax",
+            "vscaleexpminusmax", "vscale")
+
+cdef twopass_cpu_features _features
+twopass_detect_cpu(&_features)
+cdef int _best_level = twopass_best_level(&_features)
+cdef int _default_level = _best_level
+# Kernel calls made per level since import (tests check that a forced level is the one that ran).
+cdef long long _calls[3]
+
+
+def cpu_features():
+    """What CPUID and XGETBV report."""
+    cdef dict features = _features
+    return {name: bool(value) for name, value in features.items()}
+
+
+def best_level():
+    """Highest level this CPU and OS support (0 python, 1 avx2, 2 avx512f)."""
+    return _best_level
+
+
+def set_default_level(int level):
+    """Level used by the cimport API for LEVEL_DEFAULT (set by twopass at import from TWOPASS_ISA)."""
+    global _default_level
+    if level < 0 or level > _best_level:
+        raise ValueError(f"level {level} is not supported by this CPU (best is {_best_level})")
+    _default_level = level
+
+
+def call_counts():
+    """Kernel calls per level name since import."""
+    return {LEVEL_NAMES[i]: _calls[i] for i in range(3)}
+
+
+def kernel_names(int level):
+    """{pass: kernel name} of the default table of a level ({} for python)."""
+    cdef const twopass_f32_kernels* k = twopass_f32_kernels_for(level)
+    if k == NULL:
+        return {}
+    return {OP_NAMES[i]: k.names[i].decode() for i in range(TWOPASS_F32_OP_COUNT)}
+
+
+def registry():
+    """Every compiled kernel variant: list of dicts (name, op, level, unroll, accumulators)."""
+    cdef size_t count, i
+    cdef const twopass_kernel_info* r = twopass_f32_kernel_registry(&count)
+    return [dict(name=r[i].name.decode(), op=OP_NAMES[r[i].op], level=LEVEL_NAMES[r[i].level],
+                 unroll=r[i].unroll, accumulators=r[i].accumulators) for i in range(count)]
+
+
+cdef const twopass_f32_kernels* _table(int level) except NULL:
+    if level < 1 or level > _best_level:
+        raise ValueError(f"no kernels for level {level!r} on this CPU (kernel levels: "
+                         f"{', '.join(f'{i} {LEVEL_NAMES[i]}' for i in range(1, _best_level + 1)) or 'none'})")
+    return twopass_f32_kernels_for(level)
+
+
+def softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level):
+    """out[r] = softmax(x[r]) for every row, with the given algorithm (0, 1, 2) and level (1, 2).
+    out may be x itself (in place) but must not partially overlap it."""
+    if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1]:
+        raise ValueError(f"out has shape {(out.shape[0], out.shape[1])}, expected {(x.shape[0], x.shape[1])}")
+    if algorithm < 0 or algorithm > 2:
+        raise ValueError(f"unknown algorithm {algorithm}")
+    cdef const twopass_f32_kernels* k = _table(level)
+    _calls[level] += 1
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        return
+    with nogil:
+        twopass_softmax_f32_rows(k, algorithm, x.shape[0], x.shape[1], &x[0, 0], x.shape[1],
+                                 &out[0, 0], out.shape[1])
+
+
+def run_kernel(str name, const float[::1] x, float[::1] y, float a=0.0, float b=0.0, float c=0.0):
+    """Run one registered kernel variant on x (tests and the benchmark sweep); len(x) >= 1.
+
+    rmax returns max x; raddextexp returns (mantissa, exponent); raddexpminusmax(shift=a,
+    exponent=b) returns the sum; raddstoreexpminusmax(a, b) also writes y; vscaleextexp(scale=a,
+    exponent=b), vscaleexpminusmax(shift=a, exponent=b, scale=c) and vscale(scale=a) write y.
+    """
+    cdef size_t count, i, n = x.shape[0]
+    cdef const twopass_kernel_info* r = twopass_f32_kernel_registry(&count)
+    cdef twopass_f32_kernels t
+    cdef float pair[2]
+    cdef float result = 0
+    cdef int op
+    for i in range(count):
+        if r[i].name.decode() == name:
+            break
+    else:
+        raise ValueError(f"no kernel named {name!r}")
+    _table(r[i].level)
+    if n == 0:
+        raise ValueError("kernels need at least one element")
+    if y.shape[0] != n:
+        raise ValueError("x and y differ in length")
+    twopass_f32_kernels_with(&t, &r[i])
+    op = r[i].op  # index into OP_NAMES
+    _calls[r[i].level] += 1
+    with nogil:
+        if op == 0:
+            result = t.rmax(n, &x[0])
+        elif op == 1:
+            t.raddextexp(n, &x[0], pair)
+        elif op == 2:
+            t.vscaleextexp(n, &x[0], &y[0], a, b)
+        elif op == 3:
+            result = t.raddexpminusmax(n, &x[0], a, b)
+        elif op == 4:
+            result = t.raddstoreexpminusmax(n, &x[0], &y[0], a, b)
+        elif op == 5:
+            t.vscaleexpminusmax(n, &x[0], &y[0], a, b, c)
+        else:
+            t.vscale(n, &x[0], &y[0], a)
+    if op == 1:
+        return (pair[0], pair[1])
+    return result
+
+
+# ---- cimport API (kernels.pxd) ----
+
+cdef int softmax_f32_strided(size_t rows, size_t n, const float* x, ptrdiff_t x_stride,
+                             float* out, ptrdiff_t out_stride, int algorithm, int level) noexcept nogil:
+    if level == LEVEL_DEFAULT:
+        level = _default_level
+    if level < 1 or level > _best_level or algorithm < 0 or algorithm > 2:
+        return -1
+    twopass_softmax_f32_rows(twopass_f32_kernels_for(level), algorithm, rows, n, x, x_stride,
+                             out, out_stride)
+    return 0
+
+
+cdef int softmax_f32(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level) noexcept nogil:
+    if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1]:
+        return -1
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        return 0 if (algorithm >= 0 and algorithm <= 2) else -1
+    return softmax_f32_strided(x.shape[0], x.shape[1], &x[0, 0], x.shape[1], &out[0, 0],
+                               out.shape[1], algorithm, level)

@@ -1,0 +1,190 @@
+/* float32 softmax passes for AVX2 + FMA. Compiled with -mavx2 -mfma; nothing here runs unless the
+ * dispatcher found AVX2, FMA and OS support for YMM state.
+ *
+ * Same templates as the AVX-512F file, on 8-float vectors: U floats per iteration, vector j feeding
+ * accumulator j % ACC, then whole vectors, then one masked vector for the last n % 8 floats
+ * (maskload/maskstore never touch memory past the end). TWOPASS_F32_AVX2_KERNELS lists the instances.
+ */
+#include <math.h>
+#include "twopass/kernels.h"
+#include "f32_exp_avx2.h"
+
+#define VLEN 8
+
+TWOPASS_INLINE float hmax_f32x8(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+TWOPASS_INLINE float hsum_f32x8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* The lanes of x selected by mask, `fill` in the others (maskload reads nothing past them). */
+TWOPASS_INLINE __m256 load_tail(const float* x, __m256i mask, __m256 fill)
+{
+    return _mm256_blendv_ps(fill, _mm256_maskload_ps(x, mask), _mm256_castsi256_ps(mask));
+}
+
+TWOPASS_INLINE float rmax_impl(size_t n, const float* x, const size_t U, const size_t ACC)
+{
+    const size_t NV = U / VLEN;
+    __m256 vmax[TWOPASS_MAX_ACC];
+    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) vmax[k] = _mm256_set1_ps(-INFINITY);
+    for (; n >= U; n -= U, x += U) {
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
+            vmax[j % ACC] = _mm256_max_ps(vmax[j % ACC], _mm256_loadu_ps(x + j * VLEN));
+        }
+    }
+    for (; n >= VLEN; n -= VLEN, x += VLEN) {
+        vmax[0] = _mm256_max_ps(vmax[0], _mm256_loadu_ps(x));
+    }
+    if (n != 0) {
+        vmax[0] = _mm256_max_ps(vmax[0], load_tail(x, f32x8_tail_mask(n), _mm256_set1_ps(-INFINITY)));
+    }
+    TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) vmax[0] = _mm256_max_ps(vmax[0], vmax[k]);
+    return hmax_f32x8(vmax[0]);
+}
+
+/* 2^d for integral d <= 0, flushed to 0 below 2^-126: enough for the terms of an extended sum,
+ * where a term 2^-126 below the largest one is far below its rounding error. */
+TWOPASS_INLINE __m256 exp2_flush(__m256 d)
+{
+    return f32x8_exp2_small(_mm256_max_ps(d, _mm256_set1_ps(-127.0f)));
+}
+
+/* Accumulators hold sum = acc_p * 2^acc_n per lane. Adding terms p_j * 2^n_j:
+ *   e = max(acc_n, n_j...);  acc_p = acc_p * 2^(acc_n - e) + sum_j p_j * 2^(n_j - e);  acc_n = e. */
+TWOPASS_INLINE void raddextexp_impl(size_t n, const float* x, float* sum, const size_t U, const size_t ACC)
+{
+    const size_t NV = U / VLEN;
+    __m256 acc_p[TWOPASS_MAX_ACC], acc_n[TWOPASS_MAX_ACC];
+    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) {
+        acc_p[k] = _mm256_setzero_ps();
+        acc_n[k] = _mm256_set1_ps(-INFINITY);
+    }
+    for (; n >= U; n -= U, x += U) {
+        __m256 p[TWOPASS_MAX_VECTORS], pn[TWOPASS_MAX_VECTORS], e[TWOPASS_MAX_ACC];
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) p[j] = f32x8_extexp(_mm256_loadu_ps(x + j * VLEN), &pn[j]);
+        TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) e[k] = acc_n[k];
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) e[j % ACC] = _mm256_max_ps(e[j % ACC], pn[j]);
+        TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) {
+            acc_p[k] = _mm256_mul_ps(acc_p[k], exp2_flush(_mm256_sub_ps(acc_n[k], e[k])));
+        }
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
+            acc_p[j % ACC] = _mm256_fmadd_ps(p[j], exp2_flush(_mm256_sub_ps(pn[j], e[j % ACC])), acc_p[j % ACC]);
+        }
+        TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc_n[k] = e[k];
+    }
+    for (; n != 0;) {
+        /* one vector at a time; the last one masked, its other lanes keeping the accumulator */
+        const __m256i mask = n >= VLEN ? _mm256_set1_epi32(-1) : f32x8_tail_mask(n);
+        __m256 vn;
+        const __m256 p = f32x8_extexp(_mm256_maskload_ps(x, mask), &vn);
+        const __m256 e = _mm256_max_ps(acc_n[0], vn);
+        const __m256 new_p = _mm256_fmadd_ps(p, exp2_flush(_mm256_sub_ps(vn, e)),
+                                             _mm256_mul_ps(acc_p[0], exp2_flush(_mm256_sub_ps(acc_n[0], e))));
+        acc_p[0] = _mm256_blendv_ps(acc_p[0], new_p, _mm256_castsi256_ps(mask));
+        acc_n[0] = _mm256_blendv_ps(acc_n[0], e, _mm256_castsi256_ps(mask));
+        const size_t step = n >= VLEN ? VLEN : n;
+        n -= step, x += step;
+    }
+    /* Reduce the accumulators, then the lanes, to one (mantissa, exponent) pair; lanes never written
+     * hold (0, -inf) and scale to 0; n >= 1 keeps one lane finite. */
+    __m256 e = acc_n[0];
+    TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) e = _mm256_max_ps(e, acc_n[k]);
+    const float emax = hmax_f32x8(e);
+    const __m256 vemax = _mm256_set1_ps(emax);
+    __m256 total = _mm256_setzero_ps();
+    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) {
+        total = _mm256_fmadd_ps(acc_p[k], exp2_flush(_mm256_sub_ps(acc_n[k], vemax)), total);
+    }
+    sum[0] = hsum_f32x8(total);
+    sum[1] = emax;
+}
+
+/* y = p * scale * 2^(n - exponent), scaled into the subnormal range by two exact factors. */
+TWOPASS_INLINE __m256 scaleextexp(__m256 x, __m256 vscale, __m256 vexponent)
+{
+    __m256 vn;
+    const __m256 p = f32x8_extexp(x, &vn);
+    return f32x8_scale_pow2(_mm256_mul_ps(p, vscale), _mm256_sub_ps(vn, vexponent));
+}
+
+TWOPASS_INLINE void vscaleextexp_impl(size_t n, const float* x, float* y, float scale, float exponent, const size_t U)
+{
+    const size_t NV = U / VLEN;
+    const __m256 vscale = _mm256_set1_ps(scale), vexponent = _mm256_set1_ps(exponent);
+    for (; n >= U; n -= U, x += U, y += U) {
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
+            _mm256_storeu_ps(y + j * VLEN, scaleextexp(_mm256_loadu_ps(x + j * VLEN), vscale, vexponent));
+        }
+    }
+    for (; n != 0;) {
+        const __m256i mask = n >= VLEN ? _mm256_set1_epi32(-1) : f32x8_tail_mask(n);
+        _mm256_maskstore_ps(y, mask, scaleextexp(_mm256_maskload_ps(x, mask), vscale, vexponent));
+        const size_t step = n >= VLEN ? VLEN : n;
+        n -= step, x += step, y += step;
+    }
+}
+
+/* Sum of e = exp(x - shift) * 2^-exponent, optionally storing each e to y (STORE is a constant). */
+TWOPASS_INLINE float raddexpminusmax_impl(size_t n, const float* x, float* y, float shift, float exponent,
+                                          const size_t U, const size_t ACC, const int STORE)
+{
+    const size_t NV = U / VLEN;
+    const __m256 vshift = _mm256_set1_ps(shift), vexponent = _mm256_set1_ps(exponent);
+    __m256 acc[TWOPASS_MAX_ACC];
+    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc[k] = _mm256_setzero_ps();
+    for (; n >= U; n -= U, x += U, y += STORE ? U : 0) {
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
+            const __m256 v = f32x8_exp_shifted(_mm256_loadu_ps(x + j * VLEN), vshift, vexponent);
+            if (STORE) _mm256_storeu_ps(y + j * VLEN, v);
+            acc[j % ACC] = _mm256_add_ps(acc[j % ACC], v);
+        }
+    }
+    for (; n != 0;) {
+        const __m256i mask = n >= VLEN ? _mm256_set1_epi32(-1) : f32x8_tail_mask(n);
+        __m256 v = f32x8_exp_shifted(_mm256_maskload_ps(x, mask), vshift, vexponent);
+        if (STORE) _mm256_maskstore_ps(y, mask, v);
+        v = _mm256_and_ps(v, _mm256_castsi256_ps(mask)); /* lanes past the end add 0 */
+        acc[0] = _mm256_add_ps(acc[0], v);
+        const size_t step = n >= VLEN ? VLEN : n;
+        n -= step, x += step, y += STORE ? step : 0;
+    }
+    TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) acc[0] = _mm256_add_ps(acc[0], acc[k]);
+    return hsum_f32x8(acc[0]);
+}
+
+/* y = exp(x - shift) * 2^-exponent * scale (EXP = 1) or y = x * scale (EXP = 0). */
+TWOPASS_INLINE void vscale_impl(size_t n, const float* x, float* y, float shift, float exponent, float scale,
+                            const size_t U, const int EXP)
+{
+    const size_t NV = U / VLEN;
+    const __m256 vshift = _mm256_set1_ps(shift), vexponent = _mm256_set1_ps(exponent), vscale = _mm256_set1_ps(scale);
+    for (; n >= U; n -= U, x += U, y += U) {
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
+            __m256 v = _mm256_loadu_ps(x + j * VLEN);
+            if (EXP) v = f32x8_exp_shifted(v, vshift, vexponent);
+            _mm256_storeu_ps(y + j * VLEN, _mm256_mul_ps(v, vscale));
+        }
+    }
+    for (; n != 0;) {
+        const __m256i mask = n >= VLEN ? _mm256_set1_epi32(-1) : f32x8_tail_mask(n);
+        __m256 v = _mm256_maskload_ps(x, mask);
+        if (EXP) v = f32x8_exp_shifted(v, vshift, vexponent);
+        _mm256_maskstore_ps(y, mask, _mm256_mul_ps(v, vscale));
+        const size_t step = n >= VLEN ? VLEN : n;
+        n -= step, x += step, y += step;
+    }
+}
+
+#include "../instantiate.h"
+TWOPASS_F32_AVX2_KERNELS(DEFINE_R, DEFINE_V)

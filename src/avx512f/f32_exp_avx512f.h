@@ -1,0 +1,52 @@
+/* exp cores on 16 floats with AVX-512F. Included only by files compiled with -mavx512f. */
+#ifndef TWOPASS_F32_EXP_AVX512F_H
+#define TWOPASS_F32_EXP_AVX512F_H
+
+#include <immintrin.h>
+#include "twopass/common.h"
+
+/* e^t ~ 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))) on |t| <= ln2/2, Horner with FMA. */
+TWOPASS_INLINE __m512 f32x16_exp_poly(__m512 t)
+{
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(TWOPASS_F32_EXP_C5), t, _mm512_set1_ps(TWOPASS_F32_EXP_C4));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(TWOPASS_F32_EXP_C3));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(TWOPASS_F32_EXP_C2));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(TWOPASS_F32_EXP_C1));
+    return _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.0f));
+}
+
+/* n = round(x * log2(e)); t = x - n * ln2 by Cody-Waite with two FMA steps; returns e^t. */
+TWOPASS_INLINE __m512 f32x16_exp_reduce(__m512 x, __m512* n)
+{
+    *n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(TWOPASS_F32_LOG2E)),
+                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 t = _mm512_fmadd_ps(*n, _mm512_set1_ps(TWOPASS_F32_MINUS_LN2_HI), x);
+    t = _mm512_fmadd_ps(*n, _mm512_set1_ps(TWOPASS_F32_LN2_LO), t);
+    return f32x16_exp_poly(t);
+}
+
+/* Extended exponent: exp(x) = p * 2^n with p in [0.7, 1.42] and n kept as a float, so no x overflows.
+ * x is clamped at TWOPASS_F32_EXTEXP_X_MIN (max(c, x) keeps a NaN x). */
+TWOPASS_INLINE __m512 f32x16_extexp(__m512 x, __m512* n)
+{
+    x = _mm512_max_ps(_mm512_set1_ps(TWOPASS_F32_EXTEXP_X_MIN), x);
+    return f32x16_exp_reduce(x, n);
+}
+
+/* exp(x - shift) * 2^-exponent, the caller's split of exp(x - max) (kernels.h): u = x - shift is
+ * exact for every element that matters, clamped like an extended-exponent input; scalef gives
+ * p * 2^(n - exponent) with correct rounding into the subnormal range and 0 below it. */
+TWOPASS_INLINE __m512 f32x16_exp_shifted(__m512 x, __m512 shift, __m512 exponent)
+{
+    __m512 n;
+    const __m512 p = f32x16_extexp(_mm512_sub_ps(x, shift), &n);
+    return _mm512_scalef_ps(p, _mm512_sub_ps(n, exponent));
+}
+
+/* Mask of the first `rem` lanes, 0 < rem < 16. */
+TWOPASS_INLINE __mmask16 f32x16_tail_mask(size_t rem)
+{
+    return _cvtu32_mask16((1u << rem) - 1u);
+}
+
+#endif /* TWOPASS_F32_EXP_AVX512F_H */

@@ -1,0 +1,161 @@
+/* float32 softmax passes for AVX-512F. Compiled with -mavx512f -mfma; nothing here runs unless the
+ * dispatcher found AVX-512F and OS support for ZMM state.
+ *
+ * Each pass is one template (an always-inline function whose unroll U and accumulator count ACC are
+ * constants once instantiated); TWOPASS_F32_AVX512F_KERNELS in kernels.h lists the instances.
+ * Main loop: U floats (U/16 vectors) per iteration, vector j feeding accumulator j % ACC; then whole
+ * vectors; then one masked vector for the last n % 16 floats (masked loads and stores never touch
+ * memory past the end).
+ */
+#include <float.h>
+#include <math.h>
+#include "twopass/kernels.h"
+#include "f32_exp_avx512f.h"
+
+#define VLEN 16
+
+TWOPASS_INLINE float rmax_impl(size_t n, const float* x, const size_t U, const size_t ACC)
+{
+    const size_t NV = U / VLEN;
+    __m512 vmax[TWOPASS_MAX_ACC];
+    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) vmax[k] = _mm512_set1_ps(-INFINITY);
+    for (; n >= U; n -= U, x += U) {
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
+            vmax[j % ACC] = _mm512_max_ps(vmax[j % ACC], _mm512_loadu_ps(x + j * VLEN));
+        }
+    }
+    for (; n >= VLEN; n -= VLEN, x += VLEN) {
+        vmax[0] = _mm512_max_ps(vmax[0], _mm512_loadu_ps(x));
+    }
+    if (n != 0) {
+        const __mmask16 mask = f32x16_tail_mask(n);
+        vmax[0] = _mm512_mask_max_ps(vmax[0], mask, vmax[0], _mm512_maskz_loadu_ps(mask, x));
+    }
+    TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) vmax[0] = _mm512_max_ps(vmax[0], vmax[k]);
+    return _mm512_reduce_max_ps(vmax[0]);
+}
+
+/* Accumulators hold sum = acc_p * 2^acc_n per lane. Adding terms p_j * 2^n_j:
+ *   e = max(acc_n, n_j...);  acc_p = acc_p * 2^(acc_n - e) + sum_j p_j * 2^(n_j - e);  acc_n = e.
+ * Scaling by 2^(negative) with scalef is exact (or flushes a term ~2^-126 below the largest). */
+TWOPASS_INLINE void raddextexp_impl(size_t n, const float* x, float* sum, const size_t U, const size_t ACC)
+{
+    const size_t NV = U / VLEN;
+    __m512 acc_p[TWOPASS_MAX_ACC], acc_n[TWOPASS_MAX_ACC];
+    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) {
+        acc_p[k] = _mm512_setzero_ps();
+        acc_n[k] = _mm512_set1_ps(-INFINITY);
+    }
+    for (; n >= U; n -= U, x += U) {
+        __m512 p[TWOPASS_MAX_VECTORS], e[TWOPASS_MAX_ACC], pn[TWOPASS_MAX_VECTORS];
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) p[j] = f32x16_extexp(_mm512_loadu_ps(x + j * VLEN), &pn[j]);
+        TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) e[k] = acc_n[k];
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) e[j % ACC] = _mm512_max_ps(e[j % ACC], pn[j]);
+        TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) {
+            acc_p[k] = _mm512_scalef_ps(acc_p[k], _mm512_sub_ps(acc_n[k], e[k]));
+        }
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
+            acc_p[j % ACC] = _mm512_add_ps(acc_p[j % ACC], _mm512_scalef_ps(p[j], _mm512_sub_ps(pn[j], e[j % ACC])));
+        }
+        TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc_n[k] = e[k];
+    }
+    for (; n != 0;) {
+        /* one vector at a time; the last one masked */
+        const __mmask16 mask = n >= VLEN ? (__mmask16)0xFFFF : f32x16_tail_mask(n);
+        __m512 vn;
+        const __m512 p = f32x16_extexp(_mm512_maskz_loadu_ps(mask, x), &vn);
+        const __m512 e = _mm512_mask_max_ps(acc_n[0], mask, acc_n[0], vn);
+        const __m512 scaled = _mm512_scalef_ps(acc_p[0], _mm512_sub_ps(acc_n[0], e));
+        acc_p[0] = _mm512_mask_add_ps(scaled, mask, scaled, _mm512_scalef_ps(p, _mm512_sub_ps(vn, e)));
+        acc_n[0] = e;
+        const size_t step = n >= VLEN ? VLEN : n;
+        n -= step, x += step;
+    }
+    /* Reduce the accumulators, then the lanes, to one (mantissa, exponent) pair. Lanes never
+     * written hold (0, -inf) and scale to 0 (scalef(0, -inf) = 0); n >= 1 keeps one lane finite. */
+    __m512 e = acc_n[0];
+    TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) e = _mm512_max_ps(e, acc_n[k]);
+    const float emax = _mm512_reduce_max_ps(e);
+    const __m512 vemax = _mm512_set1_ps(emax);
+    __m512 total = _mm512_setzero_ps();
+    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) {
+        total = _mm512_add_ps(total, _mm512_scalef_ps(acc_p[k], _mm512_sub_ps(acc_n[k], vemax)));
+    }
+    sum[0] = _mm512_reduce_add_ps(total);
+    sum[1] = emax;
+}
+
+/* y = p * scale * 2^(n - exponent): one scalef, exact scaling into the subnormal range. */
+TWOPASS_INLINE void vscaleextexp_impl(size_t n, const float* x, float* y, float scale, float exponent, const size_t U)
+{
+    const size_t NV = U / VLEN;
+    const __m512 vscale = _mm512_set1_ps(scale), vexponent = _mm512_set1_ps(exponent);
+    for (; n >= U; n -= U, x += U, y += U) {
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
+            __m512 vn;
+            const __m512 p = f32x16_extexp(_mm512_loadu_ps(x + j * VLEN), &vn);
+            _mm512_storeu_ps(y + j * VLEN, _mm512_scalef_ps(_mm512_mul_ps(p, vscale), _mm512_sub_ps(vn, vexponent)));
+        }
+    }
+    for (; n != 0;) {
+        const __mmask16 mask = n >= VLEN ? (__mmask16)0xFFFF : f32x16_tail_mask(n);
+        __m512 vn;
+        const __m512 p = f32x16_extexp(_mm512_maskz_loadu_ps(mask, x), &vn);
+        _mm512_mask_storeu_ps(y, mask, _mm512_scalef_ps(_mm512_mul_ps(p, vscale), _mm512_sub_ps(vn, vexponent)));
+        const size_t step = n >= VLEN ? VLEN : n;
+        n -= step, x += step, y += step;
+    }
+}
+
+/* Sum of e = exp(x - shift) * 2^-exponent, optionally storing each e to y (STORE is a constant). */
+TWOPASS_INLINE float raddexpminusmax_impl(size_t n, const float* x, float* y, float shift, float exponent,
+                                          const size_t U, const size_t ACC, const int STORE)
+{
+    const size_t NV = U / VLEN;
+    const __m512 vshift = _mm512_set1_ps(shift), vexponent = _mm512_set1_ps(exponent);
+    __m512 acc[TWOPASS_MAX_ACC];
+    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc[k] = _mm512_setzero_ps();
+    for (; n >= U; n -= U, x += U, y += STORE ? U : 0) {
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
+            const __m512 v = f32x16_exp_shifted(_mm512_loadu_ps(x + j * VLEN), vshift, vexponent);
+            if (STORE) _mm512_storeu_ps(y + j * VLEN, v);
+            acc[j % ACC] = _mm512_add_ps(acc[j % ACC], v);
+        }
+    }
+    for (; n != 0;) {
+        const __mmask16 mask = n >= VLEN ? (__mmask16)0xFFFF : f32x16_tail_mask(n);
+        const __m512 v = f32x16_exp_shifted(_mm512_maskz_loadu_ps(mask, x), vshift, vexponent);
+        if (STORE) _mm512_mask_storeu_ps(y, mask, v);
+        acc[0] = _mm512_mask_add_ps(acc[0], mask, acc[0], v);
+        const size_t step = n >= VLEN ? VLEN : n;
+        n -= step, x += step, y += STORE ? step : 0;
+    }
+    TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) acc[0] = _mm512_add_ps(acc[0], acc[k]);
+    return _mm512_reduce_add_ps(acc[0]);
+}
+
+/* y = exp(x - shift) * 2^-exponent * scale (EXP = 1) or y = x * scale (EXP = 0). */
+TWOPASS_INLINE void vscale_impl(size_t n, const float* x, float* y, float shift, float exponent, float scale,
+                            const size_t U, const int EXP)
+{
+    const size_t NV = U / VLEN;
+    const __m512 vshift = _mm512_set1_ps(shift), vexponent = _mm512_set1_ps(exponent), vscale = _mm512_set1_ps(scale);
+    for (; n >= U; n -= U, x += U, y += U) {
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
+            __m512 v = _mm512_loadu_ps(x + j * VLEN);
+            if (EXP) v = f32x16_exp_shifted(v, vshift, vexponent);
+            _mm512_storeu_ps(y + j * VLEN, _mm512_mul_ps(v, vscale));
+        }
+    }
+    for (; n != 0;) {
+        const __mmask16 mask = n >= VLEN ? (__mmask16)0xFFFF : f32x16_tail_mask(n);
+        __m512 v = _mm512_maskz_loadu_ps(mask, x);
+        if (EXP) v = f32x16_exp_shifted(v, vshift, vexponent);
+        _mm512_mask_storeu_ps(y, mask, _mm512_mul_ps(v, vscale));
+        const size_t step = n >= VLEN ? VLEN : n;
+        n -= step, x += step, y += step;
+    }
+}
+
+#include "../instantiate.h"
+TWOPASS_F32_AVX512F_KERNELS(DEFINE_R, DEFINE_V)

@@ -1,0 +1,41 @@
+/* Instantiation of the kernel templates, shared by the per-ISA kernel files.
+ *
+ * Included at the end of a file that defines VLEN and the templates rmax_impl, raddextexp_impl,
+ * raddexpminusmax_impl, vscaleextexp_impl and vscale_impl; that file then expands its ISA's list
+ * from kernels.h with DEFINE_R and DEFINE_V, giving one function per listed variant.
+ */
+#ifndef TWOPASS_INSTANTIATE_H
+#define TWOPASS_INSTANTIATE_H
+
+#define DEFINE_rmax_R(isa, U, ACC)                                                                 \
+    float TWOPASS_F32_RNAME(rmax, isa, U, ACC)(size_t n, const float* x) { return rmax_impl(n, x, U, ACC); }
+#define DEFINE_raddextexp_R(isa, U, ACC)                                                           \
+    void TWOPASS_F32_RNAME(raddextexp, isa, U, ACC)(size_t n, const float* x, float sum[2])          \
+    { raddextexp_impl(n, x, sum, U, ACC); }
+#define DEFINE_raddexpminusmax_R(isa, U, ACC)                                                      \
+    float TWOPASS_F32_RNAME(raddexpminusmax, isa, U, ACC)(size_t n, const float* x, float shift, float exponent) \
+    { return raddexpminusmax_impl(n, x, NULL, shift, exponent, U, ACC, 0); }
+#define DEFINE_raddstoreexpminusmax_R(isa, U, ACC)                                                 \
+    float TWOPASS_F32_RNAME(raddstoreexpminusmax, isa, U, ACC)(size_t n, const float* x, float* y, float shift, \
+                                                                 float exponent)                     \
+    { return raddexpminusmax_impl(n, x, y, shift, exponent, U, ACC, 1); }
+#define DEFINE_vscaleextexp_V(isa, U)                                                              \
+    void TWOPASS_F32_VNAME(vscaleextexp, isa, U)(size_t n, const float* x, float* y, float scale, float exponent) \
+    { vscaleextexp_impl(n, x, y, scale, exponent, U); }
+#define DEFINE_vscaleexpminusmax_V(isa, U)                                                         \
+    void TWOPASS_F32_VNAME(vscaleexpminusmax, isa, U)(size_t n, const float* x, float* y, float shift, \
+                                                      float exponent, float scale)                   \
+    { vscale_impl(n, x, y, shift, exponent, scale, U, 1); }
+#define DEFINE_vscale_V(isa, U)                                                                    \
+    void TWOPASS_F32_VNAME(vscale, isa, U)(size_t n, const float* x, float* y, float scale)          \
+    { vscale_impl(n, x, y, 0.0f, 0.0f, scale, U, 0); }
+
+#define DEFINE_R(op, isa, U, ACC)                                                                  \
+    _Static_assert(U % VLEN == 0 && U / VLEN <= TWOPASS_MAX_VECTORS && ACC >= 1 && ACC <= TWOPASS_MAX_ACC, \
+                   "bad tile of " #op);                                                            \
+    DEFINE_##op##_R(isa, U, ACC)
+#define DEFINE_V(op, isa, U)                                                                       \
+    _Static_assert(U % VLEN == 0 && U / VLEN <= TWOPASS_MAX_VECTORS, "bad tile of " #op);           \
+    DEFINE_##op##_V(isa, U)
+
+#endif /* TWOPASS_INSTANTIATE_H */

@@ -1,0 +1,118 @@
+/* The softmax algorithms, composed from the passes of one kernel table. Baseline x86-64 code.
+ *
+ *   two-pass:             (M, E) = sum exp(x) as mantissa and exponent;  y = exp(x) / M * 2^-E
+ *   three-pass reload:    m = max x;  y = exp(x - m), s = sum y;  y *= 1/s
+ *   three-pass recompute: m = max x;  s = sum exp(x - m);  y = exp(x - m) * 1/s
+ *
+ * exp(x - m) is evaluated as exp(x - shift) * 2^-exponent with shift + exponent * ln2 close to m
+ * (see exp_shift): in float32, x - m itself would round (error up to |x - m| * 2^-24 relative).
+ *
+ * The sums run over blocks of TWOPASS_SUM_BLOCK elements whose partial sums are added in double.
+ */
+#include <math.h>
+#include "twopass/common.h"
+#include "twopass/softmax.h"
+
+static size_t block_len(size_t n, size_t i)
+{
+    return n - i < TWOPASS_SUM_BLOCK ? n - i : TWOPASS_SUM_BLOCK;
+}
+
+/* Split max as shift + exponent * ln2. Usually shift = 0 and exponent = round(max * log2(e)): then
+ * exp(x - max) ~ exp(x) * 2^-exponent is computed without subtracting at all, and every term is at
+ * most exp(ln2/2) ~ 1.42. For |max| beyond the extended-exponent range, shift = max: x - max is then
+ * exact wherever exp(x - max) is not 0. A NaN or infinite max gives NaN sums, as it should. */
+static void exp_shift(float max, float* shift, float* exponent)
+{
+    if (fabsf(max) <= TWOPASS_EXP_SHIFT_LIMIT) {
+        *shift = 0.0f, *exponent = nearbyintf(max * TWOPASS_F32_LOG2E);
+    } else {
+        *shift = max, *exponent = 0.0f;
+    }
+}
+
+static void softmax_three_pass_recompute(const struct twopass_f32_kernels* k, size_t n,
+                                         const float* x, float* y)
+{
+    float shift, exponent;
+    exp_shift(k->rmax(n, x), &shift, &exponent);
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i += TWOPASS_SUM_BLOCK) {
+        sum += k->raddexpminusmax(block_len(n, i), x + i, shift, exponent);
+    }
+    /* sum >= 0.7 (the max contributes about 1) unless the slice holds NaN or +-inf: then NaN. */
+    k->vscaleexpminusmax(n, x, y, shift, exponent, (float)(1.0 / sum));
+}
+
+static void softmax_three_pass_reload(const struct twopass_f32_kernels* k, size_t n,
+                                      const float* x, float* y)
+{
+    float shift, exponent;
+    exp_shift(k->rmax(n, x), &shift, &exponent);
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i += TWOPASS_SUM_BLOCK) {
+        sum += k->raddstoreexpminusmax(block_len(n, i), x + i, y + i, shift, exponent);
+    }
+    k->vscale(n, y, y, (float)(1.0 / sum));
+}
+
+static void softmax_two_pass(const struct twopass_f32_kernels* k, size_t n, const float* x, float* y)
+{
+    /* Pass 1: (mantissa, exponent) = sum exp(x), merging block sums:
+     * (M, E) + (m, e) = (M * 2^(E - E') + m * 2^(e - E'), E') with E' = max(E, e). */
+    double mantissa = 0.0, exponent = 0.0;
+    int valid = 1;
+    for (size_t i = 0; i < n; i += TWOPASS_SUM_BLOCK) {
+        float block[2];
+        k->raddextexp(block_len(n, i), x + i, block);
+        const double m = block[0], e = block[1];
+        if (!(m > 0.0 && m < INFINITY) || !(fabs(e) <= TWOPASS_EXTEXP_EXPONENT_LIMIT)) {
+            valid = 0; /* NaN, +inf or a magnitude beyond the exact range of the exponents */
+            break;
+        }
+        if (i == 0) {
+            mantissa = m, exponent = e;
+        } else if (e > exponent) {
+            mantissa = ldexp(mantissa, (int)(exponent - e)) + m, exponent = e;
+        } else {
+            mantissa += ldexp(m, (int)(e - exponent));
+        }
+    }
+    if (!valid) {
+        softmax_three_pass_recompute(k, n, x, y);
+        return;
+    }
+    /* Normalise M = f * 2^q with f in [0.5, 1): pass 2 scales by 1/f and 2^-(E + q). */
+    int q;
+    const double f = frexp(mantissa, &q);
+    k->vscaleextexp(n, x, y, (float)(1.0 / f), (float)(exponent + q));
+}
+
+void twopass_softmax_f32(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
+                         size_t n, const float* x, float* y)
+{
+    if (n == 0) {
+        return;
+    }
+    switch (algorithm) {
+    case TWOPASS_THREE_PASS_RELOAD:
+        softmax_three_pass_reload(k, n, x, y);
+        break;
+    case TWOPASS_THREE_PASS_RECOMPUTE:
+        softmax_three_pass_recompute(k, n, x, y);
+        break;
+    case TWOPASS_TWO_PASS:
+    default:
+        softmax_two_pass(k, n, x, y);
+        break;
+    }
+}
+
+void twopass_softmax_f32_rows(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
+                              size_t rows, size_t n, const float* x, ptrdiff_t x_stride, float* y,
+                              ptrdiff_t y_stride)
+{
+    for (size_t r = 0; r < rows; r++) {
+        twopass_softmax_f32(k, algorithm, n, x + (ptrdiff_t)r * x_stride, y + (ptrdiff_t)r * y_stride);
+    }
+}
