@@ -1,0 +1,72 @@
+"""The shipped kernels.pxd: a tiny Cython module compiled against the installed package cimports the
+nogil kernels and calls them."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+import twopass
+
+from conftest import max_relative_error, reference_softmax
+
+MODULE = textwrap.dedent("""
+    # cython: language_level=3
+    from twopass.kernels cimport (softmax_f32, softmax_f32_strided, TWO_PASS, THREE_PASS_RELOAD,
+                                  THREE_PASS_RECOMPUTE, LEVEL_DEFAULT, LEVEL_AVX512F)
+
+    def run(const float[:, ::1] x, float[:, ::1] out, int algorithm):
+        cdef int status
+        with nogil:
+            status = softmax_f32(x, out, algorithm, LEVEL_DEFAULT)
+        return status
+
+    def run_strided(const float[:, ::1] x, float[:, ::1] out, int level):
+        cdef int status
+        with nogil:
+            status = softmax_f32_strided(x.shape[0], x.shape[1], &x[0, 0], x.shape[1],
+                                         &out[0, 0], out.shape[1], TWO_PASS, level)
+        return status
+
+    ALGORITHMS = (TWO_PASS, THREE_PASS_RELOAD, THREE_PASS_RECOMPUTE)
+    AVX512F = LEVEL_AVX512F
+""")
+
+SETUP = textwrap.dedent("""
+    from setuptools import setup, Extension
+    from Cython.Build import cythonize
+    setup(ext_modules=cythonize([Extension("uses_twopass", ["uses_twopass.pyx"])]), script_args=["build_ext", "--inplace"])
+""")
+
+
+def test_cimport_from_another_cython_module(tmp_path):
+    (tmp_path / "uses_twopass.pyx").write_text(MODULE)
+    (tmp_path / "setup.py").write_text(SETUP)
+    build = subprocess.run([sys.executable, "setup.py"], cwd=tmp_path, capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout + build.stderr
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import uses_twopass
+    finally:
+        sys.path.remove(str(tmp_path))
+    x = np.random.default_rng(0).uniform(-30, 30, size=(5, 333)).astype(np.float32)
+    expected = reference_softmax(x)
+    kernel_levels = twopass.available_levels()[1:]
+    for algorithm in uses_twopass.ALGORITHMS:
+        out = np.zeros_like(x)
+        status = uses_twopass.run(x, out, algorithm)
+        if kernel_levels:
+            assert status == 0
+            assert max_relative_error(out, expected) <= 1e-6
+        else:  # no kernels on this CPU: the C API refuses and writes nothing
+            assert status == -1 and not out.any()
+    # shape mismatch and unsupported levels are refused without writing
+    out = np.zeros((5, 332), np.float32)
+    assert uses_twopass.run(x, out, 0) == -1 and not out.any()
+    out = np.zeros_like(x)
+    status = uses_twopass.run_strided(x, out, uses_twopass.AVX512F)
+    if "avx512f" in twopass.available_levels() or twopass.runtime_info()["best_level"] == "avx512f":
+        assert status == 0 and max_relative_error(out, expected) <= 1e-6
+    else:
+        assert status == -1 and not out.any()

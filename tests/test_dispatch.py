@@ -1,0 +1,122 @@
+"""Dispatch: levels, TWOPASS_ISA, use_isa, runtime_info, and proof that the forced level ran."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import twopass
+from twopass import _dispatch
+
+from conftest import LEVELS
+
+
+def calls():
+    return twopass.runtime_info()["calls"]
+
+
+def test_forced_level_is_the_one_that_ran(level, algorithm):
+    x = np.linspace(-5, 5, 1000, dtype=np.float32)
+    before = calls()
+    twopass.softmax(x, algorithm=algorithm)
+    after = calls()
+    ran = {name for name in after if after[name] != before[name]}
+    assert ran == {level}
+    info = twopass.runtime_info()
+    assert info["active_level"] == level
+    if level == "python":
+        assert "fallback" in info["kernels"]["float32"]
+    else:
+        names = info["kernels"]["float32"]
+        assert set(names) == {"rmax", "raddextexp", "vscaleextexp", "raddexpminusmax",
+                              "raddstoreexpminusmax", "vscaleexpminusmax", "vscale"}
+        assert all(f"__{level}_" in name for name in names.values())
+
+
+def test_use_isa_restores_the_level():
+    outer = _dispatch.current_level()
+    with twopass.use_isa("python"):
+        assert _dispatch.current_level() == "python"
+    assert _dispatch.current_level() == outer
+
+
+@pytest.mark.parametrize("bad", ["sse9", "AVX2 ", "", None, 3])
+def test_use_isa_rejects_unknown_names(bad):
+    with pytest.raises(ValueError, match="valid choices: python"):
+        with twopass.use_isa(bad):
+            pass
+
+
+def test_use_isa_rejects_levels_above_the_process_level():
+    unavailable = [lv for lv in twopass.LEVELS if lv not in LEVELS]
+    for lv in unavailable:
+        with pytest.raises(ValueError, match="not available"):
+            with twopass.use_isa(lv):
+                pass
+
+
+def test_kernel_layer_refuses_levels_the_cpu_lacks():
+    kernels = _dispatch._kernels
+    x = np.ones((1, 4), np.float32)
+    with pytest.raises(ValueError):
+        kernels.softmax_f32_rows(x, x.copy(), 0, kernels.best_level() + 1)
+    with pytest.raises(ValueError):
+        kernels.softmax_f32_rows(x, x.copy(), 0, 0)
+
+
+def run_python(code, **env):
+    full_env = dict(os.environ)
+    full_env.pop("TWOPASS_ISA", None)
+    full_env.update(env)
+    return subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("cap", LEVELS)
+def test_environment_caps_the_process_level(cap):
+    result = run_python("import twopass, numpy as np; twopass.softmax(np.ones(10, np.float32));"
+                        "i = twopass.runtime_info(); print(i['active_level'], i['calls'])",
+                        TWOPASS_ISA=cap)
+    assert result.returncode == 0, result.stderr
+    level, counts = result.stdout.split(" ", 1)
+    assert level == cap
+    assert f"'{cap}': 1" in counts
+
+
+@pytest.mark.parametrize("bad", ["avx1024", "neon"])
+def test_environment_rejects_unknown_levels(bad):
+    result = run_python("import twopass", TWOPASS_ISA=bad)
+    assert result.returncode != 0
+    assert "ValueError" in result.stderr and "valid choices" in result.stderr
+
+
+def test_environment_rejects_levels_the_cpu_lacks():
+    missing = [lv for lv in twopass.LEVELS if lv not in _dispatch.LEVELS[: _dispatch.LEVELS.index(_dispatch.BEST_LEVEL) + 1]]
+    for lv in missing:
+        result = run_python("import twopass", TWOPASS_ISA=lv)
+        assert result.returncode != 0 and "not available" in result.stderr
+
+
+def test_runtime_info_and_show_runtime(capsys):
+    info = twopass.runtime_info()
+    assert info["extension"] == "loaded"
+    assert info["best_level"] in twopass.LEVELS
+    assert info["available_levels"] == LEVELS
+    features = info["cpu_features"]
+    assert features["sse2"] is True
+    if info["best_level"] == "avx512f":
+        assert features["avx512f"] and features["os_zmm"]
+    if info["best_level"] in ("avx2", "avx512f"):
+        assert features["avx2"] and features["fma"] and features["os_ymm"]
+    twopass.show_runtime()
+    shown = capsys.readouterr().out
+    assert "active_level" in shown and info["best_level"] in shown
+
+
+def test_main_module_runs():
+    result = subprocess.run([sys.executable, "-m", "twopass", "--rows", "8", "--cols", "1000", "--repeats", "1"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "twopass runtime" in result.stdout
+    for level in LEVELS:
+        assert f"twopass {level} two_pass" in result.stdout

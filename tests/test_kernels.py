@@ -1,0 +1,99 @@
+"""Each compiled kernel variant of each level this CPU has, alone, over the lengths around its tile
+(1 .. 2 * tile + 1 and a few multiples), against NumPy in float64, with canaries around the arrays."""
+import math
+
+import numpy as np
+import pytest
+
+import twopass
+from twopass import _dispatch
+
+LOG2E = 1.4426950408889634
+CANARY = 8  # floats of sentinel before and after each array
+SENTINEL = np.float32(-7.77e33)
+
+VARIANTS = [v for v in _dispatch._kernels.registry() if v["level"] in twopass.available_levels()]
+
+
+def lengths(unroll):
+    return sorted(set(range(1, 2 * unroll + 2)) | {3 * unroll, 5 * unroll - 1, 4096, 4096 + 17})
+
+
+def guarded(values):
+    """values inside a buffer with SENTINEL floats on both sides; returns (buffer, view)."""
+    buffer = np.full(len(values) + 2 * CANARY, SENTINEL, np.float32)
+    buffer[CANARY:-CANARY] = values
+    return buffer, buffer[CANARY:-CANARY]
+
+
+def assert_canaries(buffer):
+    assert np.all(buffer[:CANARY] == SENTINEL) and np.all(buffer[-CANARY:] == SENTINEL)
+
+
+def exp_shift(m):
+    """The driver's split of the max (src/softmax.c): shift 0, exponent round(m * log2 e)."""
+    return 0.0, float(np.rint(np.float32(m) * np.float32(LOG2E)))
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v["name"])
+def test_kernel_variant(variant):
+    run = _dispatch._kernels.run_kernel
+    name, op = variant["name"], variant["op"]
+    rng = np.random.default_rng(len(name))
+    for n in lengths(variant["unroll"]):
+        xbuf, x = guarded(rng.uniform(-100, 100, n).astype(np.float32))
+        ybuf, y = guarded(np.zeros(n, np.float32))
+        x64 = x.astype(np.float64)
+        m = float(x.max())
+        shift, exponent = exp_shift(m)
+        e = np.exp(x64 - shift) * 2.0**-exponent  # exp(x - shift) * 2^-exponent
+        if op == "rmax":
+            assert run(name, x, y) == m
+        elif op == "raddextexp":
+            mantissa, exp2 = run(name, x, y)
+            total = math.fsum(np.exp(x64 - m)) * math.exp(m)
+            assert abs(mantissa * 2.0**exp2 - total) <= 1e-6 * total
+        elif op == "vscaleextexp":
+            scale, e2 = 0.75, exponent
+            run(name, x, y, scale, e2)
+            ref = np.exp(x64) * scale * 2.0**-e2
+            assert np.all(np.abs(y - ref) <= 1e-6 * ref + 2.0**-149)
+        elif op == "raddexpminusmax":
+            assert abs(run(name, x, y, shift, exponent) - e.sum()) <= 1e-6 * e.sum()
+        elif op == "raddstoreexpminusmax":
+            assert abs(run(name, x, y, shift, exponent) - e.sum()) <= 1e-6 * e.sum()
+            assert np.all(np.abs(y - e) <= 1e-6 * e + 2.0**-149)
+        elif op == "vscaleexpminusmax":
+            run(name, x, y, shift, exponent, 0.5)
+            assert np.all(np.abs(y - 0.5 * e) <= 1e-6 * 0.5 * e + 2.0**-149)
+        elif op == "vscale":
+            run(name, x, y, 0.25)
+            np.testing.assert_array_equal(y, x * np.float32(0.25))
+        else:
+            raise AssertionError(f"untested op {op}")
+        assert_canaries(xbuf)
+        assert_canaries(ybuf)
+
+
+def test_every_op_of_every_level_is_tested():
+    ops = {"rmax", "raddextexp", "vscaleextexp", "raddexpminusmax", "raddstoreexpminusmax",
+           "vscaleexpminusmax", "vscale"}
+    for level in twopass.available_levels()[1:]:
+        assert {v["op"] for v in VARIANTS if v["level"] == level} == ops
+
+
+@pytest.mark.parametrize("level", twopass.available_levels()[1:])
+@pytest.mark.parametrize("algorithm", [0, 1, 2])
+def test_softmax_rows_stay_inside_their_arrays(level, algorithm):
+    """Every tail length on every kernel level: nothing before or after x or out is written."""
+    kernels = _dispatch._kernels
+    rng = np.random.default_rng(algorithm)
+    for n in range(1, 70):
+        rows = 3
+        xbuf, x = guarded(rng.uniform(-50, 50, rows * n).astype(np.float32))
+        ybuf, y = guarded(np.zeros(rows * n, np.float32))
+        kernels.softmax_f32_rows(x.reshape(rows, n), y.reshape(rows, n), algorithm,
+                                 twopass.LEVELS.index(level))
+        assert_canaries(xbuf)
+        assert_canaries(ybuf)
+        np.testing.assert_allclose(y.reshape(rows, n).sum(axis=1), 1.0, rtol=1e-5)

@@ -1,0 +1,301 @@
+"""softmax: accuracy on every level and algorithm, SciPy's semantics on edge cases, out=, dtypes, axes."""
+import numpy as np
+import pytest
+import scipy.special
+
+import twopass
+
+from conftest import ALGORITHMS, TINY32, max_relative_error, reference_softmax
+
+# Lengths 0..300 cover every tail of every tile; then around the tiles (16- and 8-float vectors,
+# 32..192-float iterations) and the 4096-element sum blocks.
+TILE_LENGTHS = sorted(set(range(1, 301)) | {t + d for t in (384, 512, 4096, 8192) for d in (-1, 0, 1)})
+
+
+def uniform(n, lo=-100.0, hi=100.0, seed=0, shape=None):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(lo, hi, size=shape if shape is not None else n).astype(np.float32)
+
+
+def test_every_length_around_the_tiles(level, algorithm):
+    rows = [uniform(n, seed=n) for n in TILE_LENGTHS]
+    for x in rows:
+        y = twopass.softmax(x, algorithm=algorithm)
+        assert y.dtype == np.float32 and y.shape == x.shape
+        err = max_relative_error(y, reference_softmax(x))
+        assert err <= 1e-6, (len(x), err)
+
+
+@pytest.mark.parametrize("n", [10**4, 10**5])
+@pytest.mark.parametrize("lo, hi", [(-100, 100), (-1, 1), (-1e4, 1e4), (0, 0)])
+def test_large_rows(level, algorithm, n, lo, hi):
+    x = uniform(n, lo, hi, seed=n)
+    err = max_relative_error(twopass.softmax(x, algorithm=algorithm), reference_softmax(x))
+    assert err <= 1e-6
+
+
+def test_many_short_rows(level, algorithm):
+    for n in (1, 3, 17, 100):
+        x = uniform(None, shape=(3000, n), seed=n)
+        err = max_relative_error(twopass.softmax(x, axis=1, algorithm=algorithm), reference_softmax(x, 1))
+        assert err <= 1e-6
+
+
+def test_huge_magnitudes_never_overflow(level, algorithm):
+    rng = np.random.default_rng(5)
+    for scale in (1e6, 1e10, 1e20, 1e30, 3e38):
+        x = (rng.uniform(-1, 1, size=(20, 97)) * scale).astype(np.float32)
+        x[:, 3] = scale  # a tie at the top in some rows
+        x[5] = -scale    # a row of equal, hugely negative values
+        y = twopass.softmax(x, axis=-1, algorithm=algorithm)
+        ref = reference_softmax(x)
+        assert np.all(np.isfinite(y))
+        assert max_relative_error(y, ref) <= 1e-6
+        np.testing.assert_allclose(y.sum(axis=-1, dtype=np.float64), 1.0, rtol=1e-6)
+
+
+def test_subnormal_outputs_are_kept(level, algorithm):
+    # exp(-88 .. -103) relative to the max is subnormal in float32; results are rounded, not flushed
+    x = np.array([0.0, -88.0, -90.5, -95.0, -100.0, -103.0, -104.0, -200.0], np.float32)
+    ref = reference_softmax(x)
+    y = twopass.softmax(x, algorithm=algorithm)
+    assert np.all(np.abs(y - ref) <= 1e-6 * ref + 2.0**-149)
+    assert y[4] > 0  # exp(-100) ~ 3.7e-44 is a subnormal, not zero
+
+
+EDGE_ROWS = [
+    [np.nan, 1.0, 2.0],
+    [1.0, 2.0, np.nan],
+    [np.inf, 1.0, 2.0],
+    [np.inf, np.inf],
+    [-np.inf, -np.inf, -np.inf],
+    [-np.inf, 1.0, 2.0],
+    [-np.inf, np.inf],
+    [np.nan, -np.inf],
+    [0.0],
+    [-np.inf],
+    [np.inf],
+    [np.nan],
+    [3.0e38, -3.0e38, 3.0e38],
+    [1e-45, -1e-45, 0.0],
+]
+
+
+@pytest.mark.parametrize("row", EDGE_ROWS, ids=str)
+@pytest.mark.parametrize("length", [1, 17, 40])
+def test_edge_cases_match_scipy(level, algorithm, row, length):
+    # the special values at the start, in the middle and in the masked tail of longer rows
+    for pad_at in ("end", "start"):
+        pad = np.linspace(-3, 3, max(0, length - len(row)))
+        x = np.concatenate([row, pad] if pad_at == "end" else [pad, row]).astype(np.float32)
+        with np.errstate(all="ignore"):
+            expected = scipy.special.softmax(x.astype(np.float64))
+        y = twopass.softmax(x, algorithm=algorithm)
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+        ok = ~np.isnan(expected)
+        np.testing.assert_allclose(y[ok], expected[ok], rtol=1e-6, atol=2.0**-149)
+
+
+def test_nan_and_inf_rows_in_a_batch(level, algorithm):
+    x = uniform(None, shape=(6, 50), seed=3)
+    x[1, 7] = np.nan
+    x[2, :] = -np.inf
+    x[3, 49] = np.inf
+    x[4, :10] = -np.inf
+    y = twopass.softmax(x, axis=1, algorithm=algorithm)
+    with np.errstate(all="ignore"):
+        expected = scipy.special.softmax(x.astype(np.float64), axis=1)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+    ok = ~np.isnan(expected)
+    np.testing.assert_allclose(y[ok], expected[ok], rtol=1e-6, atol=2.0**-149)
+
+
+# ---- SciPy semantics: shapes, axes, dtypes ----
+
+SHAPES_AXES = [((7,), None), ((7,), 0), ((7,), -1), ((4, 5), None), ((4, 5), 0), ((4, 5), 1),
+               ((4, 5), (0, 1)), ((2, 3, 4), 1), ((2, 3, 4), (0, 2)), ((2, 3, 4), (2, 0)),
+               ((2, 3, 4), -2), ((3, 1, 4), 1), ((2, 3, 4, 5), (1, 3)), ((4, 5), ())]
+
+
+@pytest.mark.parametrize("shape, axis", SHAPES_AXES, ids=str)
+def test_axes_match_scipy(level, shape, axis):
+    x = uniform(None, -10, 10, shape=shape, seed=len(shape))
+    expected = scipy.special.softmax(x.astype(np.float64), axis=axis)
+    for layout in (x, np.asfortranarray(x), x[..., ::-1], np.flip(x)):
+        y = twopass.softmax(layout, axis=axis)
+        assert y.shape == layout.shape and y.dtype == np.float32
+        expected = scipy.special.softmax(layout.astype(np.float64), axis=axis)
+        np.testing.assert_allclose(y, expected, rtol=1e-6, atol=TINY32)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int8, np.uint8, np.int16,
+                                   np.uint16, np.int32, np.uint32, np.int64, np.uint64, np.longdouble])
+def test_dtypes_match_scipy(level, dtype):
+    # same result dtype as SciPy; values from a float64 reference, since SciPy computes x - max in
+    # the integer type and wraps around for unsigned integers
+    x = np.array([[1, 2, 3, 4, 0], [5, 3, 1, 0, 2]], dtype=dtype)
+    with np.errstate(all="ignore"):
+        expected = scipy.special.softmax(x, axis=1)
+    y = twopass.softmax(x, axis=1)
+    assert y.dtype == expected.dtype
+    rtol = {np.float16: 2e-3}.get(np.dtype(expected.dtype).type, 1e-6)
+    np.testing.assert_allclose(y.astype(np.float64), reference_softmax(x.astype(np.float64), 1), rtol=rtol)
+
+
+def test_float16_matches_float32_rounded(level):
+    x = uniform(1000, -20, 20).astype(np.float16)
+    y = twopass.softmax(x)
+    assert y.dtype == np.float16
+    ref = reference_softmax(x.astype(np.float64)).astype(np.float16)
+    # one float16 rounding of a float32 result: within one float16 ULP of the rounded reference
+    assert np.all(np.abs(y.astype(np.float64) - ref) <= np.spacing(np.maximum(np.abs(ref), np.float16(6.1e-5))).astype(np.float64))
+
+
+def test_float64_is_accurate_to_float64(level, algorithm):
+    x = np.random.default_rng(2).uniform(-100, 100, size=(5, 3001))
+    y = twopass.softmax(x, axis=1, algorithm=algorithm)
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y, reference_softmax(x, 1), rtol=1e-12, atol=1e-300)
+
+
+def test_complex_input_as_scipy(level):
+    x = np.array([1 + 1j, 2 - 0.5j, 0.5 + 0j])
+    np.testing.assert_allclose(twopass.softmax(x), scipy.special.softmax(x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("x", [3.0, np.float32(2.5), np.array(1.5, np.float32), np.float64(-7.0), 4, [1.0, 2.0], (3, 4, 5), [[1, 2], [3, 4]]], ids=repr)
+def test_scalars_lists_and_0d_like_scipy(level, x):
+    expected = scipy.special.softmax(x)
+    y = twopass.softmax(x)
+    assert type(y) is type(expected)
+    assert np.asarray(y).dtype == np.asarray(expected).dtype
+    np.testing.assert_allclose(y, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape, axis", [((0,), None), ((0, 5), 0), ((5, 0), 1), ((0, 0), 1), ((0, 5), None)], ids=str)
+def test_empty_reductions_raise_like_scipy(level, shape, axis):
+    with pytest.raises(ValueError) as scipy_error:
+        scipy.special.softmax(np.zeros(shape, np.float32), axis=axis)
+    with pytest.raises(ValueError) as our_error:
+        twopass.softmax(np.zeros(shape, np.float32), axis=axis)
+    assert str(our_error.value) == str(scipy_error.value)
+
+
+@pytest.mark.parametrize("shape, axis", [((0, 5), 1), ((5, 0), 0), ((2, 0, 3), 2)], ids=str)
+def test_empty_arrays_with_nonempty_slices(level, shape, axis):
+    expected = scipy.special.softmax(np.zeros(shape, np.float32), axis=axis)
+    y = twopass.softmax(np.zeros(shape, np.float32), axis=axis)
+    assert y.shape == expected.shape and y.dtype == expected.dtype
+
+
+@pytest.mark.parametrize("axis, error", [(2, np.exceptions.AxisError), (-3, np.exceptions.AxisError),
+                                         ((0, 0), ValueError), (1.5, TypeError), ("1", TypeError)])
+def test_bad_axis_raises_like_scipy(axis, error):
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(error):
+        scipy.special.softmax(x, axis=axis)
+    with pytest.raises(error):
+        twopass.softmax(x, axis=axis)
+
+
+@pytest.mark.parametrize("x", [np.array([True, False]), np.array(["a", "b"]), np.array([b"a"]),
+                               np.array([1, 2], dtype="datetime64[s]"), np.array([1.0, None], dtype=object)], ids=repr)
+def test_unsupported_dtypes_raise_type_error_like_scipy(x):
+    with pytest.raises(TypeError):
+        scipy.special.softmax(x)
+    with pytest.raises(TypeError):
+        twopass.softmax(x)
+
+
+def test_unknown_algorithm():
+    with pytest.raises(ValueError, match="valid choices: auto, two_pass"):
+        twopass.softmax(np.ones(3, np.float32), algorithm="four_pass")
+
+
+def test_byteswapped_and_misaligned_input(level, algorithm):
+    x = uniform(1000, -50, 50, seed=9)
+    swapped = x.astype(x.dtype.newbyteorder(">"))
+    buffer = np.zeros(4 * 1000 + 1, np.uint8)
+    misaligned = buffer[1:].view(np.float32)
+    misaligned[:] = x
+    expected = reference_softmax(x)
+    for variant in (swapped, misaligned):
+        y = twopass.softmax(variant, algorithm=algorithm)
+        assert y.dtype == np.float32
+        assert max_relative_error(y, expected) <= 1e-6
+
+
+def test_readonly_input(level):
+    x = uniform(100, seed=4)
+    x.flags.writeable = False
+    assert max_relative_error(twopass.softmax(x), reference_softmax(x)) <= 1e-6
+
+
+# ---- out= ----
+
+def test_out_receives_the_result(level, algorithm):
+    x = uniform(None, shape=(8, 300), seed=6)
+    out = np.full_like(x, -1.0)
+    result = twopass.softmax(x, axis=1, out=out, algorithm=algorithm)
+    assert result is out
+    assert max_relative_error(out, reference_softmax(x, 1)) <= 1e-6
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1, -1, (0, 1)])
+def test_in_place(level, algorithm, axis):
+    x = uniform(None, shape=(16, 257), seed=7)
+    expected = reference_softmax(x, axis=axis if axis is not None else (0, 1))
+    result = twopass.softmax(x, axis=axis, out=x, algorithm=algorithm)
+    assert result is x
+    assert max_relative_error(x, expected) <= 1e-6
+
+
+def test_out_non_contiguous_and_fortran(level):
+    x = uniform(None, shape=(6, 40), seed=8)
+    expected = reference_softmax(x, 1)
+    out_f = np.zeros((6, 40), np.float32, order="F")
+    twopass.softmax(x, axis=1, out=out_f)
+    big = np.zeros((6, 80), np.float32)
+    twopass.softmax(x, axis=1, out=big[:, ::2])
+    for out in (out_f, big[:, ::2]):
+        assert max_relative_error(out, expected) <= 1e-6
+    assert np.all(big[:, 1::2] == 0)
+
+
+def test_out_float16_and_float64(level):
+    x16 = uniform(50, -5, 5).astype(np.float16)
+    out16 = np.empty(50, np.float16)
+    assert twopass.softmax(x16, out=out16) is out16
+    np.testing.assert_allclose(out16, reference_softmax(x16.astype(np.float64)), rtol=2e-3, atol=2.0**-24)
+    x64 = uniform(50, -5, 5).astype(np.float64)
+    out64 = np.empty(50)
+    assert twopass.softmax(x64, out=out64) is out64
+    np.testing.assert_allclose(out64, reference_softmax(x64), rtol=1e-12)
+
+
+def bad_outs(x):
+    overlap = np.zeros(x.size + 1, np.float32)
+    overlap[1:] = x.ravel()
+    x_in_overlap = overlap[1:]
+    readonly = np.zeros_like(x)
+    readonly.flags.writeable = False
+    return [
+        ("wrong shape", x, np.zeros(x.size + 1, np.float32), ValueError),
+        ("wrong dtype", x, np.zeros(x.shape, np.float64), TypeError),
+        ("not an array", x, [0.0] * x.size, TypeError),
+        ("read-only", x, readonly, ValueError),
+        ("partial overlap", x_in_overlap, overlap[:-1], ValueError),
+        ("reversed view of x", x, x[::-1], ValueError),
+    ]
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_bad_out_raises_before_writing(level, case):
+    x = uniform(33, seed=11)
+    name, xin, out, error = bad_outs(x)[case]
+    x_before = np.array(xin, copy=True)
+    out_before = np.array(out, copy=True)
+    with pytest.raises(error):
+        twopass.softmax(xin, out=out)
+    np.testing.assert_array_equal(xin, x_before)
+    np.testing.assert_array_equal(np.asarray(out), out_before)
