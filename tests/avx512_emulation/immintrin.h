@@ -1,0 +1,108 @@
+/* Test-only stand-in for <immintrin.h>: runs the AVX-512F kernels on a CPU without AVX-512.
+ *
+ * tests/emulated_avx512.py compiles src/avx512f/f32_kernels_avx512f.c with -mavx2 -mfma (never
+ * -mavx512f) and this directory first on the include path, so the kernel's `#include <immintrin.h>`
+ * lands here. We include the compiler's real header (AVX2/FMA run natively), then SIMDe's AVX-512
+ * header with SIMDE_ENABLE_NATIVE_ALIASES, which #defines every _mm512_* name it implements to its
+ * portable simde_mm512_* version. Nothing from SIMDe is copied here; it is only #included.
+ *
+ * SIMDe 0.7.4 (Debian bookworm's libsimde-dev) lacks five intrinsics the kernels use; they are
+ * written below from their documented semantics (Intel Intrinsics Guide, and GCC's avx512fintrin.h
+ * for the reduction order of the _mm512_reduce_* sequences, which are not single instructions).
+ * If a newer SIMDe provides them, ours take precedence (we #undef and redefine), so behaviour does
+ * not change with the SIMDe version. Any other _mm512_* intrinsic SIMDe lacks resolves to GCC's own
+ * AVX-512 function and fails to compile ("target specific option mismatch"): never silently native.
+ */
+#ifndef TWOPASS_TEST_EMULATED_IMMINTRIN_H
+#define TWOPASS_TEST_EMULATED_IMMINTRIN_H
+
+#if defined(__AVX512F__)
+#error "the AVX-512 emulation must be compiled without -mavx512f (SIMDe would pass through to hardware)"
+#endif
+
+#include_next <immintrin.h>
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+
+/* _cvtu32_mask16: the low 16 bits of a as a mask (KMOVW). */
+static inline simde__mmask16 twopass_emu_cvtu32_mask16(unsigned int a)
+{
+    return (simde__mmask16)(a & 0xFFFFu);
+}
+
+/* _mm512_maskz_loadu_ps: lanes whose mask bit is set are loaded, the others are +0.0. Masked-off
+ * lanes are never read (hardware suppresses their faults), so a read past the end of an array is
+ * only possible through an unmasked load, which the guard-page test catches. */
+static inline simde__m512 twopass_emu_mm512_maskz_loadu_ps(simde__mmask16 k, const void* p)
+{
+    float lanes[16];
+    const float* src = (const float*)p;
+    for (int i = 0; i < 16; i++) {
+        lanes[i] = 0.0f;
+        if ((k >> i) & 1) {
+            memcpy(&lanes[i], src + i, sizeof(float));
+        }
+    }
+    return simde_mm512_loadu_ps(lanes);
+}
+
+/* _mm512_mask_storeu_ps: only lanes whose mask bit is set are written. */
+static inline void twopass_emu_mm512_mask_storeu_ps(void* p, simde__mmask16 k, simde__m512 a)
+{
+    float lanes[16];
+    float* dst = (float*)p;
+    simde_mm512_storeu_ps(lanes, a);
+    for (int i = 0; i < 16; i++) {
+        if ((k >> i) & 1) {
+            memcpy(dst + i, &lanes[i], sizeof(float));
+        }
+    }
+}
+
+/* MAXPS on one lane: the second operand unless the first is greater (so a NaN in either operand
+ * gives the second operand, and max(-0, +0) gives +0). */
+static inline float twopass_emu_maxps_lane(float a, float b)
+{
+    return a > b ? a : b;
+}
+
+/* _mm512_reduce_max_ps / _mm512_reduce_add_ps in GCC's order: upper 256 op lower 256, then upper
+ * 128 op lower 128, then lanes {0,1,2,3} op {2,3,0,1}, then (max) lanes op {1,0,1,0} and lane 0,
+ * or (add) lane 0 + lane 1. The order decides the rounding of the sum and which NaN max returns. */
+static inline float twopass_emu_mm512_reduce_max_ps(simde__m512 a)
+{
+    float v[16], h[8], q[4], r[4];
+    simde_mm512_storeu_ps(v, a);
+    for (int i = 0; i < 8; i++) h[i] = twopass_emu_maxps_lane(v[8 + i], v[i]);
+    for (int i = 0; i < 4; i++) q[i] = twopass_emu_maxps_lane(h[4 + i], h[i]);
+    for (int i = 0; i < 4; i++) r[i] = twopass_emu_maxps_lane(q[i], q[i ^ 2]);
+    return twopass_emu_maxps_lane(r[0], r[1]);
+}
+
+static inline float twopass_emu_mm512_reduce_add_ps(simde__m512 a)
+{
+    float v[16], h[8], q[4], r[2];
+    simde_mm512_storeu_ps(v, a);
+    for (int i = 0; i < 8; i++) h[i] = v[8 + i] + v[i];
+    for (int i = 0; i < 4; i++) q[i] = h[4 + i] + h[i];
+    for (int i = 0; i < 2; i++) r[i] = q[i] + q[i + 2];
+    return r[0] + r[1];
+}
+
+#undef _cvtu32_mask16
+#define _cvtu32_mask16(a) twopass_emu_cvtu32_mask16(a)
+#undef _mm512_maskz_loadu_ps
+#define _mm512_maskz_loadu_ps(k, p) twopass_emu_mm512_maskz_loadu_ps(k, p)
+#undef _mm512_mask_storeu_ps
+#define _mm512_mask_storeu_ps(p, k, a) twopass_emu_mm512_mask_storeu_ps(p, k, a)
+#undef _mm512_reduce_max_ps
+#define _mm512_reduce_max_ps(a) twopass_emu_mm512_reduce_max_ps(a)
+#undef _mm512_reduce_add_ps
+#define _mm512_reduce_add_ps(a) twopass_emu_mm512_reduce_add_ps(a)
+
+#endif /* TWOPASS_TEST_EMULATED_IMMINTRIN_H */
