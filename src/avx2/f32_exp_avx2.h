@@ -14,14 +14,12 @@ TWOPASS_INLINE __m256 f32x8_exp2_small(__m256 d)
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(biased), 23));
 }
 
-/* v * 2^d for integral d <= 0, into the subnormal range: d is clamped at -252 (below it v * 2^d is 0
- * for |v| < 2^100), then split as d = d1 + d2 with both in [-126, 0]. */
-TWOPASS_INLINE __m256 f32x8_scale_pow2(__m256 v, __m256 d)
+/* v * 2^d for integral d <= 0 (or NaN), with results below 2^-126 flushed to 0: such a factor is
+ * exact, and no subnormal is ever an operand or a result (they are slow on x86). A NaN d is only
+ * ever paired with a NaN v, so the product stays NaN. */
+TWOPASS_INLINE __m256 f32x8_mul_exp2(__m256 v, __m256 d)
 {
-    d = _mm256_max_ps(_mm256_set1_ps(-252.0f), d);
-    const __m256 d1 = _mm256_max_ps(d, _mm256_set1_ps(-126.0f));
-    const __m256 d2 = _mm256_sub_ps(d, d1);
-    return _mm256_mul_ps(_mm256_mul_ps(v, f32x8_exp2_small(d1)), f32x8_exp2_small(d2));
+    return _mm256_mul_ps(v, f32x8_exp2_small(_mm256_max_ps(d, _mm256_set1_ps(-127.0f))));
 }
 
 /* e^t ~ 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))) on |t| <= ln2/2, Horner with FMA. */
@@ -52,12 +50,12 @@ TWOPASS_INLINE __m256 f32x8_extexp(__m256 x, __m256* n)
 }
 
 /* exp(x - shift) * 2^-exponent, the caller's split of exp(x - max) (kernels.h): u = x - shift is
- * exact for every element that matters; the result keeps subnormals (two exact power-of-2 factors). */
+ * exact for every element that matters; results below 2^-126 are flushed to 0. */
 TWOPASS_INLINE __m256 f32x8_exp_shifted(__m256 x, __m256 shift, __m256 exponent)
 {
     __m256 n;
     const __m256 p = f32x8_extexp(_mm256_sub_ps(x, shift), &n);
-    return f32x8_scale_pow2(p, _mm256_sub_ps(n, exponent));
+    return f32x8_mul_exp2(p, _mm256_sub_ps(n, exponent));
 }
 
 /* Lane mask (all ones in the first `rem` lanes) for maskload/maskstore and blends, 0 < rem < 8. */

@@ -53,13 +53,6 @@ TWOPASS_INLINE float rmax_impl(size_t n, const float* x, const size_t U, const s
     return hmax_f32x8(vmax[0]);
 }
 
-/* 2^d for integral d <= 0, flushed to 0 below 2^-126: enough for the terms of an extended sum,
- * where a term 2^-126 below the largest one is far below its rounding error. */
-TWOPASS_INLINE __m256 exp2_flush(__m256 d)
-{
-    return f32x8_exp2_small(_mm256_max_ps(d, _mm256_set1_ps(-127.0f)));
-}
-
 /* Accumulators hold sum = acc_p * 2^acc_n per lane. Adding terms p_j * 2^n_j:
  *   e = max(acc_n, n_j...);  acc_p = acc_p * 2^(acc_n - e) + sum_j p_j * 2^(n_j - e);  acc_n = e. */
 TWOPASS_INLINE void raddextexp_impl(size_t n, const float* x, float* sum, const size_t U, const size_t ACC)
@@ -76,10 +69,10 @@ TWOPASS_INLINE void raddextexp_impl(size_t n, const float* x, float* sum, const 
         TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) e[k] = acc_n[k];
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) e[j % ACC] = _mm256_max_ps(e[j % ACC], pn[j]);
         TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) {
-            acc_p[k] = _mm256_mul_ps(acc_p[k], exp2_flush(_mm256_sub_ps(acc_n[k], e[k])));
+            acc_p[k] = f32x8_mul_exp2(acc_p[k], _mm256_sub_ps(acc_n[k], e[k]));
         }
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
-            acc_p[j % ACC] = _mm256_fmadd_ps(p[j], exp2_flush(_mm256_sub_ps(pn[j], e[j % ACC])), acc_p[j % ACC]);
+            acc_p[j % ACC] = _mm256_add_ps(acc_p[j % ACC], f32x8_mul_exp2(p[j], _mm256_sub_ps(pn[j], e[j % ACC])));
         }
         TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc_n[k] = e[k];
     }
@@ -89,8 +82,8 @@ TWOPASS_INLINE void raddextexp_impl(size_t n, const float* x, float* sum, const 
         __m256 vn;
         const __m256 p = f32x8_extexp(_mm256_maskload_ps(x, mask), &vn);
         const __m256 e = _mm256_max_ps(acc_n[0], vn);
-        const __m256 new_p = _mm256_fmadd_ps(p, exp2_flush(_mm256_sub_ps(vn, e)),
-                                             _mm256_mul_ps(acc_p[0], exp2_flush(_mm256_sub_ps(acc_n[0], e))));
+        const __m256 new_p = _mm256_add_ps(f32x8_mul_exp2(acc_p[0], _mm256_sub_ps(acc_n[0], e)),
+                                           f32x8_mul_exp2(p, _mm256_sub_ps(vn, e)));
         acc_p[0] = _mm256_blendv_ps(acc_p[0], new_p, _mm256_castsi256_ps(mask));
         acc_n[0] = _mm256_blendv_ps(acc_n[0], e, _mm256_castsi256_ps(mask));
         const size_t step = n >= VLEN ? VLEN : n;
@@ -104,18 +97,18 @@ TWOPASS_INLINE void raddextexp_impl(size_t n, const float* x, float* sum, const 
     const __m256 vemax = _mm256_set1_ps(emax);
     __m256 total = _mm256_setzero_ps();
     TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) {
-        total = _mm256_fmadd_ps(acc_p[k], exp2_flush(_mm256_sub_ps(acc_n[k], vemax)), total);
+        total = _mm256_add_ps(total, f32x8_mul_exp2(acc_p[k], _mm256_sub_ps(acc_n[k], vemax)));
     }
     sum[0] = hsum_f32x8(total);
     sum[1] = emax;
 }
 
-/* y = p * scale * 2^(n - exponent), scaled into the subnormal range by two exact factors. */
+/* y = p * scale * 2^(n - exponent), flushed to 0 below 2^-126. */
 TWOPASS_INLINE __m256 scaleextexp(__m256 x, __m256 vscale, __m256 vexponent)
 {
     __m256 vn;
     const __m256 p = f32x8_extexp(x, &vn);
-    return f32x8_scale_pow2(_mm256_mul_ps(p, vscale), _mm256_sub_ps(vn, vexponent));
+    return f32x8_mul_exp2(_mm256_mul_ps(p, vscale), _mm256_sub_ps(vn, vexponent));
 }
 
 TWOPASS_INLINE void vscaleextexp_impl(size_t n, const float* x, float* y, float scale, float exponent, const size_t U)

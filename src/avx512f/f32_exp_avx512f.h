@@ -15,6 +15,14 @@ TWOPASS_INLINE __m512 f32x16_exp_poly(__m512 t)
     return _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.0f));
 }
 
+/* v * 2^d for integral d <= 0 (or NaN), with results below 2^-126 flushed to 0 (as on AVX2): lanes
+ * with d < -126 are zeroed by the mask instead of going through slow subnormal arithmetic. */
+TWOPASS_INLINE __m512 f32x16_mul_exp2(__m512 v, __m512 d)
+{
+    const __mmask16 normal = _mm512_cmp_ps_mask(d, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
+    return _mm512_maskz_scalef_ps(normal, v, d);
+}
+
 /* n = round(x * log2(e)); t = x - n * ln2 by Cody-Waite with two FMA steps; returns e^t. */
 TWOPASS_INLINE __m512 f32x16_exp_reduce(__m512 x, __m512* n)
 {
@@ -34,13 +42,13 @@ TWOPASS_INLINE __m512 f32x16_extexp(__m512 x, __m512* n)
 }
 
 /* exp(x - shift) * 2^-exponent, the caller's split of exp(x - max) (kernels.h): u = x - shift is
- * exact for every element that matters, clamped like an extended-exponent input; scalef gives
- * p * 2^(n - exponent) with correct rounding into the subnormal range and 0 below it. */
+ * exact for every element that matters, clamped like an extended-exponent input; results below
+ * 2^-126 are flushed to 0. */
 TWOPASS_INLINE __m512 f32x16_exp_shifted(__m512 x, __m512 shift, __m512 exponent)
 {
     __m512 n;
     const __m512 p = f32x16_extexp(_mm512_sub_ps(x, shift), &n);
-    return _mm512_scalef_ps(p, _mm512_sub_ps(n, exponent));
+    return f32x16_mul_exp2(p, _mm512_sub_ps(n, exponent));
 }
 
 /* Mask of the first `rem` lanes, 0 < rem < 16. */

@@ -37,7 +37,7 @@ TWOPASS_INLINE float rmax_impl(size_t n, const float* x, const size_t U, const s
 
 /* Accumulators hold sum = acc_p * 2^acc_n per lane. Adding terms p_j * 2^n_j:
  *   e = max(acc_n, n_j...);  acc_p = acc_p * 2^(acc_n - e) + sum_j p_j * 2^(n_j - e);  acc_n = e.
- * Scaling by 2^(negative) with scalef is exact (or flushes a term ~2^-126 below the largest). */
+ * Scaling by 2^(negative) is exact, or flushes a term 2^-126 below the largest to 0. */
 TWOPASS_INLINE void raddextexp_impl(size_t n, const float* x, float* sum, const size_t U, const size_t ACC)
 {
     const size_t NV = U / VLEN;
@@ -52,10 +52,10 @@ TWOPASS_INLINE void raddextexp_impl(size_t n, const float* x, float* sum, const 
         TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) e[k] = acc_n[k];
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) e[j % ACC] = _mm512_max_ps(e[j % ACC], pn[j]);
         TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) {
-            acc_p[k] = _mm512_scalef_ps(acc_p[k], _mm512_sub_ps(acc_n[k], e[k]));
+            acc_p[k] = f32x16_mul_exp2(acc_p[k], _mm512_sub_ps(acc_n[k], e[k]));
         }
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
-            acc_p[j % ACC] = _mm512_add_ps(acc_p[j % ACC], _mm512_scalef_ps(p[j], _mm512_sub_ps(pn[j], e[j % ACC])));
+            acc_p[j % ACC] = _mm512_add_ps(acc_p[j % ACC], f32x16_mul_exp2(p[j], _mm512_sub_ps(pn[j], e[j % ACC])));
         }
         TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc_n[k] = e[k];
     }
@@ -65,27 +65,27 @@ TWOPASS_INLINE void raddextexp_impl(size_t n, const float* x, float* sum, const 
         __m512 vn;
         const __m512 p = f32x16_extexp(_mm512_maskz_loadu_ps(mask, x), &vn);
         const __m512 e = _mm512_mask_max_ps(acc_n[0], mask, acc_n[0], vn);
-        const __m512 scaled = _mm512_scalef_ps(acc_p[0], _mm512_sub_ps(acc_n[0], e));
-        acc_p[0] = _mm512_mask_add_ps(scaled, mask, scaled, _mm512_scalef_ps(p, _mm512_sub_ps(vn, e)));
+        const __m512 scaled = f32x16_mul_exp2(acc_p[0], _mm512_sub_ps(acc_n[0], e));
+        acc_p[0] = _mm512_mask_add_ps(scaled, mask, scaled, f32x16_mul_exp2(p, _mm512_sub_ps(vn, e)));
         acc_n[0] = e;
         const size_t step = n >= VLEN ? VLEN : n;
         n -= step, x += step;
     }
     /* Reduce the accumulators, then the lanes, to one (mantissa, exponent) pair. Lanes never
-     * written hold (0, -inf) and scale to 0 (scalef(0, -inf) = 0); n >= 1 keeps one lane finite. */
+     * written hold (0, -inf) and scale to 0; n >= 1 keeps one lane finite. */
     __m512 e = acc_n[0];
     TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) e = _mm512_max_ps(e, acc_n[k]);
     const float emax = _mm512_reduce_max_ps(e);
     const __m512 vemax = _mm512_set1_ps(emax);
     __m512 total = _mm512_setzero_ps();
     TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) {
-        total = _mm512_add_ps(total, _mm512_scalef_ps(acc_p[k], _mm512_sub_ps(acc_n[k], vemax)));
+        total = _mm512_add_ps(total, f32x16_mul_exp2(acc_p[k], _mm512_sub_ps(acc_n[k], vemax)));
     }
     sum[0] = _mm512_reduce_add_ps(total);
     sum[1] = emax;
 }
 
-/* y = p * scale * 2^(n - exponent): one scalef, exact scaling into the subnormal range. */
+/* y = p * scale * 2^(n - exponent), flushed to 0 below 2^-126. */
 TWOPASS_INLINE void vscaleextexp_impl(size_t n, const float* x, float* y, float scale, float exponent, const size_t U)
 {
     const size_t NV = U / VLEN;
@@ -94,14 +94,14 @@ TWOPASS_INLINE void vscaleextexp_impl(size_t n, const float* x, float* y, float 
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
             __m512 vn;
             const __m512 p = f32x16_extexp(_mm512_loadu_ps(x + j * VLEN), &vn);
-            _mm512_storeu_ps(y + j * VLEN, _mm512_scalef_ps(_mm512_mul_ps(p, vscale), _mm512_sub_ps(vn, vexponent)));
+            _mm512_storeu_ps(y + j * VLEN, f32x16_mul_exp2(_mm512_mul_ps(p, vscale), _mm512_sub_ps(vn, vexponent)));
         }
     }
     for (; n != 0;) {
         const __mmask16 mask = n >= VLEN ? (__mmask16)0xFFFF : f32x16_tail_mask(n);
         __m512 vn;
         const __m512 p = f32x16_extexp(_mm512_maskz_loadu_ps(mask, x), &vn);
-        _mm512_mask_storeu_ps(y, mask, _mm512_scalef_ps(_mm512_mul_ps(p, vscale), _mm512_sub_ps(vn, vexponent)));
+        _mm512_mask_storeu_ps(y, mask, f32x16_mul_exp2(_mm512_mul_ps(p, vscale), _mm512_sub_ps(vn, vexponent)));
         const size_t step = n >= VLEN ? VLEN : n;
         n -= step, x += step, y += step;
     }
