@@ -18,7 +18,7 @@ IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 # Per-ISA kernel sources and the flags they alone are compiled with.
 ISA_SOURCES = {
     "avx512f": (["src/avx512f/f32_kernels_avx512f.c"], ["-mavx512f", "-mavx2", "-mfma"]),
-    "avx2": (["src/avx2/f32_kernels_avx2.c"], ["-mavx2", "-mfma"]),
+    "avx2": (["src/avx2/f32_kernels_avx2.c", "src/avx2/bandwidth_avx2.c"], ["-mavx2", "-mfma"]),
 }
 COMMON_CFLAGS = ["-O3", "-fno-math-errno"]
 HEADERS = [os.path.join(d, f) for d in ("include/twopass", "src", "src/avx2", "src/avx512f")
@@ -32,7 +32,7 @@ class build_ext_per_isa(build_ext):
         if IS_X86_64 and ext.name == "twopass.kernels":
             for isa, (sources, flags) in ISA_SOURCES.items():
                 objects = self.compiler.compile(
-                    sources, output_dir=self.build_temp, include_dirs=ext.include_dirs,
+                    sources, output_dir=self.build_temp, include_dirs=ext.include_dirs, macros=ext.define_macros,
                     extra_postargs=COMMON_CFLAGS + flags, depends=HEADERS)
                 ext.extra_objects = [o for o in ext.extra_objects if o not in objects] + objects
         super().build_extension(ext)

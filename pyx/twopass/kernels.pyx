@@ -42,6 +42,12 @@ cdef extern from "twopass/softmax.h" nogil:
     void twopass_softmax_f32_rows(const twopass_f32_kernels* k, int algorithm, size_t rows, size_t n,
                                   const float* x, ptrdiff_t x_stride, float* y, ptrdiff_t y_stride)
 
+cdef extern from "twopass/bandwidth.h" nogil:
+    float twopass_bw_read__avx2(size_t n, const float* x)
+    void twopass_bw_copy__avx2(size_t n, const float* x, float* y)
+    void twopass_bw_copy_nt__avx2(size_t n, const float* x, float* y)
+    void twopass_bw_scale__avx2(size_t n, float* x, float s)
+
 LEVEL_NAMES = ("python", "avx2", "avx512f")
 ALGORITHM_NAMES = ("two_pass", "three_pass_reload", "three_pass_recompute")
 OP_NAMES = ("rmax", "raddextexp", "vscaleextexp", "raddexpminusmax", "raddstoreexpminusmax",
@@ -162,6 +168,59 @@ def run_kernel(str name, const float[::1] x, float[::1] y, float a=0.0, float b=
     if op == 1:
         return (pair[0], pair[1])
     return result
+
+
+# ---- benchmarks ----
+
+BANDWIDTH_LOOPS = ("read", "copy", "copy_nt", "scale")
+
+
+def bandwidth_loop(str kind, float[::1] x, float[::1] y, long repeats=1):
+    """Run a memory-bandwidth loop `repeats` times without the GIL (benchmarks; needs AVX2):
+    read (sum x), copy (y = x), copy_nt (y = x, non-temporal stores), scale (x *= 1, in place)."""
+    cdef size_t n = x.shape[0]
+    cdef long r
+    cdef int k = BANDWIDTH_LOOPS.index(kind)
+    _table(1)
+    if y.shape[0] != n or n == 0:
+        raise ValueError("x and y must have the same, non-zero length")
+    with nogil:
+        for r in range(repeats):
+            if k == 0:
+                twopass_bw_read__avx2(n, &x[0])
+            elif k == 1:
+                twopass_bw_copy__avx2(n, &x[0], &y[0])
+            elif k == 2:
+                twopass_bw_copy_nt__avx2(n, &x[0], &y[0])
+            else:
+                twopass_bw_scale__avx2(n, &x[0], 1.0)
+
+
+def benchmark_softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level,
+                               long repeats=1, variants=()):
+    """softmax_f32_rows run `repeats` times in one call (no Python overhead between runs), with the
+    level's default kernels or, for the tuning sweep, the named registry `variants` in their place."""
+    cdef size_t count, i
+    cdef const twopass_kernel_info* r = twopass_f32_kernel_registry(&count)
+    cdef twopass_f32_kernels t = _table(level)[0]
+    cdef long rep
+    if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1] or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError("x and out must have the same, non-empty shape")
+    if algorithm < 0 or algorithm > 2:
+        raise ValueError(f"unknown algorithm {algorithm}")
+    for name in variants:
+        for i in range(count):
+            if r[i].name.decode() == name:
+                if r[i].level != level:
+                    raise ValueError(f"{name} is not a kernel of level {level}")
+                twopass_f32_kernels_with(&t, &r[i])
+                break
+        else:
+            raise ValueError(f"no kernel named {name!r}")
+    with nogil:
+        for rep in range(repeats):
+            twopass_softmax_f32_rows(&t, algorithm, x.shape[0], x.shape[1], &x[0, 0], x.shape[1],
+                                     &out[0, 0], out.shape[1])
 
 
 # ---- cimport API (kernels.pxd) ----
