@@ -16,11 +16,12 @@ TWOPASS_INLINE __m512 f32x16_exp_poly(__m512 t)
 }
 
 /* v * 2^d for integral d <= 0 (or NaN), with results below 2^-126 flushed to 0 (as on AVX2): lanes
- * with d < -126 are zeroed by the mask instead of going through slow subnormal arithmetic. */
+ * with d < -126 become v * 0 instead of going through slow subnormal arithmetic, so a NaN v stays
+ * NaN even when its d is finite (max() drops NaN exponents, the mantissa must carry the NaN). */
 TWOPASS_INLINE __m512 f32x16_mul_exp2(__m512 v, __m512 d)
 {
     const __mmask16 normal = _mm512_cmp_ps_mask(d, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
-    return _mm512_maskz_scalef_ps(normal, v, d);
+    return _mm512_mask_scalef_ps(_mm512_mul_ps(v, _mm512_setzero_ps()), normal, v, d);
 }
 
 /* n = round(x * log2(e)); t = x - n * ln2 by Cody-Waite with two FMA steps; returns e^t. */

@@ -65,8 +65,9 @@ TWOPASS_INLINE void raddextexp_impl(size_t n, const float* x, float* sum, const 
         __m512 vn;
         const __m512 p = f32x16_extexp(_mm512_maskz_loadu_ps(mask, x), &vn);
         const __m512 e = _mm512_mask_max_ps(acc_n[0], mask, acc_n[0], vn);
-        const __m512 scaled = f32x16_mul_exp2(acc_p[0], _mm512_sub_ps(acc_n[0], e));
-        acc_p[0] = _mm512_mask_add_ps(scaled, mask, scaled, f32x16_mul_exp2(p, _mm512_sub_ps(vn, e)));
+        const __m512 sum = _mm512_add_ps(f32x16_mul_exp2(acc_p[0], _mm512_sub_ps(acc_n[0], e)),
+                                         f32x16_mul_exp2(p, _mm512_sub_ps(vn, e)));
+        acc_p[0] = _mm512_mask_mov_ps(acc_p[0], mask, sum); /* lanes past the end keep (0, -inf) */
         acc_n[0] = e;
         const size_t step = n >= VLEN ? VLEN : n;
         n -= step, x += step;

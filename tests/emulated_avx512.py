@@ -1,0 +1,438 @@
+"""Run the AVX-512F kernels on a CPU without AVX-512, through SIMDe (test-only helper).
+
+src/avx512f/f32_kernels_avx512f.c is compiled unchanged with -mavx2 -mfma (never -mavx512f) and
+tests/avx512_emulation/ first on the include path: its immintrin.h includes the compiler's header
+and then SIMDe's <simde/x86/avx512.h> with SIMDE_ENABLE_NATIVE_ALIASES, so every _mm512_* call in
+the kernels runs SIMDe's portable version (on AVX2 underneath). The rest of the C library is
+compiled natively as setup.py does (cpu.c, dispatch.c, softmax.c at the baseline, the AVX2 kernels
+with -mavx2 -mfma), all linked into one shared library under build/emulated-avx512/ that is rebuilt
+only when a source, the shim, the flags, gcc or SIMDe change. ctypes loads it:
+
+    emu = emulated_avx512.load()                 # EmulationUnavailable if gcc/SIMDe/AVX2 missing
+    emu.softmax_rows(x, y, 0)                    # twopass_softmax_f32_rows on the avx512f table
+    emu.softmax_rows(x, y, 1, variants=["twopass_f32_raddextexp__avx512f_u64_acc2"])
+    emu.kernel("twopass_f32_rmax__avx512f_u128_acc4")(x)    # one registered variant, NumPy args
+    emu.variants(op="raddextexp")                # the registered avx512f variants of one op
+
+Run `python tests/emulated_avx512.py` to build and print what was built;
+`python tests/emulated_avx512.py --guard-pages` runs every variant next to inaccessible pages (a
+read or write past either end of an array is a SIGSEGV; the tests run it in a subprocess).
+
+Environment: TWOPASS_EMULATION_CC (default gcc), TWOPASS_EMULATION_BUILD_DIR (default
+<repo>/build/emulated-avx512).
+"""
+import ctypes
+import hashlib
+import mmap
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIM_DIR = Path(__file__).resolve().parent / "avx512_emulation"
+LEVEL_AVX2, LEVEL_AVX512F = 1, 2
+OPS = ("rmax", "raddextexp", "vscaleextexp", "raddexpminusmax", "raddstoreexpminusmax",
+       "vscaleexpminusmax", "vscale")  # enum twopass_f32_op order (TWOPASS_F32_OPS in kernels.h)
+ALGORITHMS = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2}
+
+BASE_FLAGS = ["-O2", "-fPIC", "-fno-math-errno", "-Werror=implicit-function-declaration",
+              "-DTWOPASS_HAVE_X86_KERNELS", "-I" + str(ROOT / "include")]
+AVX2_FLAGS = ["-mavx2", "-mfma"]
+# The emulated files: AVX2 + FMA for SIMDe to build on, the shim before the system headers.
+EMULATED_FLAGS = AVX2_FLAGS + ["-I" + str(SHIM_DIR), "-Wno-psabi"]
+UNITS = [  # (source, extra flags)
+    ("src/cpu.c", []),
+    ("src/dispatch.c", []),
+    ("src/softmax.c", []),
+    ("src/avx2/f32_kernels_avx2.c", AVX2_FLAGS),
+    ("src/avx512f/f32_kernels_avx512f.c", EMULATED_FLAGS),
+    ("tests/avx512_emulation/probes.c", EMULATED_FLAGS),
+]
+
+
+class EmulationUnavailable(RuntimeError):
+    """The emulation cannot run here: no gcc, no SIMDe headers, no AVX2/FMA, or not x86-64 Linux."""
+
+
+class EmulationBuildError(RuntimeError):
+    """The tools are there but the build failed: a real problem (e.g. an intrinsic SIMDe lacks)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Build
+
+def _run(cmd, **kwargs):
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def _toolchain():
+    """(compiler, its version, SIMDe version) or EmulationUnavailable saying what is missing."""
+    if sys.platform != "linux" or platform.machine().lower() not in ("x86_64", "amd64"):
+        raise EmulationUnavailable(f"the AVX-512 emulation needs x86-64 Linux, not "
+                                   f"{sys.platform}/{platform.machine()}")
+    flags = _cpu_flags()
+    if flags is not None and not {"avx2", "fma"} <= flags:
+        raise EmulationUnavailable("the AVX-512 emulation is compiled with -mavx2 -mfma, but this CPU "
+                                   "lacks AVX2 or FMA")
+    cc = os.environ.get("TWOPASS_EMULATION_CC", "gcc")
+    if shutil.which(cc) is None:
+        raise EmulationUnavailable(f"C compiler {cc!r} not found (set TWOPASS_EMULATION_CC or install gcc)")
+    version = _run([cc, "-dumpfullversion", "-dumpversion"]).stdout.strip()
+    probe = _run([cc, "-E", "-P", "-x", "c", "-"],
+                 input="#include <simde/simde-common.h>\ntwopass_simde_version SIMDE_VERSION\n")
+    if probe.returncode != 0:
+        raise EmulationUnavailable("SIMDe headers not found (<simde/x86/avx512.h>): install them, e.g. "
+                                   "`apt-get install libsimde-dev`, or put them on CPATH\n"
+                                   + probe.stderr.strip()[-2000:])
+    simde = [ln for ln in probe.stdout.splitlines() if ln.startswith("twopass_simde_version")]
+    return cc, version, (simde[-1].split(None, 1)[1] if simde else "?")
+
+
+def _inputs():
+    """Every file the library depends on, for the cache key."""
+    files = sorted(set((ROOT / "include").rglob("*.h")) | set((ROOT / "src").rglob("*.[ch]"))
+                   | set(SHIM_DIR.glob("*.[ch]")))
+    return files
+
+
+def _cache_key(cc, cc_version, simde_version):
+    h = hashlib.sha256()
+    h.update(repr((cc, cc_version, simde_version, BASE_FLAGS, UNITS)).encode())
+    for path in _inputs():
+        h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def build(force=False, verbose=False):
+    """Path of the shared library, compiled if missing or out of date."""
+    cc, cc_version, simde_version = _toolchain()
+    build_dir = Path(os.environ.get("TWOPASS_EMULATION_BUILD_DIR", ROOT / "build" / "emulated-avx512"))
+    build_dir.mkdir(parents=True, exist_ok=True)
+    lib = build_dir / f"libtwopass_emulated_avx512-{_cache_key(cc, cc_version, simde_version)}.so"
+    if lib.exists() and not force:
+        return lib
+    with tempfile.TemporaryDirectory(dir=build_dir) as tmp:
+        jobs = []
+        for source, flags in UNITS:  # compile in parallel; the SIMDe files take a few seconds
+            obj = Path(tmp) / (Path(source).stem + ".o")
+            cmd = [cc] + BASE_FLAGS + flags + ["-c", str(ROOT / source), "-o", str(obj)]
+            if verbose:
+                print(" ".join(cmd), flush=True)
+            jobs.append((cmd, obj, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                     text=True)))
+        errors = []
+        for cmd, _, proc in jobs:
+            out, err = proc.communicate()
+            if proc.returncode != 0:
+                errors.append(f"$ {' '.join(cmd)}\n{out}{err}")
+        if errors:
+            raise EmulationBuildError("building the emulated AVX-512 library failed:\n" + "\n".join(errors))
+        tmp_lib = Path(tmp) / lib.name
+        link = [cc, "-shared", "-o", str(tmp_lib)] + [str(obj) for _, obj, _ in jobs] + ["-lm"]
+        res = _run(link)
+        if res.returncode != 0:
+            raise EmulationBuildError(f"linking failed:\n$ {' '.join(link)}\n{res.stdout}{res.stderr}")
+        os.replace(tmp_lib, lib)  # atomic: concurrent builders agree on the same content
+    for old in build_dir.glob("libtwopass_emulated_avx512-*.so"):
+        if old != lib:
+            try:
+                old.unlink()
+            except OSError:
+                pass
+    return lib
+
+
+# ---------------------------------------------------------------------------------------------
+# ctypes bindings
+
+class _KernelInfo(ctypes.Structure):  # struct twopass_kernel_info
+    _fields_ = [("name", ctypes.c_char_p), ("op", ctypes.c_int), ("level", ctypes.c_int),
+                ("unroll", ctypes.c_int), ("accumulators", ctypes.c_int), ("fn", ctypes.c_void_p)]
+
+
+class _Kernels(ctypes.Structure):  # struct twopass_f32_kernels
+    _fields_ = [(op, ctypes.c_void_p) for op in OPS] + [("names", ctypes.c_char_p * len(OPS))]
+
+
+_F, _P, _N = ctypes.c_float, ctypes.c_void_p, ctypes.c_size_t
+_FN_TYPES = {  # include/twopass/kernels.h
+    "rmax": ctypes.CFUNCTYPE(_F, _N, _P),
+    "raddextexp": ctypes.CFUNCTYPE(None, _N, _P, _P),
+    "vscaleextexp": ctypes.CFUNCTYPE(None, _N, _P, _P, _F, _F),
+    "raddexpminusmax": ctypes.CFUNCTYPE(_F, _N, _P, _F, _F),
+    "raddstoreexpminusmax": ctypes.CFUNCTYPE(_F, _N, _P, _P, _F, _F),
+    "vscaleexpminusmax": ctypes.CFUNCTYPE(None, _N, _P, _P, _F, _F, _F),
+    "vscale": ctypes.CFUNCTYPE(None, _N, _P, _P, _F),
+}
+
+
+def _ptr(a, writable=False):
+    if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 1 or not a.flags.c_contiguous:
+        raise TypeError("expected a contiguous 1-D float32 array")
+    if writable and not a.flags.writeable:
+        raise ValueError("output array is read-only")
+    return a.ctypes.data
+
+
+class Kernel:
+    """One registered kernel variant, called with NumPy float32 arrays (n = x.size):
+
+    rmax(x) -> float;  raddextexp(x) -> (mantissa, exponent);  vscaleextexp(x, y, scale, exponent);
+    raddexpminusmax(x, shift, exponent) -> float;  raddstoreexpminusmax(x, y, shift, exponent) -> float;
+    vscaleexpminusmax(x, y, shift, exponent, scale);  vscale(x, y, scale).
+    """
+
+    def __init__(self, info):
+        self.name = info.name.decode()
+        self.op = OPS[info.op]
+        self.level = info.level
+        self.unroll = info.unroll
+        self.accumulators = info.accumulators
+        self.info = info
+        self.fn = _FN_TYPES[self.op](info.fn)
+
+    def __repr__(self):
+        return f"<Kernel {self.name}>"
+
+    def __call__(self, x, *args):
+        n, px = x.size, _ptr(x)
+        if n == 0:
+            raise ValueError("kernels require n >= 1")
+        op = self.op
+        if op == "rmax":
+            return self.fn(n, px)
+        if op == "raddextexp":
+            out = np.zeros(2, np.float32)
+            self.fn(n, px, out.ctypes.data)
+            return float(out[0]), float(out[1])
+        if op == "raddexpminusmax":
+            return self.fn(n, px, *args)
+        y, rest = args[0], args[1:]
+        if y.size != n:
+            raise ValueError("x and y differ in size")
+        return self.fn(n, px, _ptr(y, writable=True), *rest)
+
+
+class EmulatedAVX512:
+    """The loaded library: softmax on the (emulated) avx512f table, and every registered variant."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        lib = self.lib = ctypes.CDLL(str(path))
+        lib.twopass_f32_kernels_for.restype = ctypes.POINTER(_Kernels)
+        lib.twopass_f32_kernels_for.argtypes = [ctypes.c_int]
+        lib.twopass_f32_kernels_with.restype = ctypes.c_int
+        lib.twopass_f32_kernels_with.argtypes = [ctypes.POINTER(_Kernels), ctypes.POINTER(_KernelInfo)]
+        lib.twopass_f32_kernel_registry.restype = ctypes.POINTER(_KernelInfo)
+        lib.twopass_f32_kernel_registry.argtypes = [ctypes.POINTER(ctypes.c_size_t)]
+        lib.twopass_softmax_f32_rows.restype = None
+        lib.twopass_softmax_f32_rows.argtypes = [ctypes.POINTER(_Kernels), ctypes.c_int, _N, _N, _P,
+                                                 ctypes.c_ssize_t, _P, ctypes.c_ssize_t]
+        count = ctypes.c_size_t()
+        registry = lib.twopass_f32_kernel_registry(ctypes.byref(count))
+        self.registry = [Kernel(registry[i]) for i in range(count.value)]
+        self._by_name = {k.name: k for k in self.registry}
+        for name in ("scalef", "roundscale", "max", "mask_ops", "reduce", "cmp_nlt_uq", "maskz_scalef"):
+            getattr(lib, "twopass_emu_probe_" + name).restype = None
+
+    # -- kernels --
+    def variants(self, op=None, level=LEVEL_AVX512F):
+        """Registered variants of a level (default avx512f), optionally of one op, in list order."""
+        return [k for k in self.registry if k.level == level and (op is None or k.op == op)]
+
+    def kernel(self, name):
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"no registered kernel {name!r}; have {sorted(self._by_name)}") from None
+
+    def table(self, level=LEVEL_AVX512F, variants=()):
+        """A private copy of a level's kernel table, with the given variants (names) swapped in."""
+        base = self.lib.twopass_f32_kernels_for(level)
+        if not base:
+            raise RuntimeError(f"no kernel table for level {level}")
+        table = _Kernels.from_buffer_copy(base.contents)
+        for name in variants:
+            k = self.kernel(name)
+            if k.level != level or self.lib.twopass_f32_kernels_with(ctypes.byref(table), ctypes.byref(k.info)):
+                raise ValueError(f"{name} cannot replace a pass of level {level}")
+        return table
+
+    def table_names(self, level=LEVEL_AVX512F, variants=()):
+        t = self.table(level, variants)
+        return {op: t.names[i].decode() for i, op in enumerate(OPS)}
+
+    # -- softmax --
+    def softmax_rows(self, x, out, algorithm, variants=(), level=LEVEL_AVX512F):
+        """out[r] = softmax(x[r]) for 2-D float32 x and out of equal shape, rows contiguous (any
+        row stride); out may be x. algorithm: 0 two_pass, 1 three_pass_reload, 2 three_pass_recompute
+        (or its name)."""
+        algorithm = ALGORITHMS.get(algorithm, algorithm)
+        for a in (x, out):
+            if (not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 2
+                    or (a.shape[1] > 1 and a.strides[1] != 4) or a.strides[0] % 4):
+                raise TypeError("expected 2-D float32 arrays with contiguous rows")
+        if x.shape != out.shape:
+            raise ValueError("x and out differ in shape")
+        if not out.flags.writeable:
+            raise ValueError("out is read-only")
+        rows, n = x.shape
+        if rows == 0 or n == 0:
+            return out
+        table = self.table(level, variants)
+        self.lib.twopass_softmax_f32_rows(ctypes.byref(table), int(algorithm), rows, n, x.ctypes.data,
+                                          x.strides[0] // 4, out.ctypes.data, out.strides[0] // 4)
+        return out
+
+    def softmax(self, x, algorithm=0, variants=(), level=LEVEL_AVX512F):
+        """softmax of a 1-D array (float32 copy), as a new float32 array."""
+        x2 = np.ascontiguousarray(x, dtype=np.float32).reshape(1, -1)
+        return self.softmax_rows(x2, np.empty_like(x2), algorithm, variants, level)[0]
+
+    # -- probes of single emulated intrinsics (tests/avx512_emulation/probes.c) --
+    @staticmethod
+    def _vec(a, n):
+        return np.ascontiguousarray(np.broadcast_to(np.asarray(a, np.float32), (n,)))
+
+    def _lanes(self, *arrays):
+        n = max(np.size(a) for a in arrays)
+        padded = -(-n // 16) * 16
+        vecs = [np.resize(self._vec(a, n), padded).astype(np.float32) for a in arrays]
+        return n, padded, vecs
+
+    def scalef(self, a, b):
+        n, padded, (va, vb) = self._lanes(a, b)
+        out = np.empty(padded, np.float32)
+        self.lib.twopass_emu_probe_scalef(_N(padded), _P(va.ctypes.data), _P(vb.ctypes.data), _P(out.ctypes.data))
+        return out[:n]
+
+    def roundscale(self, a):
+        n, padded, (va,) = self._lanes(a)
+        out = np.empty(padded, np.float32)
+        self.lib.twopass_emu_probe_roundscale(_N(padded), _P(va.ctypes.data), _P(out.ctypes.data))
+        return out[:n]
+
+    def max(self, a, b):
+        n, padded, (va, vb) = self._lanes(a, b)
+        out = np.empty(padded, np.float32)
+        self.lib.twopass_emu_probe_max(_N(padded), _P(va.ctypes.data), _P(vb.ctypes.data), _P(out.ctypes.data))
+        return out[:n]
+
+    def mask_max_add(self, src, mask, a, b):
+        """(_mm512_mask_max_ps(src, mask, a, b), _mm512_mask_add_ps(src, mask, a, b)) on 16 lanes."""
+        src, a, b = (self._vec(v, 16) for v in (src, a, b))
+        out, out2 = np.empty(16, np.float32), np.empty(16, np.float32)
+        self.lib.twopass_emu_probe_mask_ops(_P(src.ctypes.data), ctypes.c_uint(mask), _P(a.ctypes.data),
+                                            _P(b.ctypes.data), _P(out.ctypes.data), _P(out2.ctypes.data))
+        return out, out2
+
+    def cmp_nlt_uq(self, a, b):
+        """Lanes of _mm512_cmp_ps_mask(a, b, _CMP_NLT_UQ), as a bool array."""
+        n, padded, (va, vb) = self._lanes(a, b)
+        out = np.empty(padded, np.uint8)
+        self.lib.twopass_emu_probe_cmp_nlt_uq(_N(padded), _P(va.ctypes.data), _P(vb.ctypes.data),
+                                              _P(out.ctypes.data))
+        return out[:n].astype(bool)
+
+    def maskz_scalef(self, mask, a, b):
+        """_mm512_maskz_scalef_ps(mask, a, b) on 16 lanes."""
+        a, b = self._vec(a, 16), self._vec(b, 16)
+        out = np.empty(16, np.float32)
+        self.lib.twopass_emu_probe_maskz_scalef(ctypes.c_uint(mask), _P(a.ctypes.data), _P(b.ctypes.data),
+                                                _P(out.ctypes.data))
+        return out
+
+    def reduce_max_add(self, v):
+        """(_mm512_reduce_max_ps(v), _mm512_reduce_add_ps(v)) of 16 floats."""
+        v = self._vec(v, 16)
+        out = np.empty(2, np.float32)
+        self.lib.twopass_emu_probe_reduce(_P(v.ctypes.data), _P(out.ctypes.data))
+        return float(out[0]), float(out[1])
+
+
+_loaded = {}
+
+
+def load(force=False):
+    """The emulated library, built if needed and loaded once per process.
+
+    Raises EmulationUnavailable when this machine cannot build or run it, EmulationBuildError when
+    the build itself fails."""
+    if force or "lib" not in _loaded:
+        _loaded["lib"] = EmulatedAVX512(build(force=force))
+    return _loaded["lib"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Guard pages: every kernel variant and algorithm with the arrays flush against PROT_NONE pages.
+
+def _guarded(pages_data):
+    """A float32 view of `pages_data` pages with an inaccessible page on each side."""
+    page = mmap.PAGESIZE
+    mm = mmap.mmap(-1, (pages_data + 2) * page, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(mm))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    data = np.frombuffer(mm, np.float32, count=pages_data * page // 4, offset=page)
+    for addr in (base, base + (pages_data + 1) * page):
+        if libc.mprotect(addr, page, 0) != 0:
+            raise OSError(ctypes.get_errno(), "mprotect failed")
+    return mm, data
+
+
+def guard_page_main(max_tail=40):
+    """Exit status 0 if nothing touched the guard pages (else the process dies by SIGSEGV, the
+    last line printed naming the call)."""
+    emu = load()
+    _, xbuf = _guarded(8)
+    _, ybuf = _guarded(8)
+    cap = xbuf.size
+    rng = np.random.default_rng(7)
+    xbuf[:] = rng.uniform(-10, 10, cap).astype(np.float32)
+    cases = []
+    for k in emu.variants():
+        lengths = sorted({t for t in range(1, max_tail + 1)} | {k.unroll + t for t in range(max_tail + 1)})
+        cases += [(k.name, n) for n in lengths]
+    cases += [(alg, n) for alg in ALGORITHMS for n in list(range(1, max_tail + 1)) + [4095, 4096, 4097, 4113]]
+    for what, n in cases:
+        for where in ("end", "start"):  # flush against the guard page after, or before, the array
+            x = xbuf[cap - n:] if where == "end" else xbuf[:n]
+            y = ybuf[cap - n:] if where == "end" else ybuf[:n]
+            print(f"{what} n={n} arrays at the {where} of their pages", flush=True)
+            if what in ALGORITHMS:
+                emu.softmax_rows(x.reshape(1, n), y.reshape(1, n), ALGORITHMS[what])
+                continue
+            k = emu.kernel(what)
+            args = {"rmax": (), "raddextexp": (), "vscaleextexp": (y, 1.0, 3.0),
+                    "raddexpminusmax": (0.0, 14.0), "raddstoreexpminusmax": (y, 0.0, 14.0),
+                    "vscaleexpminusmax": (y, 0.0, 14.0, 0.5), "vscale": (y, 0.5)}[k.op]
+            k(x, *args)
+    print(f"ok: {len(cases) * 2} calls, no access outside the arrays")
+    return 0
+
+
+if __name__ == "__main__":
+    if "--guard-pages" in sys.argv[1:]:
+        sys.exit(guard_page_main())
+    path = build(force="--force" in sys.argv[1:], verbose=True)
+    emu = load()
+    print(f"built {path}")
+    print("avx512f table:", emu.table_names())
+    print("avx512f variants:", [k.name for k in emu.variants()])

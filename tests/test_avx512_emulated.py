@@ -1,0 +1,665 @@
+"""The AVX-512F kernels, run through SIMDe on any AVX2 machine (tests/emulated_avx512.py).
+
+The AVX-512F code cannot run natively on CPUs without AVX-512 (and qemu-user cannot emulate it),
+so these tests compile src/avx512f/f32_kernels_avx512f.c unchanged against SIMDe and check its
+logic: masks and tails, tile boundaries, accumulators, NaN/inf handling, results near the underflow, no
+access outside the arrays. If gcc or the SIMDe headers are missing the tests skip, or fail when
+TWOPASS_REQUIRE_EMULATION=1 (CI sets it).
+
+Tolerance: relative error |y - ref| / max(ref, tiny) <= 1e-6 against a float64 reference, except
+that an output may be 0 where ref < 2^-125 (the kernels flush results below 2^-126 times their
+scale to 0, as tests/conftest.py's FLUSH32 allows; nonzero outputs must still be accurate).
+
+Known SIMDe 0.7.4 deviations from VSCALEFPS (test_simde_scalef_deviations_are_known lists them):
+SIMDe computes a * exp2f(floor(b)) after flushing subnormal a and b to 0, so it differs from the
+hardware where 2^floor(b) is not a float (floor(b) < -149 gives 0 although a * 2^floor(b) may round
+up to 2^-149; floor(b) > 127 gives inf, or NaN for a = 0), for subnormal a, and for negative
+subnormal b. Where the kernels call scalef (|a| < 4 and integral b >= -126 since they mask smaller
+b, or b = NaN) SIMDe is bit-exact (test_simde_scalef_in_kernel_domain), scalef(0, -inf) = +0 too.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+try:
+    import emulated_avx512 as emx
+except ImportError:  # tests/ imported as a package, or another rootdir layout
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import emulated_avx512 as emx
+
+F32 = np.float32
+TINY = float(np.finfo(np.float32).tiny)
+DENORM_MIN = 2.0 ** -149
+FLUSH = 2.0 ** -125  # outputs below this may be flushed to 0 (tests/conftest.py FLUSH32)
+LN2 = float(np.log(2.0))
+LOG2E_F32 = F32(float.fromhex("0x1.715476p+0"))
+EXP_SHIFT_LIMIT = F32(2.0 ** 21)
+RTOL = 1e-6
+ALGORITHMS = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2}
+REQUIRE = os.environ.get("TWOPASS_REQUIRE_EMULATION") == "1"
+
+
+def _kernel_list():
+    """(name, op, isa, unroll) of every variant listed in include/twopass/kernels.h."""
+    text = (emx.ROOT / "include" / "twopass" / "kernels.h").read_text()
+    out = []
+    for m in re.finditer(r"\b([RV])\((\w+), (avx512f|avx2), (\d+)(?:, (\d+))?\)", text):
+        kind, op, isa, unroll, acc = m.groups()
+        name = (f"twopass_f32_{op}__{isa}_u{unroll}_acc{acc}" if kind == "R"
+                else f"twopass_f32_{op}__{isa}_u{unroll}")
+        out.append((name, op, isa, int(unroll)))
+    return out
+
+
+KERNELS = _kernel_list()
+AVX512_KERNELS = [k for k in KERNELS if k[2] == "avx512f"]
+
+
+def kernels_of(*ops, isas=("avx512f", "avx2")):
+    """pytest params of the listed variants of some ops; the AVX2 twins run natively as a control."""
+    return [pytest.param(k, id=k[0]) for k in KERNELS if k[1] in ops and k[2] in isas]
+
+
+def _load():
+    """(library, None) or (None, why it cannot run here)."""
+    try:
+        return emx.load(), None
+    except emx.EmulationUnavailable as exc:
+        return None, str(exc)
+
+
+@pytest.fixture(scope="module")
+def emu():
+    lib, why = _load()
+    if lib is None:
+        pytest.skip(f"AVX-512 emulation unavailable: {why}"
+                    + (" (TWOPASS_REQUIRE_EMULATION=1: test_emulation_available fails)" if REQUIRE else ""))
+    return lib
+
+
+def test_emulation_available():
+    """Skips where gcc or SIMDe is missing, but fails when TWOPASS_REQUIRE_EMULATION=1 (CI).
+    A failing build (tools present) is an error in every test, never a skip."""
+    lib, why = _load()
+    if lib is None:
+        if REQUIRE:
+            pytest.fail(f"TWOPASS_REQUIRE_EMULATION=1 but the AVX-512 emulation cannot run: {why}",
+                        pytrace=False)
+        pytest.skip(f"AVX-512 emulation unavailable: {why}")
+
+
+# ---------------------------------------------------------------------------------------------
+# References
+
+def ref_softmax(x):
+    """Softmax in float64 (rows on the last axis), for finite x."""
+    x64 = np.asarray(x, np.float64)
+    e = np.exp(x64 - x64.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def rel_err(y, ref):
+    """max |y - ref| / max(ref, tiny), an output flushed to 0 where ref < FLUSH counting as exact;
+    NaN if y has a NaN (so `<= tol` fails)."""
+    y64 = np.asarray(y, np.float64)
+    ref = np.asarray(ref, np.float64)
+    err = np.abs(y64 - ref) / np.maximum(np.abs(ref), TINY)
+    err[(y64 == 0) & (np.abs(ref) < FLUSH)] = 0.0
+    return float(np.max(err, initial=0.0))
+
+
+def exp_shift(mx):
+    """src/softmax.c exp_shift: max = shift + exponent * ln2, in float32 arithmetic."""
+    mx = F32(mx)
+    if abs(mx) <= EXP_SHIFT_LIMIT:
+        return F32(0.0), F32(np.rint(mx * LOG2E_F32))
+    return mx, F32(0.0)
+
+
+def logsumexp(x):
+    x64 = np.asarray(x, np.float64)
+    m = x64.max()
+    return m + np.log(np.exp(x64 - m).sum())
+
+
+def random_f32(rng, n, lo=-100.0, hi=100.0):
+    return rng.uniform(lo, hi, n).astype(F32)
+
+
+def bits(a):
+    return np.asarray(a, F32).view(np.uint32)
+
+
+# ---------------------------------------------------------------------------------------------
+# The build
+
+def test_registry_matches_kernels_h(emu):
+    registered = {(k.name, k.op, k.unroll) for k in emu.registry}
+    listed = {(name, op, unroll) for name, op, _, unroll in KERNELS}
+    assert registered == listed
+    names = emu.table_names()
+    assert all("__avx512f_" in v for v in names.values()), names
+    first = {}
+    for name, op, isa, _ in AVX512_KERNELS:
+        first.setdefault(op, name)
+    assert names == first  # the dispatcher's default is the first listed variant of each op
+
+
+def test_library_has_no_avx512_instructions(emu):
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("objdump not found")
+    asm = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(emu.path)], stdout=subprocess.PIPE,
+                         text=True, check=True).stdout
+    hits = [ln for ln in asm.splitlines() if re.search(r"%zmm|%k[0-7]\b|\{1to", ln)]
+    assert not hits, "AVX-512 instructions in the emulated build:\n" + "\n".join(hits[:10])
+
+
+# ---------------------------------------------------------------------------------------------
+# softmax through the (emulated) avx512f table
+
+LENGTHS = list(range(1, 301)) + [383, 384, 385, 511, 512, 513, 4095, 4096, 4097, 4111, 4112, 4113,
+                                 8191, 8192, 8193, 12289, 100000]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_softmax_random_lengths(emu, algorithm):
+    rng = np.random.default_rng(1)
+    data = random_f32(rng, max(LENGTHS))
+    worst = (0.0, None)
+    for n in LENGTHS:
+        x = data[-n:].copy()  # a different slice end for each n
+        y = emu.softmax(x, algorithm)
+        err = rel_err(y, ref_softmax(x))
+        if not err <= worst[0]:
+            worst = (err, n)
+        assert err <= RTOL, f"n={n}: relative error {err:.3g}"
+    print(f"{algorithm}: worst relative error {worst[0]:.3g} at n={worst[1]}")
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("variant", [k[0] for k in AVX512_KERNELS])
+def test_softmax_with_each_variant(emu, algorithm, variant):
+    """Every registered variant (not only the defaults) swapped into the table."""
+    rng = np.random.default_rng(2)
+    unroll = emu.kernel(variant).unroll
+    lengths = sorted(set(range(1, 2 * unroll + 2, 7)) | {unroll - 1, unroll, unroll + 1, 2 * unroll + 1,
+                                                          4096 + unroll + 3})
+    for n in lengths:
+        x = random_f32(rng, n)
+        y = emu.softmax(x, algorithm, variants=[variant])
+        err = rel_err(y, ref_softmax(x))
+        assert err <= RTOL, f"n={n}: relative error {err:.3g}"
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_rows_with_strides_and_in_place(emu, algorithm):
+    rng = np.random.default_rng(3)
+    for n in (1, 15, 16, 17, 129, 300):
+        buf = random_f32(rng, 7 * (n + 9)).reshape(7, n + 9)
+        x = buf[:, 3:3 + n]  # row stride n + 9 floats
+        out = np.full((7, n + 5), F32(-7.0))
+        y = emu.softmax_rows(x, out[:, 2:2 + n], algorithm)
+        assert rel_err(y, ref_softmax(x)) <= RTOL
+        assert np.all(out[:, :2] == -7) and np.all(out[:, 2 + n:] == -7)
+        expected = y.copy()
+        emu.softmax_rows(x, x, algorithm)  # in place
+        np.testing.assert_array_equal(bits(x), bits(expected))
+
+
+# ---------------------------------------------------------------------------------------------
+# Special values, against scipy.special.softmax
+
+EDGE_LENGTHS = [1, 2, 3, 15, 16, 17, 64, 100, 127, 128, 129, 191, 300, 4097]
+
+
+def scipy_softmax(x):
+    special = pytest.importorskip("scipy.special")
+    with np.errstate(all="ignore"):
+        return special.softmax(np.asarray(x, np.float64))
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_nan_and_inf_rows(emu, algorithm):
+    rng = np.random.default_rng(4)
+    for n in EDGE_LENGTHS:
+        rows = []
+        for pos in sorted({0, n // 2, n - 1}):
+            for special in (np.nan, np.inf):
+                x = random_f32(rng, n)
+                x[pos] = special
+                rows.append((f"{special} at {pos}", x))
+            x = random_f32(rng, n)
+            x[pos] = np.inf
+            x[(pos + 1) % n] = -np.inf
+            rows.append((f"inf at {pos}, -inf next", x))
+        rows.append(("all -inf", np.full(n, -np.inf, F32)))
+        rows.append(("all +inf", np.full(n, np.inf, F32)))
+        rows.append(("all nan", np.full(n, np.nan, F32)))
+        for what, x in rows:
+            expected = scipy_softmax(x)
+            assert np.isnan(expected).all(), what  # SciPy's answer for all of these
+            y = emu.softmax(x, algorithm)
+            assert np.isnan(y).all(), f"n={n}, {what}: {y[:20]}"
+
+
+def nan_then_small_lane_mates(n):
+    """NaN at 0; every later element of SIMD lane 0 (index % 16 == 0) at -100, the others 0: the
+    NaN's lane ends with an exponent 144 below the largest, far under the 2^-126 flush bound."""
+    x = np.zeros(n, F32)
+    x[::16] = -100
+    x[0] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_nan_survives_a_flushed_lane(emu, algorithm):
+    for n in (17, 32, 100, 129, 300, 4097):
+        y = emu.softmax(nan_then_small_lane_mates(n), algorithm)
+        assert np.isnan(y).all(), f"n={n}: {np.count_nonzero(~np.isnan(y))} outputs not NaN, e.g. {y[1]}"
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_minus_inf_mixed_with_finite(emu, algorithm):
+    rng = np.random.default_rng(5)
+    for n in EDGE_LENGTHS:
+        for fraction in (0.1, 0.5, 0.95):
+            x = random_f32(rng, n)
+            minf = rng.random(n) < fraction
+            minf[rng.integers(n)] = False  # at least one finite
+            x[minf] = -np.inf
+            y = emu.softmax(x, algorithm)
+            expected = scipy_softmax(x)
+            assert np.all(y[minf] == 0) and np.all(expected[minf] == 0), f"n={n}"
+            assert rel_err(y[~minf], ref_softmax(x[~minf])) <= RTOL, f"n={n}"
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_huge_magnitudes(emu, algorithm):
+    """+-1e30 and +-FLT_MAX: finite results, as in float64 (the shift = max path of exp_shift)."""
+    rng = np.random.default_rng(6)
+    big = F32(1e30)
+    fmax = np.finfo(F32).max
+    below = np.nextafter(big, F32(0))
+    for n in EDGE_LENGTHS:
+        rows = [np.full(n, big), np.full(n, -big), np.full(n, fmax), np.full(n, -fmax),
+                rng.choice(np.array([big, -big, 0, below], F32), n),
+                rng.choice(np.array([-big, np.nextafter(-big, F32(0)), -fmax], F32), n),
+                rng.choice(np.array([fmax, -fmax, 1, -1e30], F32), n),
+                (big + rng.integers(-3, 4, n) * F32(7.6e22)).astype(F32),
+                random_f32(rng, n, -1e30, 1e30)]
+        for i, x in enumerate(rows):
+            x = np.asarray(x, F32)
+            y = emu.softmax(x, algorithm)
+            ref = ref_softmax(x)
+            assert np.all(np.isfinite(y)), f"n={n}, row {i}"
+            np.testing.assert_allclose(y, scipy_softmax(x), rtol=RTOL, atol=FLUSH)
+            assert rel_err(y, ref) <= RTOL, f"n={n}, row {i}"
+
+
+def _check_tiny(y, ref, what):
+    """Each output is 0 with ref < FLUSH, or within 1e-6 relative plus 2^-149 (its rounding in
+    the subnormal range); nothing at or above FLUSH is lost."""
+    y64 = y.astype(np.float64)
+    flushed = y64 == 0
+    assert np.all(y64 >= 0), what
+    assert np.all(ref[flushed] < FLUSH), f"{what}: flushed at ref = {ref[flushed].max():.3g}"
+    err = np.abs(y64 - ref)[~flushed]
+    bound = RTOL * ref[~flushed] + 2 * DENORM_MIN
+    assert np.all(err <= bound), f"{what}: error {np.max(err / bound):.2f} * bound"
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_tiny_outputs_flushed_or_accurate(emu, algorithm):
+    x = np.array([0, -90, -100], F32)
+    y = emu.softmax(x, algorithm)
+    _check_tiny(y, ref_softmax(x), "[0, -90, -100]")
+    np.testing.assert_allclose(y, scipy_softmax(x), rtol=RTOL, atol=FLUSH)
+    # A sweep from normal outputs through the flush threshold and the subnormal range to 0, with
+    # the tiny elements in the main loop, the whole-vector loop and the tail, and several offsets
+    # (exp_shift's exponent path and, at 5e6, its shift path).
+    sweep = np.linspace(80.0, 108.0, 701)
+    for n_extra in (0, 5, 130):
+        for offset in (0.0, 1000.0, -1000.0, 5e6):
+            base = np.concatenate([[0.0], -sweep, np.full(n_extra, -200.0)])
+            x = (base + offset).astype(F32)
+            y = emu.softmax(x, algorithm)
+            _check_tiny(y, ref_softmax(x), f"offset {offset}, {n_extra} more")
+
+
+# ---------------------------------------------------------------------------------------------
+# No writes outside the arrays (sentinels), no reads outside them (guard pages)
+
+PAD = 48
+Y_SENTINEL = np.uint32(0x7FC0DEAD)  # a NaN with a payload: any store over it is visible
+X_SENTINEL = np.uint32(0x7FC0BEEF)  # read past the end, it would turn a result into NaN
+
+
+def _framed(values):
+    buf = np.full(len(values) + 2 * PAD, X_SENTINEL, np.uint32).view(F32)
+    buf[PAD:PAD + len(values)] = values
+    return buf
+
+
+def _check_frame(buf, n, sentinel, what):
+    b = bits(buf)
+    assert np.all(b[:PAD] == sentinel), f"{what}: written before the start"
+    assert np.all(b[PAD + n:] == sentinel), f"{what}: written past the end, at +{np.flatnonzero(b[PAD + n:] != sentinel)}"
+
+
+TAILS = range(1, 41)
+
+
+@pytest.mark.parametrize("variant", [k[0] for k in AVX512_KERNELS])
+def test_canary_kernels(emu, variant):
+    k = emu.kernel(variant)
+    rng = np.random.default_rng(8)
+    for n in sorted(set(TAILS) | {k.unroll + t for t in range(0, 41)}):
+        values = random_f32(rng, n, -20, 20)
+        xbuf = _framed(values)
+        x_before = bits(xbuf).copy()
+        ybuf = np.full(n + 2 * PAD, Y_SENTINEL, np.uint32).view(F32)
+        x, y = xbuf[PAD:PAD + n], ybuf[PAD:PAD + n]
+        shift, exponent = exp_shift(values.max())
+        what = f"{variant} n={n}"
+        args = {"rmax": (), "raddextexp": (), "raddexpminusmax": (shift, exponent),
+                "raddstoreexpminusmax": (y, shift, exponent), "vscaleextexp": (y, 1.0, exponent),
+                "vscaleexpminusmax": (y, shift, exponent, 0.5), "vscale": (y, 0.5)}[k.op]
+        returned = k(x, *args)  # a float, a (mantissa, exponent) pair, or None
+        result = [] if returned is None else list(np.atleast_1d(returned))
+        if k.op not in ("rmax", "raddextexp", "raddexpminusmax"):
+            result += list(y)
+        np.testing.assert_array_equal(bits(xbuf), x_before, err_msg=f"{what}: x was written")
+        if k.op in ("rmax", "raddextexp", "raddexpminusmax"):
+            assert np.all(bits(ybuf) == Y_SENTINEL)
+        else:
+            _check_frame(ybuf, n, Y_SENTINEL, what)
+        assert np.all(np.isfinite(result)), f"{what}: a result is not finite (a sentinel was read?)"
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_canary_algorithms(emu, algorithm):
+    rng = np.random.default_rng(9)
+    for n in list(TAILS) + [4096 + t for t in TAILS]:
+        values = random_f32(rng, n)
+        xbuf = _framed(values)
+        x_before = bits(xbuf).copy()
+        ybuf = np.full(n + 2 * PAD, Y_SENTINEL, np.uint32).view(F32)
+        emu.softmax_rows(xbuf[PAD:PAD + n].reshape(1, n), ybuf[PAD:PAD + n].reshape(1, n), algorithm)
+        np.testing.assert_array_equal(bits(xbuf), x_before, err_msg=f"n={n}: x was written")
+        _check_frame(ybuf, n, Y_SENTINEL, f"{algorithm} n={n}")
+        assert rel_err(ybuf[PAD:PAD + n], ref_softmax(values)) <= RTOL, f"n={n}"
+        # in place, inside the frame
+        emu.softmax_rows(xbuf[PAD:PAD + n].reshape(1, n), xbuf[PAD:PAD + n].reshape(1, n), algorithm)
+        _check_frame(xbuf, n, X_SENTINEL, f"{algorithm} in place n={n}")
+        np.testing.assert_array_equal(bits(xbuf[PAD:PAD + n]), bits(ybuf[PAD:PAD + n]))
+
+
+def test_guard_pages(emu):
+    """Every variant and algorithm with its arrays flush against PROT_NONE pages (subprocess)."""
+    proc = subprocess.run([sys.executable, str(Path(emx.__file__)), "--guard-pages"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    last = proc.stdout.strip().splitlines()[-1:] or ["(no output)"]
+    assert proc.returncode == 0, (f"exit status {proc.returncode} during: {last[0]}\n"
+                                  f"{proc.stderr[-2000:]}")
+    assert last[0].startswith("ok")
+
+
+# ---------------------------------------------------------------------------------------------
+# Each kernel variant against NumPy, n = 1 .. 2 * unroll + 1 (AVX2 twins as a native control)
+
+OFFSETS = (0.0, 5000.0, -5000.0)
+
+
+def _lengths(unroll):
+    return range(1, 2 * unroll + 2)
+
+
+@pytest.mark.parametrize("spec", kernels_of("rmax"))
+def test_kernel_rmax(emu, spec):
+    k = emu.kernel(spec[0])
+    rng = np.random.default_rng(10)
+    data = random_f32(rng, 2 * k.unroll + 1, -1e6, 1e6)
+    for n in _lengths(k.unroll):
+        x = data[:n]
+        assert k(x) == x.max(), f"n={n}"
+        x = np.full(n, -np.inf, F32)
+        x[n - 1] = -3.0  # the max in the last (tail) lane
+        assert k(x) == -3.0, f"n={n}"
+    assert k(np.full(5, -np.inf, F32)) == -np.inf
+
+
+@pytest.mark.parametrize("spec", kernels_of("raddextexp"))
+def test_kernel_raddextexp(emu, spec):
+    k = emu.kernel(spec[0])
+    rng = np.random.default_rng(11)
+    for offset in OFFSETS:
+        data = random_f32(rng, 2 * k.unroll + 1) + F32(offset)
+        for n in _lengths(k.unroll):
+            x = data[:n]
+            mantissa, exponent = k(x)
+            lse = logsumexp(x)  # log of the exact sum; compared in the log domain (no overflow)
+            assert np.isfinite(mantissa) and mantissa > 0, (
+                f"n={n}, offset={offset}: sum = {mantissa} * 2^{exponent}, expected about "
+                f"{np.exp(lse - LN2 * np.floor(lse / LN2)):.7g} * 2^{np.floor(lse / LN2):.0f}")
+            assert exponent == np.floor(exponent)
+            err = abs(np.expm1(np.log(mantissa) + exponent * LN2 - lse))
+            assert err <= RTOL, f"n={n}, offset={offset}: relative error {err:.3g}"
+
+
+@pytest.mark.parametrize("spec", kernels_of("raddextexp"))
+def test_kernel_raddextexp_keeps_nan(emu, spec):
+    k = emu.kernel(spec[0])
+    kept = [n for n in range(1, 2 * k.unroll + 34) if np.isnan(k(nan_then_small_lane_mates(n))[0])]
+    lost = sorted(set(range(1, 2 * k.unroll + 34)) - set(kept))
+    assert not lost, f"sum of exp is not NaN for n in {lost[:3]}..{lost[-1]} ({len(lost)} lengths)"
+
+
+@pytest.mark.parametrize("spec", kernels_of("vscaleextexp"))
+def test_kernel_vscaleextexp(emu, spec):
+    k = emu.kernel(spec[0])
+    rng = np.random.default_rng(12)
+    for offset in OFFSETS:
+        data = random_f32(rng, 2 * k.unroll + 1) + F32(offset)
+        for n in _lengths(k.unroll):
+            x = data[:n]
+            exponent = F32(np.ceil(logsumexp(x) / LN2))
+            scale = F32(1.37)
+            y = np.empty(n, F32)
+            k(x, y, scale, exponent)
+            ref = np.exp(x.astype(np.float64) - float(exponent) * LN2) * float(scale)
+            assert rel_err(y, ref) <= RTOL, f"n={n}, offset={offset}"
+            z = x.copy()
+            k(z, z, scale, exponent)  # in place
+            np.testing.assert_array_equal(bits(z), bits(y))
+
+
+@pytest.mark.parametrize("spec", kernels_of("raddexpminusmax", "raddstoreexpminusmax", "vscaleexpminusmax"))
+def test_kernel_exp_minus_max(emu, spec):
+    k = emu.kernel(spec[0])
+    rng = np.random.default_rng(13)
+    for offset in OFFSETS + (3e6,):
+        data = random_f32(rng, 2 * k.unroll + 1) + F32(offset)
+        for n in _lengths(k.unroll):
+            x = data[:n]
+            shift, exponent = exp_shift(x.max())
+            e = np.exp(x.astype(np.float64) - float(shift) - float(exponent) * LN2)
+            what = f"n={n}, offset={offset}"
+            y = np.full(n, np.nan, F32)
+            if k.op == "raddexpminusmax":
+                s = k(x, shift, exponent)
+                assert abs(s / e.sum() - 1) <= RTOL, what
+            elif k.op == "raddstoreexpminusmax":
+                s = k(x, y, shift, exponent)
+                assert abs(s / e.sum() - 1) <= RTOL, what
+                assert rel_err(y, e) <= RTOL, what
+            else:
+                k(x, y, shift, exponent, F32(0.37))
+                assert rel_err(y, e * float(F32(0.37))) <= RTOL, what
+            if k.op != "raddexpminusmax":
+                z = x.copy()
+                k(z, z, shift, exponent, *([F32(0.37)] if k.op == "vscaleexpminusmax" else []))
+                np.testing.assert_array_equal(bits(z), bits(y), err_msg=what + " (in place)")
+
+
+@pytest.mark.parametrize("spec", kernels_of("vscale"))
+def test_kernel_vscale(emu, spec):
+    k = emu.kernel(spec[0])
+    rng = np.random.default_rng(14)
+    data = random_f32(rng, 2 * k.unroll + 1, -1e3, 1e3)
+    for n in _lengths(k.unroll):
+        x = data[:n]
+        y = np.empty(n, F32)
+        k(x, y, F32(0.3))
+        np.testing.assert_array_equal(bits(y), bits(x * F32(0.3)), err_msg=f"n={n}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Against the native AVX2 level of the installed package
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_matches_native_avx2(emu, algorithm):
+    twopass = pytest.importorskip("twopass")
+    if "avx2" not in twopass.available_levels():
+        pytest.skip("the installed twopass has no avx2 level on this machine")
+    rng = np.random.default_rng(15)
+    lengths = list(range(1, 200)) + [255, 256, 257, 4095, 4096, 4097, 8193, 100000]
+    for n in lengths:
+        x = random_f32(rng, n)
+        with twopass.use_isa("avx2"):
+            native = twopass.softmax(x, axis=-1, algorithm=algorithm)
+        emulated = emu.softmax(x, algorithm)
+        # either side may flush an output below FLUSH to 0 (the paths may differ in where)
+        assert max(rel_err(emulated, native), rel_err(native, emulated)) <= RTOL, f"n={n}"
+    for x in (np.array([0, -90, -100], F32), np.array([1e30, -1e30, 0, 1e30], F32),
+              np.array([1, np.nan, 2] * 7, F32), np.array([-np.inf, 3, np.inf], F32)):
+        with twopass.use_isa("avx2"):
+            native = twopass.softmax(x, axis=-1, algorithm=algorithm)
+        emulated = emu.softmax(x, algorithm)
+        np.testing.assert_array_equal(np.isnan(emulated), np.isnan(native))
+        np.testing.assert_allclose(emulated, native, rtol=RTOL, atol=FLUSH)
+
+
+# ---------------------------------------------------------------------------------------------
+# The emulated intrinsics themselves, against the hardware semantics (Intel SDM)
+
+def scalef_model(a, b):
+    """VSCALEFPS with MXCSR at its default (round to nearest, DAZ = FTZ = 0): a * 2^floor(b)
+    rounded once; NaN in -> NaN; 0 * 2^+inf and inf * 2^-inf -> NaN."""
+    a, b = np.asarray(a, F32), np.asarray(b, F32)
+    a, b = np.broadcast_arrays(a, b)
+    with np.errstate(all="ignore"):
+        k = np.clip(np.floor(b.astype(np.float64)), -400, 400)  # beyond: 0 or inf for any float a
+        k = np.where(np.isnan(k), 0, k).astype(np.int64)
+        out = np.ldexp(a.astype(np.float64), k).astype(F32)  # exact in float64, then one rounding
+    invalid = np.isnan(a) | np.isnan(b) | ((a == 0) & (b == np.inf)) | (np.isinf(a) & (b == -np.inf))
+    out[invalid] = np.nan
+    return out
+
+
+def _same(x, y):
+    return (bits(x) == bits(y)) | (np.isnan(x) & np.isnan(y))
+
+
+def test_simde_scalef_in_kernel_domain(emu):
+    """For |a| < 4 and integral b from -149 to 1 (the kernels need -126 and up), b = -inf, and
+    non-integral b (floor) SIMDe matches the hardware bit for bit, subnormal results included;
+    scalef(0, -inf) = +0 and scalef(0, NaN) = NaN."""
+    rng = np.random.default_rng(16)
+    a = np.concatenate([rng.uniform(0.7, 2.84, 200), [0.0, 1.0, 1.5, 0.75, float.fromhex("0x1.fffffep1")]])
+    b = np.concatenate([np.arange(-149.0, 2.0), [-0.5, -3.25, -148.5, 1.75, -np.inf]])
+    aa, bb = (v.astype(F32).ravel() for v in np.meshgrid(a, b))
+    got, want = emu.scalef(aa, bb), scalef_model(aa, bb)
+    bad = ~_same(got, want)
+    assert not bad.any(), list(zip(aa[bad][:10], bb[bad][:10], got[bad][:10], want[bad][:10]))
+    assert bits(emu.scalef(F32(0), F32(-np.inf)))[0] == 0  # +0 exactly
+    assert np.isnan(emu.scalef(F32(0), F32(np.nan))[0])
+    assert emu.scalef(F32(1.5), F32(-149))[0] == F32(2.0 ** -148)  # ties to even in the subnormals
+
+
+def test_simde_scalef_deviations_are_known(emu):
+    """Every mismatch with the hardware is in one of SIMDe's known categories (module docstring)."""
+    rng = np.random.default_rng(17)
+    tiny = np.finfo(F32).tiny
+    a = np.concatenate([rng.uniform(-3, 3, 40), [0.0, -0.0, 1.0, 0.75, np.inf, -np.inf, np.nan,
+                                                 tiny * 0.3, -tiny * 0.7, 2.0 ** -149, 3e38, -1e-30]])
+    b = np.concatenate([np.arange(-300.0, 301.0, 3.0), np.arange(-160.0, -140.0), [126.0, 127.0, 128.0, 129.0],
+                        [-np.inf, np.inf, np.nan, -0.0, 1e-40, -1e-40, 0.5, -0.5, 3e38, -3e38]])
+    aa, bb = (v.astype(F32).ravel() for v in np.meshgrid(a, b))
+    got, want = emu.scalef(aa, bb), scalef_model(aa, bb)
+    bad = ~_same(got, want)
+    with np.errstate(invalid="ignore"):
+        fb = np.floor(bb.astype(np.float64))
+        subnormal = lambda v: (v != 0) & (np.abs(v) < tiny)
+        known = {
+            "2^floor(b) below 2^-149": (fb < -149) & np.isfinite(bb),
+            "2^floor(b) above 2^127": (fb > 127) & np.isfinite(bb),
+            "subnormal a flushed": subnormal(aa),
+            "negative subnormal b flushed": subnormal(bb) & (bb < 0),
+        }
+    unexplained = bad.copy()
+    for mask in known.values():
+        unexplained &= ~mask
+    assert not unexplained.any(), list(zip(aa[unexplained][:10], bb[unexplained][:10],
+                                           got[unexplained][:10], want[unexplained][:10]))
+    print({name: int(np.count_nonzero(bad & mask)) for name, mask in known.items()})
+
+
+def test_simde_cmp_nlt_uq_and_maskz_scalef(emu):
+    """The flush mask of the kernels: d >= -126 or unordered (NaN), then scalef on those lanes, 0
+    elsewhere (a NaN d in a masked-off lane gives 0, in a selected lane NaN)."""
+    d = np.array([np.nan, -127, -126, -125.5, -np.inf, np.inf, 0, -np.nan, -126.5, -1e30, 3, -200,
+                  -149, -0.0, 1e-40, -1e-40], F32)
+    with np.errstate(invalid="ignore"):
+        want = ~(d < F32(-126))
+    np.testing.assert_array_equal(emu.cmp_nlt_uq(d, F32(-126)), want)
+    a = np.linspace(0.7, 1.4, 16).astype(F32)
+    a[3] = 0
+    for mask in (0xFFFF, 0x0000, 0x5A5A, sum(1 << i for i in range(16) if want[i])):
+        lanes = np.array([(mask >> i) & 1 for i in range(16)], bool)
+        got = emu.maskz_scalef(mask, a, d)
+        np.testing.assert_array_equal(bits(got[~lanes]), 0)
+        model = scalef_model(a, d)
+        ok = _same(got, model) | (np.abs(d) < TINY) & (d != 0)  # subnormal d: SIMDe flushes it
+        assert np.all(ok[lanes]), (mask, got, model)
+
+
+def test_simde_roundscale_nearest_even(emu):
+    x = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49999997, -0.4, 2.0 ** 23 + 1, 1e30, -1e30,
+                  np.inf, -np.inf, -0.0, 0.0, 12345.5, -12344.5], F32)
+    x = np.concatenate([x, np.random.default_rng(18).uniform(-3e6, 3e6, 1000).astype(F32)])
+    got = emu.roundscale(x)
+    np.testing.assert_array_equal(bits(got), bits(np.rint(x)))
+    assert np.isnan(emu.roundscale(F32(np.nan))[0])
+
+
+def test_simde_max_and_masked_ops(emu):
+    a = np.array([np.nan, 1, -0.0, 0.0, -np.inf, 2, np.nan, 5] * 2, F32)
+    b = np.array([1, np.nan, 0.0, -0.0, -np.inf, 3, np.nan, -5] * 2, F32)
+    want = np.where(a > b, a, b)  # MAXPS: the second operand unless the first is greater
+    np.testing.assert_array_equal(bits(emu.max(a, b)), bits(want))
+    src = np.arange(100, 116, dtype=F32)
+    for mask in (0, 1, 0x7FFF, 0x8000, 0xA5A5, 0xFFFF):
+        got_max, got_add = emu.mask_max_add(src, mask, a, b)
+        lanes = np.array([(mask >> i) & 1 for i in range(16)], bool)
+        np.testing.assert_array_equal(bits(got_max[~lanes]), bits(src[~lanes]))
+        np.testing.assert_array_equal(bits(got_add[~lanes]), bits(src[~lanes]))
+        np.testing.assert_array_equal(bits(got_max[lanes]), bits(want[lanes]))
+        assert np.all(_same(got_add[lanes], (a + b)[lanes]))
+
+
+def test_reductions(emu):
+    v = np.arange(16, dtype=F32) * F32(0.25) - F32(1)
+    assert emu.reduce_max_add(v) == (float(v.max()), float(v.sum()))
+    v = np.full(16, -np.inf, F32)
+    v[11] = -7
+    assert emu.reduce_max_add(v)[0] == -7
+    v = np.array([1e8, 1, -1e8, 1] + [0] * 12, F32)
+    # GCC's order: (upper 8 + lower 8), then (upper 4 + lower 4), then lanes 0+2, 1+3, then 0 + 1
+    assert emu.reduce_max_add(v)[1] == float(F32(F32(1e8) + F32(-1e8)) + F32(F32(1) + F32(1)))
