@@ -54,9 +54,16 @@ typedef void twopass_f32_vscale_fn(size_t n, const float* x, float* y, float sca
     R(raddstoreexpminusmax, avx512f, 128, 4)                                                       \
     V(vscaleexpminusmax, avx512f, 64)                                                              \
     V(vscale, avx512f, 64)                                                                         \
+    R(rmax, avx512f, 64, 2)                                                                        \
     R(raddextexp, avx512f, 64, 2)                                                                  \
     R(raddextexp, avx512f, 192, 3)                                                                 \
-    V(vscaleextexp, avx512f, 128)
+    V(vscaleextexp, avx512f, 128)                                                                  \
+    R(raddexpminusmax, avx512f, 64, 2)                                                             \
+    R(raddexpminusmax, avx512f, 192, 3)                                                            \
+    R(raddstoreexpminusmax, avx512f, 64, 2)                                                        \
+    R(raddstoreexpminusmax, avx512f, 192, 3)                                                       \
+    V(vscaleexpminusmax, avx512f, 128)                                                             \
+    V(vscale, avx512f, 128)
 
 #define TWOPASS_F32_AVX2_KERNELS(R, V)                                                             \
     R(rmax, avx2, 64, 4)                                                                           \
@@ -66,9 +73,16 @@ typedef void twopass_f32_vscale_fn(size_t n, const float* x, float* y, float sca
     R(raddstoreexpminusmax, avx2, 64, 4)                                                           \
     V(vscaleexpminusmax, avx2, 32)                                                                 \
     V(vscale, avx2, 32)                                                                            \
+    R(rmax, avx2, 32, 2)                                                                           \
     R(raddextexp, avx2, 32, 2)                                                                     \
     R(raddextexp, avx2, 96, 3)                                                                     \
-    V(vscaleextexp, avx2, 64)
+    V(vscaleextexp, avx2, 64)                                                                      \
+    R(raddexpminusmax, avx2, 32, 2)                                                                \
+    R(raddexpminusmax, avx2, 96, 3)                                                                \
+    R(raddstoreexpminusmax, avx2, 32, 2)                                                           \
+    R(raddstoreexpminusmax, avx2, 96, 3)                                                           \
+    V(vscaleexpminusmax, avx2, 64)                                                                 \
+    V(vscale, avx2, 64)
 
 #define TWOPASS_F32_KERNELS(R, V) TWOPASS_F32_AVX512F_KERNELS(R, V) TWOPASS_F32_AVX2_KERNELS(R, V)
 

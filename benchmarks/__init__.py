@@ -1,0 +1,1 @@
+"""twopass benchmarks: `python -m benchmarks [--quick]` (see __main__.py and RESULTS.md)."""
