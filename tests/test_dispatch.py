@@ -120,3 +120,20 @@ def test_main_module_runs():
     assert "twopass runtime" in result.stdout
     for level in LEVELS:
         assert f"twopass {level} two_pass" in result.stdout
+
+
+def test_package_works_without_the_extension():
+    """Where the compiled extension cannot load (another architecture, a broken build), twopass
+    still imports, runs the NumPy fallback and says why."""
+    code = ("import sys; sys.modules['twopass.kernels'] = None\n"
+            "import numpy as np, twopass\n"
+            "info = twopass.runtime_info()\n"
+            "assert info['extension'].startswith('not loaded: ImportError'), info['extension']\n"
+            "assert info['best_level'] == 'python' and info['available_levels'] == ['python'], info\n"
+            "y = twopass.softmax(np.array([1.0, 2.0, 3.0], np.float32))\n"
+            "e = np.exp([1.0, 2.0, 3.0]); assert np.allclose(y, e / e.sum(), rtol=1e-6), y\n"
+            "assert twopass.runtime_info()['calls']['python'] == 1\n"
+            "twopass.show_runtime()\n")
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert "not loaded" in result.stdout
