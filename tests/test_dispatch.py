@@ -128,7 +128,7 @@ def test_package_works_without_the_extension():
     code = ("import sys; sys.modules['twopass.kernels'] = None\n"
             "import numpy as np, twopass\n"
             "info = twopass.runtime_info()\n"
-            "assert info['extension'].startswith('not loaded: ImportError'), info['extension']\n"
+            "assert info['extension'].startswith('not loaded: ModuleNotFoundError'), info['extension']\n"
             "assert info['best_level'] == 'python' and info['available_levels'] == ['python'], info\n"
             "y = twopass.softmax(np.array([1.0, 2.0, 3.0], np.float32))\n"
             "e = np.exp([1.0, 2.0, 3.0]); assert np.allclose(y, e / e.sum(), rtol=1e-6), y\n"
