@@ -8,6 +8,8 @@ runs) and if the build fails altogether the package still installs and uses the 
 import os
 import platform
 
+import numpy
+
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -41,8 +43,9 @@ class build_ext_per_isa(build_ext):
 extension = Extension(
     "twopass.kernels",
     sources=["pyx/twopass/kernels.pyx", "src/cpu.c", "src/dispatch.c", "src/softmax.c"],
-    include_dirs=["include"],
-    define_macros=[("TWOPASS_HAVE_X86_KERNELS", "1")] if IS_X86_64 else [],
+    include_dirs=["include", numpy.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+    + ([("TWOPASS_HAVE_X86_KERNELS", "1")] if IS_X86_64 else []),
     extra_compile_args=COMMON_CFLAGS,
     depends=HEADERS + [s for sources, _ in ISA_SOURCES.values() for s in sources],
 )

@@ -8,9 +8,15 @@ three-pass algorithms, as AVX-512 and AVX2 kernels chosen at run time, with a Nu
 """
 import os
 
-from twopass import _dispatch
-from twopass._api import ALGORITHMS, fallback_calls, softmax
+from twopass import _api, _dispatch
+from twopass._api import ALGORITHMS, fallback_calls
 from twopass._dispatch import LEVELS, available_levels, use_isa
+
+if _dispatch._kernels is not None:
+    _dispatch._kernels.configure_fast_path(_dispatch._level, _api.softmax, _dispatch.AUTO_TWO_PASS_FROM)
+    softmax = _dispatch._kernels.softmax
+else:
+    softmax = _api.softmax
 
 __version__ = "0.1.0"
 __all__ = ["softmax", "runtime_info", "show_runtime", "use_isa", "available_levels", "LEVELS",
@@ -39,7 +45,8 @@ def runtime_info():
             "float16": "float32 path on a float32 copy" if level != "python" else fallback,
             "float64": fallback,
         },
-        "auto_algorithm": "two_pass",
+        "auto_algorithm": (f"three_pass_reload for rows under {_dispatch.AUTO_TWO_PASS_FROM} elements, "
+                           "two_pass from there" if level != "python" else "three_pass_reload"),
         "calls": calls,
     }
 

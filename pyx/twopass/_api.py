@@ -22,10 +22,10 @@ _KERNEL_ALGORITHM = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recomput
 fallback_calls = {"python": 0}
 
 
-def _algorithm(algorithm, n):
+def _algorithm(algorithm, n, level):
     """Resolve "auto" and reject unknown names (ValueError listing the valid ones)."""
     if algorithm == "auto":
-        return "two_pass"
+        return _dispatch.auto_algorithm(level, n)
     if algorithm not in _KERNEL_ALGORITHM:
         raise ValueError(f"unknown algorithm {algorithm!r}; valid choices: {', '.join(ALGORITHMS)}")
     return algorithm
@@ -61,6 +61,7 @@ def _check_out(out, x, dtype):
 
 def softmax(x, axis=None, *, out=None, algorithm="auto"):
     """softmax(x)_i = exp(x_i) / sum_j exp(x_j) over `axis`, like scipy.special.softmax.
+    (twopass.softmax is the typed layer's fast path, which hands every other case to this one.)
 
     axis: None (the whole array), an int, or a tuple of ints. out: an array of x's shape and the
     result dtype to write into (may be x itself). algorithm: "auto", "two_pass",
@@ -70,7 +71,8 @@ def softmax(x, axis=None, *, out=None, algorithm="auto"):
     dtype = _result_dtype(x.dtype)
     axes = tuple(range(x.ndim)) if axis is None else normalize_axis_tuple(axis, x.ndim)
     n = math.prod(x.shape[a] for a in axes)
-    algorithm = _algorithm(algorithm, n)
+    level = _dispatch.current_level()
+    algorithm = _algorithm(algorithm, n, level)
     if out is not None:
         _check_out(out, x, dtype)
     if n == 0:
@@ -90,7 +92,6 @@ def softmax(x, axis=None, *, out=None, algorithm="auto"):
     direct = trailing and dtype == work and result.flags.c_contiguous and result.flags.aligned
     y2 = result.reshape(rows, n) if direct else np.empty((rows, n), work)
 
-    level = _dispatch.current_level()
     if work == np.float32 and level != "python":
         _dispatch._kernels.softmax_f32_rows(x2, y2, _KERNEL_ALGORITHM[algorithm], _dispatch.LEVELS.index(level))
     else:

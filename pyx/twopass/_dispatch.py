@@ -47,6 +47,39 @@ if _kernels is not None:
 _level = contextvars.ContextVar("twopass_level", default=PROCESS_LEVEL)
 
 
+def _last_level_cache_bytes(default=32 * 1024 * 1024):
+    """Size of the CPU's last-level data cache (Linux sysfs), or `default`."""
+    best = 0
+    for index in range(8):
+        path = f"/sys/devices/system/cpu/cpu0/cache/index{index}/"
+        try:
+            with open(path + "type") as f:
+                if f.read().strip() == "Instruction":
+                    continue
+            with open(path + "size") as f:
+                size = f.read().strip()
+        except OSError:
+            continue
+        unit = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(size[-1:], 1)
+        best = max(best, int(size.rstrip("KMG")) * unit)
+    return best or default
+
+
+LAST_LEVEL_CACHE = _last_level_cache_bytes()
+# "auto", chosen from the benchmarks (benchmarks/RESULTS.md): in cache the reloading three-pass
+# algorithm does half the exp work of the others and wins; once a row (input and output, 8 bytes per
+# element) no longer fits in the last-level cache, every pass is memory-bound and two-pass wins.
+# The NumPy fallback is always fastest with three_pass_reload.
+AUTO_TWO_PASS_FROM = max(1, LAST_LEVEL_CACHE // 8)
+
+
+def auto_algorithm(level, n):
+    """The algorithm "auto" runs for rows of n elements on `level`."""
+    if level != "python" and n >= AUTO_TWO_PASS_FROM:
+        return "two_pass"
+    return "three_pass_reload"
+
+
 def available_levels():
     """Levels this process may use, lowest first (the CPU's, capped by TWOPASS_ISA)."""
     return LEVELS[: LEVELS.index(PROCESS_LEVEL) + 1]

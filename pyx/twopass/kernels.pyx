@@ -10,6 +10,9 @@ Design:
 - kernels.pxd exports softmax_f32 / softmax_f32_strided as nogil functions for other Cython code.
 """
 from libc.stddef cimport ptrdiff_t
+cimport numpy as cnp
+
+cnp.import_array()
 
 cdef extern from "twopass/softmax.h" nogil:
     struct twopass_cpu_features:
@@ -168,6 +171,82 @@ def run_kernel(str name, const float[::1] x, float[::1] y, float a=0.0, float b=
     if op == 1:
         return (pair[0], pair[1])
     return result
+
+
+# ---- twopass.softmax, fast path ----
+
+cdef object _level_var = None        # twopass._dispatch's ContextVar of the level name
+cdef object _slow_softmax = None     # twopass._api.softmax: every case the fast path does not take
+cdef cnp.npy_intp _auto_two_pass_from = 1 << 62  # auto: two_pass for rows at least this long
+cdef dict _ALGORITHM_INDEX = {"auto": -1, "two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2}
+cdef dict _LEVEL_INDEX = {"python": 0, "avx2": 1, "avx512f": 2}
+
+
+def configure_fast_path(level_var, slow_softmax, auto_two_pass_from):
+    """Called once by twopass at import."""
+    global _level_var, _slow_softmax, _auto_two_pass_from
+    _level_var, _slow_softmax, _auto_two_pass_from = level_var, slow_softmax, auto_two_pass_from
+
+
+cdef inline bint _plain_float32(cnp.ndarray a) noexcept:
+    """float32, native byte order, C-contiguous and aligned."""
+    return (cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32 and cnp.PyArray_ISNOTSWAPPED(a)
+            and cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISALIGNED(a))
+
+
+def softmax(x, axis=None, *, out=None, algorithm="auto"):
+    """softmax(x)_i = exp(x_i) / sum_j exp(x_j) over `axis`, like scipy.special.softmax.
+
+    axis: None (the whole array), an int, or a tuple of ints. out: an array of x's shape and the
+    result dtype to write into (may be x itself). algorithm: "auto", "two_pass",
+    "three_pass_reload" or "three_pass_recompute"; all agree within float rounding.
+    """
+    # Fast path: a C-contiguous float32 ndarray over its last axis, on a kernel level. Anything
+    # else (and every error) goes to twopass._api.softmax, which has the same semantics.
+    cdef cnp.ndarray xa, ya
+    cdef int nd, level, alg
+    cdef cnp.npy_intp n, rows, i
+    cdef char* x_end
+    cdef char* y_end
+    if type(x) is not cnp.ndarray or _level_var is None:
+        return _slow_softmax(x, axis, out=out, algorithm=algorithm)
+    xa = <cnp.ndarray>x
+    nd = cnp.PyArray_NDIM(xa)
+    if nd == 0 or not _plain_float32(xa):
+        return _slow_softmax(x, axis, out=out, algorithm=algorithm)
+    if not ((axis is None and nd == 1) or (type(axis) is int and (axis == -1 or axis == nd - 1))):
+        return _slow_softmax(x, axis, out=out, algorithm=algorithm)
+    n = cnp.PyArray_DIM(xa, nd - 1)
+    alg = _ALGORITHM_INDEX.get(algorithm, -2) if type(algorithm) is str else -2
+    level = _LEVEL_INDEX[_level_var.get()]
+    if n == 0 or alg == -2 or level == 0:
+        return _slow_softmax(x, axis, out=out, algorithm=algorithm)
+    if out is None:
+        ya = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(xa), cnp.NPY_FLOAT32, 0)
+    else:
+        if type(out) is not cnp.ndarray:
+            return _slow_softmax(x, axis, out=out, algorithm=algorithm)
+        ya = <cnp.ndarray>out
+        if (not _plain_float32(ya) or not cnp.PyArray_ISWRITEABLE(ya) or cnp.PyArray_NDIM(ya) != nd):
+            return _slow_softmax(x, axis, out=out, algorithm=algorithm)
+        for i in range(nd):
+            if cnp.PyArray_DIM(ya, i) != cnp.PyArray_DIM(xa, i):
+                return _slow_softmax(x, axis, out=out, algorithm=algorithm)
+        if cnp.PyArray_DATA(ya) != cnp.PyArray_DATA(xa):  # in place is fine; any other overlap is not
+            x_end = <char*>cnp.PyArray_DATA(xa) + cnp.PyArray_NBYTES(xa)
+            y_end = <char*>cnp.PyArray_DATA(ya) + cnp.PyArray_NBYTES(ya)
+            if <char*>cnp.PyArray_DATA(ya) < x_end and <char*>cnp.PyArray_DATA(xa) < y_end:
+                return _slow_softmax(x, axis, out=out, algorithm=algorithm)
+    if alg == -1:
+        alg = 0 if n >= _auto_two_pass_from else 1
+    rows = cnp.PyArray_SIZE(xa) // n
+    cdef const twopass_f32_kernels* k = _table(level)
+    cdef const float* xp = <const float*>cnp.PyArray_DATA(xa)
+    cdef float* yp = <float*>cnp.PyArray_DATA(ya)
+    _calls[level] += 1
+    with nogil:
+        twopass_softmax_f32_rows(k, alg, rows, n, xp, n, yp, n)
+    return ya
 
 
 # ---- benchmarks ----
