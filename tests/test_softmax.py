@@ -303,3 +303,22 @@ def test_bad_out_raises_before_writing(level, case):
         twopass.softmax(xin, out=out)
     np.testing.assert_array_equal(xin, x_before)
     np.testing.assert_array_equal(np.asarray(out), out_before)
+
+
+def test_zero_stride_and_broadcast_views(level, algorithm):
+    row = uniform(37, -20, 20, seed=12)
+    broadcast = np.broadcast_to(row, (5, 37))          # stride 0 along axis 0, read-only
+    for axis in (0, 1, None):
+        y = twopass.softmax(broadcast, axis=axis, algorithm=algorithm)
+        assert y.shape == (5, 37) and y.flags.writeable
+        assert max_relative_error(y, reference_softmax(np.array(broadcast), axis=axis if axis is not None else (0, 1))) <= 1e-6
+    with pytest.raises(ValueError):
+        twopass.softmax(row, out=np.broadcast_to(np.zeros(1, np.float32), (37,)))  # read-only out
+
+
+def test_negative_strides_in_place(level, algorithm):
+    x = uniform(None, -20, 20, shape=(4, 65), seed=13)
+    view = x[::-1, ::-1]
+    expected = reference_softmax(np.array(view), axis=1)
+    assert twopass.softmax(view, axis=1, out=view, algorithm=algorithm) is view
+    assert max_relative_error(view, expected) <= 1e-6
