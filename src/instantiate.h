@@ -25,10 +25,13 @@
 #define DEFINE_vscaleexpminusmax_V(isa, U)                                                         \
     void TWOPASS_F32_VNAME(vscaleexpminusmax, isa, U)(size_t n, const float* x, float* y, float shift, \
                                                       float exponent, float scale)                   \
-    { vscale_impl(n, x, y, shift, exponent, scale, U, 1); }
+    { vscale_impl(n, x, y, shift, exponent, scale, U, TWOPASS_MODE_EXP); }
 #define DEFINE_vscale_V(isa, U)                                                                    \
     void TWOPASS_F32_VNAME(vscale, isa, U)(size_t n, const float* x, float* y, float scale)          \
-    { vscale_impl(n, x, y, 0.0f, 0.0f, scale, U, 0); }
+    { vscale_impl(n, x, y, 0.0f, 0.0f, scale, U, TWOPASS_MODE_SCALE); }
+#define DEFINE_vsubc_V(isa, U)                                                                     \
+    void TWOPASS_F32_VNAME(vsubc, isa, U)(size_t n, const float* x, float* y, float c_hi, float c_lo) \
+    { vscale_impl(n, x, y, c_hi, c_lo, 1.0f, U, TWOPASS_MODE_SUB); }
 
 #define DEFINE_R(op, isa, U, ACC)                                                                  \
     _Static_assert(U % VLEN == 0 && U / VLEN <= TWOPASS_MAX_VECTORS && ACC >= 1 && ACC <= TWOPASS_MAX_ACC, \

@@ -8,7 +8,11 @@
  * (see exp_shift): in float32, x - m itself would round (error up to |x - m| * 2^-24 relative).
  *
  * The sums run over blocks of TWOPASS_SUM_BLOCK elements whose partial sums are added in double.
+ *
+ * log_softmax and logsumexp reuse them: logsumexp = log(M) + E ln2 from two-pass pass 1 alone (or
+ * max + log sum exp(x - max), three-pass), and log_softmax y = x - logsumexp(x).
  */
+#define _GNU_SOURCE /* M_LN2 */
 #include <math.h>
 #include "twopass/common.h"
 #include "twopass/softmax.h"
@@ -56,29 +60,36 @@ static void softmax_three_pass_reload(const struct twopass_f32_kernels* k, size_
     k->vscale(n, y, y, (float)(1.0 / sum));
 }
 
-static void softmax_two_pass(const struct twopass_f32_kernels* k, size_t n, const float* x, float* y)
+/* Pass 1 of two-pass: (mantissa, exponent) with sum exp(x) = mantissa * 2^exponent, merging block
+ * sums: (M, E) + (m, e) = (M * 2^(E - E') + m * 2^(e - E'), E') with E' = max(E, e). Returns 0 if
+ * the slice holds NaN or +inf or its max lies beyond the exact range of the exponents. */
+static int extsum(const struct twopass_f32_kernels* k, size_t n, const float* x, double* mantissa,
+                  double* exponent)
 {
-    /* Pass 1: (mantissa, exponent) = sum exp(x), merging block sums:
-     * (M, E) + (m, e) = (M * 2^(E - E') + m * 2^(e - E'), E') with E' = max(E, e). */
-    double mantissa = 0.0, exponent = 0.0;
-    int valid = 1;
+    double sum = 0.0, sum_exponent = 0.0;
     for (size_t i = 0; i < n; i += TWOPASS_SUM_BLOCK) {
         float block[2];
         k->raddextexp(block_len(n, i), x + i, block);
         const double m = block[0], e = block[1];
         if (!(m > 0.0 && m < INFINITY) || !(fabs(e) <= TWOPASS_EXTEXP_EXPONENT_LIMIT)) {
-            valid = 0; /* NaN, +inf or a magnitude beyond the exact range of the exponents */
-            break;
+            return 0;
         }
         if (i == 0) {
-            mantissa = m, exponent = e;
-        } else if (e > exponent) {
-            mantissa = ldexp(mantissa, (int)(exponent - e)) + m, exponent = e;
+            sum = m, sum_exponent = e;
+        } else if (e > sum_exponent) {
+            sum = ldexp(sum, (int)(sum_exponent - e)) + m, sum_exponent = e;
         } else {
-            mantissa += ldexp(m, (int)(e - exponent));
+            sum += ldexp(m, (int)(e - sum_exponent));
         }
     }
-    if (!valid) {
+    *mantissa = sum, *exponent = sum_exponent;
+    return 1;
+}
+
+static void softmax_two_pass(const struct twopass_f32_kernels* k, size_t n, const float* x, float* y)
+{
+    double mantissa, exponent;
+    if (!extsum(k, n, x, &mantissa, &exponent)) {
         softmax_three_pass_recompute(k, n, x, y);
         return;
     }
@@ -86,6 +97,76 @@ static void softmax_two_pass(const struct twopass_f32_kernels* k, size_t n, cons
     int q;
     const double f = frexp(mantissa, &q);
     k->vscaleextexp(n, x, y, (float)(1.0 / f), (float)(exponent + q));
+}
+
+/* logsumexp of a slice the extended sum cannot take (NaN, +-inf, or |max| beyond ~2e6), as SciPy:
+ * NaN if any NaN; else +inf if any +inf; else -inf if all are -inf; else max + log sum exp(x - max). */
+static double logsumexp_three_pass(const struct twopass_f32_kernels* k, size_t n, const float* x)
+{
+    const float max = k->rmax(n, x);
+    if (isfinite(max)) {
+        float shift, exponent;
+        exp_shift(max, &shift, &exponent);
+        double sum = 0.0;
+        for (size_t i = 0; i < n; i += TWOPASS_SUM_BLOCK) {
+            sum += k->raddexpminusmax(block_len(n, i), x + i, shift, exponent);
+        }
+        if (!isnan(sum)) {
+            return (double)shift + (double)exponent * M_LN2 + log(sum);
+        }
+    }
+    for (size_t i = 0; i < n; i++) { /* rare: find out which special value decides */
+        if (isnan(x[i])) {
+            return NAN;
+        }
+    }
+    return max; /* +inf, or -inf when every element is -inf */
+}
+
+double twopass_logsumexp_f32(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
+                             size_t n, const float* x)
+{
+    double mantissa, exponent;
+    if (n == 0) {
+        return -INFINITY;
+    }
+    if (algorithm == TWOPASS_TWO_PASS && extsum(k, n, x, &mantissa, &exponent)) {
+        return log(mantissa) + exponent * M_LN2;
+    }
+    return logsumexp_three_pass(k, n, x);
+}
+
+void twopass_extsum_f32(const struct twopass_f32_kernels* k, size_t n, const float* x,
+                        double* mantissa, double* exponent)
+{
+    if (n == 0) {
+        *mantissa = 0.0, *exponent = -INFINITY; /* the identity of the merge */
+        return;
+    }
+    if (extsum(k, n, x, mantissa, exponent)) {
+        return;
+    }
+    /* Special or huge slices: the same value in log space, logsumexp = log(M) + E ln2 */
+    const double lse = logsumexp_three_pass(k, n, x);
+    if (!isfinite(lse)) {
+        *mantissa = lse == -INFINITY ? 0.0 : lse, *exponent = lse == -INFINITY ? -INFINITY : 0.0;
+        return;
+    }
+    *exponent = nearbyint(lse / M_LN2);
+    *mantissa = exp(lse - *exponent * M_LN2);
+}
+
+void twopass_log_softmax_f32(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
+                             size_t n, const float* x, float* y)
+{
+    /* y = x - logsumexp(x): with IEEE arithmetic this is also SciPy's answer for NaN, +inf
+     * (NaN at +inf, -inf elsewhere) and all -inf (NaN). */
+    if (n != 0) {
+        /* the double logsumexp as hi + lo floats: x - hi is exact near the top of the slice */
+        const double lse = twopass_logsumexp_f32(k, algorithm, n, x);
+        const float hi = (float)lse;
+        k->vsubc(n, x, y, hi, isfinite(lse) ? (float)(lse - hi) : 0.0f);
+    }
 }
 
 void twopass_softmax_f32(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
@@ -114,5 +195,14 @@ void twopass_softmax_f32_rows(const struct twopass_f32_kernels* k, enum twopass_
 {
     for (size_t r = 0; r < rows; r++) {
         twopass_softmax_f32(k, algorithm, n, x + (ptrdiff_t)r * x_stride, y + (ptrdiff_t)r * y_stride);
+    }
+}
+
+void twopass_log_softmax_f32_rows(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
+                                  size_t rows, size_t n, const float* x, ptrdiff_t x_stride, float* y,
+                                  ptrdiff_t y_stride)
+{
+    for (size_t r = 0; r < rows; r++) {
+        twopass_log_softmax_f32(k, algorithm, n, x + (ptrdiff_t)r * x_stride, y + (ptrdiff_t)r * y_stride);
     }
 }

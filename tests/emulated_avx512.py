@@ -37,8 +37,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 SHIM_DIR = Path(__file__).resolve().parent / "avx512_emulation"
 LEVEL_AVX2, LEVEL_AVX512F = 1, 2
-OPS = ("rmax", "raddextexp", "vscaleextexp", "raddexpminusmax", "raddstoreexpminusmax",
-       "vscaleexpminusmax", "vscale")  # enum twopass_f32_op order (TWOPASS_F32_OPS in kernels.h)
+# enum twopass_f32_op order (TWOPASS_F32_OPS in kernels.h), as the installed extension reports it
+OPS = tuple(__import__("twopass.kernels").kernels.OP_NAMES)
 ALGORITHMS = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2}
 
 BASE_FLAGS = ["-O2", "-fPIC", "-fno-math-errno", "-Werror=implicit-function-declaration",
@@ -180,6 +180,7 @@ _FN_TYPES = {  # include/twopass/kernels.h
     "raddstoreexpminusmax": ctypes.CFUNCTYPE(_F, _N, _P, _P, _F, _F),
     "vscaleexpminusmax": ctypes.CFUNCTYPE(None, _N, _P, _P, _F, _F, _F),
     "vscale": ctypes.CFUNCTYPE(None, _N, _P, _P, _F),
+    "vsubc": ctypes.CFUNCTYPE(None, _N, _P, _P, _F, _F),
 }
 
 
@@ -196,7 +197,7 @@ class Kernel:
 
     rmax(x) -> float;  raddextexp(x) -> (mantissa, exponent);  vscaleextexp(x, y, scale, exponent);
     raddexpminusmax(x, shift, exponent) -> float;  raddstoreexpminusmax(x, y, shift, exponent) -> float;
-    vscaleexpminusmax(x, y, shift, exponent, scale);  vscale(x, y, scale).
+    vscaleexpminusmax(x, y, shift, exponent, scale);  vscale(x, y, scale);  vsubc(x, y, c_hi, c_lo).
     """
 
     def __init__(self, info):
@@ -422,7 +423,8 @@ def guard_page_main(max_tail=40):
             k = emu.kernel(what)
             args = {"rmax": (), "raddextexp": (), "vscaleextexp": (y, 1.0, 3.0),
                     "raddexpminusmax": (0.0, 14.0), "raddstoreexpminusmax": (y, 0.0, 14.0),
-                    "vscaleexpminusmax": (y, 0.0, 14.0, 0.5), "vscale": (y, 0.5)}[k.op]
+                    "vscaleexpminusmax": (y, 0.0, 14.0, 0.5), "vscale": (y, 0.5),
+                    "vsubc": (y, 1.5, 1e-6)}[k.op]
             k(x, *args)
     print(f"ok: {len(cases) * 2} calls, no access outside the arrays")
     return 0

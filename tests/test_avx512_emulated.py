@@ -370,7 +370,8 @@ def test_canary_kernels(emu, variant):
         what = f"{variant} n={n}"
         args = {"rmax": (), "raddextexp": (), "raddexpminusmax": (shift, exponent),
                 "raddstoreexpminusmax": (y, shift, exponent), "vscaleextexp": (y, 1.0, exponent),
-                "vscaleexpminusmax": (y, shift, exponent, 0.5), "vscale": (y, 0.5)}[k.op]
+                "vscaleexpminusmax": (y, shift, exponent, 0.5), "vscale": (y, 0.5),
+                "vsubc": (y, 1.5, 1e-6)}[k.op]
         returned = k(x, *args)  # a float, a (mantissa, exponent) pair, or None
         result = [] if returned is None else list(np.atleast_1d(returned))
         if k.op not in ("rmax", "raddextexp", "raddexpminusmax"):
@@ -506,6 +507,18 @@ def test_kernel_exp_minus_max(emu, spec):
                 z = x.copy()
                 k(z, z, shift, exponent, *([F32(0.37)] if k.op == "vscaleexpminusmax" else []))
                 np.testing.assert_array_equal(bits(z), bits(y), err_msg=what + " (in place)")
+
+
+@pytest.mark.parametrize("spec", kernels_of("vsubc"))
+def test_kernel_vsubc(emu, spec):
+    k = emu.kernel(spec[0])
+    rng = np.random.default_rng(15)
+    data = random_f32(rng, 2 * k.unroll + 1, -1e3, 1e3)
+    for n in _lengths(k.unroll):
+        x = data[:n]
+        y = np.empty(n, F32)
+        k(x, y, F32(1.5), F32(2.0**-20))
+        np.testing.assert_array_equal(bits(y), bits((x - F32(1.5)) - F32(2.0**-20)), err_msg=f"n={n}")
 
 
 @pytest.mark.parametrize("spec", kernels_of("vscale"))

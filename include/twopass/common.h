@@ -25,6 +25,11 @@
 /* Most vectors any variant may process per main-loop iteration. */
 #define TWOPASS_MAX_VECTORS 16
 
+/* What an elementwise pass computes (the MODE constant of the vscale template). */
+#define TWOPASS_MODE_SCALE 0 /* y = x * scale */
+#define TWOPASS_MODE_EXP 1   /* y = exp(x - shift) * 2^-exponent * scale */
+#define TWOPASS_MODE_SUB 2   /* y = (x - shift) - exponent: a constant given as hi + lo parts */
+
 #define TWOPASS_F32_LOG2E 0x1.715476p+0f
 #define TWOPASS_F32_MINUS_LN2_HI -0x1.62E43p-1f
 #define TWOPASS_F32_LN2_LO 0x1.05C61p-29f

@@ -12,6 +12,7 @@
  *   raddstoreexpminusmax  y_i = e_i, return sum_i e_i                    (three-pass reload, pass 2)
  *   vscaleexpminusmax     y_i = e_i * scale                              (three-pass recompute, pass 3)
  *   vscale                y_i = x_i * scale                              (three-pass reload, pass 3)
+ *   vsubc                 y_i = (x_i - c_hi) - c_lo                      (log_softmax, last pass)
  *
  * where e_i = exp(x_i - shift) * 2^-exponent stands for exp(x_i - max): the caller splits the max
  * as shift + exponent * ln2 (twopass_exp_shift in softmax.c), so that x_i - shift is exact for
@@ -37,11 +38,12 @@ typedef float twopass_f32_raddstoreexpminusmax_fn(size_t n, const float* x, floa
 typedef void twopass_f32_vscaleexpminusmax_fn(size_t n, const float* x, float* y, float shift, float exponent,
                                               float scale);
 typedef void twopass_f32_vscale_fn(size_t n, const float* x, float* y, float scale);
+typedef void twopass_f32_vsubc_fn(size_t n, const float* x, float* y, float c_hi, float c_lo);
 
 /* The passes, in the order of the fields of struct twopass_f32_kernels. */
 #define TWOPASS_F32_OPS(OP)                                                                        \
     OP(rmax) OP(raddextexp) OP(vscaleextexp) OP(raddexpminusmax) OP(raddstoreexpminusmax)          \
-    OP(vscaleexpminusmax) OP(vscale)
+    OP(vscaleexpminusmax) OP(vscale) OP(vsubc)
 
 /* Every compiled variant, one list per ISA. R(op, isa, unroll, accumulators) is a reduction,
  * V(op, isa, unroll) an elementwise pass. The first variant listed for an (op, isa) is the one the
@@ -54,6 +56,7 @@ typedef void twopass_f32_vscale_fn(size_t n, const float* x, float* y, float sca
     R(raddstoreexpminusmax, avx512f, 128, 4)                                                       \
     V(vscaleexpminusmax, avx512f, 64)                                                              \
     V(vscale, avx512f, 64)                                                                         \
+    V(vsubc, avx512f, 64)                                                                          \
     R(rmax, avx512f, 64, 2)                                                                        \
     R(raddextexp, avx512f, 64, 2)                                                                  \
     R(raddextexp, avx512f, 192, 3)                                                                 \
@@ -73,6 +76,7 @@ typedef void twopass_f32_vscale_fn(size_t n, const float* x, float* y, float sca
     R(raddstoreexpminusmax, avx2, 64, 4)                                                           \
     V(vscaleexpminusmax, avx2, 32)                                                                 \
     V(vscale, avx2, 32)                                                                            \
+    V(vsubc, avx2, 32)                                                                             \
     R(rmax, avx2, 32, 2)                                                                           \
     R(raddextexp, avx2, 32, 2)                                                                     \
     R(raddextexp, avx2, 96, 3)                                                                     \

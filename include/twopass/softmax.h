@@ -59,6 +59,7 @@ struct twopass_f32_kernels {
     twopass_f32_raddstoreexpminusmax_fn* raddstoreexpminusmax;
     twopass_f32_vscaleexpminusmax_fn* vscaleexpminusmax;
     twopass_f32_vscale_fn* vscale;
+    twopass_f32_vsubc_fn* vsubc;
     const char* names[TWOPASS_F32_OP_COUNT];
 };
 /* The default kernels of a level; NULL for TWOPASS_LEVEL_PYTHON. Callers must check that the CPU
@@ -87,6 +88,24 @@ void twopass_softmax_f32(const struct twopass_f32_kernels* k, enum twopass_algor
 void twopass_softmax_f32_rows(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
                               size_t rows, size_t n, const float* x, ptrdiff_t x_stride, float* y,
                               ptrdiff_t y_stride);
+
+/* y = log_softmax(x) = x - logsumexp(x) over one slice (two-pass: 1 read for the sum; three-pass:
+ * max and sum, both algorithms TWOPASS_THREE_PASS_*); then one read and one write. */
+void twopass_log_softmax_f32(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
+                             size_t n, const float* x, float* y);
+void twopass_log_softmax_f32_rows(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
+                                  size_t rows, size_t n, const float* x, ptrdiff_t x_stride, float* y,
+                                  ptrdiff_t y_stride);
+
+/* logsumexp of one slice, in double (SciPy's values for NaN, +-inf and empty slices). */
+double twopass_logsumexp_f32(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
+                             size_t n, const float* x);
+
+/* The mergeable partial sum: sum exp(x) = mantissa * 2^exponent (exponent an integer in a double).
+ * Empty slice: (0, -inf), the identity of the merge; slices with NaN give a NaN mantissa, +inf an
+ * infinite one; slices with |max| beyond ~2e6 are exact in log space only. */
+void twopass_extsum_f32(const struct twopass_f32_kernels* k, size_t n, const float* x,
+                        double* mantissa, double* exponent);
 
 #ifdef __cplusplus
 }

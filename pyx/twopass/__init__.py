@@ -9,18 +9,21 @@ three-pass algorithms, as AVX-512 and AVX2 kernels chosen at run time, with a Nu
 import os
 
 from twopass import _api, _dispatch
-from twopass._api import ALGORITHMS, fallback_calls
+from twopass._api import (ALGORITHMS, extsum, fallback_calls, logsumexp, logsumexp_from_extsum,
+                          merge_extsum, softmax_from_extsum)
 from twopass._dispatch import LEVELS, available_levels, use_isa
 
 if _dispatch._kernels is not None:
-    _dispatch._kernels.configure_fast_path(_dispatch._level, _api.softmax, _dispatch.AUTO_TWO_PASS_FROM)
-    softmax = _dispatch._kernels.softmax
+    _dispatch._kernels.configure_fast_path(_dispatch._level, _api.softmax, _api.log_softmax,
+                                           _dispatch.AUTO_TWO_PASS_FROM)
+    softmax, log_softmax = _dispatch._kernels.softmax, _dispatch._kernels.log_softmax
 else:
-    softmax = _api.softmax
+    softmax, log_softmax = _api.softmax, _api.log_softmax
 
 __version__ = "0.1.0"
-__all__ = ["softmax", "runtime_info", "show_runtime", "use_isa", "available_levels", "LEVELS",
-           "ALGORITHMS"]
+__all__ = ["softmax", "log_softmax", "logsumexp", "extsum", "merge_extsum", "logsumexp_from_extsum",
+           "softmax_from_extsum", "runtime_info", "show_runtime", "use_isa", "available_levels",
+           "LEVELS", "ALGORITHMS"]
 
 
 def runtime_info():

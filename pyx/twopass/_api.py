@@ -1,9 +1,11 @@
-"""softmax: SciPy's semantics, argument checks, layout, and the choice between kernels and fallback.
+"""softmax, log_softmax, logsumexp and extsum: SciPy's semantics, argument checks, layout, and the
+choice between kernels and fallback.
 
 Steps: validate (dtype, axis, out, algorithm) before anything is written; move the reduced axes to
 the end and view the data as C-contiguous (rows, n) float32 or float64 rows (copying only when the
 layout or dtype requires it); run the kernels of the level in force on float32 rows, or the NumPy
-fallback; write back into `out` when a temporary was needed.
+fallback; write back into `out` when a temporary was needed. (twopass.softmax and log_softmax are
+the typed layer's fast path, which hands every other case to the functions here.)
 """
 import math
 
@@ -59,14 +61,22 @@ def _check_out(out, x, dtype):
             raise ValueError("out overlaps x partially; pass out=x for in place or a separate array")
 
 
-def softmax(x, axis=None, *, out=None, algorithm="auto"):
-    """softmax(x)_i = exp(x_i) / sum_j exp(x_j) over `axis`, like scipy.special.softmax.
-    (twopass.softmax is the typed layer's fast path, which hands every other case to this one.)
+def _rows(x, axes, work):
+    """x with the reduced axes last, as C-contiguous (rows, n) in dtype `work`; and the axis order."""
+    order = [a for a in range(x.ndim) if a not in axes] + list(axes)
+    xt = x if order == list(range(x.ndim)) else x.transpose(order)
+    n = math.prod(x.shape[a] for a in axes)
+    rows = xt.size // n if n else math.prod(xt.shape[: x.ndim - len(axes)])
+    return np.require(xt, dtype=work, requirements=["C", "A"]).reshape(rows, n), order, xt.shape
 
-    axis: None (the whole array), an int, or a tuple of ints. out: an array of x's shape and the
-    result dtype to write into (may be x itself). algorithm: "auto", "two_pass",
-    "three_pass_reload" or "three_pass_recompute"; all agree within float rounding.
-    """
+
+def _work_dtype(dtype):
+    """float16 is computed in float32; every other float in its own precision."""
+    return np.dtype(np.float32) if dtype in (np.float16, np.float32) else dtype
+
+
+def _elementwise(kind, x, axis, out, algorithm):
+    """softmax or log_softmax (kind) with SciPy's semantics; see softmax."""
     x = np.asarray(x)
     dtype = _result_dtype(x.dtype)
     axes = tuple(range(x.ndim)) if axis is None else normalize_axis_tuple(axis, x.ndim)
@@ -78,38 +88,185 @@ def softmax(x, axis=None, *, out=None, algorithm="auto"):
     if n == 0:
         raise ValueError("zero-size array to reduction operation maximum which has no identity")
     if dtype.kind == "c":
-        return _softmax_complex(x, axes, out)
+        return _complex(kind, x, axes, out)
 
-    # (rows, n) layout: the reduced axes last, C-contiguous, in the dtype the computation runs in.
-    work = np.dtype(np.float32) if dtype in (np.float16, np.float32) else dtype
-    order = [a for a in range(x.ndim) if a not in axes] + list(axes)
-    trailing = order == list(range(x.ndim))
-    xt = x if trailing else x.transpose(order)
-    rows = xt.size // n
-    x2 = np.require(xt, dtype=work, requirements=["C", "A"]).reshape(rows, n)
-
+    work = _work_dtype(dtype)
+    x2, order, xt_shape = _rows(x, axes, work)
+    rows = x2.shape[0]
     result = np.empty(x.shape, dtype) if out is None else out
-    direct = trailing and dtype == work and result.flags.c_contiguous and result.flags.aligned
+    direct = (order == list(range(x.ndim)) and dtype == work and result.flags.c_contiguous
+              and result.flags.aligned)
     y2 = result.reshape(rows, n) if direct else np.empty((rows, n), work)
 
     if work == np.float32 and level != "python":
-        _dispatch._kernels.softmax_f32_rows(x2, y2, _KERNEL_ALGORITHM[algorithm], _dispatch.LEVELS.index(level))
+        run = _dispatch._kernels.softmax_f32_rows if kind == "softmax" else _dispatch._kernels.log_softmax_f32_rows
+        run(x2, y2, _KERNEL_ALGORITHM[algorithm], _dispatch.LEVELS.index(level))
     else:
         fallback_calls["python"] += 1
-        _fallback.softmax_rows(x2, y2, algorithm)
+        (_fallback.softmax_rows if kind == "softmax" else _fallback.log_softmax_rows)(x2, y2, algorithm)
 
     if not direct:
-        result.transpose(order)[...] = y2.reshape(xt.shape)
+        result.transpose(order)[...] = y2.reshape(xt_shape)
     if out is None and x.ndim == 0:
         return result[()]
     return result
 
 
-def _softmax_complex(x, axes, out):
-    """Complex input: SciPy's own formula (NumPy orders complex numbers lexicographically)."""
+def softmax(x, axis=None, *, out=None, algorithm="auto"):
+    """softmax(x)_i = exp(x_i) / sum_j exp(x_j) over `axis`, like scipy.special.softmax.
+
+    axis: None (the whole array), an int, or a tuple of ints. out: an array of x's shape and the
+    result dtype to write into (may be x itself). algorithm: "auto", "two_pass",
+    "three_pass_reload" or "three_pass_recompute"; all agree within float rounding.
+    """
+    return _elementwise("softmax", x, axis, out, algorithm)
+
+
+def log_softmax(x, axis=None, *, out=None, algorithm="auto"):
+    """log_softmax(x)_i = x_i - logsumexp(x) over `axis`, like scipy.special.log_softmax.
+
+    Same arguments as softmax. two_pass reads x once for logsumexp (the extended-exponent sum) and
+    once to write x - logsumexp; the three-pass algorithms (both names run the same one) find the
+    max, then the sum, then write.
+    """
+    return _elementwise("log_softmax", x, axis, out, algorithm)
+
+
+def _complex(kind, x, axes, out):
+    """Complex input: SciPy's own formulas (NumPy orders complex numbers lexicographically)."""
     with np.errstate(all="ignore"):
-        shifted = np.exp(x - np.max(x, axis=axes, keepdims=True))
-        result = shifted / np.sum(shifted, axis=axes, keepdims=True)
+        x_max = np.max(x, axis=axes, keepdims=True)
+        if kind == "softmax":
+            shifted = np.exp(x - x_max)
+            result = shifted / np.sum(shifted, axis=axes, keepdims=True)
+        else:
+            x_max = np.where(np.isfinite(x_max), x_max, 0)
+            result = (x - x_max) - np.log(np.sum(np.exp(x - x_max), axis=axes, keepdims=True))
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
+def _reduced_shape(shape, axes, keepdims):
+    return tuple(1 if a in axes else d for a, d in enumerate(shape) if keepdims or a not in axes)
+
+
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=None):
+    """log(sum(b * exp(a))) over `axis`, like scipy.special.logsumexp (same signature, plus out=).
+
+    Unweighted float32/float16 input runs on the kernels in one pass over the data (the
+    extended-exponent sum, no max pass); weights `b` (broadcast against a, negative values with
+    return_sign), other dtypes and the python level use NumPy. Empty reductions give -inf.
+    """
+    a = np.asarray(a)
+    if a.dtype.kind == "b" or a.dtype.kind in "iu":
+        dtype = np.dtype(np.float64)
+    elif a.dtype.kind in "fc":
+        dtype = np.dtype(a.dtype.type)
+    else:
+        raise TypeError(f"logsumexp is not supported for arrays of dtype {a.dtype}")
+    if b is not None:
+        b = np.asarray(b)
+        a, b = np.broadcast_arrays(a, b)
+        dtype = np.result_type(dtype, b.dtype) if b.dtype.kind in "fc" else dtype
+    axes = tuple(range(a.ndim)) if axis is None else normalize_axis_tuple(axis, a.ndim)
+    shape = _reduced_shape(a.shape, axes, keepdims)
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a numpy.ndarray, not {type(out).__name__}")
+        if out.shape != shape or out.dtype != dtype:
+            raise ValueError(f"out must have shape {shape} and dtype {dtype}, not {out.shape} and {out.dtype}")
+        if not out.flags.writeable:
+            raise ValueError("out is read-only")
+    level = _dispatch.current_level()
+    if b is None and dtype in (np.float16, np.float32) and level != "python":
+        x2 = _rows(a, axes, np.float32)[0]
+        values = np.empty(x2.shape[0], np.float64)
+        _dispatch._kernels.logsumexp_f32_rows(x2, values, 0, _dispatch.LEVELS.index(level))
+        result = values.reshape(shape).astype(dtype)
+    else:
+        fallback_calls["python"] += 1
+        result = _fallback.logsumexp(a, axes, b, keepdims, dtype)
+    if return_sign:
+        with np.errstate(invalid="ignore"):
+            if b is None:
+                sign = np.where(np.isnan(result), np.nan, np.where(result == -np.inf, 0.0, 1.0)).astype(result.dtype)
+            else:
+                result, sign = result
+    elif b is not None:
+        result, sign = result
+        result = np.where(sign < 0, np.nan, result).astype(dtype) if np.any(sign < 0) else result
+    if out is not None:
+        out[...] = result
+        result = out
+    elif result.ndim == 0:
+        result = result[()]
+    if return_sign:
+        return result, (sign[()] if np.ndim(sign) == 0 else sign)
+    return result
+
+
+def extsum(x, axis=-1):
+    """The mergeable partial sum of two-pass: (mantissa, exponent) with sum(exp(x)) along `axis` =
+    mantissa * 2**exponent, as float64 arrays of the reduced shape (NumPy scalars for 1-D input).
+
+    Pairs of separate pieces of one slice combine exactly with merge_extsum, in any order; finish
+    with logsumexp_from_extsum or softmax_from_extsum. Empty slices give (0, -inf), the identity;
+    a NaN gives a NaN mantissa, +inf an infinite one.
+    """
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise TypeError(f"extsum is not supported for arrays of dtype {x.dtype}")
+    axes = normalize_axis_tuple(axis, x.ndim)
+    if len(axes) != 1:
+        raise ValueError("extsum takes a single axis")
+    level = _dispatch.current_level()
+    x2 = _rows(x, axes, np.float32 if x.dtype in (np.float16, np.float32) else np.float64)[0]
+    mantissa = np.empty(x2.shape[0])
+    exponent = np.empty(x2.shape[0])
+    if x2.dtype == np.float32 and level != "python":
+        _dispatch._kernels.extsum_f32_rows(x2, mantissa, exponent, _dispatch.LEVELS.index(level))
+    else:
+        fallback_calls["python"] += 1
+        _fallback.extsum_rows(x2, mantissa, exponent)
+    shape = _reduced_shape(x.shape, axes, False)
+    mantissa, exponent = mantissa.reshape(shape), exponent.reshape(shape)
+    return (mantissa[()], exponent[()]) if len(shape) == 0 else (mantissa, exponent)
+
+
+def merge_extsum(first, second):
+    """(M1, E1) + (M2, E2) = (M1 * 2^(E1 - E) + M2 * 2^(E2 - E), E) with E = max(E1, E2): exact
+    powers of two, so pieces merge in any order; (0, -inf) is the identity."""
+    (m1, e1), (m2, e2) = first, second
+    with np.errstate(invalid="ignore"):
+        e = np.maximum(e1, e2)
+        finite = np.isfinite(e)
+        safe = np.where(finite, e, 0.0)
+        m = np.where(finite, m1 * np.exp2(np.where(finite, e1 - safe, 0.0)) + m2 * np.exp2(np.where(finite, e2 - safe, 0.0)),
+                     np.where(np.isnan(e), np.nan, m1 + m2))
+    m, e = np.asarray(m, np.float64), np.asarray(e, np.float64)
+    return (m[()], e[()]) if m.ndim == 0 else (m, e)
+
+
+def logsumexp_from_extsum(pair):
+    """log(mantissa) + exponent * ln 2."""
+    mantissa, exponent = pair
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(mantissa) + np.where(np.isfinite(exponent), exponent, 0.0) * np.log(2.0) \
+            + np.where(exponent == -np.inf, -np.inf, 0.0)
+
+
+def softmax_from_extsum(x, pair, axis=-1, *, out=None):
+    """softmax(x) along `axis` given the extsum of the whole slice (e.g. merged from pieces):
+    exp(x) / (mantissa * 2**exponent), exactly as two-pass's second pass does."""
+    x = np.asarray(x)
+    axes = normalize_axis_tuple(axis, x.ndim)
+    if len(axes) != 1:
+        raise ValueError("softmax_from_extsum takes a single axis")
+    lse = np.expand_dims(np.asarray(logsumexp_from_extsum(pair), np.float64), axes)
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = np.exp(x.astype(np.float64) - lse).astype(_result_dtype(x.dtype))
     if out is None:
         return result
     out[...] = result

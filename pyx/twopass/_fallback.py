@@ -6,6 +6,8 @@ longdouble input). The data is walked in tiles of at most BLOCK elements (severa
 piece of one long row) so that the temporaries of each step stay in cache, and every pass reads the
 input again, as the kernels do.
 """
+import math
+
 import numpy as np
 
 BLOCK = 16384
@@ -98,3 +100,98 @@ def softmax_rows(x, out, algorithm):
     """out[r] = softmax(x[r]) for a (rows, n) array, with one of ALGORITHMS."""
     with np.errstate(all="ignore"):
         ALGORITHMS[algorithm](x, out)
+
+
+# ---- log_softmax, logsumexp, extsum ----
+
+def _row_logsumexp(x):
+    """logsumexp of each row of a (rows, n) array, in float64 (longdouble stays), blocked like the
+    kernels. SciPy's values: NaN if any NaN, +inf if any +inf, -inf if all -inf (or n = 0)."""
+    rows, n = x.shape
+    out = np.full(rows, -np.inf, dtype=np.longdouble if x.dtype == np.longdouble else np.float64)
+    if n == 0:
+        return out
+    for rs, cols in _tiles(rows, n):
+        xr = x[rs]
+        m = _row_max(xr, cols)
+        m = np.where(np.isfinite(m), m, 0.0)[:, None]  # SciPy's trick: inf and NaN flow through exp
+        s = sum(np.exp(_work(xr[:, c]) - m).sum(axis=1) for c in cols)
+        out[rs] = m[:, 0] + np.log(s)
+    return out
+
+
+def log_softmax_rows(x, out, algorithm):
+    """out[r] = x[r] - logsumexp(x[r]). two_pass takes logsumexp from the extended-exponent sum
+    of each valid row; the three-pass algorithms from max and sum."""
+    with np.errstate(all="ignore"):
+        lse = _row_logsumexp(x)
+        if algorithm == "two_pass":
+            mantissa, exponent = np.empty(x.shape[0]), np.empty(x.shape[0])
+            _extsum_valid(x, mantissa, exponent)
+            valid = np.isfinite(mantissa) & (mantissa > 0) & (np.abs(exponent) <= EXTEXP_EXPONENT_LIMIT)
+            lse = np.where(valid, np.log(np.where(valid, mantissa, 1.0)) + exponent * LN2, lse)
+        out[...] = _work(x) - lse[:, None]
+
+
+def _extsum_valid(x, mantissa, exponent):
+    """Two-pass pass 1 per row, as in _two_pass (valid where the kernels' would be)."""
+    for rs, cols in _tiles(*x.shape):
+        m_acc = np.zeros(rs.stop - rs.start)
+        e_acc = np.full(rs.stop - rs.start, -np.inf)
+        for c in cols:
+            p, n = _extexp(x[rs, c])
+            e = n.max(axis=1)
+            m = (p * np.exp2(n - e[:, None])).sum(axis=1)
+            new_e = np.maximum(e_acc, e)
+            m_acc = m_acc * np.exp2(e_acc - new_e) + m * np.exp2(e - new_e)
+            e_acc = new_e
+        mantissa[rs], exponent[rs] = m_acc, e_acc
+
+
+def extsum_rows(x, mantissa, exponent):
+    """sum exp(x[r]) = mantissa[r] * 2**exponent[r]; (0, -inf) for empty rows; rows the exponent
+    range cannot hold exactly (NaN, inf, huge) are given from their logsumexp, as the kernels do."""
+    with np.errstate(all="ignore"):
+        if x.shape[1] == 0:
+            mantissa[...], exponent[...] = 0.0, -np.inf
+            return
+        _extsum_valid(x, mantissa, exponent)
+        valid = np.isfinite(mantissa) & (mantissa > 0) & (np.abs(exponent) <= EXTEXP_EXPONENT_LIMIT)
+        if not valid.all():
+            lse = _row_logsumexp(np.ascontiguousarray(x[~valid]))
+            e = np.where(np.isfinite(lse), np.rint(lse / LN2), np.where(lse == -np.inf, -np.inf, 0.0))
+            m = np.where(np.isfinite(lse), np.exp(lse - np.where(np.isfinite(e), e, 0.0) * LN2),
+                         np.where(lse == -np.inf, 0.0, lse))
+            mantissa[~valid], exponent[~valid] = m, e
+
+
+def logsumexp(a, axes, b, keepdims, dtype):
+    """SciPy's logsumexp in NumPy (weights b already broadcast to a's shape): elements with b = 0
+    are ignored; with weights, returns (value, sign of the weighted sum)."""
+    with np.errstate(all="ignore"):
+        work = np.longdouble if dtype == np.longdouble else (np.complex128 if dtype.kind == "c" else np.float64)
+        a = a.astype(work)
+        if b is not None:
+            a = np.where(b != 0, a, -np.inf)
+        if math.prod(a.shape[i] for i in axes) == 0:
+            shape = tuple(1 if i in axes else d for i, d in enumerate(a.shape) if keepdims or i not in axes)
+            value = np.full(shape, -np.inf, dtype=dtype)
+            return value if b is None else (value, np.zeros(shape, dtype=dtype))
+        a_max = np.max(a, axis=axes, keepdims=True)
+        a_max = np.where(np.isfinite(a_max), a_max, 0)
+        terms = np.exp(a - a_max) if b is None else b * np.exp(a - a_max)
+        s = np.sum(terms, axis=axes, keepdims=True)
+        if b is not None and dtype.kind != "c":
+            sign = np.sign(s)
+            s = np.abs(s)
+        value = np.log(s) + a_max
+        if not keepdims:
+            value = np.squeeze(value, axis=axes)
+            if b is not None and dtype.kind != "c":
+                sign = np.squeeze(sign, axis=axes)
+        value = value.astype(dtype)
+        if b is None:
+            return value
+        if dtype.kind == "c":
+            return value, np.ones(value.shape, dtype=dtype)
+        return value, sign.astype(dtype)

@@ -38,12 +38,18 @@ cdef extern from "twopass/softmax.h" nogil:
         float (*raddstoreexpminusmax)(size_t n, const float* x, float* y, float shift, float exponent) noexcept nogil
         void (*vscaleexpminusmax)(size_t n, const float* x, float* y, float shift, float exponent, float scale) noexcept nogil
         void (*vscale)(size_t n, const float* x, float* y, float scale) noexcept nogil
+        void (*vsubc)(size_t n, const float* x, float* y, float c_hi, float c_lo) noexcept nogil
         const char** names
     const twopass_f32_kernels* twopass_f32_kernels_for(int level)
     int twopass_f32_kernels_with(twopass_f32_kernels* table, const twopass_kernel_info* variant)
 
     void twopass_softmax_f32_rows(const twopass_f32_kernels* k, int algorithm, size_t rows, size_t n,
                                   const float* x, ptrdiff_t x_stride, float* y, ptrdiff_t y_stride)
+    void twopass_log_softmax_f32_rows(const twopass_f32_kernels* k, int algorithm, size_t rows, size_t n,
+                                      const float* x, ptrdiff_t x_stride, float* y, ptrdiff_t y_stride)
+    double twopass_logsumexp_f32(const twopass_f32_kernels* k, int algorithm, size_t n, const float* x)
+    void twopass_extsum_f32(const twopass_f32_kernels* k, size_t n, const float* x, double* mantissa,
+                            double* exponent)
 
 cdef extern from "twopass/bandwidth.h" nogil:
     float twopass_bw_read__avx2(size_t n, const float* x)
@@ -54,7 +60,7 @@ cdef extern from "twopass/bandwidth.h" nogil:
 LEVEL_NAMES = ("python", "avx2", "avx512f")
 ALGORITHM_NAMES = ("two_pass", "three_pass_reload", "three_pass_recompute")
 OP_NAMES = ("rmax", "raddextexp", "vscaleextexp", "raddexpminusmax", "raddstoreexpminusmax",
-            "vscaleexpminusmax", "vscale")
+            "vscaleexpminusmax", "vscale", "vsubc")
 
 cdef twopass_cpu_features _features
 twopass_detect_cpu(&_features)
@@ -132,7 +138,8 @@ def run_kernel(str name, const float[::1] x, float[::1] y, float a=0.0, float b=
 
     rmax returns max x; raddextexp returns (mantissa, exponent); raddexpminusmax(shift=a,
     exponent=b) returns the sum; raddstoreexpminusmax(a, b) also writes y; vscaleextexp(scale=a,
-    exponent=b), vscaleexpminusmax(shift=a, exponent=b, scale=c) and vscale(scale=a) write y.
+    exponent=b), vscaleexpminusmax(shift=a, exponent=b, scale=c), vscale(scale=a) and vsubc(c_hi=a, c_lo=b)
+    write y.
     """
     cdef size_t count, i, n = x.shape[0]
     cdef const twopass_kernel_info* r = twopass_f32_kernel_registry(&count)
@@ -166,8 +173,10 @@ def run_kernel(str name, const float[::1] x, float[::1] y, float a=0.0, float b=
             result = t.raddstoreexpminusmax(n, &x[0], &y[0], a, b)
         elif op == 5:
             t.vscaleexpminusmax(n, &x[0], &y[0], a, b, c)
-        else:
+        elif op == 6:
             t.vscale(n, &x[0], &y[0], a)
+        else:
+            t.vsubc(n, &x[0], &y[0], a, b)
     if op == 1:
         return (pair[0], pair[1])
     return result
@@ -177,21 +186,75 @@ def run_kernel(str name, const float[::1] x, float[::1] y, float a=0.0, float b=
 
 cdef object _level_var = None        # twopass._dispatch's ContextVar of the level name
 cdef object _slow_softmax = None     # twopass._api.softmax: every case the fast path does not take
+cdef object _slow_log_softmax = None
 cdef cnp.npy_intp _auto_two_pass_from = 1 << 62  # auto: two_pass for rows at least this long
 cdef dict _ALGORITHM_INDEX = {"auto": -1, "two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2}
 cdef dict _LEVEL_INDEX = {"python": 0, "avx2": 1, "avx512f": 2}
 
 
-def configure_fast_path(level_var, slow_softmax, auto_two_pass_from):
+def configure_fast_path(level_var, slow_softmax, slow_log_softmax, auto_two_pass_from):
     """Called once by twopass at import."""
-    global _level_var, _slow_softmax, _auto_two_pass_from
-    _level_var, _slow_softmax, _auto_two_pass_from = level_var, slow_softmax, auto_two_pass_from
+    global _level_var, _slow_softmax, _slow_log_softmax, _auto_two_pass_from
+    _level_var, _slow_softmax, _slow_log_softmax = level_var, slow_softmax, slow_log_softmax
+    _auto_two_pass_from = auto_two_pass_from
 
 
 cdef inline bint _plain_float32(cnp.ndarray a) noexcept:
     """float32, native byte order, C-contiguous and aligned."""
     return (cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32 and cnp.PyArray_ISNOTSWAPPED(a)
             and cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISALIGNED(a))
+
+
+cdef object _fast_rows(bint log, x, axis, out, algorithm):
+    """softmax (log = False) or log_softmax of a C-contiguous float32 ndarray over its last axis on
+    a kernel level; None for any other case (and every error), which twopass._api then handles."""
+    cdef cnp.ndarray xa, ya
+    cdef int nd, level, alg
+    cdef cnp.npy_intp n, rows, i
+    cdef char* x_end
+    cdef char* y_end
+    if type(x) is not cnp.ndarray or _level_var is None:
+        return None
+    xa = <cnp.ndarray>x
+    nd = cnp.PyArray_NDIM(xa)
+    if nd == 0 or not _plain_float32(xa):
+        return None
+    if not ((axis is None and nd == 1) or (type(axis) is int and (axis == -1 or axis == nd - 1))):
+        return None
+    n = cnp.PyArray_DIM(xa, nd - 1)
+    alg = _ALGORITHM_INDEX.get(algorithm, -2) if type(algorithm) is str else -2
+    level = _LEVEL_INDEX[_level_var.get()]
+    if n == 0 or alg == -2 or level == 0:
+        return None
+    if out is None:
+        ya = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(xa), cnp.NPY_FLOAT32, 0)
+    else:
+        if type(out) is not cnp.ndarray:
+            return None
+        ya = <cnp.ndarray>out
+        if (not _plain_float32(ya) or not cnp.PyArray_ISWRITEABLE(ya) or cnp.PyArray_NDIM(ya) != nd):
+            return None
+        for i in range(nd):
+            if cnp.PyArray_DIM(ya, i) != cnp.PyArray_DIM(xa, i):
+                return None
+        if cnp.PyArray_DATA(ya) != cnp.PyArray_DATA(xa):  # in place is fine; any other overlap is not
+            x_end = <char*>cnp.PyArray_DATA(xa) + cnp.PyArray_NBYTES(xa)
+            y_end = <char*>cnp.PyArray_DATA(ya) + cnp.PyArray_NBYTES(ya)
+            if <char*>cnp.PyArray_DATA(ya) < x_end and <char*>cnp.PyArray_DATA(xa) < y_end:
+                return None
+    if alg == -1:
+        alg = 0 if n >= _auto_two_pass_from else 1
+    rows = cnp.PyArray_SIZE(xa) // n
+    cdef const twopass_f32_kernels* k = _table(level)
+    cdef const float* xp = <const float*>cnp.PyArray_DATA(xa)
+    cdef float* yp = <float*>cnp.PyArray_DATA(ya)
+    _calls[level] += 1
+    with nogil:
+        if log:
+            twopass_log_softmax_f32_rows(k, alg, rows, n, xp, n, yp, n)
+        else:
+            twopass_softmax_f32_rows(k, alg, rows, n, xp, n, yp, n)
+    return ya
 
 
 def softmax(x, axis=None, *, out=None, algorithm="auto"):
@@ -201,52 +264,61 @@ def softmax(x, axis=None, *, out=None, algorithm="auto"):
     result dtype to write into (may be x itself). algorithm: "auto", "two_pass",
     "three_pass_reload" or "three_pass_recompute"; all agree within float rounding.
     """
-    # Fast path: a C-contiguous float32 ndarray over its last axis, on a kernel level. Anything
-    # else (and every error) goes to twopass._api.softmax, which has the same semantics.
-    cdef cnp.ndarray xa, ya
-    cdef int nd, level, alg
-    cdef cnp.npy_intp n, rows, i
-    cdef char* x_end
-    cdef char* y_end
-    if type(x) is not cnp.ndarray or _level_var is None:
-        return _slow_softmax(x, axis, out=out, algorithm=algorithm)
-    xa = <cnp.ndarray>x
-    nd = cnp.PyArray_NDIM(xa)
-    if nd == 0 or not _plain_float32(xa):
-        return _slow_softmax(x, axis, out=out, algorithm=algorithm)
-    if not ((axis is None and nd == 1) or (type(axis) is int and (axis == -1 or axis == nd - 1))):
-        return _slow_softmax(x, axis, out=out, algorithm=algorithm)
-    n = cnp.PyArray_DIM(xa, nd - 1)
-    alg = _ALGORITHM_INDEX.get(algorithm, -2) if type(algorithm) is str else -2
-    level = _LEVEL_INDEX[_level_var.get()]
-    if n == 0 or alg == -2 or level == 0:
-        return _slow_softmax(x, axis, out=out, algorithm=algorithm)
-    if out is None:
-        ya = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(xa), cnp.NPY_FLOAT32, 0)
-    else:
-        if type(out) is not cnp.ndarray:
-            return _slow_softmax(x, axis, out=out, algorithm=algorithm)
-        ya = <cnp.ndarray>out
-        if (not _plain_float32(ya) or not cnp.PyArray_ISWRITEABLE(ya) or cnp.PyArray_NDIM(ya) != nd):
-            return _slow_softmax(x, axis, out=out, algorithm=algorithm)
-        for i in range(nd):
-            if cnp.PyArray_DIM(ya, i) != cnp.PyArray_DIM(xa, i):
-                return _slow_softmax(x, axis, out=out, algorithm=algorithm)
-        if cnp.PyArray_DATA(ya) != cnp.PyArray_DATA(xa):  # in place is fine; any other overlap is not
-            x_end = <char*>cnp.PyArray_DATA(xa) + cnp.PyArray_NBYTES(xa)
-            y_end = <char*>cnp.PyArray_DATA(ya) + cnp.PyArray_NBYTES(ya)
-            if <char*>cnp.PyArray_DATA(ya) < x_end and <char*>cnp.PyArray_DATA(xa) < y_end:
-                return _slow_softmax(x, axis, out=out, algorithm=algorithm)
-    if alg == -1:
-        alg = 0 if n >= _auto_two_pass_from else 1
-    rows = cnp.PyArray_SIZE(xa) // n
+    result = _fast_rows(False, x, axis, out, algorithm)
+    return result if result is not None else _slow_softmax(x, axis, out=out, algorithm=algorithm)
+
+
+def log_softmax(x, axis=None, *, out=None, algorithm="auto"):
+    """log_softmax(x)_i = x_i - logsumexp(x) over `axis`, like scipy.special.log_softmax.
+
+    Same arguments as softmax. two_pass: one pass for logsumexp (the extended-exponent sum), one to
+    write x - logsumexp; three_pass_reload and three_pass_recompute (the same here): max, sum, write.
+    """
+    result = _fast_rows(True, x, axis, out, algorithm)
+    return result if result is not None else _slow_log_softmax(x, axis, out=out, algorithm=algorithm)
+
+
+def log_softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level):
+    """out[r] = log_softmax(x[r]) for every row (algorithm 0 two-pass, 1 or 2 three-pass)."""
+    if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1]:
+        raise ValueError(f"out has shape {(out.shape[0], out.shape[1])}, expected {(x.shape[0], x.shape[1])}")
+    if algorithm < 0 or algorithm > 2:
+        raise ValueError(f"unknown algorithm {algorithm}")
     cdef const twopass_f32_kernels* k = _table(level)
-    cdef const float* xp = <const float*>cnp.PyArray_DATA(xa)
-    cdef float* yp = <float*>cnp.PyArray_DATA(ya)
     _calls[level] += 1
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        return
     with nogil:
-        twopass_softmax_f32_rows(k, alg, rows, n, xp, n, yp, n)
-    return ya
+        twopass_log_softmax_f32_rows(k, algorithm, x.shape[0], x.shape[1], &x[0, 0], x.shape[1],
+                                     &out[0, 0], out.shape[1])
+
+
+def logsumexp_f32_rows(const float[:, ::1] x, double[::1] out, int algorithm, int level):
+    """out[r] = logsumexp(x[r]) in double (-inf for empty rows); algorithm 0 two-pass (one read)."""
+    cdef size_t r
+    if x.shape[0] != out.shape[0]:
+        raise ValueError(f"out has {out.shape[0]} entries for {x.shape[0]} rows")
+    cdef const twopass_f32_kernels* k = _table(level)
+    _calls[level] += 1
+    if x.shape[0] == 0:
+        return
+    with nogil:
+        for r in range(<size_t>x.shape[0]):
+            out[r] = twopass_logsumexp_f32(k, algorithm, x.shape[1], &x[r, 0] if x.shape[1] else NULL)
+
+
+def extsum_f32_rows(const float[:, ::1] x, double[::1] mantissa, double[::1] exponent, int level):
+    """sum exp(x[r]) = mantissa[r] * 2**exponent[r] for every row."""
+    cdef size_t r
+    if x.shape[0] != mantissa.shape[0] or x.shape[0] != exponent.shape[0]:
+        raise ValueError("mantissa and exponent need one entry per row")
+    cdef const twopass_f32_kernels* k = _table(level)
+    _calls[level] += 1
+    if x.shape[0] == 0:
+        return
+    with nogil:
+        for r in range(<size_t>x.shape[0]):
+            twopass_extsum_f32(k, x.shape[1], &x[r, 0] if x.shape[1] else NULL, &mantissa[r], &exponent[r])
 
 
 # ---- benchmarks ----

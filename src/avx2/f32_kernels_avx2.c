@@ -156,24 +156,33 @@ TWOPASS_INLINE float raddexpminusmax_impl(size_t n, const float* x, float* y, fl
     return hsum_f32x8(acc[0]);
 }
 
-/* y = exp(x - shift) * 2^-exponent * scale (EXP = 1) or y = x * scale (EXP = 0). */
+TWOPASS_INLINE __m256 apply_mode(__m256 v, __m256 vshift, __m256 vexponent, __m256 vscale, const int MODE)
+{
+    if (MODE == TWOPASS_MODE_SUB) return _mm256_sub_ps(_mm256_sub_ps(v, vshift), vexponent);
+    if (MODE == TWOPASS_MODE_EXP) v = f32x8_exp_shifted(v, vshift, vexponent);
+    return _mm256_mul_ps(v, vscale);
+}
+
+/* The elementwise passes (MODE is a constant, common.h): y = x * scale (TWOPASS_MODE_SCALE),
+ * y = exp(x - shift) * 2^-exponent * scale (TWOPASS_MODE_EXP), y = (x - shift) - exponent
+ * (TWOPASS_MODE_SUB). */
 TWOPASS_INLINE void vscale_impl(size_t n, const float* x, float* y, float shift, float exponent, float scale,
-                            const size_t U, const int EXP)
+                            const size_t U, const int MODE)
 {
     const size_t NV = U / VLEN;
     const __m256 vshift = _mm256_set1_ps(shift), vexponent = _mm256_set1_ps(exponent), vscale = _mm256_set1_ps(scale);
     for (; n >= U; n -= U, x += U, y += U) {
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
             __m256 v = _mm256_loadu_ps(x + j * VLEN);
-            if (EXP) v = f32x8_exp_shifted(v, vshift, vexponent);
-            _mm256_storeu_ps(y + j * VLEN, _mm256_mul_ps(v, vscale));
+            v = apply_mode(v, vshift, vexponent, vscale, MODE);
+            _mm256_storeu_ps(y + j * VLEN, v);
         }
     }
     for (; n != 0;) {
         const __m256i mask = n >= VLEN ? _mm256_set1_epi32(-1) : f32x8_tail_mask(n);
         __m256 v = _mm256_maskload_ps(x, mask);
-        if (EXP) v = f32x8_exp_shifted(v, vshift, vexponent);
-        _mm256_maskstore_ps(y, mask, _mm256_mul_ps(v, vscale));
+        v = apply_mode(v, vshift, vexponent, vscale, MODE);
+        _mm256_maskstore_ps(y, mask, v);
         const size_t step = n >= VLEN ? VLEN : n;
         n -= step, x += step, y += step;
     }

@@ -135,24 +135,33 @@ TWOPASS_INLINE float raddexpminusmax_impl(size_t n, const float* x, float* y, fl
     return _mm512_reduce_add_ps(acc[0]);
 }
 
-/* y = exp(x - shift) * 2^-exponent * scale (EXP = 1) or y = x * scale (EXP = 0). */
+TWOPASS_INLINE __m512 apply_mode(__m512 v, __m512 vshift, __m512 vexponent, __m512 vscale, const int MODE)
+{
+    if (MODE == TWOPASS_MODE_SUB) return _mm512_sub_ps(_mm512_sub_ps(v, vshift), vexponent);
+    if (MODE == TWOPASS_MODE_EXP) v = f32x16_exp_shifted(v, vshift, vexponent);
+    return _mm512_mul_ps(v, vscale);
+}
+
+/* The elementwise passes (MODE is a constant, common.h): y = x * scale (TWOPASS_MODE_SCALE),
+ * y = exp(x - shift) * 2^-exponent * scale (TWOPASS_MODE_EXP), y = (x - shift) - exponent
+ * (TWOPASS_MODE_SUB). */
 TWOPASS_INLINE void vscale_impl(size_t n, const float* x, float* y, float shift, float exponent, float scale,
-                            const size_t U, const int EXP)
+                            const size_t U, const int MODE)
 {
     const size_t NV = U / VLEN;
     const __m512 vshift = _mm512_set1_ps(shift), vexponent = _mm512_set1_ps(exponent), vscale = _mm512_set1_ps(scale);
     for (; n >= U; n -= U, x += U, y += U) {
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
             __m512 v = _mm512_loadu_ps(x + j * VLEN);
-            if (EXP) v = f32x16_exp_shifted(v, vshift, vexponent);
-            _mm512_storeu_ps(y + j * VLEN, _mm512_mul_ps(v, vscale));
+            v = apply_mode(v, vshift, vexponent, vscale, MODE);
+            _mm512_storeu_ps(y + j * VLEN, v);
         }
     }
     for (; n != 0;) {
         const __mmask16 mask = n >= VLEN ? (__mmask16)0xFFFF : f32x16_tail_mask(n);
         __m512 v = _mm512_maskz_loadu_ps(mask, x);
-        if (EXP) v = f32x16_exp_shifted(v, vshift, vexponent);
-        _mm512_mask_storeu_ps(y, mask, _mm512_mul_ps(v, vscale));
+        v = apply_mode(v, vshift, vexponent, vscale, MODE);
+        _mm512_mask_storeu_ps(y, mask, v);
         const size_t step = n >= VLEN ? VLEN : n;
         n -= step, x += step, y += step;
     }
