@@ -28,7 +28,8 @@ def _tiles(rows, n):
 
 
 def _work(x):
-    return x.astype(np.longdouble if x.dtype == np.longdouble else np.float64)
+    """x in the working precision (no copy when it already is)."""
+    return np.asarray(x, dtype=np.longdouble if x.dtype == np.longdouble else np.float64)
 
 
 def _row_max(x, cols):
