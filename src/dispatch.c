@@ -58,6 +58,9 @@ static void build_tables(void)
     memset(tables, 0, sizeof(tables));
     for (size_t i = registry_count; i-- > 0;) { /* backwards, so the first listed wins */
         twopass_f32_kernels_with(&tables[registry[i].level], &registry[i]);
+        if (registry[i].op == TWOPASS_F32_OP_raddextexp_columns) {
+            tables[registry[i].level].columns_width = (size_t)registry[i].unroll;
+        }
     }
     tables_built = 1;
 }

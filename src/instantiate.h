@@ -1,7 +1,8 @@
 /* Instantiation of the kernel templates, shared by the per-ISA kernel files.
  *
  * Included at the end of a file that defines VLEN and the templates rmax_impl, raddextexp_impl,
- * raddexpminusmax_impl, vscaleextexp_impl and vscale_impl; that file then expands its ISA's list
+ * raddexpminusmax_impl, vscaleextexp_impl, vscale_impl and the *_columns_impl; that file then
+ * expands its ISA's list
  * from kernels.h with DEFINE_R and DEFINE_V, giving one function per listed variant.
  */
 #ifndef TWOPASS_INSTANTIATE_H
@@ -38,7 +39,16 @@
                    "bad tile of " #op);                                                            \
     DEFINE_##op##_R(isa, U, ACC)
 #define DEFINE_V(op, isa, U)                                                                       \
-    _Static_assert(U % VLEN == 0 && U / VLEN <= TWOPASS_MAX_VECTORS, "bad tile of " #op);           \
+    _Static_assert(U % VLEN == 0 && U <= TWOPASS_MAX_COLUMNS, "bad tile of " #op);                  \
     DEFINE_##op##_V(isa, U)
+#define DEFINE_raddextexp_columns_V(isa, U)                                                        \
+    void TWOPASS_F32_VNAME(raddextexp_columns, isa, U)(size_t rows, size_t width, const float* x,    \
+                                                       ptrdiff_t ld, float* mantissa, float* exponent) \
+    { raddextexp_columns_impl(rows, width, x, ld, mantissa, exponent, U); }
+#define DEFINE_vscaleextexp_columns_V(isa, U)                                                      \
+    void TWOPASS_F32_VNAME(vscaleextexp_columns, isa, U)(size_t rows, size_t width, const float* x,  \
+                                                         ptrdiff_t x_ld, float* y, ptrdiff_t y_ld,    \
+                                                         const float* scale, const float* exponent)   \
+    { vscaleextexp_columns_impl(rows, width, x, x_ld, y, y_ld, scale, exponent, U); }
 
 #endif /* TWOPASS_INSTANTIATE_H */

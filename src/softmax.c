@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE /* M_LN2 */
 #include <math.h>
+#include <stdlib.h>
 #include "twopass/common.h"
 #include "twopass/softmax.h"
 
@@ -196,6 +197,72 @@ void twopass_softmax_f32_rows(const struct twopass_f32_kernels* k, enum twopass_
     for (size_t r = 0; r < rows; r++) {
         twopass_softmax_f32(k, algorithm, n, x + (ptrdiff_t)r * x_stride, y + (ptrdiff_t)r * y_stride);
     }
+}
+
+int twopass_softmax_f32_columns(const struct twopass_f32_kernels* k, size_t rows, size_t cols,
+                                const float* x, ptrdiff_t x_ld, float* y, ptrdiff_t y_ld)
+{
+    enum { MAX_WIDTH = TWOPASS_MAX_COLUMNS };
+    const size_t width_max = k->columns_width < MAX_WIDTH ? k->columns_width : MAX_WIDTH;
+    float* scratch = NULL; /* one column, for the rare columns two-pass cannot take */
+    if (rows == 0) {
+        return 0;
+    }
+    for (size_t c0 = 0; c0 < cols; c0 += width_max) {
+        const size_t width = cols - c0 < width_max ? cols - c0 : width_max;
+        double mantissa[MAX_WIDTH], exponent[MAX_WIDTH];
+        float scale[MAX_WIDTH], block_exponent[MAX_WIDTH];
+        int valid[MAX_WIDTH];
+        /* pass 1 over blocks of rows, merged per column in double as in extsum() */
+        for (size_t r0 = 0; r0 < rows; r0 += TWOPASS_COLUMN_SUM_BLOCK) {
+            float m[MAX_WIDTH], e[MAX_WIDTH];
+            const size_t block_rows = rows - r0 < TWOPASS_COLUMN_SUM_BLOCK ? rows - r0 : TWOPASS_COLUMN_SUM_BLOCK;
+            k->raddextexp_columns(block_rows, width, x + (ptrdiff_t)r0 * x_ld + c0, x_ld, m, e);
+            for (size_t j = 0; j < width; j++) {
+                if (r0 == 0) {
+                    mantissa[j] = m[j], exponent[j] = e[j];
+                    valid[j] = m[j] > 0.0f && m[j] < INFINITY && fabsf(e[j]) <= TWOPASS_EXTEXP_EXPONENT_LIMIT;
+                } else if (valid[j]) {
+                    valid[j] = m[j] > 0.0f && m[j] < INFINITY && fabsf(e[j]) <= TWOPASS_EXTEXP_EXPONENT_LIMIT;
+                    if (e[j] > exponent[j]) {
+                        mantissa[j] = ldexp(mantissa[j], (int)(exponent[j] - e[j])) + m[j], exponent[j] = e[j];
+                    } else {
+                        mantissa[j] += ldexp(m[j], (int)(e[j] - exponent[j]));
+                    }
+                }
+            }
+        }
+        for (size_t j = 0; j < width; j++) {
+            int q;
+            const double f = valid[j] ? frexp(mantissa[j], &q) : (q = 0, 1.0);
+            scale[j] = (float)(1.0 / f), block_exponent[j] = (float)(exponent[j] + q);
+        }
+        /* Columns two-pass cannot take: copied out, computed by three-pass, copied back. Pass 2
+         * below never touches them, so this is safe in place too. */
+        for (size_t j = 0; j < width; j++) {
+            if (valid[j]) {
+                continue;
+            }
+            if (scratch == NULL && (scratch = malloc(sizeof(float) * rows)) == NULL) {
+                return -1;
+            }
+            for (size_t r = 0; r < rows; r++) scratch[r] = x[(ptrdiff_t)r * x_ld + c0 + j];
+            softmax_three_pass_recompute(k, rows, scratch, scratch);
+            for (size_t r = 0; r < rows; r++) y[(ptrdiff_t)r * y_ld + c0 + j] = scratch[r];
+        }
+        /* pass 2 on each run of valid columns */
+        for (size_t j = 0; j < width;) {
+            size_t end = j;
+            while (end < width && valid[end]) end++;
+            if (end > j) {
+                k->vscaleextexp_columns(rows, end - j, x + c0 + j, x_ld, y + c0 + j, y_ld, scale + j,
+                                        block_exponent + j);
+            }
+            j = end + 1;
+        }
+    }
+    free(scratch);
+    return 0;
 }
 
 void twopass_log_softmax_f32_rows(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,

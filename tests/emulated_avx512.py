@@ -168,7 +168,8 @@ class _KernelInfo(ctypes.Structure):  # struct twopass_kernel_info
 
 
 class _Kernels(ctypes.Structure):  # struct twopass_f32_kernels
-    _fields_ = [(op, ctypes.c_void_p) for op in OPS] + [("names", ctypes.c_char_p * len(OPS))]
+    _fields_ = ([(op, ctypes.c_void_p) for op in OPS] + [("columns_width", ctypes.c_size_t)]
+                + [("names", ctypes.c_char_p * len(OPS))])
 
 
 _F, _P, _N = ctypes.c_float, ctypes.c_void_p, ctypes.c_size_t
@@ -181,6 +182,8 @@ _FN_TYPES = {  # include/twopass/kernels.h
     "vscaleexpminusmax": ctypes.CFUNCTYPE(None, _N, _P, _P, _F, _F, _F),
     "vscale": ctypes.CFUNCTYPE(None, _N, _P, _P, _F),
     "vsubc": ctypes.CFUNCTYPE(None, _N, _P, _P, _F, _F),
+    "raddextexp_columns": ctypes.CFUNCTYPE(None, _N, _N, _P, ctypes.c_ssize_t, _P, _P),
+    "vscaleextexp_columns": ctypes.CFUNCTYPE(None, _N, _N, _P, ctypes.c_ssize_t, _P, ctypes.c_ssize_t, _P, _P),
 }
 
 
@@ -302,6 +305,24 @@ class EmulatedAVX512:
                                           x.strides[0] // 4, out.ctypes.data, out.strides[0] // 4)
         return out
 
+    def softmax_columns(self, x, out, level=LEVEL_AVX512F):
+        """Two-pass softmax down the columns of 2-D float32 x (rows contiguous, any row stride)
+        into out, with the columns kernels (each lane follows one column)."""
+        for a in (x, out):
+            if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 2 or a.strides[1] != 4:
+                raise TypeError("expected 2-D float32 arrays with contiguous rows")
+        if x.shape != out.shape:
+            raise ValueError("x and out differ in shape")
+        table = self.table(level, ())
+        fn = self.lib.twopass_softmax_f32_columns
+        fn.argtypes = [ctypes.c_void_p, _N, _N, _P, ctypes.c_ssize_t, _P, ctypes.c_ssize_t]
+        fn.restype = ctypes.c_int
+        status = fn(ctypes.addressof(table), x.shape[0], x.shape[1], x.ctypes.data, x.strides[0] // 4,
+                    out.ctypes.data, out.strides[0] // 4)
+        if status != 0:
+            raise MemoryError("twopass_softmax_f32_columns failed")
+        return out
+
     def softmax(self, x, algorithm=0, variants=(), level=LEVEL_AVX512F):
         """softmax of a 1-D array (float32 copy), as a new float32 array."""
         x2 = np.ascontiguousarray(x, dtype=np.float32).reshape(1, -1)
@@ -421,6 +442,9 @@ def guard_page_main(max_tail=40):
                 emu.softmax_rows(x.reshape(1, n), y.reshape(1, n), ALGORITHMS[what])
                 continue
             k = emu.kernel(what)
+            if k.op.endswith("_columns"):
+                emu.softmax_columns(x.reshape(1, n), y.reshape(1, n))
+                continue
             args = {"rmax": (), "raddextexp": (), "vscaleextexp": (y, 1.0, 3.0),
                     "raddexpminusmax": (0.0, 14.0), "raddstoreexpminusmax": (y, 0.0, 14.0),
                     "vscaleexpminusmax": (y, 0.0, 14.0, 0.5), "vscale": (y, 0.5),

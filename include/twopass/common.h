@@ -22,8 +22,10 @@
 
 /* Most accumulators any variant may use (these bound the arrays of the kernel templates). */
 #define TWOPASS_MAX_ACC 8
-/* Most vectors any variant may process per main-loop iteration. */
+/* Most vectors any reduction variant may process per main-loop iteration. */
 #define TWOPASS_MAX_VECTORS 16
+/* Widest block of columns (floats) the *_columns kernels take (elementwise unrolls stay below it). */
+#define TWOPASS_MAX_COLUMNS 256
 
 /* What an elementwise pass computes (the MODE constant of the vscale template). */
 #define TWOPASS_MODE_SCALE 0 /* y = x * scale */

@@ -14,6 +14,11 @@
  *   vscale                y_i = x_i * scale                              (three-pass reload, pass 3)
  *   vsubc                 y_i = (x_i - c_hi) - c_lo                      (log_softmax, last pass)
  *
+ * Columns (softmax over a non-contiguous axis without a transposing copy): each lane follows its own
+ * column of a (rows x width) block whose rows are `ld` floats apart, width <= the variant's u:
+ *   raddextexp_columns    mantissa[j] * 2^exponent[j] = sum_r exp(x[r, j])      (two-pass, pass 1)
+ *   vscaleextexp_columns  y[r, j] = exp(x[r, j]) * scale[j] * 2^-exponent[j]   (two-pass, pass 2)
+ *
  * where e_i = exp(x_i - shift) * 2^-exponent stands for exp(x_i - max): the caller splits the max
  * as shift + exponent * ln2 (twopass_exp_shift in softmax.c), so that x_i - shift is exact for
  * every element whose exp matters and no float32 rounding of x_i - max enters the result.
@@ -39,11 +44,16 @@ typedef void twopass_f32_vscaleexpminusmax_fn(size_t n, const float* x, float* y
                                               float scale);
 typedef void twopass_f32_vscale_fn(size_t n, const float* x, float* y, float scale);
 typedef void twopass_f32_vsubc_fn(size_t n, const float* x, float* y, float c_hi, float c_lo);
+typedef void twopass_f32_raddextexp_columns_fn(size_t rows, size_t width, const float* x, ptrdiff_t ld,
+                                               float* mantissa, float* exponent);
+typedef void twopass_f32_vscaleextexp_columns_fn(size_t rows, size_t width, const float* x, ptrdiff_t x_ld,
+                                                 float* y, ptrdiff_t y_ld, const float* scale,
+                                                 const float* exponent);
 
 /* The passes, in the order of the fields of struct twopass_f32_kernels. */
 #define TWOPASS_F32_OPS(OP)                                                                        \
     OP(rmax) OP(raddextexp) OP(vscaleextexp) OP(raddexpminusmax) OP(raddstoreexpminusmax)          \
-    OP(vscaleexpminusmax) OP(vscale) OP(vsubc)
+    OP(vscaleexpminusmax) OP(vscale) OP(vsubc) OP(raddextexp_columns) OP(vscaleextexp_columns)
 
 /* Every compiled variant, one list per ISA. R(op, isa, unroll, accumulators) is a reduction,
  * V(op, isa, unroll) an elementwise pass. The first variant listed for an (op, isa) is the one the
@@ -57,6 +67,8 @@ typedef void twopass_f32_vsubc_fn(size_t n, const float* x, float* y, float c_hi
     V(vscaleexpminusmax, avx512f, 64)                                                              \
     V(vscale, avx512f, 64)                                                                         \
     V(vsubc, avx512f, 64)                                                                          \
+    V(raddextexp_columns, avx512f, 256)                                                            \
+    V(vscaleextexp_columns, avx512f, 256)                                                          \
     R(rmax, avx512f, 64, 2)                                                                        \
     R(raddextexp, avx512f, 64, 2)                                                                  \
     R(raddextexp, avx512f, 192, 3)                                                                 \
@@ -77,6 +89,8 @@ typedef void twopass_f32_vsubc_fn(size_t n, const float* x, float* y, float c_hi
     V(vscaleexpminusmax, avx2, 32)                                                                 \
     V(vscale, avx2, 32)                                                                            \
     V(vsubc, avx2, 32)                                                                             \
+    V(raddextexp_columns, avx2, 256)                                                               \
+    V(vscaleextexp_columns, avx2, 256)                                                             \
     R(rmax, avx2, 32, 2)                                                                           \
     R(raddextexp, avx2, 32, 2)                                                                     \
     R(raddextexp, avx2, 96, 3)                                                                     \

@@ -60,6 +60,9 @@ struct twopass_f32_kernels {
     twopass_f32_vscaleexpminusmax_fn* vscaleexpminusmax;
     twopass_f32_vscale_fn* vscale;
     twopass_f32_vsubc_fn* vsubc;
+    twopass_f32_raddextexp_columns_fn* raddextexp_columns;
+    twopass_f32_vscaleextexp_columns_fn* vscaleextexp_columns;
+    size_t columns_width; /* most columns one call of the *_columns kernels takes */
     const char* names[TWOPASS_F32_OP_COUNT];
 };
 /* The default kernels of a level; NULL for TWOPASS_LEVEL_PYTHON. Callers must check that the CPU
@@ -79,6 +82,8 @@ enum twopass_algorithm {
 /* Elements per block of the sums: each block is summed in float32 vector accumulators, and the
  * block sums are added in double, so the rounding error of a sum does not grow with n. */
 #define TWOPASS_SUM_BLOCK 4096
+/* The same for the columns driver, whose lanes each sum one term per row in a single accumulator. */
+#define TWOPASS_COLUMN_SUM_BLOCK 256
 
 /* y = softmax(x) over one slice of n floats. y may be x (in place) but must not overlap it otherwise. */
 void twopass_softmax_f32(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
@@ -88,6 +93,14 @@ void twopass_softmax_f32(const struct twopass_f32_kernels* k, enum twopass_algor
 void twopass_softmax_f32_rows(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
                               size_t rows, size_t n, const float* x, ptrdiff_t x_stride, float* y,
                               ptrdiff_t y_stride);
+
+/* Two-pass softmax down each of `cols` columns of a (rows x cols) array whose rows are x_ld (y_ld)
+ * floats apart: the reduced axis is not the contiguous one, so each SIMD lane follows its own
+ * column and nothing is transposed. Columns with NaN, +inf or huge values are copied out and
+ * computed by the one-slice three-pass algorithm. Returns -1 if the scratch memory for such a
+ * column (rows floats) cannot be allocated, else 0. y may be x (in place). */
+int twopass_softmax_f32_columns(const struct twopass_f32_kernels* k, size_t rows, size_t cols,
+                                const float* x, ptrdiff_t x_ld, float* y, ptrdiff_t y_ld);
 
 /* y = log_softmax(x) = x - logsumexp(x) over one slice (two-pass: 1 read for the sum; three-pass:
  * max and sum, both algorithms TWOPASS_THREE_PASS_*); then one read and one write. */

@@ -82,7 +82,7 @@ def _elementwise(kind, x, axis, out, algorithm):
     axes = tuple(range(x.ndim)) if axis is None else normalize_axis_tuple(axis, x.ndim)
     n = math.prod(x.shape[a] for a in axes)
     level = _dispatch.current_level()
-    algorithm = _algorithm(algorithm, n, level)
+    requested, algorithm = algorithm, _algorithm(algorithm, n, level)
     if out is not None:
         _check_out(out, x, dtype)
     if n == 0:
@@ -91,6 +91,11 @@ def _elementwise(kind, x, axis, out, algorithm):
         return _complex(kind, x, axes, out)
 
     work = _work_dtype(dtype)
+    if (kind == "softmax" and requested in ("auto", "two_pass") and work == np.float32 and level != "python"
+            and len(axes) == 1):
+        result = _softmax_columns(x, axes[0], out, dtype, level)
+        if result is not None:
+            return result
     x2, order, xt_shape = _rows(x, axes, work)
     rows = x2.shape[0]
     result = np.empty(x.shape, dtype) if out is None else out
@@ -109,6 +114,31 @@ def _elementwise(kind, x, axis, out, algorithm):
         result.transpose(order)[...] = y2.reshape(xt_shape)
     if out is None and x.ndim == 0:
         return result[()]
+    return result
+
+
+def _softmax_columns(x, axis, out, dtype, level):
+    """softmax over a non-contiguous axis of a C- or F-contiguous array without transposing: view it
+    as (outer, axis, inner) with inner contiguous and let each SIMD lane follow one column (two-pass,
+    lane by lane). None if the layout does not allow it."""
+    if not x.flags.c_contiguous and x.flags.f_contiguous:  # F order: the transpose is C order
+        x, axis, flip = x.T, x.ndim - 1 - axis, True
+        if axis == x.ndim - 1:
+            return None  # the reduced axis is the contiguous one: the rows path takes it as it is
+    elif x.flags.c_contiguous and axis != x.ndim - 1:
+        flip = False
+    else:
+        return None  # the contiguous axis (the rows path takes it as it is), or another layout
+    outer, rows = math.prod(x.shape[:axis]), x.shape[axis]
+    inner = math.prod(x.shape[axis + 1:])
+    x3 = np.require(x, dtype=np.float32, requirements=["C", "A"]).reshape(outer, rows, inner)
+    result = out if out is not None else np.empty(x.T.shape if flip else x.shape, dtype, order="F" if flip else "C")
+    target = result.T if flip else result
+    direct = dtype == np.float32 and target.flags.c_contiguous and target.flags.aligned
+    y3 = target.reshape(outer, rows, inner) if direct else np.empty((outer, rows, inner), np.float32)
+    _dispatch._kernels.softmax_f32_columns(x3, y3, _dispatch.LEVELS.index(level))
+    if not direct:
+        target[...] = y3.reshape(target.shape)
     return result
 
 

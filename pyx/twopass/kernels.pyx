@@ -39,6 +39,7 @@ cdef extern from "twopass/softmax.h" nogil:
         void (*vscaleexpminusmax)(size_t n, const float* x, float* y, float shift, float exponent, float scale) noexcept nogil
         void (*vscale)(size_t n, const float* x, float* y, float scale) noexcept nogil
         void (*vsubc)(size_t n, const float* x, float* y, float c_hi, float c_lo) noexcept nogil
+        size_t columns_width
         const char** names
     const twopass_f32_kernels* twopass_f32_kernels_for(int level)
     int twopass_f32_kernels_with(twopass_f32_kernels* table, const twopass_kernel_info* variant)
@@ -48,6 +49,8 @@ cdef extern from "twopass/softmax.h" nogil:
     void twopass_log_softmax_f32_rows(const twopass_f32_kernels* k, int algorithm, size_t rows, size_t n,
                                       const float* x, ptrdiff_t x_stride, float* y, ptrdiff_t y_stride)
     double twopass_logsumexp_f32(const twopass_f32_kernels* k, int algorithm, size_t n, const float* x)
+    int twopass_softmax_f32_columns(const twopass_f32_kernels* k, size_t rows, size_t cols, const float* x,
+                                    ptrdiff_t x_ld, float* y, ptrdiff_t y_ld)
     void twopass_extsum_f32(const twopass_f32_kernels* k, size_t n, const float* x, double* mantissa,
                             double* exponent)
 
@@ -60,7 +63,9 @@ cdef extern from "twopass/bandwidth.h" nogil:
 LEVEL_NAMES = ("python", "avx2", "avx512f")
 ALGORITHM_NAMES = ("two_pass", "three_pass_reload", "three_pass_recompute")
 OP_NAMES = ("rmax", "raddextexp", "vscaleextexp", "raddexpminusmax", "raddstoreexpminusmax",
-            "vscaleexpminusmax", "vscale", "vsubc")
+            "vscaleexpminusmax", "vscale", "vsubc", "raddextexp_columns", "vscaleextexp_columns")
+# Ops run_kernel can call on one 1-D array (the *_columns kernels are tested through their driver).
+ROW_OPS = OP_NAMES[:8]
 
 cdef twopass_cpu_features _features
 twopass_detect_cpu(&_features)
@@ -157,6 +162,8 @@ def run_kernel(str name, const float[::1] x, float[::1] y, float a=0.0, float b=
         raise ValueError("kernels need at least one element")
     if y.shape[0] != n:
         raise ValueError("x and y differ in length")
+    if OP_NAMES[r[i].op] not in ROW_OPS:
+        raise ValueError(f"{name} works on columns: use softmax_f32_columns")
     twopass_f32_kernels_with(&t, &r[i])
     op = r[i].op  # index into OP_NAMES
     _calls[r[i].level] += 1
@@ -276,6 +283,27 @@ def log_softmax(x, axis=None, *, out=None, algorithm="auto"):
     """
     result = _fast_rows(True, x, axis, out, algorithm)
     return result if result is not None else _slow_log_softmax(x, axis, out=out, algorithm=algorithm)
+
+
+def softmax_f32_columns(const float[:, :, ::1] x, float[:, :, ::1] out, int level):
+    """Two-pass softmax over axis 1 of (outer, rows, cols) C-contiguous float32 arrays: each SIMD
+    lane follows one column, nothing is transposed. out may be x (in place)."""
+    cdef size_t o
+    cdef int status = 0
+    if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1] or x.shape[2] != out.shape[2]:
+        raise ValueError("out must have x's shape")
+    cdef const twopass_f32_kernels* k = _table(level)
+    _calls[level] += 1
+    if x.shape[0] == 0 or x.shape[1] == 0 or x.shape[2] == 0:
+        return
+    with nogil:
+        for o in range(<size_t>x.shape[0]):
+            status = twopass_softmax_f32_columns(k, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
+                                                 &out[o, 0, 0], out.shape[2])
+            if status != 0:
+                break
+    if status != 0:
+        raise MemoryError("no memory for one column of scratch")
 
 
 def log_softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level):

@@ -188,5 +188,69 @@ TWOPASS_INLINE void vscale_impl(size_t n, const float* x, float* y, float shift,
     }
 }
 
+/* ---- Columns: lane j of vector v follows column 8v + j, one row at a time (rows ld apart). A
+ * block is up to U columns wide (U/8 vectors, accumulators in L1), so each row is read as one long
+ * contiguous piece: few TLB misses and whole cache lines, however far apart the rows are. ---- */
+
+/* Vector v of row x of a block of `width` columns: whole, or masked if it is the last, partial one
+ * (vmaskmov is slow on some CPUs, so only the partial vector uses it). */
+TWOPASS_INLINE __m256 column_load(const float* x, size_t width, size_t v)
+{
+    const size_t lanes = width - v * VLEN;
+    return lanes >= VLEN ? _mm256_loadu_ps(x + v * VLEN) : _mm256_maskload_ps(x + v * VLEN, f32x8_tail_mask(lanes));
+}
+
+TWOPASS_INLINE void column_store(float* y, size_t width, size_t v, __m256 value)
+{
+    const size_t lanes = width - v * VLEN;
+    if (lanes >= VLEN) {
+        _mm256_storeu_ps(y + v * VLEN, value);
+    } else {
+        _mm256_maskstore_ps(y + v * VLEN, f32x8_tail_mask(lanes), value);
+    }
+}
+
+/* Per lane: acc = (p, n) += extexp(x[r]) for every row, the update of raddextexp one term at a time. */
+TWOPASS_INLINE void raddextexp_columns_impl(size_t rows, size_t width, const float* x, ptrdiff_t ld,
+                                            float* mantissa, float* exponent, const size_t U)
+{
+    float acc_p[TWOPASS_MAX_COLUMNS], acc_n[TWOPASS_MAX_COLUMNS];
+    (void)U;
+    const size_t nv = (width + VLEN - 1) / VLEN;
+    for (size_t v = 0; v < nv; v++) {
+        _mm256_storeu_ps(acc_p + v * VLEN, _mm256_setzero_ps());
+        _mm256_storeu_ps(acc_n + v * VLEN, _mm256_set1_ps(-INFINITY));
+    }
+    for (size_t r = 0; r < rows; r++, x += ld) {
+        for (size_t v = 0; v < nv; v++) {
+            __m256 vn;
+            const __m256 p = f32x8_extexp(column_load(x, width, v), &vn);
+            const __m256 old_p = _mm256_loadu_ps(acc_p + v * VLEN), old_n = _mm256_loadu_ps(acc_n + v * VLEN);
+            const __m256 e = _mm256_max_ps(old_n, vn);
+            _mm256_storeu_ps(acc_p + v * VLEN, _mm256_add_ps(f32x8_mul_exp2(old_p, _mm256_sub_ps(old_n, e)),
+                                                             f32x8_mul_exp2(p, _mm256_sub_ps(vn, e))));
+            _mm256_storeu_ps(acc_n + v * VLEN, e);
+        }
+    }
+    for (size_t v = 0; v < nv; v++) {
+        column_store(mantissa, width, v, _mm256_loadu_ps(acc_p + v * VLEN));
+        column_store(exponent, width, v, _mm256_loadu_ps(acc_n + v * VLEN));
+    }
+}
+
+TWOPASS_INLINE void vscaleextexp_columns_impl(size_t rows, size_t width, const float* x, ptrdiff_t x_ld,
+                                              float* y, ptrdiff_t y_ld, const float* scale,
+                                              const float* exponent, const size_t U)
+{
+    (void)U;
+    const size_t nv = (width + VLEN - 1) / VLEN;
+    for (size_t r = 0; r < rows; r++, x += x_ld, y += y_ld) {
+        for (size_t v = 0; v < nv; v++) {
+            column_store(y, width, v, scaleextexp(column_load(x, width, v), column_load(scale, width, v),
+                                                  column_load(exponent, width, v)));
+        }
+    }
+}
+
 #include "../instantiate.h"
 TWOPASS_F32_AVX2_KERNELS(DEFINE_R, DEFINE_V)

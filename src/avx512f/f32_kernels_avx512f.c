@@ -167,5 +167,63 @@ TWOPASS_INLINE void vscale_impl(size_t n, const float* x, float* y, float shift,
     }
 }
 
+/* ---- Columns: lane j of vector v follows column 16v + j, one row at a time (rows ld apart). A
+ * block is up to U columns wide (U/16 vectors, accumulators in L1), so each row is read as one long
+ * contiguous piece: few TLB misses and whole cache lines, however far apart the rows are. ---- */
+
+TWOPASS_INLINE __mmask16 column_mask(size_t width, size_t v)
+{
+    const size_t lanes = width - v * VLEN;
+    return lanes >= VLEN ? (__mmask16)0xFFFF : f32x16_tail_mask(lanes);
+}
+
+/* Per lane: acc = (p, n) += extexp(x[r]) for every row, the update of raddextexp one term at a time. */
+TWOPASS_INLINE void raddextexp_columns_impl(size_t rows, size_t width, const float* x, ptrdiff_t ld,
+                                            float* mantissa, float* exponent, const size_t U)
+{
+    float acc_p[TWOPASS_MAX_COLUMNS], acc_n[TWOPASS_MAX_COLUMNS];
+    (void)U;
+    const size_t nv = (width + VLEN - 1) / VLEN;
+    for (size_t v = 0; v < nv; v++) {
+        _mm512_storeu_ps(acc_p + v * VLEN, _mm512_setzero_ps());
+        _mm512_storeu_ps(acc_n + v * VLEN, _mm512_set1_ps(-INFINITY));
+    }
+    for (size_t r = 0; r < rows; r++, x += ld) {
+        for (size_t v = 0; v < nv; v++) {
+            const __mmask16 mask = column_mask(width, v);
+            __m512 vn;
+            const __m512 p = f32x16_extexp(_mm512_maskz_loadu_ps(mask, x + v * VLEN), &vn);
+            const __m512 old_p = _mm512_loadu_ps(acc_p + v * VLEN), old_n = _mm512_loadu_ps(acc_n + v * VLEN);
+            const __m512 e = _mm512_mask_max_ps(old_n, mask, old_n, vn);
+            const __m512 sum = _mm512_add_ps(f32x16_mul_exp2(old_p, _mm512_sub_ps(old_n, e)),
+                                             f32x16_mul_exp2(p, _mm512_sub_ps(vn, e)));
+            _mm512_storeu_ps(acc_p + v * VLEN, _mm512_mask_mov_ps(old_p, mask, sum)); /* lanes past width keep (0, -inf) */
+            _mm512_storeu_ps(acc_n + v * VLEN, e);
+        }
+    }
+    for (size_t v = 0; v < nv; v++) {
+        _mm512_mask_storeu_ps(mantissa + v * VLEN, column_mask(width, v), _mm512_loadu_ps(acc_p + v * VLEN));
+        _mm512_mask_storeu_ps(exponent + v * VLEN, column_mask(width, v), _mm512_loadu_ps(acc_n + v * VLEN));
+    }
+}
+
+TWOPASS_INLINE void vscaleextexp_columns_impl(size_t rows, size_t width, const float* x, ptrdiff_t x_ld,
+                                              float* y, ptrdiff_t y_ld, const float* scale,
+                                              const float* exponent, const size_t U)
+{
+    (void)U;
+    const size_t nv = (width + VLEN - 1) / VLEN;
+    for (size_t r = 0; r < rows; r++, x += x_ld, y += y_ld) {
+        for (size_t v = 0; v < nv; v++) {
+            const __mmask16 mask = column_mask(width, v);
+            __m512 vn;
+            const __m512 p = f32x16_extexp(_mm512_maskz_loadu_ps(mask, x + v * VLEN), &vn);
+            _mm512_mask_storeu_ps(y + v * VLEN, mask,
+                                  f32x16_mul_exp2(_mm512_mul_ps(p, _mm512_maskz_loadu_ps(mask, scale + v * VLEN)),
+                                                  _mm512_sub_ps(vn, _mm512_maskz_loadu_ps(mask, exponent + v * VLEN))));
+        }
+    }
+}
+
 #include "../instantiate.h"
 TWOPASS_F32_AVX512F_KERNELS(DEFINE_R, DEFINE_V)
