@@ -8,6 +8,7 @@ fallback; write back into `out` when a temporary was needed. (twopass.softmax an
 the typed layer's fast path, which hands every other case to the functions here.)
 """
 import math
+import operator
 
 import numpy as np
 
@@ -17,6 +18,16 @@ try:
     from numpy.lib.array_utils import normalize_axis_tuple
 except ImportError:  # NumPy < 2
     from numpy.core.numeric import normalize_axis_tuple
+
+def _axes(axis, ndim):
+    """The reduced axes as a tuple, as NumPy's reductions read `axis` (which also allow the int 0 or
+    -1 on a 0-d array, meaning no axis)."""
+    if axis is None:
+        return tuple(range(ndim))
+    if ndim == 0 and not isinstance(axis, tuple) and operator.index(axis) in (0, -1):
+        return ()
+    return normalize_axis_tuple(axis, ndim)
+
 
 ALGORITHMS = ("auto", "two_pass", "three_pass_reload", "three_pass_recompute")
 _KERNEL_ALGORITHM = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2}
@@ -79,7 +90,7 @@ def _elementwise(kind, x, axis, out, algorithm):
     """softmax or log_softmax (kind) with SciPy's semantics; see softmax."""
     x = np.asarray(x)
     dtype = _result_dtype(x.dtype)
-    axes = tuple(range(x.ndim)) if axis is None else normalize_axis_tuple(axis, x.ndim)
+    axes = _axes(axis, x.ndim)
     n = math.prod(x.shape[a] for a in axes)
     level = _dispatch.current_level()
     requested, algorithm = algorithm, _algorithm(algorithm, n, level)
@@ -200,7 +211,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
         b = np.asarray(b)
         a, b = np.broadcast_arrays(a, b)
         dtype = np.result_type(dtype, b.dtype) if b.dtype.kind in "fc" else dtype
-    axes = tuple(range(a.ndim)) if axis is None else normalize_axis_tuple(axis, a.ndim)
+    axes = _axes(axis, a.ndim)
     shape = _reduced_shape(a.shape, axes, keepdims)
     if out is not None:
         if not isinstance(out, np.ndarray):

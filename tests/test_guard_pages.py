@@ -1,0 +1,231 @@
+"""The kernels never touch memory outside their arrays: inputs and outputs placed right before (and
+right after) a PROT_NONE page, inputs on read-only pages, memory-mapped read-only files.
+
+Canaries (tests/test_kernels.py) catch stray writes next to an array; a guard page also catches
+stray reads (a masked tail that loads a whole vector, a prefetch past the end) and writes, as a
+segmentation fault. So the probing runs in a subprocess: a crash fails the test instead of killing
+pytest, and the subprocess checks every result against a float64 reference before it exits 0.
+"""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import twopass
+
+KERNEL_LEVELS = list(twopass.available_levels()[1:])
+ALGORITHMS = list(twopass.ALGORITHMS)
+# every tail of every tile (vectors of 8 and 16 floats, iterations up to 192), then around 4096
+TAILS = list(range(1, 71)) + [4095, 4096, 4097, 4096 + 63, 4096 + 64, 8191, 8192, 8193]
+ROWS = (1, 3)
+PLACEMENTS = ("end", "start", "in_place_end", "in_place_start")
+
+COMMON = r'''
+import ctypes, mmap, sys
+import numpy as np
+import twopass
+from twopass import kernels
+
+PAGE = mmap.PAGESIZE
+PROT_NONE, PROT_READ, PROT_WRITE = 0, 1, 2
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+libc.mprotect.restype = ctypes.c_int
+
+
+def mprotect(address, size, prot):
+    if libc.mprotect(address, size, prot) != 0:
+        raise OSError(ctypes.get_errno(), "mprotect failed")
+
+
+class Guarded:
+    """`pages` read-write pages between two PROT_NONE pages: [NONE][RW x pages][NONE]."""
+
+    def __init__(self, pages):
+        self.pages = pages
+        self.map = mmap.mmap(-1, (pages + 2) * PAGE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        self.bytes = np.frombuffer(self.map, dtype=np.uint8)
+        self.base = self.bytes.ctypes.data
+        assert self.base % PAGE == 0
+        mprotect(self.base, PAGE, PROT_NONE)
+        mprotect(self.base + (pages + 1) * PAGE, PAGE, PROT_NONE)
+
+    def floats(self, count, where):
+        """`count` float32 ending at the last byte before the upper guard page ("end") or starting
+        at the first byte after the lower one ("start")."""
+        lo, hi = PAGE, (self.pages + 1) * PAGE
+        assert 4 * count <= hi - lo
+        view = self.bytes[hi - 4 * count: hi] if where == "end" else self.bytes[lo: lo + 4 * count]
+        return view.view(np.float32)
+
+    def read_only(self, on):
+        mprotect(self.base + PAGE, self.pages * PAGE, PROT_READ if on else PROT_READ | PROT_WRITE)
+
+
+def reference(x):
+    x = x.astype(np.float64)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def check(y, ref, what):
+    y = np.asarray(y, np.float64)
+    err = np.abs(y - ref) / np.maximum(ref, 2.0**-126)
+    err[(y == 0) & (ref < 2.0**-125)] = 0  # the kernels flush outputs below 2^-125
+    assert np.all(np.isfinite(y)) and float(err.max()) <= 1e-6, (what, float(err.max()))
+'''
+
+PROBE = COMMON + r'''
+level, algorithm = sys.argv[1], sys.argv[2]
+tails = [int(t) for t in sys.argv[3].split(",")]
+rows_list = [int(r) for r in sys.argv[4].split(",")]
+placements = sys.argv[5].split(",")
+level_index = twopass.LEVELS.index(level)
+kernel_algorithm = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2}.get(algorithm)
+most = max(tails) * max(rows_list) * 4
+pages = -(-most // PAGE)
+xs, ys = Guarded(pages), Guarded(pages)
+rng = np.random.default_rng(0)
+checked = 0
+SENTINEL = np.float32(-7.5e33)
+for n in tails:
+    for rows in rows_list:
+        data = rng.uniform(-50, 50, (rows, n)).astype(np.float32)
+        data[:, rng.integers(0, n)] = 60.0  # a clear max somewhere, sometimes in the tail
+        ref = reference(data)
+        for placement in placements:
+            where = "end" if placement.endswith("end") else "start"
+            in_place = placement.startswith("in_place")
+            calls = []
+            if kernel_algorithm is not None:
+                calls.append("kernels")
+            calls.append("softmax")
+            for how in calls:
+                xs.read_only(False)
+                x = xs.floats(rows * n, where).reshape(rows, n)
+                x[...] = data
+                y = x if in_place else ys.floats(rows * n, where).reshape(rows, n)
+                if not in_place:
+                    y[...] = SENTINEL
+                    xs.read_only(True)  # any write to the input faults
+                    x = x.view()
+                    x.flags.writeable = False
+                what = (level, algorithm, how, n, rows, placement)
+                if how == "kernels":
+                    kernels.softmax_f32_rows(x, y, kernel_algorithm, level_index)
+                else:
+                    with twopass.use_isa(level):
+                        result = twopass.softmax(x if rows > 1 else x[0], axis=-1,
+                                                 out=y if rows > 1 else y[0], algorithm=algorithm)
+                    assert np.shares_memory(result, y), what
+                check(y, ref, what)
+                if not in_place:
+                    assert np.array_equal(x, data), what  # the input is untouched
+                checked += 1
+xs.read_only(False)
+print(f"checked {checked} cases")
+'''
+
+MEMMAP = COMMON + r'''
+import os
+path = sys.argv[1]
+checked = 0
+for count in (PAGE // 4, 3 * PAGE // 4, 1000, 4096 * 3 + 5):
+    data = np.random.default_rng(count).uniform(-30, 30, count).astype(np.float32)
+    data.tofile(path)
+    # the page after the mapping of a page-multiple file is not mapped: reading past it would fault
+    x = np.memmap(path, dtype=np.float32, mode="r", shape=(count,))
+    assert not x.flags.writeable
+    shapes = [(count,)] + ([(4, count // 4)] if count % 4 == 0 else [])
+    for level in twopass.available_levels():
+        with twopass.use_isa(level):
+            for algorithm in twopass.ALGORITHMS:
+                for shape in shapes:
+                    xv = x.reshape(shape)
+                    for axis in (-1, 0, None):
+                        y = twopass.softmax(xv, axis=axis, algorithm=algorithm)
+                        d = data.reshape(shape).astype(np.float64)
+                        if axis is None:
+                            ref = reference(d.ravel()).reshape(shape)
+                        else:
+                            ref = np.moveaxis(reference(np.moveaxis(d, axis, -1)), -1, axis)
+                        check(y, ref, (count, level, algorithm, shape, axis))
+                        out = np.empty(shape, np.float32)
+                        assert twopass.softmax(xv, axis=axis, out=out, algorithm=algorithm) is out
+                        assert np.array_equal(out, y), (count, level, algorithm, shape, axis)
+                        checked += 1
+    del x, xv
+    os.remove(path)
+print(f"checked {checked} cases")
+'''
+
+
+def run_python(script, *args):
+    result = subprocess.run([sys.executable, "-X", "faulthandler", "-c", script, *map(str, args)],
+                            capture_output=True, text=True, timeout=600, cwd=os.path.dirname(__file__))
+    if result.returncode < 0:
+        pytest.fail(f"the probe died of {signal.Signals(-result.returncode).name} "
+                    f"(an access outside the arrays)\n{result.stderr[-4000:]}")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout
+
+
+def test_mprotect_guard_really_faults():
+    # the setup works: touching the guard page kills the probe with SIGSEGV
+    script = COMMON + textwrap.dedent('''
+        g = Guarded(1)
+        x = g.floats(4, "end")
+        x[...] = 1.0
+        print(float(np.frombuffer(g.map, dtype=np.float32, count=1, offset=2 * PAGE)[0]))
+    ''')
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == -signal.SIGSEGV, (result.returncode, result.stderr[-2000:])
+    script = COMMON + textwrap.dedent('''
+        g = Guarded(1)
+        g.read_only(True)
+        g.floats(4, "start")[0] = 1.0
+    ''')
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == -signal.SIGSEGV, (result.returncode, result.stderr[-2000:])
+
+
+@pytest.mark.skipif(not KERNEL_LEVELS, reason="no kernel level on this CPU")
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("level", KERNEL_LEVELS)
+def test_arrays_next_to_guard_pages(level, algorithm):
+    stdout = run_python(PROBE, level, algorithm, ",".join(map(str, TAILS)), ",".join(map(str, ROWS)),
+                        ",".join(PLACEMENTS))
+    per_case = 1 if algorithm == "auto" else 2  # twopass.softmax, and softmax_f32_rows directly
+    assert f"checked {len(TAILS) * len(ROWS) * len(PLACEMENTS) * per_case} cases" in stdout, stdout
+
+
+def test_read_only_memory_mapped_input(tmp_path):
+    stdout = run_python(MEMMAP, tmp_path / "x.f32")
+    shapes_per_count = [2, 2, 2, 1]  # page-multiple counts (and 1000) also run as (4, count // 4)
+    expected = sum(shapes_per_count) * 3 * len(twopass.available_levels()) * len(ALGORITHMS)
+    assert f"checked {expected} cases" in stdout, stdout
+
+
+@pytest.mark.parametrize("level", twopass.available_levels())
+def test_read_only_inputs_in_process(level):
+    # read-only arrays (a flag, not a protection) through every path: fast, copying, float16
+    rng = np.random.default_rng(5)
+    for x in (rng.uniform(-20, 20, 1001).astype(np.float32), rng.uniform(-20, 20, (7, 33)).astype(np.float32),
+              rng.uniform(-5, 5, 257).astype(np.float16)):
+        x.flags.writeable = False
+        with twopass.use_isa(level):
+            for algorithm in ALGORITHMS:
+                for axis in (-1, 0, None):
+                    y = twopass.softmax(x, axis=axis, algorithm=algorithm)
+                    x64 = x.astype(np.float64)
+                    with np.errstate(all="ignore"):
+                        e = np.exp(x64 - x64.max(axis=axis, keepdims=True))
+                        ref = e / e.sum(axis=axis, keepdims=True)
+                    if x.dtype == np.float16:  # float16 rounding; subnormals below 2^-14
+                        np.testing.assert_allclose(y, ref, rtol=1e-3, atol=2.0**-24)
+                    else:
+                        np.testing.assert_allclose(y, ref, rtol=1e-6, atol=2.0**-125)
