@@ -154,6 +154,33 @@ def print_table(results):
               f" {r['ns_per_element']:8.3f} {lo:6.3f}-{hi:6.3f} {r['gb_per_s']:6.1f} {bound} {r['max_rel_error']:11.1e}")
 
 
+def markdown_summary(results):
+    """Markdown tables for RESULTS.md: ns per element per case (median; out= for twopass), the
+    bandwidth bound, and the ratios the targets are about."""
+    rows = [r for r in results["rows"] if r["what"] != "bandwidth"]
+    bounds = {tuple(r["shape"]): r["bounds_ns_per_element"] for r in results["rows"] if r["what"] == "bandwidth"}
+    shapes = list(dict.fromkeys(tuple(r["shape"]) for r in rows))
+    columns = list(dict.fromkeys((r["what"], r["level"], r["algorithm"], r["mode"]) for r in rows))
+    label = {c: (f"{c[1]} {c[2]}" if c[0] == "twopass" and c[3] == "out=" else
+                 f"{c[1]} {c[2]} (fresh)" if c[0] == "twopass" else c[0]) for c in columns}
+    cell = {(tuple(r["shape"]), (r["what"], r["level"], r["algorithm"], r["mode"])): r for r in rows}
+    lines = ["| shape | cache | two-pass bound | " + " | ".join(label[c] for c in columns) + " |",
+             "|---|---|---|" + "---|" * len(columns)]
+    for shape in shapes:
+        first = next(r for r in rows if tuple(r["shape"]) == shape)
+        bound = bounds.get(shape, {}).get("two_pass")
+        lines.append(f"| {'x'.join(map(str, shape))} | {first['cache']} | "
+                     + (f"{bound:.3f}" if bound else "-") + " | "
+                     + " | ".join(f"{cell[(shape, c)]['ns_per_element']:.3f}" if (shape, c) in cell else "-"
+                                  for c in columns) + " |")
+    lines += ["", "Max relative error against float64 (same columns):", "",
+              "| shape | " + " | ".join(label[c] for c in columns) + " |", "|---|" + "---|" * len(columns)]
+    for shape in shapes:
+        lines.append(f"| {'x'.join(map(str, shape))} | " + " | ".join(
+            f"{cell[(shape, c)]['max_rel_error']:.1e}" if (shape, c) in cell else "-" for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -180,6 +207,8 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
+    with open(os.path.join(args.out, "summary.md"), "w") as f:
+        f.write(markdown_summary(results))
     if not args.no_plots:
         from benchmarks.plots import plot_all
         for path in plot_all(results, args.out):

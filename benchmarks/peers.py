@@ -54,11 +54,16 @@ def available_peers():
         def ort_fresh(x, y):
             return session.run(None, {"x": x})[0]
 
+        bindings = {}  # one IO binding per (input, output) buffer pair, made once, as a server would
+
         def ort_out(x, y):
-            binding = session.io_binding()
-            binding.bind_cpu_input("x", x)
-            binding.bind_output("y", "cpu", 0, np.float32, y.shape, y.ctypes.data)
-            session.run_with_iobinding(binding)
+            key = (x.ctypes.data, y.ctypes.data, x.shape)
+            if key not in bindings:
+                binding = session.io_binding()
+                binding.bind_cpu_input("x", x)
+                binding.bind_output("y", "cpu", 0, np.float32, y.shape, y.ctypes.data)
+                bindings[key] = binding
+            session.run_with_iobinding(bindings[key])
             return y
 
         peers[f"onnxruntime {onnxruntime.__version__}"] = (ort_fresh, "fresh")
