@@ -51,11 +51,11 @@ int twopass_f32_kernels_with(struct twopass_f32_kernels* t, const struct twopass
 static struct twopass_f32_kernels tables[TWOPASS_LEVEL_COUNT];
 static int tables_built = 0;
 
-/* Fill each level's table with the first listed variant of each op. Runs once, at module import
- * (under the GIL); the tables are read-only afterwards. */
+/* Fill each level's table with the first listed variant of each op. twopass.kernels calls
+ * twopass_f32_kernels_for once at import, under the GIL, so this runs before any nogil caller;
+ * the tables are read-only afterwards. */
 static void build_tables(void)
 {
-    memset(tables, 0, sizeof(tables));
     for (size_t i = registry_count; i-- > 0;) { /* backwards, so the first listed wins */
         twopass_f32_kernels_with(&tables[registry[i].level], &registry[i]);
         if (registry[i].op == TWOPASS_F32_OP_raddextexp_columns) {

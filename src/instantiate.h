@@ -35,7 +35,8 @@
     { vscale_impl(n, x, y, c_hi, c_lo, 1.0f, U, TWOPASS_MODE_SUB); }
 
 #define DEFINE_R(op, isa, U, ACC)                                                                  \
-    _Static_assert(U % VLEN == 0 && U / VLEN <= TWOPASS_MAX_VECTORS && ACC >= 1 && ACC <= TWOPASS_MAX_ACC, \
+    _Static_assert(U % VLEN == 0 && U / VLEN <= TWOPASS_MAX_VECTORS && ACC >= 1 && ACC <= TWOPASS_MAX_ACC \
+                   && ACC <= U / VLEN, /* an accumulator that never gets a vector would stay (0, -inf) */ \
                    "bad tile of " #op);                                                            \
     DEFINE_##op##_R(isa, U, ACC)
 #define DEFINE_V(op, isa, U)                                                                       \

@@ -61,30 +61,51 @@ static void softmax_three_pass_reload(const struct twopass_f32_kernels* k, size_
     k->vscale(n, y, y, (float)(1.0 / sum));
 }
 
-/* Pass 1 of two-pass: (mantissa, exponent) with sum exp(x) = mantissa * 2^exponent, merging block
- * sums: (M, E) + (m, e) = (M * 2^(E - E') + m * 2^(e - E'), E') with E' = max(E, e). Returns 0 if
- * the slice holds NaN or +inf or its max lies beyond the exact range of the exponents. */
+/* The two-pass partial sum of a slice, merged block by block in double:
+ * (M, E) + (m, e) = (M * 2^(E - E') + m * 2^(e - E'), E') with E' = max(E, e). */
+struct extsum_acc {
+    double mantissa, exponent;
+    int blocks, valid;
+};
+
+/* Add one block's (m, e). A NaN or infinite mantissa (NaN or +inf in the block) or an exponent above
+ * the exact range makes the slice invalid; exponents far below it (clamped or -inf elements) merge
+ * normally, since the final range check decides whether they matter. */
+static void extsum_add(struct extsum_acc* acc, double m, double e)
+{
+    if (!acc->valid) {
+        return;
+    }
+    if (!(m > 0.0 && m < INFINITY) || !(e <= TWOPASS_EXTEXP_EXPONENT_LIMIT)) {
+        acc->valid = 0;
+    } else if (acc->blocks++ == 0) {
+        acc->mantissa = m, acc->exponent = e;
+    } else if (e > acc->exponent) { /* |e|, |E| <= 2^23: the casts are exact */
+        acc->mantissa = ldexp(acc->mantissa, (int)(acc->exponent - e)) + m, acc->exponent = e;
+    } else {
+        acc->mantissa += ldexp(m, (int)(e - acc->exponent));
+    }
+}
+
+/* 1 if the merged sum is exact: some block, and the largest exponent within the exact range. */
+static int extsum_done(const struct extsum_acc* acc)
+{
+    return acc->valid && acc->blocks > 0 && acc->exponent >= -TWOPASS_EXTEXP_EXPONENT_LIMIT;
+}
+
+/* Pass 1 of two-pass: sum exp(x) = mantissa * 2^exponent. Returns 0 if the slice holds NaN or +inf
+ * or its max lies beyond the exact range of the exponents (then the caller uses three-pass). */
 static int extsum(const struct twopass_f32_kernels* k, size_t n, const float* x, double* mantissa,
                   double* exponent)
 {
-    double sum = 0.0, sum_exponent = 0.0;
-    for (size_t i = 0; i < n; i += TWOPASS_SUM_BLOCK) {
+    struct extsum_acc acc = {0.0, 0.0, 0, 1};
+    for (size_t i = 0; i < n && acc.valid; i += TWOPASS_SUM_BLOCK) {
         float block[2];
         k->raddextexp(block_len(n, i), x + i, block);
-        const double m = block[0], e = block[1];
-        if (!(m > 0.0 && m < INFINITY) || !(fabs(e) <= TWOPASS_EXTEXP_EXPONENT_LIMIT)) {
-            return 0;
-        }
-        if (i == 0) {
-            sum = m, sum_exponent = e;
-        } else if (e > sum_exponent) {
-            sum = ldexp(sum, (int)(sum_exponent - e)) + m, sum_exponent = e;
-        } else {
-            sum += ldexp(m, (int)(e - sum_exponent));
-        }
+        extsum_add(&acc, block[0], block[1]);
     }
-    *mantissa = sum, *exponent = sum_exponent;
-    return 1;
+    *mantissa = acc.mantissa, *exponent = acc.exponent;
+    return extsum_done(&acc);
 }
 
 static void softmax_two_pass(const struct twopass_f32_kernels* k, size_t n, const float* x, float* y)
@@ -203,39 +224,33 @@ int twopass_softmax_f32_columns(const struct twopass_f32_kernels* k, size_t rows
                                 const float* x, ptrdiff_t x_ld, float* y, ptrdiff_t y_ld)
 {
     enum { MAX_WIDTH = TWOPASS_MAX_COLUMNS };
-    const size_t width_max = k->columns_width < MAX_WIDTH ? k->columns_width : MAX_WIDTH;
+    const size_t width_max = k->columns_width; /* <= TWOPASS_MAX_COLUMNS (instantiate.h) */
     float* scratch = NULL; /* one column, for the rare columns two-pass cannot take */
     if (rows == 0) {
         return 0;
     }
     for (size_t c0 = 0; c0 < cols; c0 += width_max) {
         const size_t width = cols - c0 < width_max ? cols - c0 : width_max;
-        double mantissa[MAX_WIDTH], exponent[MAX_WIDTH];
+        struct extsum_acc acc[MAX_WIDTH];
         float scale[MAX_WIDTH], block_exponent[MAX_WIDTH];
         int valid[MAX_WIDTH];
+        for (size_t j = 0; j < width; j++) {
+            acc[j] = (struct extsum_acc){0.0, 0.0, 0, 1};
+        }
         /* pass 1 over blocks of rows, merged per column in double as in extsum() */
         for (size_t r0 = 0; r0 < rows; r0 += TWOPASS_COLUMN_SUM_BLOCK) {
             float m[MAX_WIDTH], e[MAX_WIDTH];
             const size_t block_rows = rows - r0 < TWOPASS_COLUMN_SUM_BLOCK ? rows - r0 : TWOPASS_COLUMN_SUM_BLOCK;
             k->raddextexp_columns(block_rows, width, x + (ptrdiff_t)r0 * x_ld + c0, x_ld, m, e);
             for (size_t j = 0; j < width; j++) {
-                if (r0 == 0) {
-                    mantissa[j] = m[j], exponent[j] = e[j];
-                    valid[j] = m[j] > 0.0f && m[j] < INFINITY && fabsf(e[j]) <= TWOPASS_EXTEXP_EXPONENT_LIMIT;
-                } else if (valid[j]) {
-                    valid[j] = m[j] > 0.0f && m[j] < INFINITY && fabsf(e[j]) <= TWOPASS_EXTEXP_EXPONENT_LIMIT;
-                    if (e[j] > exponent[j]) {
-                        mantissa[j] = ldexp(mantissa[j], (int)(exponent[j] - e[j])) + m[j], exponent[j] = e[j];
-                    } else {
-                        mantissa[j] += ldexp(m[j], (int)(e[j] - exponent[j]));
-                    }
-                }
+                extsum_add(&acc[j], m[j], e[j]);
             }
         }
         for (size_t j = 0; j < width; j++) {
-            int q;
-            const double f = valid[j] ? frexp(mantissa[j], &q) : (q = 0, 1.0);
-            scale[j] = (float)(1.0 / f), block_exponent[j] = (float)(exponent[j] + q);
+            int q = 0;
+            valid[j] = extsum_done(&acc[j]);
+            const double f = valid[j] ? frexp(acc[j].mantissa, &q) : 1.0;
+            scale[j] = (float)(1.0 / f), block_exponent[j] = (float)(acc[j].exponent + q);
         }
         /* Columns two-pass cannot take: copied out, computed by three-pass, copied back. Pass 2
          * below never touches them, so this is safe in place too. */

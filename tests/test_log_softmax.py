@@ -167,3 +167,31 @@ def test_extsum_special_rows_keep_logsumexp(level, row):
     with np.errstate(all="ignore"):
         expected = scipy.special.logsumexp(x.astype(np.float64))
     np.testing.assert_allclose(twopass.logsumexp_from_extsum(twopass.extsum(x)), expected, rtol=1e-12)
+
+
+def test_merge_keeps_inf_and_nan_pieces(level):
+    inf_piece = twopass.extsum(np.array([np.inf, 1.0], np.float32))
+    nan_piece = twopass.extsum(np.array([np.nan, 1.0], np.float32))
+    big = twopass.extsum(np.array([800.0, 1.0], np.float32))
+    assert twopass.logsumexp_from_extsum(twopass.merge_extsum(inf_piece, big)) == np.inf
+    assert twopass.logsumexp_from_extsum(twopass.merge_extsum(big, inf_piece)) == np.inf
+    assert np.isnan(twopass.logsumexp_from_extsum(twopass.merge_extsum(big, nan_piece)))
+
+
+def test_complex_logsumexp_like_scipy(level):
+    a = np.array([1 + 1j, 2.0, -0.5j])
+    for b in (None, [1, 2, 0.5]):
+        for return_sign in (False, True):
+            expected = scipy.special.logsumexp(a, b=b, return_sign=return_sign)
+            got = twopass.logsumexp(a, b=b, return_sign=return_sign)
+            np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_bad_out_for_logsumexp_and_softmax_from_extsum(level):
+    a = np.ones((3, 4), np.float32)
+    with pytest.raises(TypeError):
+        twopass.logsumexp(a, axis=1, out=np.empty(3, np.float64))
+    pair = twopass.extsum(a, axis=1)
+    for bad, error in ((np.empty((3, 4), np.int64), TypeError), (np.empty((2, 3), np.float32), ValueError)):
+        with pytest.raises(error):
+            twopass.softmax_from_extsum(a, pair, axis=1, out=bad)

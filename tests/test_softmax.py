@@ -371,3 +371,45 @@ def test_non_contiguous_axis_uses_no_transposing_copy(level, monkeypatch):
     twopass.softmax(x, axis=0)
     twopass.softmax(np.asfortranarray(x), axis=1)
     assert calls == []
+
+
+# ---- regressions found in review ----
+
+@pytest.mark.parametrize("base", [1e4, 9e4, 1e5, 1e6, 2e6, 2.09e6, 2.5e6, -1e6, -2.09e6])
+def test_large_magnitudes_dense(level, algorithm, base):
+    """Values near +-1e6 that are not tied at the max: the float32 product x * log2(e) is coarse
+    there, so two-pass must hand the slice to three-pass, which subtracts the max exactly."""
+    x = (np.float32(base) + np.arange(0, 16, 0.25, dtype=np.float32)).astype(np.float32)
+    assert max_relative_error(twopass.softmax(x, algorithm=algorithm), reference_softmax(x)) <= 1e-6
+
+
+@pytest.mark.parametrize("value", [2.1568956, 0.1, -3.3, 77.0])
+def test_constant_rows_and_columns(level, algorithm, value):
+    """Equal terms are the worst case of float32 summation: the sums are blocked, so 8000 or 256
+    equal values still give 1/n to 1e-6."""
+    row = np.full(8000, value, np.float32)
+    assert max_relative_error(twopass.softmax(row, algorithm=algorithm), reference_softmax(row)) <= 1e-6
+    columns = np.full((3000, 16), value, np.float32)
+    assert max_relative_error(twopass.softmax(columns, axis=0), reference_softmax(columns, axis=0)) <= 1e-6
+
+
+def test_masked_blocks_keep_two_pass_exact(level):
+    """Whole blocks of -inf (causal-mask padding) merge as nothing: the result is exact and the
+    extended sum equals the fallback's."""
+    x = np.zeros(8192, np.float32)
+    x[4096:] = -np.inf
+    y = twopass.softmax(x, algorithm="two_pass")
+    np.testing.assert_array_equal(y[4096:], 0.0)
+    np.testing.assert_allclose(y[:4096], 1 / 4096, rtol=1e-6)
+    mantissa, exponent = twopass.extsum(x)
+    assert mantissa * 2.0**exponent == pytest.approx(4096.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("axis", [True, [0, 1], 1.0])
+def test_axis_types_rejected_like_numpy(axis):
+    x = np.ones((2, 2), np.float32)
+    with pytest.raises(TypeError):
+        scipy.special.softmax(x, axis=axis)
+    for f in (twopass.softmax, twopass.log_softmax, twopass.logsumexp):
+        with pytest.raises(TypeError):
+            f(x, axis=axis)

@@ -41,15 +41,17 @@
 #define TWOPASS_F32_EXP_C4 0x1.573A1Ap-5f
 #define TWOPASS_F32_EXP_C5 0x1.0F9F9Cp-7f
 
-/* Extended exponent: inputs are clamped below at -2^22 so that n = round(x * log2(e)) stays an
- * exact integer below 2^23 and -inf becomes finite. The two-pass result is exact only when the
- * largest exponent of the slice lies within +-TWOPASS_EXTEXP_EXPONENT_LIMIT (|max x| < ~2.08e6):
- * then every clamped element is at least 2^-3e6 times the largest term and contributes nothing.
+/* Extended exponent: inputs are clamped below at -2^22, which turns -inf into a finite input whose
+ * term vanishes. n = round(x * log2(e)) is computed in float32, so the reduced t stays within the
+ * polynomial's interval only while |x * log2(e)| < 2^17 (float32 spacing 2^-6 there). The two-pass
+ * result is therefore used only when the slice's largest exponent lies within
+ * +-TWOPASS_EXTEXP_EXPONENT_LIMIT = 2^17 (|max x| < ~90850): every element within 104 of the max is
+ * then reduced accurately, and every element further down (clamped or not) contributes nothing.
  * Slices outside that range (or with NaN or +inf) are computed by the three-pass algorithm, whose
- * exp(x - max) subtracts the max itself when |max| > TWOPASS_EXP_SHIFT_LIMIT (then x - max is exact
- * for every x within 104 of it, by Sterbenz's lemma, and the others give 0). */
+ * exp(x - max) subtracts the max itself when |max| > TWOPASS_EXP_SHIFT_LIMIT = 2^16 (then x - max
+ * is exact for every x within 104 of it, by Sterbenz's lemma, and the others give 0). */
 #define TWOPASS_F32_EXTEXP_X_MIN -0x1.0p+22f
-#define TWOPASS_EXTEXP_EXPONENT_LIMIT 3.0e6
-#define TWOPASS_EXP_SHIFT_LIMIT 0x1.0p+21f
+#define TWOPASS_EXTEXP_EXPONENT_LIMIT 0x1.0p+17
+#define TWOPASS_EXP_SHIFT_LIMIT 0x1.0p+16f
 
 #endif /* TWOPASS_COMMON_H */

@@ -81,9 +81,9 @@ enum twopass_algorithm {
 
 /* Elements per block of the sums: each block is summed in float32 vector accumulators, and the
  * block sums are added in double, so the rounding error of a sum does not grow with n. */
-#define TWOPASS_SUM_BLOCK 4096
+#define TWOPASS_SUM_BLOCK 1024
 /* The same for the columns driver, whose lanes each sum one term per row in a single accumulator. */
-#define TWOPASS_COLUMN_SUM_BLOCK 256
+#define TWOPASS_COLUMN_SUM_BLOCK 64
 
 /* y = softmax(x) over one slice of n floats. y may be x (in place) but must not overlap it otherwise. */
 void twopass_softmax_f32(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,

@@ -24,6 +24,8 @@ def _axes(axis, ndim):
     -1 on a 0-d array, meaning no axis)."""
     if axis is None:
         return tuple(range(ndim))
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, tuple) and not hasattr(axis, "__index__"):
+        raise TypeError(f"axis must be an int or a tuple of ints, not {type(axis).__name__}")
     if ndim == 0 and not isinstance(axis, tuple) and operator.index(axis) in (0, -1):
         return ()
     return normalize_axis_tuple(axis, ndim)
@@ -216,8 +218,10 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
     if out is not None:
         if not isinstance(out, np.ndarray):
             raise TypeError(f"out must be a numpy.ndarray, not {type(out).__name__}")
-        if out.shape != shape or out.dtype != dtype:
-            raise ValueError(f"out must have shape {shape} and dtype {dtype}, not {out.shape} and {out.dtype}")
+        if out.shape != shape:
+            raise ValueError(f"out has shape {out.shape}, expected {shape}")
+        if out.dtype != (np.finfo(dtype).dtype if dtype.kind == "c" and return_sign else dtype):
+            raise TypeError(f"out has dtype {out.dtype}, expected the result's")
         if not out.flags.writeable:
             raise ValueError("out is read-only")
     level = _dispatch.current_level()
@@ -226,18 +230,11 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
         values = np.empty(x2.shape[0], np.float64)
         _dispatch._kernels.logsumexp_f32_rows(x2, values, 0, _dispatch.LEVELS.index(level))
         result = values.reshape(shape).astype(dtype)
+        with np.errstate(invalid="ignore"):
+            sign = np.where(np.isnan(result), np.nan, np.where(result == -np.inf, 0.0, 1.0)).astype(dtype)
     else:
         fallback_calls["python"] += 1
-        result = _fallback.logsumexp(a, axes, b, keepdims, dtype)
-    if return_sign:
-        with np.errstate(invalid="ignore"):
-            if b is None:
-                sign = np.where(np.isnan(result), np.nan, np.where(result == -np.inf, 0.0, 1.0)).astype(result.dtype)
-            else:
-                result, sign = result
-    elif b is not None:
-        result, sign = result
-        result = np.where(sign < 0, np.nan, result).astype(dtype) if np.any(sign < 0) else result
+        result, sign = _fallback.logsumexp(a, axes, b, keepdims, dtype, return_sign)
     if out is not None:
         out[...] = result
         result = out
@@ -280,13 +277,16 @@ def merge_extsum(first, second):
     """(M1, E1) + (M2, E2) = (M1 * 2^(E1 - E) + M2 * 2^(E2 - E), E) with E = max(E1, E2): exact
     powers of two, so pieces merge in any order; (0, -inf) is the identity."""
     (m1, e1), (m2, e2) = first, second
-    with np.errstate(invalid="ignore"):
+    m1, e1, m2, e2 = (np.asarray(v, np.float64) for v in (m1, e1, m2, e2))
+    with np.errstate(invalid="ignore", over="ignore"):
         e = np.maximum(e1, e2)
         finite = np.isfinite(e)
         safe = np.where(finite, e, 0.0)
-        m = np.where(finite, m1 * np.exp2(np.where(finite, e1 - safe, 0.0)) + m2 * np.exp2(np.where(finite, e2 - safe, 0.0)),
-                     np.where(np.isnan(e), np.nan, m1 + m2))
-    m, e = np.asarray(m, np.float64), np.asarray(e, np.float64)
+        m = m1 * np.exp2(np.where(finite, e1 - safe, 0.0)) + m2 * np.exp2(np.where(finite, e2 - safe, 0.0))
+        # a piece holding +inf (mantissa inf) or NaN decides the sum, whatever the exponents
+        special = np.isinf(m1) | np.isinf(m2) | np.isnan(m1) | np.isnan(m2)
+        m = np.where(special, m1 + m2, np.where(finite, m, np.where(np.isnan(e), np.nan, 0.0)))
+        e = np.where(special, 0.0, e)
     return (m[()], e[()]) if m.ndim == 0 else (m, e)
 
 
@@ -300,14 +300,17 @@ def logsumexp_from_extsum(pair):
 
 def softmax_from_extsum(x, pair, axis=-1, *, out=None):
     """softmax(x) along `axis` given the extsum of the whole slice (e.g. merged from pieces):
-    exp(x) / (mantissa * 2**exponent), exactly as two-pass's second pass does."""
+    exp(x) / (mantissa * 2**exponent), the second pass of two-pass, evaluated in float64 NumPy."""
     x = np.asarray(x)
     axes = normalize_axis_tuple(axis, x.ndim)
     if len(axes) != 1:
         raise ValueError("softmax_from_extsum takes a single axis")
+    dtype = _result_dtype(x.dtype)
+    if out is not None:
+        _check_out(out, x, dtype)
     lse = np.expand_dims(np.asarray(logsumexp_from_extsum(pair), np.float64), axes)
     with np.errstate(over="ignore", invalid="ignore"):
-        result = np.exp(x.astype(np.float64) - lse).astype(_result_dtype(x.dtype))
+        result = np.exp(x.astype(np.float64) - lse).astype(dtype)
     if out is None:
         return result
     out[...] = result

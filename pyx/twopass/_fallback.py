@@ -13,9 +13,18 @@ import numpy as np
 BLOCK = 16384
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
+# ln2 = LN2_HI + LN2_LO with LN2_HI's low 21 bits zero, so n * LN2_HI is exact for |n| < 2^21
+# (the usual Cody-Waite split for double, as in fdlibm)
+LN2_HI = 6.93147180369123816490e-01
+LN2_LO = 1.90821492927058770002e-10
 # Same valid range of the extended exponent as the kernels (include/twopass/common.h).
 EXTEXP_X_MIN = -(2.0**22)
-EXTEXP_EXPONENT_LIMIT = 3.0e6
+EXTEXP_EXPONENT_LIMIT = 2.0**17
+
+
+def _valid(mantissa, exponent):
+    """Where the merged extended sum is exact (the kernels' rule, src/softmax.c extsum_done)."""
+    return np.isfinite(mantissa) & (mantissa > 0) & (np.abs(exponent) <= EXTEXP_EXPONENT_LIMIT)
 
 
 def _tiles(rows, n):
@@ -62,33 +71,27 @@ def _extexp(x):
     """exp(x) = p * 2^n with n = round(x log2 e), x clamped below (NaN kept) as in the kernels."""
     x = np.maximum(_work(x), EXTEXP_X_MIN)
     n = np.rint(x * LOG2E)
-    return np.exp(x - n * LN2), n
+    return np.exp((x - n * LN2_HI) - n * LN2_LO), n
 
 
 def _two_pass(x, out):
+    # pass 1: (M, E) = sum exp(x) per row, from the tiles' partial sums (_extsum_valid)
+    mantissa, exponent = np.empty(x.shape[0]), np.empty(x.shape[0])
+    _extsum_valid(x, mantissa, exponent)
+    # rows with NaN, +inf or |max| beyond the exact exponent range: three-pass, as the kernels
+    # (computed before pass 2, which may overwrite x when out is x)
+    invalid = ~_valid(mantissa, exponent)
+    if invalid.any():
+        fixed = np.empty((int(invalid.sum()), x.shape[1]), dtype=out.dtype)
+        _three_pass_recompute(np.ascontiguousarray(x[invalid]), fixed)
+    # pass 2: y = p / M * 2^(n - E)
     for rs, cols in _tiles(*x.shape):
-        xr, yr = x[rs], out[rs]
-        # pass 1: (M, E) += (sum p 2^(n - e), e) per tile; merged with exact powers of two
-        mantissa = np.zeros(xr.shape[0], dtype=np.float64)
-        exponent = np.full(xr.shape[0], -np.inf)
         for c in cols:
-            p, n = _extexp(xr[:, c])
-            e = n.max(axis=1)
-            m = (p * np.exp2(n - e[:, None])).sum(axis=1)
-            new_exponent = np.maximum(exponent, e)
-            mantissa = mantissa * np.exp2(exponent - new_exponent) + m * np.exp2(e - new_exponent)
-            exponent = new_exponent
-        # slices with NaN, +inf or |max| beyond the exact exponent range: three-pass, as the kernels
-        invalid = ~(np.isfinite(mantissa) & (mantissa > 0) & (np.abs(exponent) <= EXTEXP_EXPONENT_LIMIT))
-        if invalid.any():
-            fixed = np.empty((int(invalid.sum()), xr.shape[1]), dtype=out.dtype)
-            _three_pass_recompute(np.ascontiguousarray(xr[invalid]), fixed)
-        # pass 2: y = p / M * 2^(n - E)
-        for c in cols:
-            p, n = _extexp(xr[:, c])
-            yr[:, c] = p / mantissa[:, None] * np.exp2(n - exponent[:, None])
-        if invalid.any():
-            yr[invalid] = fixed
+            p, n = _extexp(x[rs, c])
+            out[rs, c] = p / mantissa[rs, None] * np.exp2(n - exponent[rs, None])
+    if invalid.any():
+        out[invalid] = fixed
+
 
 ALGORITHMS = {
     "two_pass": _two_pass,
@@ -125,17 +128,21 @@ def log_softmax_rows(x, out, algorithm):
     """out[r] = x[r] - logsumexp(x[r]). two_pass takes logsumexp from the extended-exponent sum
     of each valid row; the three-pass algorithms from max and sum."""
     with np.errstate(all="ignore"):
-        lse = _row_logsumexp(x)
         if algorithm == "two_pass":
             mantissa, exponent = np.empty(x.shape[0]), np.empty(x.shape[0])
             _extsum_valid(x, mantissa, exponent)
-            valid = np.isfinite(mantissa) & (mantissa > 0) & (np.abs(exponent) <= EXTEXP_EXPONENT_LIMIT)
-            lse = np.where(valid, np.log(np.where(valid, mantissa, 1.0)) + exponent * LN2, lse)
+            valid = _valid(mantissa, exponent)
+            lse = np.log(np.where(valid, mantissa, 1.0)) + np.where(valid, exponent, 0.0) * LN2
+            if not valid.all():
+                lse[~valid] = _row_logsumexp(np.ascontiguousarray(x[~valid]))
+        else:
+            lse = _row_logsumexp(x)
         out[...] = _work(x) - lse[:, None]
 
 
 def _extsum_valid(x, mantissa, exponent):
-    """Two-pass pass 1 per row, as in _two_pass (valid where the kernels' would be)."""
+    """Two-pass pass 1 per row: (M, E) += (sum p 2^(n - e), e) per tile, merged with exact powers of
+    two (_valid says where the result is exact, as the kernels' rule)."""
     for rs, cols in _tiles(*x.shape):
         m_acc = np.zeros(rs.stop - rs.start)
         e_acc = np.full(rs.stop - rs.start, -np.inf)
@@ -157,7 +164,7 @@ def extsum_rows(x, mantissa, exponent):
             mantissa[...], exponent[...] = 0.0, -np.inf
             return
         _extsum_valid(x, mantissa, exponent)
-        valid = np.isfinite(mantissa) & (mantissa > 0) & (np.abs(exponent) <= EXTEXP_EXPONENT_LIMIT)
+        valid = _valid(mantissa, exponent)
         if not valid.all():
             lse = _row_logsumexp(np.ascontiguousarray(x[~valid]))
             e = np.where(np.isfinite(lse), np.rint(lse / LN2), np.where(lse == -np.inf, -np.inf, 0.0))
@@ -166,9 +173,11 @@ def extsum_rows(x, mantissa, exponent):
             mantissa[~valid], exponent[~valid] = m, e
 
 
-def logsumexp(a, axes, b, keepdims, dtype):
-    """SciPy's logsumexp in NumPy (weights b already broadcast to a's shape): elements with b = 0
-    are ignored; with weights, returns (value, sign of the weighted sum)."""
+def logsumexp(a, axes, b, keepdims, dtype, return_sign):
+    """SciPy's logsumexp in NumPy (weights b already broadcast to a's shape; elements with b = 0 are
+    ignored). Returns (value, sign of the sum): for real input the sign is -1, 0, 1 or NaN and the
+    value is log |sum| (NaN for a negative sum unless return_sign); for complex input with
+    return_sign the value is log |sum| and the sign a unit complex, as SciPy does."""
     with np.errstate(all="ignore"):
         work = np.longdouble if dtype == np.longdouble else (np.complex128 if dtype.kind == "c" else np.float64)
         a = a.astype(work)
@@ -176,23 +185,22 @@ def logsumexp(a, axes, b, keepdims, dtype):
             a = np.where(b != 0, a, -np.inf)
         if math.prod(a.shape[i] for i in axes) == 0:
             shape = tuple(1 if i in axes else d for i, d in enumerate(a.shape) if keepdims or i not in axes)
-            value = np.full(shape, -np.inf, dtype=dtype)
-            return value if b is None else (value, np.zeros(shape, dtype=dtype))
+            return np.full(shape, -np.inf, dtype=dtype), np.zeros(shape, dtype=dtype)
         a_max = np.max(a, axis=axes, keepdims=True)
         a_max = np.where(np.isfinite(a_max), a_max, 0)
         terms = np.exp(a - a_max) if b is None else b * np.exp(a - a_max)
         s = np.sum(terms, axis=axes, keepdims=True)
-        if b is not None and dtype.kind != "c":
-            sign = np.sign(s)
-            s = np.abs(s)
-        value = np.log(s) + a_max
-        if not keepdims:
-            value = np.squeeze(value, axis=axes)
-            if b is not None and dtype.kind != "c":
-                sign = np.squeeze(sign, axis=axes)
-        value = value.astype(dtype)
-        if b is None:
-            return value
         if dtype.kind == "c":
-            return value, np.ones(value.shape, dtype=dtype)
-        return value, sign.astype(dtype)
+            value = np.log(s) + a_max
+            sign = np.exp(1j * value.imag)
+            if return_sign:
+                value = value.real
+        else:
+            sign = np.sign(s)
+            value = np.log(np.abs(s)) + a_max
+            if not return_sign:
+                value = np.where(sign < 0, np.nan, value)
+        if not keepdims:
+            value, sign = np.squeeze(value, axis=axes), np.squeeze(sign, axis=axes)
+        value_dtype = np.finfo(dtype).dtype if (dtype.kind == "c" and return_sign) else dtype
+        return value.astype(value_dtype), sign.astype(dtype)

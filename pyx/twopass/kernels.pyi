@@ -4,7 +4,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 LEVEL_NAMES: tuple[str, ...]
-ALGORITHM_NAMES: tuple[str, ...]
 OP_NAMES: tuple[str, ...]
 BANDWIDTH_LOOPS: tuple[str, ...]
 

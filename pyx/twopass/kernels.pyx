@@ -61,7 +61,6 @@ cdef extern from "twopass/bandwidth.h" nogil:
     void twopass_bw_scale__avx2(size_t n, float* x, float s)
 
 LEVEL_NAMES = ("python", "avx2", "avx512f")
-ALGORITHM_NAMES = ("two_pass", "three_pass_reload", "three_pass_recompute")
 OP_NAMES = ("rmax", "raddextexp", "vscaleextexp", "raddexpminusmax", "raddstoreexpminusmax",
             "vscaleexpminusmax", "vscale", "vsubc", "raddextexp_columns", "vscaleextexp_columns")
 # Ops run_kernel can call on one 1-D array (the *_columns kernels are tested through their driver).
@@ -69,7 +68,11 @@ ROW_OPS = OP_NAMES[:8]
 
 cdef twopass_cpu_features _features
 twopass_detect_cpu(&_features)
+# The best level the CPU supports that this build has kernels for (none on other architectures).
+# Asking for the tables here also builds them, once, under the GIL, before any nogil caller.
 cdef int _best_level = twopass_best_level(&_features)
+while _best_level > 0 and twopass_f32_kernels_for(_best_level) == NULL:
+    _best_level -= 1
 cdef int _default_level = _best_level
 # Kernel calls made per level since import (tests check that a forced level is the one that ran).
 cdef long long _calls[3]

@@ -14,9 +14,9 @@ TWOPASS_INLINE __m256 f32x8_exp2_small(__m256 d)
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(biased), 23));
 }
 
-/* v * 2^d for integral d <= 0 (or NaN), with results below 2^-126 flushed to 0: such a factor is
- * exact, and no subnormal is ever an operand or a result (they are slow on x86). A NaN d is only
- * ever paired with a NaN v, so the product stays NaN. */
+/* v * 2^d for integral d <= 0 (or NaN), with d < -126 flushed to 0: the factor 2^d is then always a
+ * normal float, so subnormals (slow on x86) arise only where v * 2^-126 itself is one (v < 1). A
+ * NaN d is only ever paired with a NaN v, so the product stays NaN. */
 TWOPASS_INLINE __m256 f32x8_mul_exp2(__m256 v, __m256 d)
 {
     return _mm256_mul_ps(v, f32x8_exp2_small(_mm256_max_ps(d, _mm256_set1_ps(-127.0f))));

@@ -15,9 +15,9 @@ TWOPASS_INLINE __m512 f32x16_exp_poly(__m512 t)
     return _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.0f));
 }
 
-/* v * 2^d for integral d <= 0 (or NaN), with results below 2^-126 flushed to 0 (as on AVX2): lanes
- * with d < -126 become v * 0 instead of going through slow subnormal arithmetic, so a NaN v stays
- * NaN even when its d is finite (max() drops NaN exponents, the mantissa must carry the NaN). */
+/* v * 2^d for integral d <= 0 (or NaN), with d < -126 flushed to 0 (as on AVX2): those lanes become
+ * v * 0 instead of going through slow subnormal arithmetic, so a NaN v stays NaN even when its d is
+ * finite (max() drops NaN exponents, the mantissa must carry the NaN). */
 TWOPASS_INLINE __m512 f32x16_mul_exp2(__m512 v, __m512 d)
 {
     const __mmask16 normal = _mm512_cmp_ps_mask(d, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
