@@ -3,7 +3,7 @@
 Only src/avx512f/ and src/avx2/ are compiled with their ISA's flags; the Cython layer, the CPU
 detection and the algorithms stay at the baseline, so importing twopass never runs an instruction
 the CPU lacks. On other architectures the extension is built without kernels (the NumPy fallback
-runs) and if the build fails altogether the package still installs and uses the fallback.
+runs); if the extension cannot be imported at all, the package still imports and uses the fallback.
 """
 import os
 import platform
