@@ -57,7 +57,9 @@ typedef void twopass_f32_vscaleextexp_columns_fn(size_t rows, size_t width, cons
 
 /* Every compiled variant, one list per ISA. R(op, isa, unroll, accumulators) is a reduction,
  * V(op, isa, unroll) an elementwise pass. The first variant listed for an (op, isa) is the one the
- * dispatcher uses; the others exist for the tuning sweep of the benchmarks. */
+ * dispatcher uses; the others exist for the tuning sweep of the benchmarks (python -m benchmarks
+ * --sweep; the AVX2 defaults are its winners on this project's machine, benchmarks/RESULTS.md; the
+ * AVX-512F ones are untuned: no machine here has had AVX-512). */
 #define TWOPASS_F32_AVX512F_KERNELS(R, V)                                                          \
     R(rmax, avx512f, 128, 4)                                                                       \
     R(raddextexp, avx512f, 128, 4)                                                                 \
@@ -82,9 +84,9 @@ typedef void twopass_f32_vscaleextexp_columns_fn(size_t rows, size_t width, cons
 
 #define TWOPASS_F32_AVX2_KERNELS(R, V)                                                             \
     R(rmax, avx2, 64, 4)                                                                           \
-    R(raddextexp, avx2, 64, 4)                                                                     \
+    R(raddextexp, avx2, 32, 2)                                                                     \
     V(vscaleextexp, avx2, 32)                                                                      \
-    R(raddexpminusmax, avx2, 64, 4)                                                                \
+    R(raddexpminusmax, avx2, 32, 2)                                                                \
     R(raddstoreexpminusmax, avx2, 64, 4)                                                           \
     V(vscaleexpminusmax, avx2, 32)                                                                 \
     V(vscale, avx2, 32)                                                                            \
@@ -92,10 +94,10 @@ typedef void twopass_f32_vscaleextexp_columns_fn(size_t rows, size_t width, cons
     V(raddextexp_columns, avx2, 256)                                                               \
     V(vscaleextexp_columns, avx2, 256)                                                             \
     R(rmax, avx2, 32, 2)                                                                           \
-    R(raddextexp, avx2, 32, 2)                                                                     \
+    R(raddextexp, avx2, 64, 4)                                                                     \
     R(raddextexp, avx2, 96, 3)                                                                     \
     V(vscaleextexp, avx2, 64)                                                                      \
-    R(raddexpminusmax, avx2, 32, 2)                                                                \
+    R(raddexpminusmax, avx2, 64, 4)                                                                \
     R(raddexpminusmax, avx2, 96, 3)                                                                \
     R(raddstoreexpminusmax, avx2, 32, 2)                                                           \
     R(raddstoreexpminusmax, avx2, 96, 3)                                                           \
