@@ -130,6 +130,36 @@ xs.read_only(False)
 print(f"checked {checked} cases")
 '''
 
+COLUMNS = COMMON + r'''
+level = sys.argv[1]
+level_index = twopass.LEVELS.index(level)
+widths = list(range(1, 41)) + [63, 64, 65, 255, 256, 257, 300]
+rows_list = (1, 3, 65)
+pages = -(-max(widths) * max(rows_list) * 4 // PAGE)
+xs, ys = Guarded(pages), Guarded(pages)
+rng = np.random.default_rng(1)
+checked = 0
+for cols in widths:
+    for rows in rows_list:
+        data = rng.uniform(-50, 50, (rows, cols)).astype(np.float32)
+        ref = np.ascontiguousarray(reference(np.ascontiguousarray(data.T)).T)
+        for where in ("end", "start"):
+            for in_place in (False, True):
+                xs.read_only(False)
+                x = xs.floats(rows * cols, where).reshape(1, rows, cols)
+                x[...] = data
+                y = x if in_place else ys.floats(rows * cols, where).reshape(1, rows, cols)
+                if not in_place:
+                    xs.read_only(True)  # any write to the input faults
+                    x = x.view()
+                    x.flags.writeable = False
+                kernels.softmax_f32_columns(x, y, level_index)
+                check(y[0], ref, (level, cols, rows, where, in_place))
+                checked += 1
+xs.read_only(False)
+print(f"checked {checked} cases")
+'''
+
 MEMMAP = COMMON + r'''
 import os
 path = sys.argv[1]
@@ -201,6 +231,15 @@ def test_arrays_next_to_guard_pages(level, algorithm):
                         ",".join(PLACEMENTS))
     per_case = 1 if algorithm == "auto" else 2  # twopass.softmax, and softmax_f32_rows directly
     assert f"checked {len(TAILS) * len(ROWS) * len(PLACEMENTS) * per_case} cases" in stdout, stdout
+
+
+@pytest.mark.skipif(not KERNEL_LEVELS, reason="no kernel level on this CPU")
+@pytest.mark.parametrize("level", KERNEL_LEVELS)
+def test_columns_next_to_guard_pages(level):
+    """The columns kernels (softmax over a non-contiguous axis): every width of the last, partial
+    vector and of the 256-column blocks, against the guard pages."""
+    stdout = run_python(COLUMNS, level)
+    assert f"checked {47 * 3 * 2 * 2} cases" in stdout, stdout
 
 
 def test_read_only_memory_mapped_input(tmp_path):
