@@ -125,9 +125,7 @@ cdef const twopass_f32_kernels* _table(int level) except NULL:
     return twopass_f32_kernels_for(level)
 
 
-def softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level):
-    """out[r] = softmax(x[r]) for every row, with the given algorithm (0, 1, 2) and level (1, 2).
-    out may be x itself (in place) but must not partially overlap it."""
+cdef _rows_f32(bint log, const float[:, ::1] x, float[:, ::1] out, int algorithm, int level):
     if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1]:
         raise ValueError(f"out has shape {(out.shape[0], out.shape[1])}, expected {(x.shape[0], x.shape[1])}")
     if algorithm < 0 or algorithm > 2:
@@ -137,8 +135,23 @@ def softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm, in
     if x.shape[0] == 0 or x.shape[1] == 0:
         return
     with nogil:
-        twopass_softmax_f32_rows(k, algorithm, x.shape[0], x.shape[1], &x[0, 0], x.shape[1],
-                                 &out[0, 0], out.shape[1])
+        if log:
+            twopass_log_softmax_f32_rows(k, algorithm, x.shape[0], x.shape[1], &x[0, 0], x.shape[1],
+                                         &out[0, 0], out.shape[1])
+        else:
+            twopass_softmax_f32_rows(k, algorithm, x.shape[0], x.shape[1], &x[0, 0], x.shape[1],
+                                     &out[0, 0], out.shape[1])
+
+
+def softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level):
+    """out[r] = softmax(x[r]) for every row, with the given algorithm (0, 1, 2) and level (1, 2).
+    out may be x itself (in place) but must not partially overlap it."""
+    _rows_f32(False, x, out, algorithm, level)
+
+
+def log_softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level):
+    """out[r] = log_softmax(x[r]) for every row (algorithm 0 two-pass, 1 or 2 three-pass)."""
+    _rows_f32(True, x, out, algorithm, level)
 
 
 def run_kernel(str name, const float[::1] x, float[::1] y, float a=0.0, float b=0.0, float c=0.0):
@@ -307,21 +320,6 @@ def softmax_f32_columns(const float[:, :, ::1] x, float[:, :, ::1] out, int leve
                 break
     if status != 0:
         raise MemoryError("no memory for one column of scratch")
-
-
-def log_softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level):
-    """out[r] = log_softmax(x[r]) for every row (algorithm 0 two-pass, 1 or 2 three-pass)."""
-    if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1]:
-        raise ValueError(f"out has shape {(out.shape[0], out.shape[1])}, expected {(x.shape[0], x.shape[1])}")
-    if algorithm < 0 or algorithm > 2:
-        raise ValueError(f"unknown algorithm {algorithm}")
-    cdef const twopass_f32_kernels* k = _table(level)
-    _calls[level] += 1
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        return
-    with nogil:
-        twopass_log_softmax_f32_rows(k, algorithm, x.shape[0], x.shape[1], &x[0, 0], x.shape[1],
-                                     &out[0, 0], out.shape[1])
 
 
 def logsumexp_f32_rows(const float[:, ::1] x, double[::1] out, int algorithm, int level):
