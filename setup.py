@@ -23,6 +23,8 @@ ISA_SOURCES = {
     "avx2": (["src/avx2/f32_kernels_avx2.c", "src/avx2/bandwidth_avx2.c"], ["-mavx2", "-mfma"]),
 }
 COMMON_CFLAGS = ["-O3", "-fno-math-errno"]
+# The drivers (src/softmax.c) and the Cython layer run their threads with OpenMP (libgomp).
+OPENMP_FLAGS = ["-fopenmp"]
 HEADERS = [os.path.join(d, f) for d in ("include/twopass", "src", "src/avx2", "src/avx512f")
            for f in sorted(os.listdir(os.path.join(HERE, d))) if f.endswith(".h")]
 
@@ -46,7 +48,8 @@ extension = Extension(
     include_dirs=["include", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     + ([("TWOPASS_HAVE_X86_KERNELS", "1")] if IS_X86_64 else []),
-    extra_compile_args=COMMON_CFLAGS,
+    extra_compile_args=COMMON_CFLAGS + OPENMP_FLAGS,
+    extra_link_args=OPENMP_FLAGS,
     depends=HEADERS + [s for sources, _ in ISA_SOURCES.values() for s in sources],
 )
 

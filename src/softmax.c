@@ -9,64 +9,100 @@
  *
  * The sums run over blocks of TWOPASS_SUM_BLOCK elements whose partial sums are added in double.
  *
+ * Threads (OpenMP): a slice is cut into chunks of whole blocks (struct slice); each pass runs its
+ * chunks in parallel, and the chunks' partial maxima and sums are merged in chunk order on the
+ * calling thread. The cut depends on n alone, so every thread count gives bitwise the same result.
+ * Many rows are shared out whole, one thread per row.
+ *
  * log_softmax and logsumexp reuse them: logsumexp = log(M) + E ln2 from two-pass pass 1 alone (or
  * max + log sum exp(x - max), three-pass), and log_softmax y = x - logsumexp(x).
  */
 #define _GNU_SOURCE /* M_LN2 */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "twopass/common.h"
 #include "twopass/softmax.h"
 
-static size_t block_len(size_t n, size_t i)
+/* ---- parallel loops ---- */
+
+/* libgomp cannot run a team in a child forked after the parent ran one (its pool's threads are not
+ * copied, and the child waits for them forever): such a child runs everything on one thread. */
+static int team_started, forked_after_team;
+static struct twopass_thread_stats stats;
+
+static void on_fork_in_child(void)
 {
-    return n - i < TWOPASS_SUM_BLOCK ? n - i : TWOPASS_SUM_BLOCK;
+    forked_after_team = __atomic_load_n(&team_started, __ATOMIC_RELAXED);
 }
 
-/* Split max as shift + exponent * ln2. Usually shift = 0 and exponent = round(max * log2(e)): then
- * exp(x - max) ~ exp(x) * 2^-exponent is computed without subtracting at all, and every term is at
- * most exp(ln2/2) ~ 1.42. For |max| beyond the extended-exponent range, shift = max: x - max is then
- * exact wherever exp(x - max) is not 0. A NaN or infinite max gives NaN sums, as it should. */
-static void exp_shift(float max, float* shift, float* exponent)
+static void register_fork_handler(void)
 {
-    if (fabsf(max) <= TWOPASS_EXP_SHIFT_LIMIT) {
-        *shift = 0.0f, *exponent = nearbyintf(max * TWOPASS_F32_LOG2E);
+    pthread_atfork(NULL, NULL, on_fork_in_child);
+}
+
+void twopass_threads_init(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, register_fork_handler);
+}
+
+int twopass_threads_usable(void)
+{
+    return !forked_after_team;
+}
+
+void twopass_get_thread_stats(struct twopass_thread_stats* out)
+{
+    out->teams = __atomic_load_n(&stats.teams, __ATOMIC_RELAXED);
+    out->team_threads = __atomic_load_n(&stats.team_threads, __ATOMIC_RELAXED);
+}
+
+/* body(ctx, i) for i < count, on up to `threads` OpenMP threads (the calling thread alone if 1). */
+static void parallel_for(int threads, size_t count, void (*body)(void* ctx, size_t i), void* ctx)
+{
+    if (threads > 1 && count > 1 && !forked_after_team) {
+        const int team = (size_t)threads < count ? threads : (int)count;
+        __atomic_store_n(&team_started, 1, __ATOMIC_RELAXED);
+#pragma omp parallel num_threads(team)
+        {
+#ifdef _OPENMP
+#pragma omp master
+            {
+                __atomic_add_fetch(&stats.teams, 1, __ATOMIC_RELAXED);
+                __atomic_add_fetch(&stats.team_threads, omp_get_num_threads(), __ATOMIC_RELAXED);
+            }
+#endif
+#pragma omp for schedule(static)
+            for (size_t i = 0; i < count; i++) {
+                body(ctx, i);
+            }
+        }
     } else {
-        *shift = max, *exponent = 0.0f;
+        for (size_t i = 0; i < count; i++) {
+            body(ctx, i);
+        }
     }
 }
 
-static void softmax_three_pass_recompute(const struct twopass_f32_kernels* k, size_t n,
-                                         const float* x, float* y)
+/* Threads worth using on `elements` elements in all: one below TWOPASS_PARALLEL_MIN. */
+static int useful_threads(int threads, size_t elements)
 {
-    float shift, exponent;
-    exp_shift(k->rmax(n, x), &shift, &exponent);
-    double sum = 0.0;
-    for (size_t i = 0; i < n; i += TWOPASS_SUM_BLOCK) {
-        sum += k->raddexpminusmax(block_len(n, i), x + i, shift, exponent);
-    }
-    /* sum >= 0.7 (the max contributes about 1) unless the slice holds NaN or +-inf: then NaN. */
-    k->vscaleexpminusmax(n, x, y, shift, exponent, (float)(1.0 / sum));
+    return elements < TWOPASS_PARALLEL_MIN ? 1 : threads;
 }
 
-static void softmax_three_pass_reload(const struct twopass_f32_kernels* k, size_t n,
-                                      const float* x, float* y)
-{
-    float shift, exponent;
-    exp_shift(k->rmax(n, x), &shift, &exponent);
-    double sum = 0.0;
-    for (size_t i = 0; i < n; i += TWOPASS_SUM_BLOCK) {
-        sum += k->raddstoreexpminusmax(block_len(n, i), x + i, y + i, shift, exponent);
-    }
-    k->vscale(n, y, y, (float)(1.0 / sum));
-}
+/* ---- one slice, cut into chunks ---- */
 
-/* The two-pass partial sum of a slice, merged block by block in double:
+/* The two-pass partial sum, merged block by block (then chunk by chunk) in double:
  * (M, E) + (m, e) = (M * 2^(E - E') + m * 2^(e - E'), E') with E' = max(E, e). */
 struct extsum_acc {
     double mantissa, exponent;
     int blocks, valid;
 };
+static const struct extsum_acc EXTSUM_EMPTY = {0.0, 0.0, 0, 1};
 
 /* Add one block's (m, e). A NaN or infinite mantissa (NaN or +inf in the block) or an exponent above
  * the exact range makes the slice invalid; exponents far below it (clamped or -inf elements) merge
@@ -87,89 +123,252 @@ static void extsum_add(struct extsum_acc* acc, double m, double e)
     }
 }
 
+/* acc += part (a chunk's sum). */
+static void extsum_merge(struct extsum_acc* acc, const struct extsum_acc* part)
+{
+    if (!part->valid) {
+        acc->valid = 0;
+    } else if (part->blocks > 0) {
+        const int blocks = acc->blocks;
+        extsum_add(acc, part->mantissa, part->exponent);
+        acc->blocks = blocks + part->blocks;
+    }
+}
+
 /* 1 if the merged sum is exact: some block, and the largest exponent within the exact range. */
 static int extsum_done(const struct extsum_acc* acc)
 {
     return acc->valid && acc->blocks > 0 && acc->exponent >= -TWOPASS_EXTEXP_EXPONENT_LIMIT;
 }
 
-/* Pass 1 of two-pass: sum exp(x) = mantissa * 2^exponent. Returns 0 if the slice holds NaN or +inf
- * or its max lies beyond the exact range of the exponents (then the caller uses three-pass). */
-static int extsum(const struct twopass_f32_kernels* k, size_t n, const float* x, double* mantissa,
-                  double* exponent)
+/* A slice and the scalars of the pass running on it, with one partial result per chunk. */
+struct slice {
+    const struct twopass_f32_kernels* k;
+    size_t n, chunk, chunks; /* chunks of `chunk` elements (the last shorter), a multiple of blocks */
+    const float* x;
+    float* y;
+    int threads;
+    float shift, exponent, scale, c_lo;
+    float max[TWOPASS_MAX_CHUNKS];
+    double sum[TWOPASS_MAX_CHUNKS];
+    struct extsum_acc acc[TWOPASS_MAX_CHUNKS];
+};
+
+static void slice_init(struct slice* s, const struct twopass_f32_kernels* k, size_t n, const float* x,
+                       float* y, int threads)
 {
-    struct extsum_acc acc = {0.0, 0.0, 0, 1};
-    for (size_t i = 0; i < n && acc.valid; i += TWOPASS_SUM_BLOCK) {
+    /* about equal chunks of whole blocks, n / TWOPASS_CHUNK_MIN of them (at most TWOPASS_MAX_CHUNKS) */
+    size_t chunks = (n + TWOPASS_CHUNK_MIN - 1) / TWOPASS_CHUNK_MIN;
+    chunks = chunks < 1 ? 1 : chunks > TWOPASS_MAX_CHUNKS ? TWOPASS_MAX_CHUNKS : chunks;
+    const size_t blocks = (n + TWOPASS_SUM_BLOCK - 1) / TWOPASS_SUM_BLOCK;
+    s->chunk = (blocks + chunks - 1) / chunks * TWOPASS_SUM_BLOCK;
+    s->chunks = n == 0 ? 0 : (n + s->chunk - 1) / s->chunk;
+    s->k = k, s->n = n, s->x = x, s->y = y, s->threads = useful_threads(threads, n);
+}
+
+/* Where chunk c starts, and its length. */
+static size_t chunk_begin(const struct slice* s, size_t c) { return c * s->chunk; }
+static size_t chunk_len(const struct slice* s, size_t c)
+{
+    return s->n - c * s->chunk < s->chunk ? s->n - c * s->chunk : s->chunk;
+}
+static size_t block_len(size_t n, size_t i)
+{
+    return n - i < TWOPASS_SUM_BLOCK ? n - i : TWOPASS_SUM_BLOCK;
+}
+
+/* The passes, one chunk each. */
+static void chunk_max(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    s->max[c] = s->k->rmax(chunk_len(s, c), s->x + chunk_begin(s, c));
+}
+static void chunk_extsum(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    const size_t len = chunk_len(s, c);
+    const float* x = s->x + chunk_begin(s, c);
+    struct extsum_acc acc = EXTSUM_EMPTY;
+    for (size_t i = 0; i < len && acc.valid; i += TWOPASS_SUM_BLOCK) {
         float block[2];
-        k->raddextexp(block_len(n, i), x + i, block);
+        s->k->raddextexp(block_len(len, i), x + i, block);
         extsum_add(&acc, block[0], block[1]);
     }
+    s->acc[c] = acc;
+}
+static void chunk_sum_exp(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    const size_t len = chunk_len(s, c);
+    const float* x = s->x + chunk_begin(s, c);
+    double sum = 0.0;
+    for (size_t i = 0; i < len; i += TWOPASS_SUM_BLOCK) {
+        sum += s->k->raddexpminusmax(block_len(len, i), x + i, s->shift, s->exponent);
+    }
+    s->sum[c] = sum;
+}
+static void chunk_store_sum_exp(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    const size_t len = chunk_len(s, c), begin = chunk_begin(s, c);
+    double sum = 0.0;
+    for (size_t i = 0; i < len; i += TWOPASS_SUM_BLOCK) {
+        sum += s->k->raddstoreexpminusmax(block_len(len, i), s->x + begin + i, s->y + begin + i, s->shift,
+                                          s->exponent);
+    }
+    s->sum[c] = sum;
+}
+static void chunk_scale_extexp(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    const size_t b = chunk_begin(s, c);
+    s->k->vscaleextexp(chunk_len(s, c), s->x + b, s->y + b, s->scale, s->exponent);
+}
+static void chunk_scale_exp(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    const size_t b = chunk_begin(s, c);
+    s->k->vscaleexpminusmax(chunk_len(s, c), s->x + b, s->y + b, s->shift, s->exponent, s->scale);
+}
+static void chunk_scale(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    const size_t b = chunk_begin(s, c);
+    s->k->vscale(chunk_len(s, c), s->y + b, s->y + b, s->scale);
+}
+static void chunk_subtract(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    const size_t b = chunk_begin(s, c);
+    s->k->vsubc(chunk_len(s, c), s->x + b, s->y + b, s->shift, s->c_lo);
+}
+
+static void run_chunks(struct slice* s, void (*pass)(void*, size_t))
+{
+    parallel_for(s->threads, s->chunks, pass, s);
+}
+
+/* Merged in chunk order: max x (NaN if any chunk's max is NaN), sum of the chunk sums, extsum. */
+static float slice_max(struct slice* s)
+{
+    run_chunks(s, chunk_max);
+    float max = s->max[0];
+    for (size_t c = 1; c < s->chunks; c++) {
+        if (isnan(s->max[c]) || s->max[c] > max) max = isnan(max) ? max : s->max[c];
+    }
+    return max;
+}
+static double slice_sum(const struct slice* s)
+{
+    double sum = 0.0;
+    for (size_t c = 0; c < s->chunks; c++) sum += s->sum[c];
+    return sum;
+}
+
+/* Split max as shift + exponent * ln2. Usually shift = 0 and exponent = round(max * log2(e)): then
+ * exp(x - max) ~ exp(x) * 2^-exponent is computed without subtracting at all, and every term is at
+ * most exp(ln2/2) ~ 1.42. For |max| beyond the extended-exponent range, shift = max: x - max is then
+ * exact wherever exp(x - max) is not 0. A NaN or infinite max gives NaN sums, as it should. */
+static void exp_shift(struct slice* s, float max)
+{
+    if (fabsf(max) <= TWOPASS_EXP_SHIFT_LIMIT) {
+        s->shift = 0.0f, s->exponent = nearbyintf(max * TWOPASS_F32_LOG2E);
+    } else {
+        s->shift = max, s->exponent = 0.0f;
+    }
+}
+
+static void softmax_three_pass_recompute(struct slice* s)
+{
+    exp_shift(s, slice_max(s));
+    run_chunks(s, chunk_sum_exp);
+    /* sum >= 0.7 (the max contributes about 1) unless the slice holds NaN or +-inf: then NaN. */
+    s->scale = (float)(1.0 / slice_sum(s));
+    run_chunks(s, chunk_scale_exp);
+}
+
+static void softmax_three_pass_reload(struct slice* s)
+{
+    exp_shift(s, slice_max(s));
+    run_chunks(s, chunk_store_sum_exp);
+    s->scale = (float)(1.0 / slice_sum(s));
+    run_chunks(s, chunk_scale);
+}
+
+/* Pass 1 of two-pass: sum exp(x) = mantissa * 2^exponent. Returns 0 if the slice holds NaN or +inf
+ * or its max lies beyond the exact range of the exponents (then the caller uses three-pass). */
+static int slice_extsum(struct slice* s, double* mantissa, double* exponent)
+{
+    run_chunks(s, chunk_extsum);
+    struct extsum_acc acc = s->acc[0];
+    for (size_t c = 1; c < s->chunks; c++) extsum_merge(&acc, &s->acc[c]);
     *mantissa = acc.mantissa, *exponent = acc.exponent;
     return extsum_done(&acc);
 }
 
-static void softmax_two_pass(const struct twopass_f32_kernels* k, size_t n, const float* x, float* y)
+/* Pass 2 of two-pass for a sum M * 2^E: y = exp(x) / M * 2^-E, with M = f * 2^q, f in [0.5, 1). */
+static void softmax_scale_extexp(struct slice* s, double mantissa, double exponent)
 {
-    double mantissa, exponent;
-    if (!extsum(k, n, x, &mantissa, &exponent)) {
-        softmax_three_pass_recompute(k, n, x, y);
-        return;
-    }
-    /* Normalise M = f * 2^q with f in [0.5, 1): pass 2 scales by 1/f and 2^-(E + q). */
     int q;
     const double f = frexp(mantissa, &q);
-    k->vscaleextexp(n, x, y, (float)(1.0 / f), (float)(exponent + q));
+    s->scale = (float)(1.0 / f), s->exponent = (float)(exponent + q);
+    run_chunks(s, chunk_scale_extexp);
+}
+
+static void softmax_two_pass(struct slice* s)
+{
+    double mantissa, exponent;
+    if (!slice_extsum(s, &mantissa, &exponent)) {
+        softmax_three_pass_recompute(s);
+        return;
+    }
+    softmax_scale_extexp(s, mantissa, exponent);
 }
 
 /* logsumexp of a slice the extended sum cannot take (NaN, +-inf, or |max| beyond ~2e6), as SciPy:
  * NaN if any NaN; else +inf if any +inf; else -inf if all are -inf; else max + log sum exp(x - max). */
-static double logsumexp_three_pass(const struct twopass_f32_kernels* k, size_t n, const float* x)
+static double logsumexp_three_pass(struct slice* s)
 {
-    const float max = k->rmax(n, x);
+    const float max = slice_max(s);
     if (isfinite(max)) {
-        float shift, exponent;
-        exp_shift(max, &shift, &exponent);
-        double sum = 0.0;
-        for (size_t i = 0; i < n; i += TWOPASS_SUM_BLOCK) {
-            sum += k->raddexpminusmax(block_len(n, i), x + i, shift, exponent);
-        }
+        exp_shift(s, max);
+        run_chunks(s, chunk_sum_exp);
+        const double sum = slice_sum(s);
         if (!isnan(sum)) {
-            return (double)shift + (double)exponent * M_LN2 + log(sum);
+            return (double)s->shift + (double)s->exponent * M_LN2 + log(sum);
         }
     }
-    for (size_t i = 0; i < n; i++) { /* rare: find out which special value decides */
-        if (isnan(x[i])) {
+    for (size_t i = 0; i < s->n; i++) { /* rare: find out which special value decides */
+        if (isnan(s->x[i])) {
             return NAN;
         }
     }
     return max; /* +inf, or -inf when every element is -inf */
 }
 
-double twopass_logsumexp_f32(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
-                             size_t n, const float* x)
+static double logsumexp_slice(struct slice* s, enum twopass_algorithm algorithm)
 {
     double mantissa, exponent;
-    if (n == 0) {
+    if (s->n == 0) {
         return -INFINITY;
     }
-    if (algorithm == TWOPASS_TWO_PASS && extsum(k, n, x, &mantissa, &exponent)) {
+    if (algorithm == TWOPASS_TWO_PASS && slice_extsum(s, &mantissa, &exponent)) {
         return log(mantissa) + exponent * M_LN2;
     }
-    return logsumexp_three_pass(k, n, x);
+    return logsumexp_three_pass(s);
 }
 
-void twopass_extsum_f32(const struct twopass_f32_kernels* k, size_t n, const float* x,
-                        double* mantissa, double* exponent)
+static void extsum_slice(struct slice* s, double* mantissa, double* exponent)
 {
-    if (n == 0) {
+    if (s->n == 0) {
         *mantissa = 0.0, *exponent = -INFINITY; /* the identity of the merge */
         return;
     }
-    if (extsum(k, n, x, mantissa, exponent)) {
+    if (slice_extsum(s, mantissa, exponent)) {
         return;
     }
     /* Special or huge slices: the same value in log space, logsumexp = log(M) + E ln2 */
-    const double lse = logsumexp_three_pass(k, n, x);
+    const double lse = logsumexp_three_pass(s);
     if (!isfinite(lse)) {
         *mantissa = lse == -INFINITY ? 0.0 : lse, *exponent = lse == -INFINITY ? -INFINITY : 0.0;
         return;
@@ -178,113 +377,232 @@ void twopass_extsum_f32(const struct twopass_f32_kernels* k, size_t n, const flo
     *mantissa = exp(lse - *exponent * M_LN2);
 }
 
-void twopass_log_softmax_f32(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
-                             size_t n, const float* x, float* y)
+static void log_softmax_slice(struct slice* s, enum twopass_algorithm algorithm)
 {
     /* y = x - logsumexp(x): with IEEE arithmetic this is also SciPy's answer for NaN, +inf
      * (NaN at +inf, -inf elsewhere) and all -inf (NaN). */
-    if (n != 0) {
+    if (s->n != 0) {
         /* the double logsumexp as hi + lo floats: x - hi is exact near the top of the slice */
-        const double lse = twopass_logsumexp_f32(k, algorithm, n, x);
-        const float hi = (float)lse;
-        k->vsubc(n, x, y, hi, isfinite(lse) ? (float)(lse - hi) : 0.0f);
+        const double lse = logsumexp_slice(s, algorithm);
+        s->shift = (float)lse, s->c_lo = isfinite(lse) ? (float)(lse - s->shift) : 0.0f;
+        run_chunks(s, chunk_subtract);
     }
 }
 
-void twopass_softmax_f32(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
-                         size_t n, const float* x, float* y)
+static void softmax_slice(struct slice* s, enum twopass_algorithm algorithm)
 {
-    if (n == 0) {
+    if (s->n == 0) {
         return;
     }
     switch (algorithm) {
     case TWOPASS_THREE_PASS_RELOAD:
-        softmax_three_pass_reload(k, n, x, y);
+        softmax_three_pass_reload(s);
         break;
     case TWOPASS_THREE_PASS_RECOMPUTE:
-        softmax_three_pass_recompute(k, n, x, y);
+        softmax_three_pass_recompute(s);
         break;
     case TWOPASS_TWO_PASS:
     default:
-        softmax_two_pass(k, n, x, y);
+        softmax_two_pass(s);
         break;
     }
+}
+
+/* ---- rows ---- */
+
+/* One job on each of `rows` slices of n floats (row r at x + r * x_stride, out at y + r * y_stride). */
+struct rows_job {
+    const struct twopass_f32_kernels* k;
+    enum twopass_algorithm algorithm;
+    size_t n;
+    const float* x;
+    ptrdiff_t x_stride;
+    float* y;
+    ptrdiff_t y_stride;
+    double* out1; /* per-row results: logsumexp, or the extsum mantissa */
+    double* out2; /* the extsum exponent */
+    const double* in1;
+    const double* in2; /* per-row sums given to pass 2 (softmax from extsum) */
+    void (*row)(struct slice* s, const struct rows_job* job, size_t r);
+    int row_threads;
+};
+
+static void rows_body(void* ctx, size_t r)
+{
+    const struct rows_job* job = ctx;
+    struct slice s;
+    slice_init(&s, job->k, job->n, job->x + (ptrdiff_t)r * job->x_stride,
+               job->y ? job->y + (ptrdiff_t)r * job->y_stride : NULL, job->row_threads);
+    job->row(&s, job, r);
+}
+
+/* Rows are shared out whole when there are enough of them to balance the threads (or they are too
+ * short to cut); otherwise they run one after another, each cut into chunks across the threads. */
+static void run_rows(struct rows_job* job, size_t rows, int threads)
+{
+    threads = useful_threads(threads, rows * job->n);
+    if (threads > 1 && rows > 1 && (rows >= 4 * (size_t)threads || job->n < 2 * TWOPASS_CHUNK_MIN)) {
+        job->row_threads = 1;
+        parallel_for(threads, rows, rows_body, job);
+    } else {
+        job->row_threads = threads;
+        parallel_for(1, rows, rows_body, job);
+    }
+}
+
+static void softmax_row(struct slice* s, const struct rows_job* job, size_t r)
+{
+    (void)r;
+    softmax_slice(s, job->algorithm);
+}
+static void log_softmax_row(struct slice* s, const struct rows_job* job, size_t r)
+{
+    (void)r;
+    log_softmax_slice(s, job->algorithm);
+}
+static void logsumexp_row(struct slice* s, const struct rows_job* job, size_t r)
+{
+    job->out1[r] = logsumexp_slice(s, job->algorithm);
+}
+static void extsum_row(struct slice* s, const struct rows_job* job, size_t r)
+{
+    extsum_slice(s, &job->out1[r], &job->out2[r]);
+}
+static void softmax_from_extsum_row(struct slice* s, const struct rows_job* job, size_t r)
+{
+    if (s->n != 0) {
+        softmax_scale_extexp(s, job->in1[r], job->in2[r]);
+    }
+}
+
+void twopass_softmax_f32(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
+                         size_t n, const float* x, float* y, int threads)
+{
+    twopass_softmax_f32_rows(k, algorithm, 1, n, x, 0, y, 0, threads);
 }
 
 void twopass_softmax_f32_rows(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
                               size_t rows, size_t n, const float* x, ptrdiff_t x_stride, float* y,
-                              ptrdiff_t y_stride)
+                              ptrdiff_t y_stride, int threads)
 {
-    for (size_t r = 0; r < rows; r++) {
-        twopass_softmax_f32(k, algorithm, n, x + (ptrdiff_t)r * x_stride, y + (ptrdiff_t)r * y_stride);
-    }
-}
-
-int twopass_softmax_f32_columns(const struct twopass_f32_kernels* k, size_t rows, size_t cols,
-                                const float* x, ptrdiff_t x_ld, float* y, ptrdiff_t y_ld)
-{
-    enum { MAX_WIDTH = TWOPASS_MAX_COLUMNS };
-    const size_t width_max = k->columns_width; /* <= TWOPASS_MAX_COLUMNS (instantiate.h) */
-    float* scratch = NULL; /* one column, for the rare columns two-pass cannot take */
-    if (rows == 0) {
-        return 0;
-    }
-    for (size_t c0 = 0; c0 < cols; c0 += width_max) {
-        const size_t width = cols - c0 < width_max ? cols - c0 : width_max;
-        struct extsum_acc acc[MAX_WIDTH];
-        float scale[MAX_WIDTH], block_exponent[MAX_WIDTH];
-        int valid[MAX_WIDTH];
-        for (size_t j = 0; j < width; j++) {
-            acc[j] = (struct extsum_acc){0.0, 0.0, 0, 1};
-        }
-        /* pass 1 over blocks of rows, merged per column in double as in extsum() */
-        for (size_t r0 = 0; r0 < rows; r0 += TWOPASS_COLUMN_SUM_BLOCK) {
-            float m[MAX_WIDTH], e[MAX_WIDTH];
-            const size_t block_rows = rows - r0 < TWOPASS_COLUMN_SUM_BLOCK ? rows - r0 : TWOPASS_COLUMN_SUM_BLOCK;
-            k->raddextexp_columns(block_rows, width, x + (ptrdiff_t)r0 * x_ld + c0, x_ld, m, e);
-            for (size_t j = 0; j < width; j++) {
-                extsum_add(&acc[j], m[j], e[j]);
-            }
-        }
-        for (size_t j = 0; j < width; j++) {
-            int q = 0;
-            valid[j] = extsum_done(&acc[j]);
-            const double f = valid[j] ? frexp(acc[j].mantissa, &q) : 1.0;
-            scale[j] = (float)(1.0 / f), block_exponent[j] = (float)(acc[j].exponent + q);
-        }
-        /* Columns two-pass cannot take: copied out, computed by three-pass, copied back. Pass 2
-         * below never touches them, so this is safe in place too. */
-        for (size_t j = 0; j < width; j++) {
-            if (valid[j]) {
-                continue;
-            }
-            if (scratch == NULL && (scratch = malloc(sizeof(float) * rows)) == NULL) {
-                return -1;
-            }
-            for (size_t r = 0; r < rows; r++) scratch[r] = x[(ptrdiff_t)r * x_ld + c0 + j];
-            softmax_three_pass_recompute(k, rows, scratch, scratch);
-            for (size_t r = 0; r < rows; r++) y[(ptrdiff_t)r * y_ld + c0 + j] = scratch[r];
-        }
-        /* pass 2 on each run of valid columns */
-        for (size_t j = 0; j < width;) {
-            size_t end = j;
-            while (end < width && valid[end]) end++;
-            if (end > j) {
-                k->vscaleextexp_columns(rows, end - j, x + c0 + j, x_ld, y + c0 + j, y_ld, scale + j,
-                                        block_exponent + j);
-            }
-            j = end + 1;
-        }
-    }
-    free(scratch);
-    return 0;
+    struct rows_job job = {k, algorithm, n, x, x_stride, y, y_stride, NULL, NULL, NULL, NULL, softmax_row, 1};
+    run_rows(&job, rows, threads);
 }
 
 void twopass_log_softmax_f32_rows(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
                                   size_t rows, size_t n, const float* x, ptrdiff_t x_stride, float* y,
-                                  ptrdiff_t y_stride)
+                                  ptrdiff_t y_stride, int threads)
 {
-    for (size_t r = 0; r < rows; r++) {
-        twopass_log_softmax_f32(k, algorithm, n, x + (ptrdiff_t)r * x_stride, y + (ptrdiff_t)r * y_stride);
+    struct rows_job job = {k, algorithm, n, x, x_stride, y, y_stride, NULL, NULL, NULL, NULL, log_softmax_row, 1};
+    run_rows(&job, rows, threads);
+}
+
+void twopass_logsumexp_f32_rows(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
+                                size_t rows, size_t n, const float* x, ptrdiff_t x_stride, double* out,
+                                int threads)
+{
+    struct rows_job job = {k, algorithm, n, x, x_stride, NULL, 0, out, NULL, NULL, NULL, logsumexp_row, 1};
+    run_rows(&job, rows, threads);
+}
+
+void twopass_extsum_f32_rows(const struct twopass_f32_kernels* k, size_t rows, size_t n, const float* x,
+                             ptrdiff_t x_stride, double* mantissa, double* exponent, int threads)
+{
+    struct rows_job job = {k, TWOPASS_TWO_PASS, n, x, x_stride, NULL, 0, mantissa, exponent, NULL, NULL,
+                           extsum_row, 1};
+    run_rows(&job, rows, threads);
+}
+
+void twopass_softmax_from_extsum_f32_rows(const struct twopass_f32_kernels* k, size_t rows, size_t n,
+                                          const float* x, ptrdiff_t x_stride, float* y, ptrdiff_t y_stride,
+                                          const double* mantissa, const double* exponent, int threads)
+{
+    struct rows_job job = {k, TWOPASS_TWO_PASS, n, x, x_stride, y, y_stride, NULL, NULL, mantissa, exponent,
+                           softmax_from_extsum_row, 1};
+    run_rows(&job, rows, threads);
+}
+
+/* ---- columns ---- */
+
+struct columns_job {
+    const struct twopass_f32_kernels* k;
+    size_t rows, cols;
+    const float* x;
+    ptrdiff_t x_ld;
+    float* y;
+    ptrdiff_t y_ld;
+    int failed; /* set (atomically) when scratch memory runs out */
+};
+
+/* Two-pass down the columns c0 .. c0 + width of one block (width <= the kernels' columns_width). */
+static void columns_block(void* ctx, size_t block)
+{
+    enum { MAX_WIDTH = TWOPASS_MAX_COLUMNS };
+    struct columns_job* job = ctx;
+    const struct twopass_f32_kernels* k = job->k;
+    const size_t rows = job->rows, c0 = block * k->columns_width;
+    const size_t width = job->cols - c0 < k->columns_width ? job->cols - c0 : k->columns_width;
+    const float* x = job->x;
+    float* y = job->y;
+    struct extsum_acc acc[MAX_WIDTH];
+    float scale[MAX_WIDTH], block_exponent[MAX_WIDTH];
+    int valid[MAX_WIDTH];
+    for (size_t j = 0; j < width; j++) {
+        acc[j] = EXTSUM_EMPTY;
     }
+    /* pass 1 over blocks of rows, merged per column in double as in chunk_extsum() */
+    for (size_t r0 = 0; r0 < rows; r0 += TWOPASS_COLUMN_SUM_BLOCK) {
+        float m[MAX_WIDTH], e[MAX_WIDTH];
+        const size_t block_rows = rows - r0 < TWOPASS_COLUMN_SUM_BLOCK ? rows - r0 : TWOPASS_COLUMN_SUM_BLOCK;
+        k->raddextexp_columns(block_rows, width, x + (ptrdiff_t)r0 * job->x_ld + c0, job->x_ld, m, e);
+        for (size_t j = 0; j < width; j++) {
+            extsum_add(&acc[j], m[j], e[j]);
+        }
+    }
+    for (size_t j = 0; j < width; j++) {
+        int q = 0;
+        valid[j] = extsum_done(&acc[j]);
+        const double f = valid[j] ? frexp(acc[j].mantissa, &q) : 1.0;
+        scale[j] = (float)(1.0 / f), block_exponent[j] = (float)(acc[j].exponent + q);
+    }
+    /* Columns two-pass cannot take: copied out, computed by three-pass, copied back. Pass 2
+     * below never touches them, so this is safe in place too. */
+    float* scratch = NULL;
+    for (size_t j = 0; j < width; j++) {
+        if (valid[j]) {
+            continue;
+        }
+        if (scratch == NULL && (scratch = malloc(sizeof(float) * rows)) == NULL) {
+            __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
+            return;
+        }
+        for (size_t r = 0; r < rows; r++) scratch[r] = x[(ptrdiff_t)r * job->x_ld + c0 + j];
+        struct slice s;
+        slice_init(&s, k, rows, scratch, scratch, 1);
+        softmax_three_pass_recompute(&s);
+        for (size_t r = 0; r < rows; r++) y[(ptrdiff_t)r * job->y_ld + c0 + j] = scratch[r];
+    }
+    free(scratch);
+    /* pass 2 on each run of valid columns */
+    for (size_t j = 0; j < width;) {
+        size_t end = j;
+        while (end < width && valid[end]) end++;
+        if (end > j) {
+            k->vscaleextexp_columns(rows, end - j, x + c0 + j, job->x_ld, y + c0 + j, job->y_ld, scale + j,
+                                    block_exponent + j);
+        }
+        j = end + 1;
+    }
+}
+
+int twopass_softmax_f32_columns(const struct twopass_f32_kernels* k, size_t rows, size_t cols,
+                                const float* x, ptrdiff_t x_ld, float* y, ptrdiff_t y_ld, int threads)
+{
+    struct columns_job job = {k, rows, cols, x, x_ld, y, y_ld, 0};
+    if (rows == 0) {
+        return 0;
+    }
+    const size_t blocks = (cols + k->columns_width - 1) / k->columns_width;
+    parallel_for(useful_threads(threads, rows * cols), blocks, columns_block, &job);
+    return job.failed ? -1 : 0;
 }

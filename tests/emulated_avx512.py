@@ -49,7 +49,7 @@ EMULATED_FLAGS = AVX2_FLAGS + ["-I" + str(SHIM_DIR), "-Wno-psabi"]
 UNITS = [  # (source, extra flags)
     ("src/cpu.c", []),
     ("src/dispatch.c", []),
-    ("src/softmax.c", []),
+    ("src/softmax.c", ["-fopenmp"]),
     ("src/avx2/f32_kernels_avx2.c", AVX2_FLAGS),
     ("src/avx512f/f32_kernels_avx512f.c", EMULATED_FLAGS),
     ("tests/avx512_emulation/probes.c", EMULATED_FLAGS),
@@ -145,7 +145,7 @@ def build(force=False, verbose=False):
         if errors:
             raise EmulationBuildError("building the emulated AVX-512 library failed:\n" + "\n".join(errors))
         tmp_lib = Path(tmp) / lib.name
-        link = [cc, "-shared", "-o", str(tmp_lib)] + [str(obj) for _, obj, _ in jobs] + ["-lm"]
+        link = [cc, "-shared", "-fopenmp", "-o", str(tmp_lib)] + [str(obj) for _, obj, _ in jobs] + ["-lm"]
         res = _run(link)
         if res.returncode != 0:
             raise EmulationBuildError(f"linking failed:\n$ {' '.join(link)}\n{res.stdout}{res.stderr}")
@@ -248,7 +248,7 @@ class EmulatedAVX512:
         lib.twopass_f32_kernel_registry.argtypes = [ctypes.POINTER(ctypes.c_size_t)]
         lib.twopass_softmax_f32_rows.restype = None
         lib.twopass_softmax_f32_rows.argtypes = [ctypes.POINTER(_Kernels), ctypes.c_int, _N, _N, _P,
-                                                 ctypes.c_ssize_t, _P, ctypes.c_ssize_t]
+                                                 ctypes.c_ssize_t, _P, ctypes.c_ssize_t, ctypes.c_int]
         count = ctypes.c_size_t()
         registry = lib.twopass_f32_kernel_registry(ctypes.byref(count))
         self.registry = [Kernel(registry[i]) for i in range(count.value)]
@@ -284,10 +284,10 @@ class EmulatedAVX512:
         return {op: t.names[i].decode() for i, op in enumerate(OPS)}
 
     # -- softmax --
-    def softmax_rows(self, x, out, algorithm, variants=(), level=LEVEL_AVX512F):
+    def softmax_rows(self, x, out, algorithm, variants=(), level=LEVEL_AVX512F, threads=1):
         """out[r] = softmax(x[r]) for 2-D float32 x and out of equal shape, rows contiguous (any
         row stride); out may be x. algorithm: 0 two_pass, 1 three_pass_reload, 2 three_pass_recompute
-        (or its name)."""
+        (or its name); threads: OpenMP threads of the driver."""
         algorithm = ALGORITHMS.get(algorithm, algorithm)
         for a in (x, out):
             if (not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 2
@@ -302,10 +302,10 @@ class EmulatedAVX512:
             return out
         table = self.table(level, variants)
         self.lib.twopass_softmax_f32_rows(ctypes.byref(table), int(algorithm), rows, n, x.ctypes.data,
-                                          x.strides[0] // 4, out.ctypes.data, out.strides[0] // 4)
+                                          x.strides[0] // 4, out.ctypes.data, out.strides[0] // 4, threads)
         return out
 
-    def softmax_columns(self, x, out, level=LEVEL_AVX512F):
+    def softmax_columns(self, x, out, level=LEVEL_AVX512F, threads=1):
         """Two-pass softmax down the columns of 2-D float32 x (rows contiguous, any row stride)
         into out, with the columns kernels (each lane follows one column)."""
         for a in (x, out):
@@ -315,10 +315,10 @@ class EmulatedAVX512:
             raise ValueError("x and out differ in shape")
         table = self.table(level, ())
         fn = self.lib.twopass_softmax_f32_columns
-        fn.argtypes = [ctypes.c_void_p, _N, _N, _P, ctypes.c_ssize_t, _P, ctypes.c_ssize_t]
+        fn.argtypes = [ctypes.c_void_p, _N, _N, _P, ctypes.c_ssize_t, _P, ctypes.c_ssize_t, ctypes.c_int]
         fn.restype = ctypes.c_int
         status = fn(ctypes.addressof(table), x.shape[0], x.shape[1], x.ctypes.data, x.strides[0] // 4,
-                    out.ctypes.data, out.strides[0] // 4)
+                    out.ctypes.data, out.strides[0] // 4, threads)
         if status != 0:
             raise MemoryError("twopass_softmax_f32_columns failed")
         return out

@@ -85,40 +85,66 @@ enum twopass_algorithm {
 /* The same for the columns driver, whose lanes each sum one term per row in a single accumulator. */
 #define TWOPASS_COLUMN_SUM_BLOCK 64
 
+/* Threads. Every driver takes `threads` (1: the calling thread alone) and runs on OpenMP threads:
+ * whole rows per thread when there are many rows, else each slice cut into about equal chunks of
+ * whole sum blocks, n / TWOPASS_CHUNK_MIN of them (at most TWOPASS_MAX_CHUNKS), whose partial
+ * results are merged in chunk order. The cut depends on n alone: results are bitwise the same for every thread count.
+ * Jobs under TWOPASS_PARALLEL_MIN elements in all run on the calling thread. */
+#define TWOPASS_CHUNK_MIN (4 * TWOPASS_SUM_BLOCK)
+#define TWOPASS_MAX_CHUNKS 256
+#define TWOPASS_PARALLEL_MIN (32 * 1024)
+
+/* Call once before any driver: registers the fork handler behind twopass_threads_usable(). */
+void twopass_threads_init(void);
+/* 0 in a process forked after its parent ran a team of threads (libgomp cannot run one there):
+ * the drivers then run on the calling thread only. */
+int twopass_threads_usable(void);
+/* Teams of threads the drivers have started since load, and their threads in all (for tests). */
+struct twopass_thread_stats {
+    long teams, team_threads;
+};
+void twopass_get_thread_stats(struct twopass_thread_stats* out);
+
 /* y = softmax(x) over one slice of n floats. y may be x (in place) but must not overlap it otherwise. */
 void twopass_softmax_f32(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
-                         size_t n, const float* x, float* y);
+                         size_t n, const float* x, float* y, int threads);
 
 /* Softmax of each of `rows` slices of n floats; row r starts at x + r * x_stride (in floats). */
 void twopass_softmax_f32_rows(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
                               size_t rows, size_t n, const float* x, ptrdiff_t x_stride, float* y,
-                              ptrdiff_t y_stride);
+                              ptrdiff_t y_stride, int threads);
 
 /* Two-pass softmax down each of `cols` columns of a (rows x cols) array whose rows are x_ld (y_ld)
  * floats apart: the reduced axis is not the contiguous one, so each SIMD lane follows its own
- * column and nothing is transposed. Columns with NaN, +inf or huge values are copied out and
- * computed by the one-slice three-pass algorithm. Returns -1 if the scratch memory for such a
- * column (rows floats) cannot be allocated, else 0. y may be x (in place). */
+ * column and nothing is transposed; threads share out blocks of columns. Columns with NaN, +inf or
+ * huge values are copied out and computed by the one-slice three-pass algorithm. Returns -1 if the
+ * scratch memory for such a column (rows floats) cannot be allocated, else 0. y may be x (in place). */
 int twopass_softmax_f32_columns(const struct twopass_f32_kernels* k, size_t rows, size_t cols,
-                                const float* x, ptrdiff_t x_ld, float* y, ptrdiff_t y_ld);
+                                const float* x, ptrdiff_t x_ld, float* y, ptrdiff_t y_ld, int threads);
 
-/* y = log_softmax(x) = x - logsumexp(x) over one slice (two-pass: 1 read for the sum; three-pass:
+/* y = log_softmax(x) = x - logsumexp(x) over each row (two-pass: 1 read for the sum; three-pass:
  * max and sum, both algorithms TWOPASS_THREE_PASS_*); then one read and one write. */
-void twopass_log_softmax_f32(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
-                             size_t n, const float* x, float* y);
 void twopass_log_softmax_f32_rows(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
                                   size_t rows, size_t n, const float* x, ptrdiff_t x_stride, float* y,
-                                  ptrdiff_t y_stride);
+                                  ptrdiff_t y_stride, int threads);
 
-/* logsumexp of one slice, in double (SciPy's values for NaN, +-inf and empty slices). */
-double twopass_logsumexp_f32(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
-                             size_t n, const float* x);
+/* out[r] = logsumexp of row r, in double (SciPy's values for NaN, +-inf and empty slices). */
+void twopass_logsumexp_f32_rows(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
+                                size_t rows, size_t n, const float* x, ptrdiff_t x_stride, double* out,
+                                int threads);
 
-/* The mergeable partial sum: sum exp(x) = mantissa * 2^exponent (exponent an integer in a double).
- * Empty slice: (0, -inf), the identity of the merge; slices with NaN give a NaN mantissa, +inf an
- * infinite one; slices with |max| beyond ~2e6 are exact in log space only. */
-void twopass_extsum_f32(const struct twopass_f32_kernels* k, size_t n, const float* x,
-                        double* mantissa, double* exponent);
+/* The mergeable partial sum of each row: sum exp(x) = mantissa * 2^exponent (exponent an integer in
+ * a double). Empty slice: (0, -inf), the identity of the merge; slices with NaN give a NaN mantissa,
+ * +inf an infinite one; slices with |max| beyond ~2e6 are exact in log space only. */
+void twopass_extsum_f32_rows(const struct twopass_f32_kernels* k, size_t rows, size_t n, const float* x,
+                             ptrdiff_t x_stride, double* mantissa, double* exponent, int threads);
+
+/* Pass 2 of two-pass given each row's sum of exp, mantissa[r] * 2^exponent[r] (e.g. merged from
+ * the extsums of pieces): y = exp(x) / (mantissa * 2^exponent). The caller guarantees mantissa
+ * finite and > 0 and |exponent| <= TWOPASS_EXTEXP_EXPONENT_LIMIT. */
+void twopass_softmax_from_extsum_f32_rows(const struct twopass_f32_kernels* k, size_t rows, size_t n,
+                                          const float* x, ptrdiff_t x_stride, float* y, ptrdiff_t y_stride,
+                                          const double* mantissa, const double* exponent, int threads);
 
 #ifdef __cplusplus
 }

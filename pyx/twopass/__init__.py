@@ -11,11 +11,11 @@ import os
 from twopass import _api, _dispatch
 from twopass._api import (ALGORITHMS, extsum, fallback_calls, logsumexp, logsumexp_from_extsum,
                           merge_extsum, softmax_from_extsum)
-from twopass._dispatch import LEVELS, available_levels, use_isa
+from twopass._dispatch import LEVELS, available_levels, get_num_threads, set_num_threads, use_isa
 
 if _dispatch._kernels is not None:
     _dispatch._kernels.configure_fast_path(_dispatch._level, _api.softmax, _api.log_softmax,
-                                           _dispatch.AUTO_TWO_PASS_FROM)
+                                           _dispatch.AUTO_TWO_PASS_FROM, _dispatch.check_threads)
     softmax, log_softmax = _dispatch._kernels.softmax, _dispatch._kernels.log_softmax
 else:
     softmax, log_softmax = _api.softmax, _api.log_softmax
@@ -23,6 +23,7 @@ else:
 __version__ = "0.1.0"
 __all__ = ["softmax", "log_softmax", "logsumexp", "extsum", "merge_extsum", "logsumexp_from_extsum",
            "softmax_from_extsum", "runtime_info", "show_runtime", "use_isa", "available_levels",
+           "set_num_threads", "get_num_threads",
            "LEVELS", "ALGORITHMS"]
 
 
@@ -50,6 +51,8 @@ def runtime_info():
         },
         "auto_algorithm": (f"three_pass_reload for rows under {_dispatch.AUTO_TWO_PASS_FROM} elements, "
                            "two_pass from there" if level != "python" else "three_pass_reload"),
+        "threads": {"default": get_num_threads(), "openmp": "libgomp" if kernels is not None else None,
+                    "parallel_from_elements": kernels.PARALLEL_MIN if kernels is not None else None},
         "calls": calls,
     }
 

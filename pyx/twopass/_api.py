@@ -88,8 +88,14 @@ def _work_dtype(dtype):
     return np.dtype(np.float32) if dtype in (np.float16, np.float32) else dtype
 
 
-def _elementwise(kind, x, axis, out, algorithm):
+def _check_threads(threads):
+    """threads=: None (the default, twopass.get_num_threads()) or an int >= 1."""
+    return None if threads is None else _dispatch.check_threads(threads)
+
+
+def _elementwise(kind, x, axis, out, algorithm, threads):
     """softmax or log_softmax (kind) with SciPy's semantics; see softmax."""
+    threads = _check_threads(threads)
     x = np.asarray(x)
     dtype = _result_dtype(x.dtype)
     axes = _axes(axis, x.ndim)
@@ -106,7 +112,7 @@ def _elementwise(kind, x, axis, out, algorithm):
     work = _work_dtype(dtype)
     if (kind == "softmax" and requested in ("auto", "two_pass") and work == np.float32 and level != "python"
             and len(axes) == 1):
-        result = _softmax_columns(x, axes[0], out, dtype, level)
+        result = _softmax_columns(x, axes[0], out, dtype, level, threads)
         if result is not None:
             return result
     x2, order, xt_shape = _rows(x, axes, work)
@@ -118,7 +124,7 @@ def _elementwise(kind, x, axis, out, algorithm):
 
     if work == np.float32 and level != "python":
         run = _dispatch._kernels.softmax_f32_rows if kind == "softmax" else _dispatch._kernels.log_softmax_f32_rows
-        run(x2, y2, _KERNEL_ALGORITHM[algorithm], _dispatch.LEVELS.index(level))
+        run(x2, y2, _KERNEL_ALGORITHM[algorithm], _dispatch.LEVELS.index(level), threads)
     else:
         fallback_calls["python"] += 1
         (_fallback.softmax_rows if kind == "softmax" else _fallback.log_softmax_rows)(x2, y2, algorithm)
@@ -130,7 +136,7 @@ def _elementwise(kind, x, axis, out, algorithm):
     return result
 
 
-def _softmax_columns(x, axis, out, dtype, level):
+def _softmax_columns(x, axis, out, dtype, level, threads):
     """softmax over a non-contiguous axis of a C- or F-contiguous array without transposing: view it
     as (outer, axis, inner) with inner contiguous and let each SIMD lane follow one column (two-pass,
     lane by lane). None if the layout does not allow it."""
@@ -149,30 +155,31 @@ def _softmax_columns(x, axis, out, dtype, level):
     target = result.T if flip else result
     direct = dtype == np.float32 and target.flags.c_contiguous and target.flags.aligned
     y3 = target.reshape(outer, rows, inner) if direct else np.empty((outer, rows, inner), np.float32)
-    _dispatch._kernels.softmax_f32_columns(x3, y3, _dispatch.LEVELS.index(level))
+    _dispatch._kernels.softmax_f32_columns(x3, y3, _dispatch.LEVELS.index(level), threads)
     if not direct:
         target[...] = y3.reshape(target.shape)
     return result
 
 
-def softmax(x, axis=None, *, out=None, algorithm="auto"):
+def softmax(x, axis=None, *, out=None, algorithm="auto", threads=None):
     """softmax(x)_i = exp(x_i) / sum_j exp(x_j) over `axis`, like scipy.special.softmax.
 
     axis: None (the whole array), an int, or a tuple of ints. out: an array of x's shape and the
     result dtype to write into (may be x itself). algorithm: "auto", "two_pass",
-    "three_pass_reload" or "three_pass_recompute"; all agree within float rounding.
+    "three_pass_reload" or "three_pass_recompute"; all agree within float rounding. threads: how
+    many threads (None: twopass.get_num_threads()); the result is bitwise the same for any count.
     """
-    return _elementwise("softmax", x, axis, out, algorithm)
+    return _elementwise("softmax", x, axis, out, algorithm, threads)
 
 
-def log_softmax(x, axis=None, *, out=None, algorithm="auto"):
+def log_softmax(x, axis=None, *, out=None, algorithm="auto", threads=None):
     """log_softmax(x)_i = x_i - logsumexp(x) over `axis`, like scipy.special.log_softmax.
 
     Same arguments as softmax. two_pass reads x once for logsumexp (the extended-exponent sum) and
     once to write x - logsumexp; the three-pass algorithms (both names run the same one) find the
     max, then the sum, then write.
     """
-    return _elementwise("log_softmax", x, axis, out, algorithm)
+    return _elementwise("log_softmax", x, axis, out, algorithm, threads)
 
 
 def _complex(kind, x, axes, out):
@@ -195,13 +202,14 @@ def _reduced_shape(shape, axes, keepdims):
     return tuple(1 if a in axes else d for a, d in enumerate(shape) if keepdims or a not in axes)
 
 
-def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=None):
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=None, threads=None):
     """log(sum(b * exp(a))) over `axis`, like scipy.special.logsumexp (same signature, plus out=).
 
     Unweighted float32/float16 input runs on the kernels in one pass over the data (the
     extended-exponent sum, no max pass); weights `b` (broadcast against a, negative values with
     return_sign), other dtypes and the python level use NumPy. Empty reductions give -inf.
     """
+    threads = _check_threads(threads)
     a = np.asarray(a)
     if a.dtype.kind == "b" or a.dtype.kind in "iu":
         dtype = np.dtype(np.float64)
@@ -228,7 +236,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
     if b is None and dtype in (np.float16, np.float32) and level != "python":
         x2 = _rows(a, axes, np.float32)[0]
         values = np.empty(x2.shape[0], np.float64)
-        _dispatch._kernels.logsumexp_f32_rows(x2, values, 0, _dispatch.LEVELS.index(level))
+        _dispatch._kernels.logsumexp_f32_rows(x2, values, 0, _dispatch.LEVELS.index(level), threads)
         result = values.reshape(shape).astype(dtype)
         with np.errstate(invalid="ignore"):
             sign = np.where(np.isnan(result), np.nan, np.where(result == -np.inf, 0.0, 1.0)).astype(dtype)
@@ -245,7 +253,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
     return result
 
 
-def extsum(x, axis=-1):
+def extsum(x, axis=-1, *, threads=None):
     """The mergeable partial sum of two-pass: (mantissa, exponent) with sum(exp(x)) along `axis` =
     mantissa * 2**exponent, as float64 arrays of the reduced shape (NumPy scalars for 1-D input).
 
@@ -253,6 +261,7 @@ def extsum(x, axis=-1):
     with logsumexp_from_extsum or softmax_from_extsum. Empty slices give (0, -inf), the identity;
     a NaN gives a NaN mantissa, +inf an infinite one.
     """
+    threads = _check_threads(threads)
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
         raise TypeError(f"extsum is not supported for arrays of dtype {x.dtype}")
@@ -264,7 +273,7 @@ def extsum(x, axis=-1):
     mantissa = np.empty(x2.shape[0])
     exponent = np.empty(x2.shape[0])
     if x2.dtype == np.float32 and level != "python":
-        _dispatch._kernels.extsum_f32_rows(x2, mantissa, exponent, _dispatch.LEVELS.index(level))
+        _dispatch._kernels.extsum_f32_rows(x2, mantissa, exponent, _dispatch.LEVELS.index(level), threads)
     else:
         fallback_calls["python"] += 1
         _fallback.extsum_rows(x2, mantissa, exponent)
@@ -298,9 +307,11 @@ def logsumexp_from_extsum(pair):
             + np.where(exponent == -np.inf, -np.inf, 0.0)
 
 
-def softmax_from_extsum(x, pair, axis=-1, *, out=None):
+def softmax_from_extsum(x, pair, axis=-1, *, out=None, threads=None):
     """softmax(x) along `axis` given the extsum of the whole slice (e.g. merged from pieces):
-    exp(x) / (mantissa * 2**exponent), the second pass of two-pass, evaluated in float64 NumPy."""
+    exp(x) / (mantissa * 2**exponent), the second pass of two-pass. float32 and float16 run on the
+    kernels (vscaleextexp) when every sum is finite and positive; other cases use float64 NumPy."""
+    threads = _check_threads(threads)
     x = np.asarray(x)
     axes = normalize_axis_tuple(axis, x.ndim)
     if len(axes) != 1:
@@ -308,6 +319,20 @@ def softmax_from_extsum(x, pair, axis=-1, *, out=None):
     dtype = _result_dtype(x.dtype)
     if out is not None:
         _check_out(out, x, dtype)
+    shape = _reduced_shape(x.shape, axes, False)
+    mantissa, exponent = (np.broadcast_to(np.asarray(v, np.float64), shape) for v in pair)
+    level = _dispatch.current_level()
+    if (_work_dtype(dtype) == np.float32 and level != "python" and x.size
+            and np.all((mantissa > 0) & (mantissa < np.inf))
+            and np.all(np.abs(exponent) <= _dispatch._kernels.EXTEXP_EXPONENT_LIMIT)):
+        x2, order, xt_shape = _rows(x, axes, np.float32)
+        y2 = np.empty_like(x2)
+        _dispatch._kernels.softmax_from_extsum_f32_rows(
+            x2, y2, np.ascontiguousarray(mantissa.reshape(-1)), np.ascontiguousarray(exponent.reshape(-1)),
+            _dispatch.LEVELS.index(level), threads)
+        result = np.empty(x.shape, dtype) if out is None else out
+        result.transpose(order)[...] = y2.reshape(xt_shape)
+        return result
     lse = np.expand_dims(np.asarray(logsumexp_from_extsum(pair), np.float64), axes)
     with np.errstate(over="ignore", invalid="ignore"):
         result = np.exp(x.astype(np.float64) - lse).astype(dtype)

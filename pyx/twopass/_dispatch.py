@@ -6,6 +6,7 @@ entered it; other threads keep the process level.
 """
 import contextlib
 import contextvars
+import operator
 import os
 
 LEVELS = ("python", "avx2", "avx512f")
@@ -102,3 +103,36 @@ def use_isa(level):
         yield level
     finally:
         _level.reset(token)
+
+
+# ---- threads ----
+MAX_THREADS = 1 << 16
+
+
+def check_threads(threads, source="threads"):
+    """An explicit thread count as an int >= 1 (TypeError if not an integer, ValueError if < 1)."""
+    if isinstance(threads, bool) or not hasattr(threads, "__index__"):
+        raise TypeError(f"{source}: the number of threads must be an int, not {type(threads).__name__}")
+    count = operator.index(threads)
+    if count < 1:
+        raise ValueError(f"{source}: the number of threads must be at least 1, not {count}")
+    return min(count, MAX_THREADS)
+
+
+_fallback_threads = [os.cpu_count() or 1]  # without the extension: remembered, nothing runs threads
+
+
+def set_num_threads(n):
+    """Set how many threads twopass functions use when called without threads= (initially the
+    usable cores). OpenMP's limit for the calling thread still caps it: OMP_NUM_THREADS, and
+    threadpoolctl's threadpool_limits. Jobs under PARALLEL_MIN elements run on one thread."""
+    n = check_threads(n, "set_num_threads")
+    if _kernels is not None:
+        _kernels.set_num_threads(n)
+    else:
+        _fallback_threads[0] = n
+
+
+def get_num_threads():
+    """How many threads a call without threads= uses, in the calling thread."""
+    return _kernels.get_num_threads() if _kernels is not None else _fallback_threads[0]

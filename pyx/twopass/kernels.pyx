@@ -7,10 +7,17 @@ Design:
   C-contiguous rows; this module only checks shapes and the level, then calls C with the GIL released.
 - Levels are ints: 0 python (no kernels), 1 avx2, 2 avx512f. A level above what the CPU supports is
   refused here, so no caller can run an instruction the CPU lacks.
+- Threads: every driver takes a thread count and runs on OpenMP threads (src/softmax.c); `threads`
+  None means the default, set_num_threads()'s value capped by OpenMP's limit for the calling thread
+  (OMP_NUM_THREADS, threadpoolctl's threadpool_limits).
 - kernels.pxd exports softmax_f32 / softmax_f32_strided as nogil functions for other Cython code.
 """
+import os
+
 from libc.stddef cimport ptrdiff_t
 cimport numpy as cnp
+cimport openmp
+from cython.parallel cimport prange
 
 cnp.import_array()
 
@@ -45,14 +52,32 @@ cdef extern from "twopass/softmax.h" nogil:
     int twopass_f32_kernels_with(twopass_f32_kernels* table, const twopass_kernel_info* variant)
 
     void twopass_softmax_f32_rows(const twopass_f32_kernels* k, int algorithm, size_t rows, size_t n,
-                                  const float* x, ptrdiff_t x_stride, float* y, ptrdiff_t y_stride)
+                                  const float* x, ptrdiff_t x_stride, float* y, ptrdiff_t y_stride,
+                                  int threads)
     void twopass_log_softmax_f32_rows(const twopass_f32_kernels* k, int algorithm, size_t rows, size_t n,
-                                      const float* x, ptrdiff_t x_stride, float* y, ptrdiff_t y_stride)
-    double twopass_logsumexp_f32(const twopass_f32_kernels* k, int algorithm, size_t n, const float* x)
+                                      const float* x, ptrdiff_t x_stride, float* y, ptrdiff_t y_stride,
+                                      int threads)
+    void twopass_logsumexp_f32_rows(const twopass_f32_kernels* k, int algorithm, size_t rows, size_t n,
+                                    const float* x, ptrdiff_t x_stride, double* out, int threads)
     int twopass_softmax_f32_columns(const twopass_f32_kernels* k, size_t rows, size_t cols, const float* x,
-                                    ptrdiff_t x_ld, float* y, ptrdiff_t y_ld)
-    void twopass_extsum_f32(const twopass_f32_kernels* k, size_t n, const float* x, double* mantissa,
-                            double* exponent)
+                                    ptrdiff_t x_ld, float* y, ptrdiff_t y_ld, int threads)
+    void twopass_extsum_f32_rows(const twopass_f32_kernels* k, size_t rows, size_t n, const float* x,
+                                 ptrdiff_t x_stride, double* mantissa, double* exponent, int threads)
+    void twopass_softmax_from_extsum_f32_rows(const twopass_f32_kernels* k, size_t rows, size_t n,
+                                              const float* x, ptrdiff_t x_stride, float* y,
+                                              ptrdiff_t y_stride, const double* mantissa,
+                                              const double* exponent, int threads)
+    int TWOPASS_PARALLEL_MIN
+    void twopass_threads_init()
+    int twopass_threads_usable()
+    struct twopass_thread_stats:
+        long teams, team_threads
+    void twopass_get_thread_stats(twopass_thread_stats* out)
+
+cdef extern from "twopass/common.h" nogil:
+    double TWOPASS_EXTEXP_EXPONENT_LIMIT
+
+EXTEXP_EXPONENT_LIMIT = TWOPASS_EXTEXP_EXPONENT_LIMIT
 
 cdef extern from "twopass/bandwidth.h" nogil:
     float twopass_bw_read__avx2(size_t n, const float* x)
@@ -76,6 +101,56 @@ while _best_level > 0 and twopass_f32_kernels_for(_best_level) == NULL:
 cdef int _default_level = _best_level
 # Kernel calls made per level since import (tests check that a forced level is the one that ran).
 cdef long long _calls[3]
+
+
+# ---- threads ----
+
+def _usable_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+cdef int _num_threads = _usable_cores()
+twopass_threads_init()
+
+
+def set_num_threads(int n):
+    """Default thread count (twopass.set_num_threads validates it first)."""
+    global _num_threads
+    _num_threads = n
+
+
+def get_num_threads():
+    """Default thread count in the calling thread: set_num_threads()'s value, capped by OpenMP's
+    limit for this thread (OMP_NUM_THREADS, threadpoolctl's threadpool_limits); 1 in a child forked
+    after the parent ran threads (libgomp cannot start threads there)."""
+    return _threads(None)
+
+
+def thread_stats():
+    """Teams of threads the drivers have started since import, and their threads in all."""
+    cdef twopass_thread_stats st
+    twopass_get_thread_stats(&st)
+    return {"teams": st.teams, "team_threads": st.team_threads}
+
+
+PARALLEL_MIN = TWOPASS_PARALLEL_MIN
+cdef object _check_threads = None  # twopass._dispatch.check_threads, for an explicit threads=
+
+
+cdef inline int _threads(threads) except -1:
+    """threads= of a call: None for the default, else an int >= 1 (TypeError / ValueError)."""
+    if not twopass_threads_usable():
+        if threads is not None:
+            _check_threads(threads)
+        return 1
+    if threads is None:
+        return min(_num_threads, openmp.omp_get_max_threads())
+    if _check_threads is None:
+        raise RuntimeError("twopass.kernels is not configured (import twopass)")
+    return _check_threads(threads)
 
 
 def cpu_features():
@@ -125,33 +200,34 @@ cdef const twopass_f32_kernels* _table(int level) except NULL:
     return twopass_f32_kernels_for(level)
 
 
-cdef _rows_f32(bint log, const float[:, ::1] x, float[:, ::1] out, int algorithm, int level):
+cdef _rows_f32(bint log, const float[:, ::1] x, float[:, ::1] out, int algorithm, int level, threads):
     if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1]:
         raise ValueError(f"out has shape {(out.shape[0], out.shape[1])}, expected {(x.shape[0], x.shape[1])}")
     if algorithm < 0 or algorithm > 2:
         raise ValueError(f"unknown algorithm {algorithm}")
     cdef const twopass_f32_kernels* k = _table(level)
+    cdef int t = _threads(threads)
     _calls[level] += 1
     if x.shape[0] == 0 or x.shape[1] == 0:
         return
     with nogil:
         if log:
             twopass_log_softmax_f32_rows(k, algorithm, x.shape[0], x.shape[1], &x[0, 0], x.shape[1],
-                                         &out[0, 0], out.shape[1])
+                                         &out[0, 0], out.shape[1], t)
         else:
             twopass_softmax_f32_rows(k, algorithm, x.shape[0], x.shape[1], &x[0, 0], x.shape[1],
-                                     &out[0, 0], out.shape[1])
+                                     &out[0, 0], out.shape[1], t)
 
 
-def softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level):
+def softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level, threads=None):
     """out[r] = softmax(x[r]) for every row, with the given algorithm (0, 1, 2) and level (1, 2).
     out may be x itself (in place) but must not partially overlap it."""
-    _rows_f32(False, x, out, algorithm, level)
+    _rows_f32(False, x, out, algorithm, level, threads)
 
 
-def log_softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level):
+def log_softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level, threads=None):
     """out[r] = log_softmax(x[r]) for every row (algorithm 0 two-pass, 1 or 2 three-pass)."""
-    _rows_f32(True, x, out, algorithm, level)
+    _rows_f32(True, x, out, algorithm, level, threads)
 
 
 def run_kernel(str name, const float[::1] x, float[::1] y, float a=0.0, float b=0.0, float c=0.0):
@@ -215,11 +291,11 @@ cdef dict _ALGORITHM_INDEX = {"auto": -1, "two_pass": 0, "three_pass_reload": 1,
 cdef dict _LEVEL_INDEX = {"python": 0, "avx2": 1, "avx512f": 2}
 
 
-def configure_fast_path(level_var, slow_softmax, slow_log_softmax, auto_two_pass_from):
+def configure_fast_path(level_var, slow_softmax, slow_log_softmax, auto_two_pass_from, check_threads):
     """Called once by twopass at import."""
-    global _level_var, _slow_softmax, _slow_log_softmax, _auto_two_pass_from
+    global _level_var, _slow_softmax, _slow_log_softmax, _auto_two_pass_from, _check_threads
     _level_var, _slow_softmax, _slow_log_softmax = level_var, slow_softmax, slow_log_softmax
-    _auto_two_pass_from = auto_two_pass_from
+    _auto_two_pass_from, _check_threads = auto_two_pass_from, check_threads
 
 
 cdef inline bint _plain_float32(cnp.ndarray a) noexcept:
@@ -228,7 +304,7 @@ cdef inline bint _plain_float32(cnp.ndarray a) noexcept:
             and cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISALIGNED(a))
 
 
-cdef object _fast_rows(bint log, x, axis, out, algorithm):
+cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
     """softmax (log = False) or log_softmax of a C-contiguous float32 ndarray over its last axis on
     a kernel level; None for any other case (and every error), which twopass._api then handles."""
     cdef cnp.ndarray xa, ya
@@ -268,40 +344,44 @@ cdef object _fast_rows(bint log, x, axis, out, algorithm):
     if alg == -1:
         alg = 0 if n >= _auto_two_pass_from else 1
     rows = cnp.PyArray_SIZE(xa) // n
+    cdef int t = _threads(threads)
     cdef const twopass_f32_kernels* k = _table(level)
     cdef const float* xp = <const float*>cnp.PyArray_DATA(xa)
     cdef float* yp = <float*>cnp.PyArray_DATA(ya)
     _calls[level] += 1
     with nogil:
         if log:
-            twopass_log_softmax_f32_rows(k, alg, rows, n, xp, n, yp, n)
+            twopass_log_softmax_f32_rows(k, alg, rows, n, xp, n, yp, n, t)
         else:
-            twopass_softmax_f32_rows(k, alg, rows, n, xp, n, yp, n)
+            twopass_softmax_f32_rows(k, alg, rows, n, xp, n, yp, n, t)
     return ya
 
 
-def softmax(x, axis=None, *, out=None, algorithm="auto"):
+def softmax(x, axis=None, *, out=None, algorithm="auto", threads=None):
     """softmax(x)_i = exp(x_i) / sum_j exp(x_j) over `axis`, like scipy.special.softmax.
 
     axis: None (the whole array), an int, or a tuple of ints. out: an array of x's shape and the
     result dtype to write into (may be x itself). algorithm: "auto", "two_pass",
-    "three_pass_reload" or "three_pass_recompute"; all agree within float rounding.
+    "three_pass_reload" or "three_pass_recompute"; all agree within float rounding. threads: how
+    many threads (None: twopass.get_num_threads()); the result is bitwise the same for any count.
     """
-    result = _fast_rows(False, x, axis, out, algorithm)
-    return result if result is not None else _slow_softmax(x, axis, out=out, algorithm=algorithm)
+    result = _fast_rows(False, x, axis, out, algorithm, threads)
+    return result if result is not None else _slow_softmax(x, axis, out=out, algorithm=algorithm,
+                                                           threads=threads)
 
 
-def log_softmax(x, axis=None, *, out=None, algorithm="auto"):
+def log_softmax(x, axis=None, *, out=None, algorithm="auto", threads=None):
     """log_softmax(x)_i = x_i - logsumexp(x) over `axis`, like scipy.special.log_softmax.
 
     Same arguments as softmax. two_pass: one pass for logsumexp (the extended-exponent sum), one to
     write x - logsumexp; three_pass_reload and three_pass_recompute (the same here): max, sum, write.
     """
-    result = _fast_rows(True, x, axis, out, algorithm)
-    return result if result is not None else _slow_log_softmax(x, axis, out=out, algorithm=algorithm)
+    result = _fast_rows(True, x, axis, out, algorithm, threads)
+    return result if result is not None else _slow_log_softmax(x, axis, out=out, algorithm=algorithm,
+                                                               threads=threads)
 
 
-def softmax_f32_columns(const float[:, :, ::1] x, float[:, :, ::1] out, int level):
+def softmax_f32_columns(const float[:, :, ::1] x, float[:, :, ::1] out, int level, threads=None):
     """Two-pass softmax over axis 1 of (outer, rows, cols) C-contiguous float32 arrays: each SIMD
     lane follows one column, nothing is transposed. out may be x (in place)."""
     cdef size_t o
@@ -309,45 +389,69 @@ def softmax_f32_columns(const float[:, :, ::1] x, float[:, :, ::1] out, int leve
     if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1] or x.shape[2] != out.shape[2]:
         raise ValueError("out must have x's shape")
     cdef const twopass_f32_kernels* k = _table(level)
+    cdef int t = _threads(threads)
     _calls[level] += 1
     if x.shape[0] == 0 or x.shape[1] == 0 or x.shape[2] == 0:
         return
     with nogil:
         for o in range(<size_t>x.shape[0]):
             status = twopass_softmax_f32_columns(k, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
-                                                 &out[o, 0, 0], out.shape[2])
+                                                 &out[o, 0, 0], out.shape[2], t)
             if status != 0:
                 break
     if status != 0:
         raise MemoryError("no memory for one column of scratch")
 
 
-def logsumexp_f32_rows(const float[:, ::1] x, double[::1] out, int algorithm, int level):
+def logsumexp_f32_rows(const float[:, ::1] x, double[::1] out, int algorithm, int level, threads=None):
     """out[r] = logsumexp(x[r]) in double (-inf for empty rows); algorithm 0 two-pass (one read)."""
-    cdef size_t r
     if x.shape[0] != out.shape[0]:
         raise ValueError(f"out has {out.shape[0]} entries for {x.shape[0]} rows")
     cdef const twopass_f32_kernels* k = _table(level)
+    cdef int t = _threads(threads)
     _calls[level] += 1
     if x.shape[0] == 0:
         return
     with nogil:
-        for r in range(<size_t>x.shape[0]):
-            out[r] = twopass_logsumexp_f32(k, algorithm, x.shape[1], &x[r, 0] if x.shape[1] else NULL)
+        twopass_logsumexp_f32_rows(k, algorithm, x.shape[0], x.shape[1], &x[0, 0] if x.shape[1] else NULL,
+                                   x.shape[1], &out[0], t)
 
 
-def extsum_f32_rows(const float[:, ::1] x, double[::1] mantissa, double[::1] exponent, int level):
+def extsum_f32_rows(const float[:, ::1] x, double[::1] mantissa, double[::1] exponent, int level,
+                    threads=None):
     """sum exp(x[r]) = mantissa[r] * 2**exponent[r] for every row."""
-    cdef size_t r
     if x.shape[0] != mantissa.shape[0] or x.shape[0] != exponent.shape[0]:
         raise ValueError("mantissa and exponent need one entry per row")
     cdef const twopass_f32_kernels* k = _table(level)
+    cdef int t = _threads(threads)
     _calls[level] += 1
     if x.shape[0] == 0:
         return
     with nogil:
-        for r in range(<size_t>x.shape[0]):
-            twopass_extsum_f32(k, x.shape[1], &x[r, 0] if x.shape[1] else NULL, &mantissa[r], &exponent[r])
+        twopass_extsum_f32_rows(k, x.shape[0], x.shape[1], &x[0, 0] if x.shape[1] else NULL, x.shape[1],
+                                &mantissa[0], &exponent[0], t)
+
+
+def softmax_from_extsum_f32_rows(const float[:, ::1] x, float[:, ::1] out, const double[::1] mantissa,
+                                 const double[::1] exponent, int level, threads=None):
+    """out[r] = exp(x[r]) / (mantissa[r] * 2**exponent[r]): pass 2 of two-pass for given sums, each
+    with mantissa finite and > 0 and |exponent| <= 2**17 (else ValueError)."""
+    cdef Py_ssize_t r
+    if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1]:
+        raise ValueError("out must have x's shape")
+    if x.shape[0] != mantissa.shape[0] or x.shape[0] != exponent.shape[0]:
+        raise ValueError("mantissa and exponent need one entry per row")
+    for r in range(x.shape[0]):
+        if not (0.0 < mantissa[r] < float("inf")) or not (abs(exponent[r]) <= EXTEXP_EXPONENT_LIMIT):
+            raise ValueError(f"row {r}: the sum ({mantissa[r]}, {exponent[r]}) is outside the kernels' range")
+    cdef const twopass_f32_kernels* k = _table(level)
+    cdef int t = _threads(threads)
+    _calls[level] += 1
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        return
+    with nogil:
+        twopass_softmax_from_extsum_f32_rows(k, x.shape[0], x.shape[1], &x[0, 0], x.shape[1], &out[0, 0],
+                                             out.shape[1], &mantissa[0], &exponent[0], t)
 
 
 # ---- benchmarks ----
@@ -355,29 +459,37 @@ def extsum_f32_rows(const float[:, ::1] x, double[::1] mantissa, double[::1] exp
 BANDWIDTH_LOOPS = ("read", "copy", "copy_nt", "scale")
 
 
-def bandwidth_loop(str kind, float[::1] x, float[::1] y, long repeats=1):
+def bandwidth_loop(str kind, float[::1] x, float[::1] y, long repeats=1, int threads=1):
     """Run a memory-bandwidth loop `repeats` times without the GIL (benchmarks; needs AVX2):
-    read (sum x), copy (y = x), copy_nt (y = x, non-temporal stores), scale (x *= 1, in place)."""
-    cdef size_t n = x.shape[0]
+    read (sum x), copy (y = x), copy_nt (y = x, non-temporal stores), scale (x *= 1, in place);
+    with threads > 1, each thread takes an equal part of the arrays."""
+    cdef size_t n = x.shape[0], part, begin, length
     cdef long r
-    cdef int k = BANDWIDTH_LOOPS.index(kind)
+    cdef int k = BANDWIDTH_LOOPS.index(kind), i
     _table(1)
     if y.shape[0] != n or n == 0:
         raise ValueError("x and y must have the same, non-zero length")
-    with nogil:
-        for r in range(repeats):
+    if threads < 1 or <size_t>threads > n:
+        raise ValueError("threads must be between 1 and len(x)")
+    part = (n + threads - 1) // threads
+    for r in range(repeats):
+        for i in prange(threads, nogil=True, num_threads=threads, schedule="static", chunksize=1):
+            begin = i * part
+            length = min(part, n - begin) if begin < n else 0
+            if length == 0:
+                continue
             if k == 0:
-                twopass_bw_read__avx2(n, &x[0])
+                twopass_bw_read__avx2(length, &x[begin])
             elif k == 1:
-                twopass_bw_copy__avx2(n, &x[0], &y[0])
+                twopass_bw_copy__avx2(length, &x[begin], &y[begin])
             elif k == 2:
-                twopass_bw_copy_nt__avx2(n, &x[0], &y[0])
+                twopass_bw_copy_nt__avx2(length, &x[begin], &y[begin])
             else:
-                twopass_bw_scale__avx2(n, &x[0], 1.0)
+                twopass_bw_scale__avx2(length, &x[begin], 1.0)
 
 
 def benchmark_softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level,
-                               long repeats=1, variants=()):
+                               long repeats=1, variants=(), int threads=1):
     """softmax_f32_rows run `repeats` times in one call (no Python overhead between runs), with the
     level's default kernels or, for the tuning sweep, the named registry `variants` in their place."""
     cdef size_t count, i
@@ -400,7 +512,7 @@ def benchmark_softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int alg
     with nogil:
         for rep in range(repeats):
             twopass_softmax_f32_rows(&t, algorithm, x.shape[0], x.shape[1], &x[0, 0], x.shape[1],
-                                     &out[0, 0], out.shape[1])
+                                     &out[0, 0], out.shape[1], threads)
 
 
 # ---- cimport API (kernels.pxd) ----
@@ -412,7 +524,7 @@ cdef int softmax_f32_strided(size_t rows, size_t n, const float* x, ptrdiff_t x_
     if level < 1 or level > _best_level or algorithm < 0 or algorithm > 2:
         return -1
     twopass_softmax_f32_rows(twopass_f32_kernels_for(level), algorithm, rows, n, x, x_stride,
-                             out, out_stride)
+                             out, out_stride, 1)
     return 0
 
 
