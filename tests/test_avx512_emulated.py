@@ -702,3 +702,21 @@ def test_softmax_columns(emu, rows, cols):
     inplace = x.copy()
     emu.softmax_columns(inplace, inplace)
     np.testing.assert_array_equal(bits(inplace), bits(y))
+
+
+# ---------------------------------------------------------------------------------------------
+# Threads: the OpenMP drivers on the avx512f table give bitwise the one-thread results
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_threads_bitwise_the_same(emu, algorithm):
+    rng = np.random.default_rng(11)
+    for shape in ((1, 70_001), (3, 40_000), (64, 1000)):  # chunks of one slice; rows shared out whole
+        x = random_f32(rng, shape[0] * shape[1]).reshape(shape)
+        one = emu.softmax_rows(x, np.empty_like(x), algorithm, threads=1)
+        assert rel_err(one, ref_softmax(x)) <= RTOL
+        for threads in (2, 3):
+            np.testing.assert_array_equal(bits(emu.softmax_rows(x, np.empty_like(x), algorithm, threads=threads)),
+                                          bits(one))
+    x = random_f32(rng, 300 * 700).reshape(300, 700)  # three blocks of columns
+    one = emu.softmax_columns(x, np.empty_like(x), threads=1)
+    np.testing.assert_array_equal(bits(emu.softmax_columns(x, np.empty_like(x), threads=3)), bits(one))
