@@ -10,7 +10,7 @@ from twopass import _dispatch
 
 # The algorithm whose time each pass's variants change.
 ALGORITHM_OF = {"rmax": 1, "raddstoreexpminusmax": 1, "vscale": 1, "raddextexp": 0, "vscaleextexp": 0,
-                "raddexpminusmax": 2, "vscaleexpminusmax": 2}
+                "raddexpminusmax": 2, "vscaleexpminusmax": 2, "raddonline": 3}
 SIZES = {"L1": 2048, "L2": 32768, "L3": 1 << 20, "DRAM": 1 << 24}
 QUICK_SIZES = {"L1": 2048, "L2": 32768}
 

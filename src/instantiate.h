@@ -1,7 +1,7 @@
 /* Instantiation of the kernel templates, shared by the per-ISA kernel files.
  *
  * Included at the end of a file that defines VLEN and the templates rmax_impl, raddextexp_impl,
- * raddexpminusmax_impl, vscaleextexp_impl, vscale_impl and the *_columns_impl; that file then
+ * raddonline_impl, raddexpminusmax_impl, vscaleextexp_impl, vscale_impl and the *_columns_impl; that file then
  * expands its ISA's list
  * from kernels.h with DEFINE_R and DEFINE_V, giving one function per listed variant.
  */
@@ -13,6 +13,9 @@
 #define DEFINE_raddextexp_R(isa, U, ACC)                                                           \
     void TWOPASS_F32_RNAME(raddextexp, isa, U, ACC)(size_t n, const float* x, float sum[2])          \
     { raddextexp_impl(n, x, sum, U, ACC); }
+#define DEFINE_raddonline_R(isa, U, ACC)                                                           \
+    void TWOPASS_F32_RNAME(raddonline, isa, U, ACC)(size_t n, const float* x, float result[2])        \
+    { raddonline_impl(n, x, result, U, ACC); }
 #define DEFINE_raddexpminusmax_R(isa, U, ACC)                                                      \
     float TWOPASS_F32_RNAME(raddexpminusmax, isa, U, ACC)(size_t n, const float* x, float shift, float exponent) \
     { return raddexpminusmax_impl(n, x, NULL, shift, exponent, U, ACC, 0); }

@@ -3,6 +3,8 @@
  *   two-pass:             (M, E) = sum exp(x) as mantissa and exponent;  y = exp(x) / M * 2^-E
  *   three-pass reload:    m = max x;  y = exp(x - m), s = sum y;  y *= 1/s
  *   three-pass recompute: m = max x;  s = sum exp(x - m);  y = exp(x - m) * 1/s
+ *   online:               (m, s) = (max x, sum exp(x - m)) in one read, s rescaled by exp(m - m')
+ *                         whenever the running max grows to m';  y = exp(x - m) * 1/s
  *
  * exp(x - m) is evaluated as exp(x - shift) * 2^-exponent with shift + exponent * ln2 close to m
  * (see exp_shift): in float32, x - m itself would round (error up to |x - m| * 2^-24 relative).
@@ -18,6 +20,7 @@
  * max + log sum exp(x - max), three-pass), and log_softmax y = x - logsumexp(x).
  */
 #define _GNU_SOURCE /* M_LN2 */
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -196,6 +199,28 @@ static void chunk_extsum(void* ctx, size_t c)
     }
     s->acc[c] = acc;
 }
+/* (M, D) += (m, d) for online sums D = sum exp(x - M):  M' = max(M, m), D' = D e^(M - M') + d e^(m - M'). */
+static void online_merge(double* max, double* sum, double m, double d)
+{
+    if (m > *max) {
+        *sum = *sum * exp(*max - m) + d, *max = m;
+    } else {
+        *sum += d * exp(m - *max);
+    }
+}
+static void chunk_online(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    const size_t len = chunk_len(s, c);
+    const float* x = s->x + chunk_begin(s, c);
+    double max = -FLT_MAX, sum = 0.0;
+    for (size_t i = 0; i < len; i += TWOPASS_SUM_BLOCK) {
+        float block[2];
+        s->k->raddonline(block_len(len, i), x + i, block);
+        online_merge(&max, &sum, block[0], block[1]);
+    }
+    s->max[c] = (float)max, s->sum[c] = sum; /* max is one of the x: exact */
+}
 static void chunk_sum_exp(void* ctx, size_t c)
 {
     struct slice* s = ctx;
@@ -295,6 +320,29 @@ static void softmax_three_pass_reload(struct slice* s)
     run_chunks(s, chunk_scale);
 }
 
+/* Pass 1 of online: (max, sum exp(x - max)). Returns 0 if the slice holds NaN or +inf, or only -inf
+ * (then the caller uses three-pass, whose answers are SciPy's there). */
+static int slice_online(struct slice* s, double* max, double* sum)
+{
+    run_chunks(s, chunk_online);
+    *max = -FLT_MAX, *sum = 0.0;
+    for (size_t c = 0; c < s->chunks; c++) online_merge(max, sum, s->max[c], s->sum[c]);
+    return *sum >= 1.0 && *sum < INFINITY; /* the max contributes exp(0) = 1; NaN fails too */
+}
+
+static void softmax_online(struct slice* s)
+{
+    double max, sum;
+    if (!slice_online(s, &max, &sum)) {
+        softmax_three_pass_recompute(s);
+        return;
+    }
+    /* pass 2 evaluates exp(x - shift) 2^-exponent = exp(x - max) exp(max - shift - exponent ln2) */
+    exp_shift(s, (float)max);
+    s->scale = (float)(1.0 / (sum * exp(max - s->shift - s->exponent * M_LN2)));
+    run_chunks(s, chunk_scale_exp);
+}
+
 /* Pass 1 of two-pass: sum exp(x) = mantissa * 2^exponent. Returns 0 if the slice holds NaN or +inf
  * or its max lies beyond the exact range of the exponents (then the caller uses three-pass). */
 static int slice_extsum(struct slice* s, double* mantissa, double* exponent)
@@ -355,6 +403,10 @@ static double logsumexp_slice(struct slice* s, enum twopass_algorithm algorithm)
     if (algorithm == TWOPASS_TWO_PASS && slice_extsum(s, &mantissa, &exponent)) {
         return log(mantissa) + exponent * M_LN2;
     }
+    double max, sum;
+    if (algorithm == TWOPASS_ONLINE && slice_online(s, &max, &sum)) {
+        return max + log(sum);
+    }
     return logsumexp_three_pass(s);
 }
 
@@ -400,6 +452,9 @@ static void softmax_slice(struct slice* s, enum twopass_algorithm algorithm)
         break;
     case TWOPASS_THREE_PASS_RECOMPUTE:
         softmax_three_pass_recompute(s);
+        break;
+    case TWOPASS_ONLINE:
+        softmax_online(s);
         break;
     case TWOPASS_TWO_PASS:
     default:

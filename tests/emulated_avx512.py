@@ -39,7 +39,7 @@ SHIM_DIR = Path(__file__).resolve().parent / "avx512_emulation"
 LEVEL_AVX2, LEVEL_AVX512F = 1, 2
 # enum twopass_f32_op order (TWOPASS_F32_OPS in kernels.h), as the installed extension reports it
 OPS = tuple(__import__("twopass.kernels").kernels.OP_NAMES)
-ALGORITHMS = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2}
+ALGORITHMS = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2, "online": 3}
 
 BASE_FLAGS = ["-O2", "-fPIC", "-fno-math-errno", "-Werror=implicit-function-declaration",
               "-DTWOPASS_HAVE_X86_KERNELS", "-I" + str(ROOT / "include")]
@@ -182,6 +182,7 @@ _FN_TYPES = {  # include/twopass/kernels.h
     "vscaleexpminusmax": ctypes.CFUNCTYPE(None, _N, _P, _P, _F, _F, _F),
     "vscale": ctypes.CFUNCTYPE(None, _N, _P, _P, _F),
     "vsubc": ctypes.CFUNCTYPE(None, _N, _P, _P, _F, _F),
+    "raddonline": ctypes.CFUNCTYPE(None, _N, _P, _P),
     "raddextexp_columns": ctypes.CFUNCTYPE(None, _N, _N, _P, ctypes.c_ssize_t, _P, _P),
     "vscaleextexp_columns": ctypes.CFUNCTYPE(None, _N, _N, _P, ctypes.c_ssize_t, _P, ctypes.c_ssize_t, _P, _P),
 }
@@ -222,7 +223,7 @@ class Kernel:
         op = self.op
         if op == "rmax":
             return self.fn(n, px)
-        if op == "raddextexp":
+        if op in ("raddextexp", "raddonline"):
             out = np.zeros(2, np.float32)
             self.fn(n, px, out.ctypes.data)
             return float(out[0]), float(out[1])
@@ -448,7 +449,7 @@ def guard_page_main(max_tail=40):
             args = {"rmax": (), "raddextexp": (), "vscaleextexp": (y, 1.0, 3.0),
                     "raddexpminusmax": (0.0, 14.0), "raddstoreexpminusmax": (y, 0.0, 14.0),
                     "vscaleexpminusmax": (y, 0.0, 14.0, 0.5), "vscale": (y, 0.5),
-                    "vsubc": (y, 1.5, 1e-6)}[k.op]
+                    "vsubc": (y, 1.5, 1e-6), "raddonline": ()}[k.op]
             k(x, *args)
     print(f"ok: {len(cases) * 2} calls, no access outside the arrays")
     return 0

@@ -41,7 +41,7 @@ LN2 = float(np.log(2.0))
 LOG2E_F32 = F32(float.fromhex("0x1.715476p+0"))
 EXP_SHIFT_LIMIT = F32(2.0 ** 21)
 RTOL = 1e-6
-ALGORITHMS = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2}
+ALGORITHMS = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2, "online": 3}
 REQUIRE = os.environ.get("TWOPASS_REQUIRE_EMULATION") == "1"
 
 
@@ -373,13 +373,13 @@ def test_canary_kernels(emu, variant):
         args = {"rmax": (), "raddextexp": (), "raddexpminusmax": (shift, exponent),
                 "raddstoreexpminusmax": (y, shift, exponent), "vscaleextexp": (y, 1.0, exponent),
                 "vscaleexpminusmax": (y, shift, exponent, 0.5), "vscale": (y, 0.5),
-                "vsubc": (y, 1.5, 1e-6)}[k.op]
-        returned = k(x, *args)  # a float, a (mantissa, exponent) pair, or None
+                "vsubc": (y, 1.5, 1e-6), "raddonline": ()}[k.op]
+        returned = k(x, *args)  # a float, a (mantissa, exponent) or (max, sum) pair, or None
         result = [] if returned is None else list(np.atleast_1d(returned))
-        if k.op not in ("rmax", "raddextexp", "raddexpminusmax"):
+        if k.op not in ("rmax", "raddextexp", "raddexpminusmax", "raddonline"):
             result += list(y)
         np.testing.assert_array_equal(bits(xbuf), x_before, err_msg=f"{what}: x was written")
-        if k.op in ("rmax", "raddextexp", "raddexpminusmax"):
+        if k.op in ("rmax", "raddextexp", "raddexpminusmax", "raddonline"):
             assert np.all(bits(ybuf) == Y_SENTINEL)
         else:
             _check_frame(ybuf, n, Y_SENTINEL, what)

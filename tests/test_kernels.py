@@ -73,6 +73,11 @@ def test_kernel_variant(variant):
         elif op == "vsubc":
             run(name, x, y, 1.5, 2.0**-20)
             np.testing.assert_array_equal(y, (x - np.float32(1.5)) - np.float32(2.0**-20))
+        elif op == "raddonline":
+            max_, sum_ = run(name, x, y)
+            assert max_ == m
+            expected = math.fsum(np.exp(x64 - m))
+            assert abs(sum_ - expected) <= 1e-6 * expected
         else:
             raise AssertionError(f"untested op {op}")
         assert_canaries(xbuf)
@@ -86,7 +91,7 @@ def test_every_op_of_every_level_is_tested():
 
 
 @pytest.mark.parametrize("level", twopass.available_levels()[1:])
-@pytest.mark.parametrize("algorithm", [0, 1, 2])
+@pytest.mark.parametrize("algorithm", [0, 1, 2, 3])
 def test_softmax_rows_stay_inside_their_arrays(level, algorithm):
     """Every tail length on every kernel level: nothing before or after x or out is written."""
     kernels = _dispatch._kernels

@@ -13,6 +13,8 @@
  *   vscaleexpminusmax     y_i = e_i * scale                              (three-pass recompute, pass 3)
  *   vscale                y_i = x_i * scale                              (three-pass reload, pass 3)
  *   vsubc                 y_i = (x_i - c_hi) - c_lo                      (log_softmax, last pass)
+ *   raddonline            result = (m, sum_i exp(x_i - m)) with m = max_i x_i, in one read: the
+ *                         online normaliser, rescaling its running sum as the max grows (online, pass 1)
  *
  * Columns (softmax over a non-contiguous axis without a transposing copy): each lane follows its own
  * column of a (rows x width) block whose rows are `ld` floats apart, width <= the variant's u:
@@ -44,6 +46,7 @@ typedef void twopass_f32_vscaleexpminusmax_fn(size_t n, const float* x, float* y
                                               float scale);
 typedef void twopass_f32_vscale_fn(size_t n, const float* x, float* y, float scale);
 typedef void twopass_f32_vsubc_fn(size_t n, const float* x, float* y, float c_hi, float c_lo);
+typedef void twopass_f32_raddonline_fn(size_t n, const float* x, float result[2]);
 typedef void twopass_f32_raddextexp_columns_fn(size_t rows, size_t width, const float* x, ptrdiff_t ld,
                                                float* mantissa, float* exponent);
 typedef void twopass_f32_vscaleextexp_columns_fn(size_t rows, size_t width, const float* x, ptrdiff_t x_ld,
@@ -53,7 +56,8 @@ typedef void twopass_f32_vscaleextexp_columns_fn(size_t rows, size_t width, cons
 /* The passes, in the order of the fields of struct twopass_f32_kernels. */
 #define TWOPASS_F32_OPS(OP)                                                                        \
     OP(rmax) OP(raddextexp) OP(vscaleextexp) OP(raddexpminusmax) OP(raddstoreexpminusmax)          \
-    OP(vscaleexpminusmax) OP(vscale) OP(vsubc) OP(raddextexp_columns) OP(vscaleextexp_columns)
+    OP(vscaleexpminusmax) OP(vscale) OP(vsubc) OP(raddonline) OP(raddextexp_columns)                \
+    OP(vscaleextexp_columns)
 
 /* Every compiled variant, one list per ISA. R(op, isa, unroll, accumulators) is a reduction,
  * V(op, isa, unroll) an elementwise pass. The first variant listed for an (op, isa) is the one the
@@ -69,6 +73,7 @@ typedef void twopass_f32_vscaleextexp_columns_fn(size_t rows, size_t width, cons
     V(vscaleexpminusmax, avx512f, 64)                                                              \
     V(vscale, avx512f, 64)                                                                         \
     V(vsubc, avx512f, 64)                                                                          \
+    R(raddonline, avx512f, 128, 1)                                                                 \
     V(raddextexp_columns, avx512f, 256)                                                            \
     V(vscaleextexp_columns, avx512f, 256)                                                          \
     R(rmax, avx512f, 64, 2)                                                                        \
@@ -80,7 +85,9 @@ typedef void twopass_f32_vscaleextexp_columns_fn(size_t rows, size_t width, cons
     R(raddstoreexpminusmax, avx512f, 64, 2)                                                        \
     R(raddstoreexpminusmax, avx512f, 192, 3)                                                       \
     V(vscaleexpminusmax, avx512f, 128)                                                             \
-    V(vscale, avx512f, 128)
+    V(vscale, avx512f, 128)                                                                        \
+    R(raddonline, avx512f, 64, 1)                                                                  \
+    R(raddonline, avx512f, 128, 2)
 
 #define TWOPASS_F32_AVX2_KERNELS(R, V)                                                             \
     R(rmax, avx2, 64, 4)                                                                           \
@@ -91,6 +98,7 @@ typedef void twopass_f32_vscaleextexp_columns_fn(size_t rows, size_t width, cons
     V(vscaleexpminusmax, avx2, 32)                                                                 \
     V(vscale, avx2, 32)                                                                            \
     V(vsubc, avx2, 32)                                                                             \
+    R(raddonline, avx2, 64, 1)                                                                     \
     V(raddextexp_columns, avx2, 256)                                                               \
     V(vscaleextexp_columns, avx2, 256)                                                             \
     R(rmax, avx2, 32, 2)                                                                           \
@@ -102,7 +110,9 @@ typedef void twopass_f32_vscaleextexp_columns_fn(size_t rows, size_t width, cons
     R(raddstoreexpminusmax, avx2, 32, 2)                                                           \
     R(raddstoreexpminusmax, avx2, 96, 3)                                                           \
     V(vscaleexpminusmax, avx2, 64)                                                                 \
-    V(vscale, avx2, 64)
+    V(vscale, avx2, 64)                                                                            \
+    R(raddonline, avx2, 32, 1)                                                                     \
+    R(raddonline, avx2, 64, 2)
 
 #define TWOPASS_F32_KERNELS(R, V) TWOPASS_F32_AVX512F_KERNELS(R, V) TWOPASS_F32_AVX2_KERNELS(R, V)
 

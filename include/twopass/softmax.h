@@ -60,6 +60,7 @@ struct twopass_f32_kernels {
     twopass_f32_vscaleexpminusmax_fn* vscaleexpminusmax;
     twopass_f32_vscale_fn* vscale;
     twopass_f32_vsubc_fn* vsubc;
+    twopass_f32_raddonline_fn* raddonline;
     twopass_f32_raddextexp_columns_fn* raddextexp_columns;
     twopass_f32_vscaleextexp_columns_fn* vscaleextexp_columns;
     size_t columns_width; /* most columns one call of the *_columns kernels takes */
@@ -76,7 +77,8 @@ enum twopass_algorithm {
     TWOPASS_TWO_PASS = 0,
     TWOPASS_THREE_PASS_RELOAD = 1,
     TWOPASS_THREE_PASS_RECOMPUTE = 2,
-    TWOPASS_ALGORITHM_COUNT = 3
+    TWOPASS_ONLINE = 3, /* the online normaliser: max and sum in one read, then y = exp(x - max) / sum */
+    TWOPASS_ALGORITHM_COUNT = 4
 };
 
 /* Elements per block of the sums: each block is summed in float32 vector accumulators, and the

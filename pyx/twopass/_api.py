@@ -31,8 +31,8 @@ def _axes(axis, ndim):
     return normalize_axis_tuple(axis, ndim)
 
 
-ALGORITHMS = ("auto", "two_pass", "three_pass_reload", "three_pass_recompute")
-_KERNEL_ALGORITHM = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2}
+ALGORITHMS = ("auto", "two_pass", "three_pass_reload", "three_pass_recompute", "online")
+_KERNEL_ALGORITHM = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2, "online": 3}
 # Calls served by the NumPy fallback (the kernels count theirs in twopass.kernels).
 fallback_calls = {"python": 0}
 

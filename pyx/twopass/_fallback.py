@@ -1,4 +1,4 @@
-"""Pure NumPy versions of the three algorithms: the "python" level, the float64 path, and the
+"""Pure NumPy versions of the four algorithms: the "python" level, the float64 path, and the
 oracle the tests compare the kernels with.
 
 They work on C-contiguous (rows, n) float arrays and compute in float64 (or longdouble for
@@ -93,10 +93,39 @@ def _two_pass(x, out):
         out[invalid] = fixed
 
 
+def _online_sums(x):
+    """Pass 1 of the online normaliser: per row, the max m and d = sum exp(x - m) in one read, tile
+    by tile: m' = max(m, max of the tile), d <- d exp(m - m') + sum exp(x - m'). Rows with NaN,
+    +inf or only -inf come out invalid (d not in [1, inf))."""
+    rows, n = x.shape
+    m, d = np.full(rows, -np.inf), np.zeros(rows)
+    for rs, cols in _tiles(rows, n):
+        for c in cols:
+            xc = _work(x[rs, c])
+            m_new = np.maximum(m[rs], xc.max(axis=1))
+            base = np.where(np.isfinite(m_new), m_new, 0.0)  # all -inf so far: d stays 0
+            d[rs] = d[rs] * np.exp(m[rs] - base) + np.exp(xc - base[:, None]).sum(axis=1)
+            m[rs] = m_new
+    return m, d, (d >= 1.0) & (d < np.inf)
+
+
+def _online(x, out):
+    m, d, valid = _online_sums(x)
+    if not valid.all():  # NaN, +inf, all -inf: three-pass gives SciPy's answers
+        fixed = np.empty((int((~valid).sum()), x.shape[1]), dtype=out.dtype)
+        _three_pass_recompute(np.ascontiguousarray(x[~valid]), fixed)
+    for rs, cols in _tiles(*x.shape):
+        for c in cols:
+            out[rs, c] = np.exp(_work(x[rs, c]) - m[rs, None]) / d[rs, None]
+    if not valid.all():
+        out[~valid] = fixed
+
+
 ALGORITHMS = {
     "two_pass": _two_pass,
     "three_pass_reload": _three_pass_reload,
     "three_pass_recompute": _three_pass_recompute,
+    "online": _online,
 }
 
 
@@ -133,6 +162,11 @@ def log_softmax_rows(x, out, algorithm):
             _extsum_valid(x, mantissa, exponent)
             valid = _valid(mantissa, exponent)
             lse = np.log(np.where(valid, mantissa, 1.0)) + np.where(valid, exponent, 0.0) * LN2
+            if not valid.all():
+                lse[~valid] = _row_logsumexp(np.ascontiguousarray(x[~valid]))
+        elif algorithm == "online":
+            m, d, valid = _online_sums(x)
+            lse = m + np.log(np.where(valid, d, 1.0))
             if not valid.all():
                 lse[~valid] = _row_logsumexp(np.ascontiguousarray(x[~valid]))
         else:

@@ -16,6 +16,7 @@ cdef enum Algorithm:
     TWO_PASS = 0
     THREE_PASS_RELOAD = 1
     THREE_PASS_RECOMPUTE = 2
+    ONLINE = 3
 
 cdef enum Level:
     LEVEL_DEFAULT = -1

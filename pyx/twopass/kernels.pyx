@@ -46,6 +46,7 @@ cdef extern from "twopass/softmax.h" nogil:
         void (*vscaleexpminusmax)(size_t n, const float* x, float* y, float shift, float exponent, float scale) noexcept nogil
         void (*vscale)(size_t n, const float* x, float* y, float scale) noexcept nogil
         void (*vsubc)(size_t n, const float* x, float* y, float c_hi, float c_lo) noexcept nogil
+        void (*raddonline)(size_t n, const float* x, float* result) noexcept nogil
         size_t columns_width
         const char** names
     const twopass_f32_kernels* twopass_f32_kernels_for(int level)
@@ -87,9 +88,10 @@ cdef extern from "twopass/bandwidth.h" nogil:
 
 LEVEL_NAMES = ("python", "avx2", "avx512f")
 OP_NAMES = ("rmax", "raddextexp", "vscaleextexp", "raddexpminusmax", "raddstoreexpminusmax",
-            "vscaleexpminusmax", "vscale", "vsubc", "raddextexp_columns", "vscaleextexp_columns")
+            "vscaleexpminusmax", "vscale", "vsubc", "raddonline", "raddextexp_columns", "vscaleextexp_columns")
 # Ops run_kernel can call on one 1-D array (the *_columns kernels are tested through their driver).
-ROW_OPS = OP_NAMES[:8]
+ROW_OPS = OP_NAMES[:9]
+ALGORITHM_COUNT = 4  # 0 two_pass, 1 three_pass_reload, 2 three_pass_recompute, 3 online
 
 cdef twopass_cpu_features _features
 twopass_detect_cpu(&_features)
@@ -203,7 +205,7 @@ cdef const twopass_f32_kernels* _table(int level) except NULL:
 cdef _rows_f32(bint log, const float[:, ::1] x, float[:, ::1] out, int algorithm, int level, threads):
     if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1]:
         raise ValueError(f"out has shape {(out.shape[0], out.shape[1])}, expected {(x.shape[0], x.shape[1])}")
-    if algorithm < 0 or algorithm > 2:
+    if algorithm < 0 or algorithm >= ALGORITHM_COUNT:
         raise ValueError(f"unknown algorithm {algorithm}")
     cdef const twopass_f32_kernels* k = _table(level)
     cdef int t = _threads(threads)
@@ -233,7 +235,8 @@ def log_softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm
 def run_kernel(str name, const float[::1] x, float[::1] y, float a=0.0, float b=0.0, float c=0.0):
     """Run one registered kernel variant on x (tests and the benchmark sweep); len(x) >= 1.
 
-    rmax returns max x; raddextexp returns (mantissa, exponent); raddexpminusmax(shift=a,
+    rmax returns max x; raddextexp returns (mantissa, exponent); raddonline returns (max, sum
+    exp(x - max)); raddexpminusmax(shift=a,
     exponent=b) returns the sum; raddstoreexpminusmax(a, b) also writes y; vscaleextexp(scale=a,
     exponent=b), vscaleexpminusmax(shift=a, exponent=b, scale=c), vscale(scale=a) and vsubc(c_hi=a, c_lo=b)
     write y.
@@ -274,9 +277,11 @@ def run_kernel(str name, const float[::1] x, float[::1] y, float a=0.0, float b=
             t.vscaleexpminusmax(n, &x[0], &y[0], a, b, c)
         elif op == 6:
             t.vscale(n, &x[0], &y[0], a)
-        else:
+        elif op == 7:
             t.vsubc(n, &x[0], &y[0], a, b)
-    if op == 1:
+        else:
+            t.raddonline(n, &x[0], pair)
+    if op == 1 or op == 8:
         return (pair[0], pair[1])
     return result
 
@@ -287,7 +292,8 @@ cdef object _level_var = None        # twopass._dispatch's ContextVar of the lev
 cdef object _slow_softmax = None     # twopass._api.softmax: every case the fast path does not take
 cdef object _slow_log_softmax = None
 cdef cnp.npy_intp _auto_two_pass_from = 1 << 62  # auto: two_pass for rows at least this long
-cdef dict _ALGORITHM_INDEX = {"auto": -1, "two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2}
+cdef dict _ALGORITHM_INDEX = {"auto": -1, "two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2,
+                              "online": 3}
 cdef dict _LEVEL_INDEX = {"python": 0, "avx2": 1, "avx512f": 2}
 
 
@@ -498,7 +504,7 @@ def benchmark_softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int alg
     cdef long rep
     if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1] or x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError("x and out must have the same, non-empty shape")
-    if algorithm < 0 or algorithm > 2:
+    if algorithm < 0 or algorithm >= ALGORITHM_COUNT:
         raise ValueError(f"unknown algorithm {algorithm}")
     for name in variants:
         for i in range(count):
@@ -521,7 +527,7 @@ cdef int softmax_f32_strided(size_t rows, size_t n, const float* x, ptrdiff_t x_
                              float* out, ptrdiff_t out_stride, int algorithm, int level) noexcept nogil:
     if level == LEVEL_DEFAULT:
         level = _default_level
-    if level < 1 or level > _best_level or algorithm < 0 or algorithm > 2:
+    if level < 1 or level > _best_level or algorithm < 0 or algorithm > 3:
         return -1
     twopass_softmax_f32_rows(twopass_f32_kernels_for(level), algorithm, rows, n, x, x_stride,
                              out, out_stride, 1)
@@ -532,6 +538,6 @@ cdef int softmax_f32(const float[:, ::1] x, float[:, ::1] out, int algorithm, in
     if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1]:
         return -1
     if x.shape[0] == 0 or x.shape[1] == 0:
-        return 0 if (algorithm >= 0 and algorithm <= 2) else -1
+        return 0 if (algorithm >= 0 and algorithm <= 3) else -1
     return softmax_f32_strided(x.shape[0], x.shape[1], &x[0, 0], x.shape[1], &out[0, 0],
                                out.shape[1], algorithm, level)

@@ -5,6 +5,7 @@
  * accumulator j % ACC, then whole vectors, then one masked vector for the last n % 8 floats
  * (maskload/maskstore never touch memory past the end). TWOPASS_F32_AVX2_KERNELS lists the instances.
  */
+#include <float.h>
 #include <math.h>
 #include "twopass/kernels.h"
 #include "f32_exp_avx2.h"
@@ -101,6 +102,51 @@ TWOPASS_INLINE void raddextexp_impl(size_t n, const float* x, float* sum, const 
     }
     sum[0] = hsum_f32x8(total);
     sum[1] = emax;
+}
+
+/* Online normaliser (Milakov and Gimelshein 2018), per lane and accumulator: a running max m and
+ * d = sum exp(x - m); a larger max m' rescales d:  d <- d exp(m - m') + sum_j exp(x_j - m').
+ * m starts at -FLT_MAX, so m - m' and x - m' are never inf - inf (an -inf x gives 0); NaN or +inf
+ * make d NaN. result = (max, sum exp(x - max)). */
+TWOPASS_INLINE void raddonline_impl(size_t n, const float* x, float* result, const size_t U, const size_t ACC)
+{
+    const size_t NV = U / VLEN;
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 m[TWOPASS_MAX_ACC], d[TWOPASS_MAX_ACC];
+    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) {
+        m[k] = _mm256_set1_ps(-FLT_MAX);
+        d[k] = zero;
+    }
+    for (; n >= U; n -= U, x += U) {
+        __m256 v[TWOPASS_MAX_VECTORS], mn[TWOPASS_MAX_ACC];
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) v[j] = _mm256_loadu_ps(x + j * VLEN);
+        TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) mn[k] = m[k];
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) mn[j % ACC] = _mm256_max_ps(mn[j % ACC], v[j]);
+        TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) d[k] = _mm256_mul_ps(d[k], f32x8_exp_shifted(m[k], mn[k], zero));
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
+            d[j % ACC] = _mm256_add_ps(d[j % ACC], f32x8_exp_shifted(v[j], mn[j % ACC], zero));
+        }
+        TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) m[k] = mn[k];
+    }
+    for (; n != 0;) {
+        /* one vector at a time; lanes past the end read as -inf, which changes neither m nor d */
+        const __m256i mask = n >= VLEN ? _mm256_set1_epi32(-1) : f32x8_tail_mask(n);
+        const __m256 v = load_tail(x, mask, _mm256_set1_ps(-INFINITY));
+        const __m256 mn = _mm256_max_ps(m[0], v);
+        d[0] = _mm256_add_ps(_mm256_mul_ps(d[0], f32x8_exp_shifted(m[0], mn, zero)), f32x8_exp_shifted(v, mn, zero));
+        m[0] = mn;
+        const size_t step = n >= VLEN ? VLEN : n;
+        n -= step, x += step;
+    }
+    __m256 mmax = m[0];
+    TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) mmax = _mm256_max_ps(mmax, m[k]);
+    const float max = hmax_f32x8(mmax);
+    __m256 total = zero;
+    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) {
+        total = _mm256_add_ps(total, _mm256_mul_ps(d[k], f32x8_exp_shifted(m[k], _mm256_set1_ps(max), zero)));
+    }
+    result[0] = max;
+    result[1] = hsum_f32x8(total);
 }
 
 /* y = p * scale * 2^(n - exponent), flushed to 0 below 2^-126. */

@@ -86,6 +86,51 @@ TWOPASS_INLINE void raddextexp_impl(size_t n, const float* x, float* sum, const 
     sum[1] = emax;
 }
 
+/* Online normaliser (Milakov and Gimelshein 2018), per lane and accumulator: a running max m and
+ * d = sum exp(x - m); a larger max m' rescales d:  d <- d exp(m - m') + sum_j exp(x_j - m').
+ * m starts at -FLT_MAX, so m - m' and x - m' are never inf - inf (an -inf x gives 0); NaN or +inf
+ * make d NaN. result = (max, sum exp(x - max)). */
+TWOPASS_INLINE void raddonline_impl(size_t n, const float* x, float* result, const size_t U, const size_t ACC)
+{
+    const size_t NV = U / VLEN;
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 m[TWOPASS_MAX_ACC], d[TWOPASS_MAX_ACC];
+    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) {
+        m[k] = _mm512_set1_ps(-FLT_MAX);
+        d[k] = zero;
+    }
+    for (; n >= U; n -= U, x += U) {
+        __m512 v[TWOPASS_MAX_VECTORS], mn[TWOPASS_MAX_ACC];
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) v[j] = _mm512_loadu_ps(x + j * VLEN);
+        TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) mn[k] = m[k];
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) mn[j % ACC] = _mm512_max_ps(mn[j % ACC], v[j]);
+        TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) d[k] = _mm512_mul_ps(d[k], f32x16_exp_shifted(m[k], mn[k], zero));
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
+            d[j % ACC] = _mm512_add_ps(d[j % ACC], f32x16_exp_shifted(v[j], mn[j % ACC], zero));
+        }
+        TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) m[k] = mn[k];
+    }
+    for (; n != 0;) {
+        /* one vector at a time; lanes past the end read as -inf, which changes neither m nor d */
+        const __mmask16 mask = n >= VLEN ? (__mmask16)0xFFFF : f32x16_tail_mask(n);
+        const __m512 v = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), mask, _mm512_maskz_loadu_ps(mask, x));
+        const __m512 mn = _mm512_max_ps(m[0], v);
+        d[0] = _mm512_add_ps(_mm512_mul_ps(d[0], f32x16_exp_shifted(m[0], mn, zero)), f32x16_exp_shifted(v, mn, zero));
+        m[0] = mn;
+        const size_t step = n >= VLEN ? VLEN : n;
+        n -= step, x += step;
+    }
+    __m512 mmax = m[0];
+    TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) mmax = _mm512_max_ps(mmax, m[k]);
+    const float max = _mm512_reduce_max_ps(mmax);
+    __m512 total = zero;
+    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) {
+        total = _mm512_add_ps(total, _mm512_mul_ps(d[k], f32x16_exp_shifted(m[k], _mm512_set1_ps(max), zero)));
+    }
+    result[0] = max;
+    result[1] = _mm512_reduce_add_ps(total);
+}
+
 /* y = p * scale * 2^(n - exponent), flushed to 0 below 2^-126. */
 TWOPASS_INLINE void vscaleextexp_impl(size_t n, const float* x, float* y, float scale, float exponent, const size_t U)
 {
