@@ -55,4 +55,10 @@
                                                          const float* scale, const float* exponent)   \
     { vscaleextexp_columns_impl(rows, width, x, x_ld, y, y_ld, scale, exponent, U); }
 
+#define DEFINE_vsubc_columns_V(isa, U)                                                             \
+    void TWOPASS_F32_VNAME(vsubc_columns, isa, U)(size_t rows, size_t width, const float* x,         \
+                                                  ptrdiff_t x_ld, float* y, ptrdiff_t y_ld,          \
+                                                  const float* c_hi, const float* c_lo)              \
+    { vsubc_columns_impl(rows, width, x, x_ld, y, y_ld, c_hi, c_lo, U); }
+
 #endif /* TWOPASS_INSTANTIATE_H */

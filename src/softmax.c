@@ -586,10 +586,19 @@ struct columns_job {
     ptrdiff_t x_ld;
     float* y;
     ptrdiff_t y_ld;
+    int log;    /* log_softmax, else softmax */
     int failed; /* set (atomically) when scratch memory runs out */
 };
 
-/* Two-pass down the columns c0 .. c0 + width of one block (width <= the kernels' columns_width). */
+/* Column j of a block, copied out (for the rare columns two-pass cannot take). */
+static void copy_column(const struct columns_job* job, size_t c, float* column)
+{
+    for (size_t r = 0; r < job->rows; r++) column[r] = job->x[(ptrdiff_t)r * job->x_ld + c];
+}
+
+/* One block of columns c0 .. c0 + width (width <= the kernels' columns_width). Pass 1: the
+ * extended sums down the columns, over blocks of rows merged per column in double as in
+ * chunk_extsum(). Pass 2: softmax scales exp(x) by them; log_softmax subtracts their logarithm. */
 static void columns_block(void* ctx, size_t block)
 {
     enum { MAX_WIDTH = TWOPASS_MAX_COLUMNS };
@@ -597,67 +606,90 @@ static void columns_block(void* ctx, size_t block)
     const struct twopass_f32_kernels* k = job->k;
     const size_t rows = job->rows, c0 = block * k->columns_width;
     const size_t width = job->cols - c0 < k->columns_width ? job->cols - c0 : k->columns_width;
-    const float* x = job->x;
-    float* y = job->y;
+    const float* x = job->x + c0;
+    float* y = job->y + c0;
     struct extsum_acc acc[MAX_WIDTH];
-    float scale[MAX_WIDTH], block_exponent[MAX_WIDTH];
+    float a[MAX_WIDTH], b[MAX_WIDTH]; /* pass 2's per-column constants */
     int valid[MAX_WIDTH];
     for (size_t j = 0; j < width; j++) {
         acc[j] = EXTSUM_EMPTY;
     }
-    /* pass 1 over blocks of rows, merged per column in double as in chunk_extsum() */
     for (size_t r0 = 0; r0 < rows; r0 += TWOPASS_COLUMN_SUM_BLOCK) {
         float m[MAX_WIDTH], e[MAX_WIDTH];
         const size_t block_rows = rows - r0 < TWOPASS_COLUMN_SUM_BLOCK ? rows - r0 : TWOPASS_COLUMN_SUM_BLOCK;
-        k->raddextexp_columns(block_rows, width, x + (ptrdiff_t)r0 * job->x_ld + c0, job->x_ld, m, e);
+        k->raddextexp_columns(block_rows, width, x + (ptrdiff_t)r0 * job->x_ld, job->x_ld, m, e);
         for (size_t j = 0; j < width; j++) {
             extsum_add(&acc[j], m[j], e[j]);
         }
     }
+    float* scratch = NULL; /* one column */
     for (size_t j = 0; j < width; j++) {
-        int q = 0;
         valid[j] = extsum_done(&acc[j]);
-        const double f = valid[j] ? frexp(acc[j].mantissa, &q) : 1.0;
-        scale[j] = (float)(1.0 / f), block_exponent[j] = (float)(acc[j].exponent + q);
-    }
-    /* Columns two-pass cannot take: copied out, computed by three-pass, copied back. Pass 2
-     * below never touches them, so this is safe in place too. */
-    float* scratch = NULL;
-    for (size_t j = 0; j < width; j++) {
-        if (valid[j]) {
-            continue;
-        }
-        if (scratch == NULL && (scratch = malloc(sizeof(float) * rows)) == NULL) {
+        if (!valid[j] && scratch == NULL && (scratch = malloc(sizeof(float) * rows)) == NULL) {
             __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
             return;
         }
-        for (size_t r = 0; r < rows; r++) scratch[r] = x[(ptrdiff_t)r * job->x_ld + c0 + j];
-        struct slice s;
-        slice_init(&s, k, rows, scratch, scratch, 1);
-        softmax_three_pass_recompute(&s);
-        for (size_t r = 0; r < rows; r++) y[(ptrdiff_t)r * job->y_ld + c0 + j] = scratch[r];
+        if (job->log) {
+            /* logsumexp = log(M) + E ln2, or three-pass on a copy (NaN, +-inf, huge), as hi + lo */
+            double lse;
+            if (valid[j]) {
+                lse = log(acc[j].mantissa) + acc[j].exponent * M_LN2;
+            } else {
+                struct slice s;
+                copy_column(job, c0 + j, scratch);
+                slice_init(&s, k, rows, scratch, NULL, 1);
+                lse = logsumexp_three_pass(&s);
+            }
+            a[j] = (float)lse, b[j] = isfinite(lse) ? (float)(lse - a[j]) : 0.0f;
+        } else if (valid[j]) {
+            int q; /* M = f * 2^q: scale by 1/f and 2^-(E + q), as softmax_scale_extexp */
+            const double f = frexp(acc[j].mantissa, &q);
+            a[j] = (float)(1.0 / f), b[j] = (float)(acc[j].exponent + q);
+        } else {
+            /* softmax by three-pass on a copy, written back; pass 2 below skips the column, so
+             * this is safe in place too */
+            struct slice s;
+            copy_column(job, c0 + j, scratch);
+            slice_init(&s, k, rows, scratch, scratch, 1);
+            softmax_three_pass_recompute(&s);
+            for (size_t r = 0; r < rows; r++) y[(ptrdiff_t)r * job->y_ld + j] = scratch[r];
+        }
     }
     free(scratch);
-    /* pass 2 on each run of valid columns */
-    for (size_t j = 0; j < width;) {
+    if (job->log) {
+        k->vsubc_columns(rows, width, x, job->x_ld, y, job->y_ld, a, b);
+        return;
+    }
+    for (size_t j = 0; j < width;) { /* softmax pass 2 on each run of valid columns */
         size_t end = j;
         while (end < width && valid[end]) end++;
         if (end > j) {
-            k->vscaleextexp_columns(rows, end - j, x + c0 + j, job->x_ld, y + c0 + j, job->y_ld, scale + j,
-                                    block_exponent + j);
+            k->vscaleextexp_columns(rows, end - j, x + j, job->x_ld, y + j, job->y_ld, a + j, b + j);
         }
         j = end + 1;
     }
 }
 
+static int run_columns(struct columns_job* job, int threads)
+{
+    if (job->rows == 0) {
+        return 0;
+    }
+    const size_t blocks = (job->cols + job->k->columns_width - 1) / job->k->columns_width;
+    parallel_for(useful_threads(threads, job->rows * job->cols), blocks, columns_block, job);
+    return job->failed ? -1 : 0;
+}
+
 int twopass_softmax_f32_columns(const struct twopass_f32_kernels* k, size_t rows, size_t cols,
                                 const float* x, ptrdiff_t x_ld, float* y, ptrdiff_t y_ld, int threads)
 {
-    struct columns_job job = {k, rows, cols, x, x_ld, y, y_ld, 0};
-    if (rows == 0) {
-        return 0;
-    }
-    const size_t blocks = (cols + k->columns_width - 1) / k->columns_width;
-    parallel_for(useful_threads(threads, rows * cols), blocks, columns_block, &job);
-    return job.failed ? -1 : 0;
+    struct columns_job job = {k, rows, cols, x, x_ld, y, y_ld, 0, 0};
+    return run_columns(&job, threads);
+}
+
+int twopass_log_softmax_f32_columns(const struct twopass_f32_kernels* k, size_t rows, size_t cols,
+                                    const float* x, ptrdiff_t x_ld, float* y, ptrdiff_t y_ld, int threads)
+{
+    struct columns_job job = {k, rows, cols, x, x_ld, y, y_ld, 1, 0};
+    return run_columns(&job, threads);
 }

@@ -185,6 +185,7 @@ _FN_TYPES = {  # include/twopass/kernels.h
     "raddonline": ctypes.CFUNCTYPE(None, _N, _P, _P),
     "raddextexp_columns": ctypes.CFUNCTYPE(None, _N, _N, _P, ctypes.c_ssize_t, _P, _P),
     "vscaleextexp_columns": ctypes.CFUNCTYPE(None, _N, _N, _P, ctypes.c_ssize_t, _P, ctypes.c_ssize_t, _P, _P),
+    "vsubc_columns": ctypes.CFUNCTYPE(None, _N, _N, _P, ctypes.c_ssize_t, _P, ctypes.c_ssize_t, _P, _P),
 }
 
 
@@ -306,16 +307,16 @@ class EmulatedAVX512:
                                           x.strides[0] // 4, out.ctypes.data, out.strides[0] // 4, threads)
         return out
 
-    def softmax_columns(self, x, out, level=LEVEL_AVX512F, threads=1):
-        """Two-pass softmax down the columns of 2-D float32 x (rows contiguous, any row stride)
-        into out, with the columns kernels (each lane follows one column)."""
+    def softmax_columns(self, x, out, level=LEVEL_AVX512F, threads=1, log=False):
+        """Two-pass softmax (log_softmax if log) down the columns of 2-D float32 x (rows contiguous,
+        any row stride) into out, with the columns kernels (each lane follows one column)."""
         for a in (x, out):
             if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 2 or a.strides[1] != 4:
                 raise TypeError("expected 2-D float32 arrays with contiguous rows")
         if x.shape != out.shape:
             raise ValueError("x and out differ in shape")
         table = self.table(level, ())
-        fn = self.lib.twopass_softmax_f32_columns
+        fn = self.lib.twopass_log_softmax_f32_columns if log else self.lib.twopass_softmax_f32_columns
         fn.argtypes = [ctypes.c_void_p, _N, _N, _P, ctypes.c_ssize_t, _P, ctypes.c_ssize_t, ctypes.c_int]
         fn.restype = ctypes.c_int
         status = fn(ctypes.addressof(table), x.shape[0], x.shape[1], x.ctypes.data, x.strides[0] // 4,

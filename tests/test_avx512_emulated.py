@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.special
 
 try:
     import emulated_avx512 as emx
@@ -702,6 +703,19 @@ def test_softmax_columns(emu, rows, cols):
     inplace = x.copy()
     emu.softmax_columns(inplace, inplace)
     np.testing.assert_array_equal(bits(inplace), bits(y))
+    # log_softmax down the columns: x - logsumexp, within a few ulps of the magnitudes subtracted
+    ybuf = np.full((rows, cols + 2 * pad), Y_SENTINEL, np.uint32).view(F32)
+    y = ybuf[:, pad:pad + cols]
+    emu.softmax_columns(x, y, log=True)
+    assert np.all(bits(ybuf[:, :pad]) == Y_SENTINEL) and np.all(bits(ybuf[:, pad + cols:]) == Y_SENTINEL)
+    with np.errstate(all="ignore"):
+        ref = scipy.special.log_softmax(x.astype(np.float64), axis=0)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    ok = np.isfinite(ref)
+    assert np.all(np.isinf(y[~ok & ~np.isnan(ref)]))
+    lse = np.abs(scipy.special.logsumexp(x.astype(np.float64), axis=0, keepdims=True))
+    tolerance = 4 * np.finfo(np.float32).eps * np.maximum(np.abs(x.astype(np.float64)), lse) + 1e-6 * np.abs(ref)
+    assert np.all(np.abs(y[ok] - ref[ok]) <= tolerance[ok])
 
 
 # ---------------------------------------------------------------------------------------------

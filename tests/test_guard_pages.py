@@ -156,6 +156,18 @@ for cols in widths:
                 kernels.softmax_f32_columns(x, y, level_index)
                 check(y[0], ref, (level, cols, rows, where, in_place))
                 checked += 1
+                xs.read_only(False)
+                x = xs.floats(rows * cols, where).reshape(1, rows, cols)
+                x[...] = data
+                y = x if in_place else ys.floats(rows * cols, where).reshape(1, rows, cols)
+                if not in_place:
+                    xs.read_only(True)
+                    x = x.view()
+                    x.flags.writeable = False
+                kernels.log_softmax_f32_columns(x, y, level_index)
+                # x - logsumexp, within a few float32 ulps of |x| and |logsumexp| (<= ~60 here)
+                assert np.all(np.abs(y[0] - np.log(ref)) <= 1e-5), ("log", level, cols, rows, where, in_place)
+                checked += 1
 xs.read_only(False)
 print(f"checked {checked} cases")
 '''
@@ -236,10 +248,10 @@ def test_arrays_next_to_guard_pages(level, algorithm):
 @pytest.mark.skipif(not KERNEL_LEVELS, reason="no kernel level on this CPU")
 @pytest.mark.parametrize("level", KERNEL_LEVELS)
 def test_columns_next_to_guard_pages(level):
-    """The columns kernels (softmax over a non-contiguous axis): every width of the last, partial
+    """The columns kernels (softmax and log_softmax over a non-contiguous axis): every width of the last, partial
     vector and of the 256-column blocks, against the guard pages."""
     stdout = run_python(COLUMNS, level)
-    assert f"checked {47 * 3 * 2 * 2} cases" in stdout, stdout
+    assert f"checked {47 * 3 * 2 * 2 * 2} cases" in stdout, stdout  # softmax and log_softmax
 
 
 def test_read_only_memory_mapped_input(tmp_path):

@@ -20,6 +20,7 @@
  * column of a (rows x width) block whose rows are `ld` floats apart, width <= the variant's u:
  *   raddextexp_columns    mantissa[j] * 2^exponent[j] = sum_r exp(x[r, j])      (two-pass, pass 1)
  *   vscaleextexp_columns  y[r, j] = exp(x[r, j]) * scale[j] * 2^-exponent[j]   (two-pass, pass 2)
+ *   vsubc_columns         y[r, j] = (x[r, j] - c_hi[j]) - c_lo[j]               (log_softmax, pass 2)
  *
  * where e_i = exp(x_i - shift) * 2^-exponent stands for exp(x_i - max): the caller splits the max
  * as shift + exponent * ln2 (twopass_exp_shift in softmax.c), so that x_i - shift is exact for
@@ -52,12 +53,14 @@ typedef void twopass_f32_raddextexp_columns_fn(size_t rows, size_t width, const 
 typedef void twopass_f32_vscaleextexp_columns_fn(size_t rows, size_t width, const float* x, ptrdiff_t x_ld,
                                                  float* y, ptrdiff_t y_ld, const float* scale,
                                                  const float* exponent);
+typedef void twopass_f32_vsubc_columns_fn(size_t rows, size_t width, const float* x, ptrdiff_t x_ld, float* y,
+                                          ptrdiff_t y_ld, const float* c_hi, const float* c_lo);
 
 /* The passes, in the order of the fields of struct twopass_f32_kernels. */
 #define TWOPASS_F32_OPS(OP)                                                                        \
     OP(rmax) OP(raddextexp) OP(vscaleextexp) OP(raddexpminusmax) OP(raddstoreexpminusmax)          \
     OP(vscaleexpminusmax) OP(vscale) OP(vsubc) OP(raddonline) OP(raddextexp_columns)                \
-    OP(vscaleextexp_columns)
+    OP(vscaleextexp_columns) OP(vsubc_columns)
 
 /* Every compiled variant, one list per ISA. R(op, isa, unroll, accumulators) is a reduction,
  * V(op, isa, unroll) an elementwise pass. The first variant listed for an (op, isa) is the one the
@@ -76,6 +79,7 @@ typedef void twopass_f32_vscaleextexp_columns_fn(size_t rows, size_t width, cons
     R(raddonline, avx512f, 128, 1)                                                                 \
     V(raddextexp_columns, avx512f, 256)                                                            \
     V(vscaleextexp_columns, avx512f, 256)                                                          \
+    V(vsubc_columns, avx512f, 256)                                                                 \
     R(rmax, avx512f, 64, 2)                                                                        \
     R(raddextexp, avx512f, 64, 2)                                                                  \
     R(raddextexp, avx512f, 192, 3)                                                                 \
@@ -101,6 +105,7 @@ typedef void twopass_f32_vscaleextexp_columns_fn(size_t rows, size_t width, cons
     R(raddonline, avx2, 64, 1)                                                                     \
     V(raddextexp_columns, avx2, 256)                                                               \
     V(vscaleextexp_columns, avx2, 256)                                                             \
+    V(vsubc_columns, avx2, 256)                                                                    \
     R(rmax, avx2, 32, 2)                                                                           \
     R(raddextexp, avx2, 64, 4)                                                                     \
     R(raddextexp, avx2, 96, 3)                                                                     \

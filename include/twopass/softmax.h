@@ -63,6 +63,7 @@ struct twopass_f32_kernels {
     twopass_f32_raddonline_fn* raddonline;
     twopass_f32_raddextexp_columns_fn* raddextexp_columns;
     twopass_f32_vscaleextexp_columns_fn* vscaleextexp_columns;
+    twopass_f32_vsubc_columns_fn* vsubc_columns;
     size_t columns_width; /* most columns one call of the *_columns kernels takes */
     const char* names[TWOPASS_F32_OP_COUNT];
 };
@@ -123,6 +124,10 @@ void twopass_softmax_f32_rows(const struct twopass_f32_kernels* k, enum twopass_
  * scratch memory for such a column (rows floats) cannot be allocated, else 0. y may be x (in place). */
 int twopass_softmax_f32_columns(const struct twopass_f32_kernels* k, size_t rows, size_t cols,
                                 const float* x, ptrdiff_t x_ld, float* y, ptrdiff_t y_ld, int threads);
+/* The same for log_softmax: y = x - logsumexp down each column (pass 1 as above, pass 2 a
+ * subtraction; columns two-pass cannot take get their logsumexp from three-pass on a copy). */
+int twopass_log_softmax_f32_columns(const struct twopass_f32_kernels* k, size_t rows, size_t cols,
+                                    const float* x, ptrdiff_t x_ld, float* y, ptrdiff_t y_ld, int threads);
 
 /* y = log_softmax(x) = x - logsumexp(x) over each row (two-pass: 1 read for the sum; three-pass:
  * max and sum, both algorithms TWOPASS_THREE_PASS_*); then one read and one write. */

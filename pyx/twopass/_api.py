@@ -110,9 +110,8 @@ def _elementwise(kind, x, axis, out, algorithm, threads):
         return _complex(kind, x, axes, out)
 
     work = _work_dtype(dtype)
-    if (kind == "softmax" and requested in ("auto", "two_pass") and work == np.float32 and level != "python"
-            and len(axes) == 1):
-        result = _softmax_columns(x, axes[0], out, dtype, level, threads)
+    if requested in ("auto", "two_pass") and work == np.float32 and level != "python" and len(axes) == 1:
+        result = _columns(kind, x, axes[0], out, dtype, level, threads)
         if result is not None:
             return result
     x2, order, xt_shape = _rows(x, axes, work)
@@ -136,8 +135,8 @@ def _elementwise(kind, x, axis, out, algorithm, threads):
     return result
 
 
-def _softmax_columns(x, axis, out, dtype, level, threads):
-    """softmax over a non-contiguous axis of a C- or F-contiguous array without transposing: view it
+def _columns(kind, x, axis, out, dtype, level, threads):
+    """softmax or log_softmax over a non-contiguous axis of a C- or F-contiguous array without transposing: view it
     as (outer, axis, inner) with inner contiguous and let each SIMD lane follow one column (two-pass,
     lane by lane). None if the layout does not allow it."""
     if not x.flags.c_contiguous and x.flags.f_contiguous:  # F order: the transpose is C order
@@ -155,7 +154,8 @@ def _softmax_columns(x, axis, out, dtype, level, threads):
     target = result.T if flip else result
     direct = dtype == np.float32 and target.flags.c_contiguous and target.flags.aligned
     y3 = target.reshape(outer, rows, inner) if direct else np.empty((outer, rows, inner), np.float32)
-    _dispatch._kernels.softmax_f32_columns(x3, y3, _dispatch.LEVELS.index(level), threads)
+    run = _dispatch._kernels.softmax_f32_columns if kind == "softmax" else _dispatch._kernels.log_softmax_f32_columns
+    run(x3, y3, _dispatch.LEVELS.index(level), threads)
     if not direct:
         target[...] = y3.reshape(target.shape)
     return result

@@ -62,6 +62,8 @@ cdef extern from "twopass/softmax.h" nogil:
                                     const float* x, ptrdiff_t x_stride, double* out, int threads)
     int twopass_softmax_f32_columns(const twopass_f32_kernels* k, size_t rows, size_t cols, const float* x,
                                     ptrdiff_t x_ld, float* y, ptrdiff_t y_ld, int threads)
+    int twopass_log_softmax_f32_columns(const twopass_f32_kernels* k, size_t rows, size_t cols, const float* x,
+                                        ptrdiff_t x_ld, float* y, ptrdiff_t y_ld, int threads)
     void twopass_extsum_f32_rows(const twopass_f32_kernels* k, size_t rows, size_t n, const float* x,
                                  ptrdiff_t x_stride, double* mantissa, double* exponent, int threads)
     void twopass_softmax_from_extsum_f32_rows(const twopass_f32_kernels* k, size_t rows, size_t n,
@@ -88,7 +90,8 @@ cdef extern from "twopass/bandwidth.h" nogil:
 
 LEVEL_NAMES = ("python", "avx2", "avx512f")
 OP_NAMES = ("rmax", "raddextexp", "vscaleextexp", "raddexpminusmax", "raddstoreexpminusmax",
-            "vscaleexpminusmax", "vscale", "vsubc", "raddonline", "raddextexp_columns", "vscaleextexp_columns")
+            "vscaleexpminusmax", "vscale", "vsubc", "raddonline", "raddextexp_columns", "vscaleextexp_columns",
+            "vsubc_columns")
 # Ops run_kernel can call on one 1-D array (the *_columns kernels are tested through their driver).
 ROW_OPS = OP_NAMES[:9]
 ALGORITHM_COUNT = 4  # 0 two_pass, 1 three_pass_reload, 2 three_pass_recompute, 3 online
@@ -387,9 +390,7 @@ def log_softmax(x, axis=None, *, out=None, algorithm="auto", threads=None):
                                                                threads=threads)
 
 
-def softmax_f32_columns(const float[:, :, ::1] x, float[:, :, ::1] out, int level, threads=None):
-    """Two-pass softmax over axis 1 of (outer, rows, cols) C-contiguous float32 arrays: each SIMD
-    lane follows one column, nothing is transposed. out may be x (in place)."""
+cdef _columns_f32(bint log, const float[:, :, ::1] x, float[:, :, ::1] out, int level, threads):
     cdef size_t o
     cdef int status = 0
     if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1] or x.shape[2] != out.shape[2]:
@@ -401,12 +402,27 @@ def softmax_f32_columns(const float[:, :, ::1] x, float[:, :, ::1] out, int leve
         return
     with nogil:
         for o in range(<size_t>x.shape[0]):
-            status = twopass_softmax_f32_columns(k, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
-                                                 &out[o, 0, 0], out.shape[2], t)
+            if log:
+                status = twopass_log_softmax_f32_columns(k, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
+                                                         &out[o, 0, 0], out.shape[2], t)
+            else:
+                status = twopass_softmax_f32_columns(k, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
+                                                     &out[o, 0, 0], out.shape[2], t)
             if status != 0:
                 break
     if status != 0:
         raise MemoryError("no memory for one column of scratch")
+
+
+def softmax_f32_columns(const float[:, :, ::1] x, float[:, :, ::1] out, int level, threads=None):
+    """Two-pass softmax over axis 1 of (outer, rows, cols) C-contiguous float32 arrays: each SIMD
+    lane follows one column, nothing is transposed. out may be x (in place)."""
+    _columns_f32(False, x, out, level, threads)
+
+
+def log_softmax_f32_columns(const float[:, :, ::1] x, float[:, :, ::1] out, int level, threads=None):
+    """log_softmax over axis 1 of (outer, rows, cols) arrays, as softmax_f32_columns."""
+    _columns_f32(True, x, out, level, threads)
 
 
 def logsumexp_f32_rows(const float[:, ::1] x, double[::1] out, int algorithm, int level, threads=None):

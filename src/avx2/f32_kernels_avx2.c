@@ -298,5 +298,19 @@ TWOPASS_INLINE void vscaleextexp_columns_impl(size_t rows, size_t width, const f
     }
 }
 
+/* y[r, j] = (x[r, j] - c_hi[j]) - c_lo[j]: log_softmax down the columns. */
+TWOPASS_INLINE void vsubc_columns_impl(size_t rows, size_t width, const float* x, ptrdiff_t x_ld, float* y,
+                                       ptrdiff_t y_ld, const float* c_hi, const float* c_lo, const size_t U)
+{
+    (void)U;
+    const size_t nv = (width + VLEN - 1) / VLEN;
+    for (size_t r = 0; r < rows; r++, x += x_ld, y += y_ld) {
+        for (size_t v = 0; v < nv; v++) {
+            const __m256 d = _mm256_sub_ps(column_load(x, width, v), column_load(c_hi, width, v));
+            column_store(y, width, v, _mm256_sub_ps(d, column_load(c_lo, width, v)));
+        }
+    }
+}
+
 #include "../instantiate.h"
 TWOPASS_F32_AVX2_KERNELS(DEFINE_R, DEFINE_V)

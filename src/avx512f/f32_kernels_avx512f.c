@@ -270,5 +270,21 @@ TWOPASS_INLINE void vscaleextexp_columns_impl(size_t rows, size_t width, const f
     }
 }
 
+/* y[r, j] = (x[r, j] - c_hi[j]) - c_lo[j]: log_softmax down the columns. */
+TWOPASS_INLINE void vsubc_columns_impl(size_t rows, size_t width, const float* x, ptrdiff_t x_ld, float* y,
+                                       ptrdiff_t y_ld, const float* c_hi, const float* c_lo, const size_t U)
+{
+    (void)U;
+    const size_t nv = (width + VLEN - 1) / VLEN;
+    for (size_t r = 0; r < rows; r++, x += x_ld, y += y_ld) {
+        for (size_t v = 0; v < nv; v++) {
+            const __mmask16 mask = column_mask(width, v);
+            const __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x + v * VLEN),
+                                           _mm512_maskz_loadu_ps(mask, c_hi + v * VLEN));
+            _mm512_mask_storeu_ps(y + v * VLEN, mask, _mm512_sub_ps(d, _mm512_maskz_loadu_ps(mask, c_lo + v * VLEN)));
+        }
+    }
+}
+
 #include "../instantiate.h"
 TWOPASS_F32_AVX512F_KERNELS(DEFINE_R, DEFINE_V)
