@@ -54,4 +54,45 @@
 #define TWOPASS_EXTEXP_EXPONENT_LIMIT 0x1.0p+17
 #define TWOPASS_EXP_SHIFT_LIMIT 0x1.0p+16f
 
+/* float64 exp, in f64_exp_avx2.h and f64_exp_avx512f.h (not yet used by kernels: the float64 passes are next).
+ *
+ * ln2 = LN2_HI + LN2_LO to 2^-110: LN2_HI = RN(ln2), LN2_LO = RN(ln2 - LN2_HI). With FMA,
+ * t = fma(n, -LN2_HI, x) is exact (x and n*LN2_HI are multiples of 2^-54 whenever n != 0 and |t| < 1/2),
+ * and the second step leaves an error of |n| * 2^-110 plus one rounding of t: about 2^-70 at the
+ * |x| = 2^40 allowed here. LOG2E = RN(log2(e)).
+ *
+ * e^t ~ 1 + t + t^2 * (C2 + t*(C3 + ... + t*C11)): minimax relative error (Remez, then coefficients
+ * rounded to double lowest first and the higher ones refitted) on |t| <= 0.3468, which covers ln2/2 =
+ * 0.34657 plus the rounding of x * LOG2E for |x| up to 2^40. Relative error of the polynomial with
+ * these double coefficients, exact arithmetic: 2^-57.9 (0.034 ULP).
+ *
+ * Plain exp: x is clamped to [EXP_X_MIN, EXP_X_MAX] = [-746, 710], beyond which exp(x) rounds to 0
+ * (exp(-746) < 2^-1075) or overflows (exp(710) > DBL_MAX); NaN passes through.
+ *
+ * Extended exponent: inputs are clamped below at EXTEXP_X_MIN = -2^40 (turns -inf into a finite input
+ * whose term vanishes: its n ~ -1.59e12). p stays within 1 ULP for |x| up to 2^45 (measured; beyond,
+ * the rounding of x * LOG2E pushes t out of the fitted interval: 1.1 ULP at 2^46, 8 ULP at 2^48), so
+ * the two-pass result can be trusted while the slice's largest exponent lies within
+ * +-F64_EXTEXP_EXPONENT_LIMIT = 2^38 (|max x| < 1.9e11): every element within 745 of the max is then
+ * reduced accurately, and the clamped ones (n ~ -2^40.5) lie more than 1075 binades below it. Outside, three-pass subtracts the max itself when
+ * |max| > F64_EXP_SHIFT_LIMIT = 2^37 (x - max is exact for x within 745 of it, by Sterbenz's lemma). */
+#define TWOPASS_F64_LOG2E 0x1.71547652B82FEp+0
+#define TWOPASS_F64_MINUS_LN2_HI -0x1.62E42FEFA39EFp-1
+#define TWOPASS_F64_MINUS_LN2_LO -0x1.ABC9E3B39803Fp-56
+#define TWOPASS_F64_EXP_C2 0x1.000000000000Ap-1
+#define TWOPASS_F64_EXP_C3 0x1.5555555555501p-3
+#define TWOPASS_F64_EXP_C4 0x1.55555555505FAp-5
+#define TWOPASS_F64_EXP_C5 0x1.111111112561Cp-7
+#define TWOPASS_F64_EXP_C6 0x1.6C16C184B9C55p-10
+#define TWOPASS_F64_EXP_C7 0x1.A01A013A0EA23p-13
+#define TWOPASS_F64_EXP_C8 0x1.A019987D5BF08p-16
+#define TWOPASS_F64_EXP_C9 0x1.71DEFBD1E59D6p-19
+#define TWOPASS_F64_EXP_C10 0x1.28AEEC1C4C73Fp-22
+#define TWOPASS_F64_EXP_C11 0x1.ADCB116BB27B6p-26
+#define TWOPASS_F64_EXP_X_MIN -0x1.75p+9
+#define TWOPASS_F64_EXP_X_MAX 0x1.63p+9
+#define TWOPASS_F64_EXTEXP_X_MIN -0x1.0p+40
+#define TWOPASS_F64_EXTEXP_EXPONENT_LIMIT 0x1.0p+38
+#define TWOPASS_F64_EXP_SHIFT_LIMIT 0x1.0p+37
+
 #endif /* TWOPASS_COMMON_H */
