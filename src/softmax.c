@@ -375,39 +375,64 @@ static void softmax_two_pass(struct slice* s)
 
 /* logsumexp of a slice the extended sum cannot take (NaN, +-inf, or |max| beyond ~2e6), as SciPy:
  * NaN if any NaN; else +inf if any +inf; else -inf if all are -inf; else max + log sum exp(x - max). */
-static double logsumexp_three_pass(struct slice* s)
+/* logsumexp as two floats, lse ~ hi + lo, for log_softmax's y = (x - hi) - lo: x - hi is exact for
+ * the x near the max. Beyond the extended range, hi is the max itself and lo = log sum exp(x - max):
+ * then y is SciPy's (x - max) - log(sum), exact at the max (a double lse could not even hold log 3
+ * next to 3e38). Special values: hi = lse, lo = 0 (IEEE then gives SciPy's answers). */
+struct lse_parts {
+    float hi, lo;
+};
+
+static double lse_split(double lse, struct lse_parts* parts)
+{
+    parts->hi = (float)lse, parts->lo = isfinite(lse) ? (float)(lse - parts->hi) : 0.0f;
+    return lse;
+}
+
+static double lse_from_max(float max, double log_sum, struct lse_parts* parts)
+{
+    if (fabsf(max) > TWOPASS_EXP_SHIFT_LIMIT) {
+        parts->hi = max, parts->lo = (float)log_sum;
+        return (double)max + log_sum;
+    }
+    return lse_split((double)max + log_sum, parts);
+}
+
+/* logsumexp of a slice the extended sum cannot take (NaN, +-inf, or |max| beyond ~2e6), as SciPy:
+ * NaN if any NaN; else +inf if any +inf; else -inf if all are -inf; else max + log sum exp(x - max). */
+static double logsumexp_three_pass(struct slice* s, struct lse_parts* parts)
 {
     const float max = slice_max(s);
     if (isfinite(max)) {
         exp_shift(s, max);
         run_chunks(s, chunk_sum_exp);
         const double sum = slice_sum(s);
-        if (!isnan(sum)) {
-            return (double)s->shift + (double)s->exponent * M_LN2 + log(sum);
+        if (!isnan(sum)) { /* sum exp(x - max) = sum * exp(shift + exponent ln2 - max) */
+            return lse_from_max(max, log(sum) + (((double)s->shift - max) + (double)s->exponent * M_LN2), parts);
         }
     }
     for (size_t i = 0; i < s->n; i++) { /* rare: find out which special value decides */
         if (isnan(s->x[i])) {
-            return NAN;
+            return lse_split(NAN, parts);
         }
     }
-    return max; /* +inf, or -inf when every element is -inf */
+    return lse_split(max, parts); /* +inf, or -inf when every element is -inf */
 }
 
-static double logsumexp_slice(struct slice* s, enum twopass_algorithm algorithm)
+static double logsumexp_slice(struct slice* s, enum twopass_algorithm algorithm, struct lse_parts* parts)
 {
     double mantissa, exponent;
     if (s->n == 0) {
-        return -INFINITY;
+        return lse_split(-INFINITY, parts);
     }
     if (algorithm == TWOPASS_TWO_PASS && slice_extsum(s, &mantissa, &exponent)) {
-        return log(mantissa) + exponent * M_LN2;
+        return lse_split(log(mantissa) + exponent * M_LN2, parts);
     }
     double max, sum;
     if (algorithm == TWOPASS_ONLINE && slice_online(s, &max, &sum)) {
-        return max + log(sum);
+        return lse_from_max((float)max, log(sum), parts);
     }
-    return logsumexp_three_pass(s);
+    return logsumexp_three_pass(s, parts);
 }
 
 static void extsum_slice(struct slice* s, double* mantissa, double* exponent)
@@ -420,7 +445,8 @@ static void extsum_slice(struct slice* s, double* mantissa, double* exponent)
         return;
     }
     /* Special or huge slices: the same value in log space, logsumexp = log(M) + E ln2 */
-    const double lse = logsumexp_three_pass(s);
+    struct lse_parts parts;
+    const double lse = logsumexp_three_pass(s, &parts);
     if (!isfinite(lse)) {
         *mantissa = lse == -INFINITY ? 0.0 : lse, *exponent = lse == -INFINITY ? -INFINITY : 0.0;
         return;
@@ -434,9 +460,9 @@ static void log_softmax_slice(struct slice* s, enum twopass_algorithm algorithm)
     /* y = x - logsumexp(x): with IEEE arithmetic this is also SciPy's answer for NaN, +inf
      * (NaN at +inf, -inf elsewhere) and all -inf (NaN). */
     if (s->n != 0) {
-        /* the double logsumexp as hi + lo floats: x - hi is exact near the top of the slice */
-        const double lse = logsumexp_slice(s, algorithm);
-        s->shift = (float)lse, s->c_lo = isfinite(lse) ? (float)(lse - s->shift) : 0.0f;
+        struct lse_parts parts;
+        logsumexp_slice(s, algorithm, &parts);
+        s->shift = parts.hi, s->c_lo = parts.lo;
         run_chunks(s, chunk_subtract);
     }
 }
@@ -517,7 +543,8 @@ static void log_softmax_row(struct slice* s, const struct rows_job* job, size_t 
 }
 static void logsumexp_row(struct slice* s, const struct rows_job* job, size_t r)
 {
-    job->out1[r] = logsumexp_slice(s, job->algorithm);
+    struct lse_parts parts;
+    job->out1[r] = logsumexp_slice(s, job->algorithm, &parts);
 }
 static void extsum_row(struct slice* s, const struct rows_job* job, size_t r)
 {
@@ -631,16 +658,16 @@ static void columns_block(void* ctx, size_t block)
         }
         if (job->log) {
             /* logsumexp = log(M) + E ln2, or three-pass on a copy (NaN, +-inf, huge), as hi + lo */
-            double lse;
+            struct lse_parts parts;
             if (valid[j]) {
-                lse = log(acc[j].mantissa) + acc[j].exponent * M_LN2;
+                lse_split(log(acc[j].mantissa) + acc[j].exponent * M_LN2, &parts);
             } else {
                 struct slice s;
                 copy_column(job, c0 + j, scratch);
                 slice_init(&s, k, rows, scratch, NULL, 1);
-                lse = logsumexp_three_pass(&s);
+                logsumexp_three_pass(&s, &parts);
             }
-            a[j] = (float)lse, b[j] = isfinite(lse) ? (float)(lse - a[j]) : 0.0f;
+            a[j] = parts.hi, b[j] = parts.lo;
         } else if (valid[j]) {
             int q; /* M = f * 2^q: scale by 1/f and 2^-(E + q), as softmax_scale_extexp */
             const double f = frexp(acc[j].mantissa, &q);

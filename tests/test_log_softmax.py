@@ -161,6 +161,25 @@ def test_extsum_pieces_merge_to_the_whole_in_any_order(level):
     assert merged[0] == pieces[0][0] and merged[1] == pieces[0][1]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_from_extsum_matches_softmax(level, dtype):
+    """Pass 2 from a given sum: special slices give softmax's NaN, large values keep full precision
+    (the kernels for float32, x - e ln2 split exactly for float64), 2-D rows along either axis."""
+    rows = [[1.0, 2.0, np.inf], [1.0, np.nan, 2.0], [-np.inf, -np.inf, -np.inf], [-np.inf, 0.0, 1.0],
+            [1e4, 1e4, 1e4], [-8e4, -8e4 + 1, -8e4 + 2], [3.0, 3.0, 3.0]]
+    x = np.array(rows, dtype)
+    with np.errstate(all="ignore"):
+        expected = scipy.special.softmax(x.astype(np.float64), axis=1)
+    for axis, xs in ((1, x), (0, np.ascontiguousarray(x.T))):
+        y = twopass.softmax_from_extsum(xs, twopass.extsum(xs, axis=axis), axis=axis)
+        y = y if axis == 1 else y.T
+        assert y.dtype == dtype
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+        ok = ~np.isnan(expected)
+        rtol = 4e-7 if dtype == np.float32 else 1e-14
+        np.testing.assert_allclose(y[ok], expected[ok], rtol=rtol, atol=0)
+
+
 @pytest.mark.parametrize("row", [[np.nan, 1.0], [np.inf, 1.0], [-np.inf, -np.inf], [1e30, 0.0]], ids=str)
 def test_extsum_special_rows_keep_logsumexp(level, row):
     x = np.array(row, np.float32)
@@ -243,3 +262,16 @@ def test_log_softmax_non_contiguous_axis_uses_no_transposing_copy(level, monkeyp
     twopass.log_softmax(x, axis=0)
     twopass.log_softmax(np.asfortranarray(x), axis=1)
     assert calls == []
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("row", [[3e38, 3e38, 3e38, 0.0], [1e16] * 4, [-1e30, -1e30], [2e6, 2e6, 2e6 - 1]], ids=str)
+def test_log_softmax_tied_maxima_at_huge_magnitude(level, algorithm, dtype, row):
+    """Beyond the extended range, log_softmax is (x - max) - log sum exp(x - max), as SciPy: exact
+    at the maxima (x - logsumexp in floating point would give 0 there, as logsumexp rounds to x)."""
+    x = np.array(row, dtype)
+    expected = scipy.special.log_softmax(x.astype(np.float64))
+    y = twopass.log_softmax(x, algorithm=algorithm)
+    top = x == x.max()
+    np.testing.assert_allclose(y[top], expected[top], rtol=2e-7)
+    np.testing.assert_allclose(y, expected, rtol=2e-7)

@@ -333,9 +333,18 @@ def softmax_from_extsum(x, pair, axis=-1, *, out=None, threads=None):
         result = np.empty(x.shape, dtype) if out is None else out
         result.transpose(order)[...] = y2.reshape(xt_shape)
         return result
-    lse = np.expand_dims(np.asarray(logsumexp_from_extsum(pair), np.float64), axes)
-    with np.errstate(over="ignore", invalid="ignore"):
-        result = np.exp(x.astype(np.float64) - lse).astype(dtype)
+    # exp(x - log(m) - e ln2) = exp((x - hi) - lo) with hi = e LN2_HI, lo = e LN2_LO + log m: hi is
+    # exact while |e| < 2^21 (e an integer, LN2_HI with 21 trailing zero bits), so x - hi loses
+    # nothing where it matters; beyond (sums of huge slices, exact in log space only) hi = log(m) +
+    # e ln2, lo = 0. A special sum (NaN or +inf in the slice, or only -inf) gives NaN, as softmax.
+    m, e = (np.expand_dims(v, axes) for v in (mantissa, exponent))
+    with np.errstate(all="ignore"):
+        normal = np.isfinite(m) & (m > 0) & np.isfinite(e)
+        split = normal & (np.abs(e) < 2.0**21)
+        e0, m0 = np.where(normal, e, 0.0), np.where(normal, m, 1.0)
+        hi = np.where(split, e0 * _fallback.LN2_HI, np.log(m0) + e0 * _fallback.LN2)
+        lo = np.where(split, e0 * _fallback.LN2_LO + np.log(m0), np.where(normal, 0.0, np.nan))
+        result = np.exp((x.astype(np.float64) - hi) - lo).astype(dtype)
     if out is None:
         return result
     out[...] = result

@@ -137,41 +137,55 @@ def softmax_rows(x, out, algorithm):
 
 # ---- log_softmax, logsumexp, extsum ----
 
-def _row_logsumexp(x):
-    """logsumexp of each row of a (rows, n) array, in float64 (longdouble stays), blocked like the
-    kernels. SciPy's values: NaN if any NaN, +inf if any +inf, -inf if all -inf (or n = 0)."""
+def _row_max_logsum(x):
+    """(m, log sum exp(x - m)) of each row of a (rows, n) array, in float64 (longdouble stays),
+    blocked like the kernels; m is the max, 0 where the max is not finite (SciPy's trick: then NaN,
+    +inf and all -inf flow through exp and log to SciPy's logsumexp: NaN, +inf, -inf)."""
     rows, n = x.shape
-    out = np.full(rows, -np.inf, dtype=np.longdouble if x.dtype == np.longdouble else np.float64)
+    dtype = np.longdouble if x.dtype == np.longdouble else np.float64
+    m_out, log_s = np.zeros(rows, dtype), np.full(rows, -np.inf, dtype)
     if n == 0:
-        return out
+        return m_out, log_s
     for rs, cols in _tiles(rows, n):
         xr = x[rs]
         m = _row_max(xr, cols)
-        m = np.where(np.isfinite(m), m, 0.0)[:, None]  # SciPy's trick: inf and NaN flow through exp
+        m = np.where(np.isfinite(m), m, 0.0)[:, None]
         s = sum(np.exp(_work(xr[:, c]) - m).sum(axis=1) for c in cols)
-        out[rs] = m[:, 0] + np.log(s)
-    return out
+        m_out[rs], log_s[rs] = m[:, 0], np.log(s)
+    return m_out, log_s
+
+
+def _row_logsumexp(x):
+    """logsumexp of each row of a (rows, n) array (SciPy's values; -inf for n = 0)."""
+    m, log_s = _row_max_logsum(x)
+    return m + log_s
 
 
 def log_softmax_rows(x, out, algorithm):
-    """out[r] = x[r] - logsumexp(x[r]). two_pass takes logsumexp from the extended-exponent sum
-    of each valid row; the three-pass algorithms from max and sum."""
+    """out[r] = x[r] - logsumexp(x[r]), as (x - hi) - lo with hi + lo = logsumexp. two_pass takes
+    logsumexp from the extended-exponent sum of each valid row (hi = it, lo = 0: |x| < ~90850
+    there); the others, and rows two-pass cannot take, as SciPy: hi = max, lo = log sum exp(x - max),
+    so x - hi is exact at the max even where a float64 logsumexp could not hold the log."""
     with np.errstate(all="ignore"):
         if algorithm == "two_pass":
             mantissa, exponent = np.empty(x.shape[0]), np.empty(x.shape[0])
             _extsum_valid(x, mantissa, exponent)
             valid = _valid(mantissa, exponent)
-            lse = np.log(np.where(valid, mantissa, 1.0)) + np.where(valid, exponent, 0.0) * LN2
-            if not valid.all():
-                lse[~valid] = _row_logsumexp(np.ascontiguousarray(x[~valid]))
+            hi = np.log(np.where(valid, mantissa, 1.0)) + np.where(valid, exponent, 0.0) * LN2
+            lo = np.zeros_like(hi)
         elif algorithm == "online":
-            m, d, valid = _online_sums(x)
-            lse = m + np.log(np.where(valid, d, 1.0))
-            if not valid.all():
-                lse[~valid] = _row_logsumexp(np.ascontiguousarray(x[~valid]))
+            hi, d, valid = _online_sums(x)
+            lo = np.log(np.where(valid, d, 1.0))
         else:
-            lse = _row_logsumexp(x)
-        out[...] = _work(x) - lse[:, None]
+            valid = np.zeros(x.shape[0], bool)
+            hi = lo = None
+        if not valid.all():
+            m, log_s = _row_max_logsum(np.ascontiguousarray(x[~valid]))
+            if hi is None:
+                hi, lo = m, log_s
+            else:
+                hi[~valid], lo[~valid] = m, log_s
+        out[...] = (_work(x) - hi[:, None]) - lo[:, None]
 
 
 def _extsum_valid(x, mantissa, exponent):
