@@ -11,14 +11,17 @@
 
 #define TWOPASS_REGISTER_R(op, isa, u, acc)                                                        \
     {TWOPASS_XSTR(TWOPASS_F32_RNAME(op, isa, u, acc)), TWOPASS_F32_OP_##op, TWOPASS_LEVEL_OF_##isa, \
-     u, acc, (void (*)(void))TWOPASS_F32_RNAME(op, isa, u, acc)},
+     u, acc, 0, (void (*)(void))TWOPASS_F32_RNAME(op, isa, u, acc)},
 #define TWOPASS_REGISTER_V(op, isa, u)                                                             \
-    {TWOPASS_XSTR(TWOPASS_F32_VNAME(op, isa, u)), TWOPASS_F32_OP_##op, TWOPASS_LEVEL_OF_##isa, u, 0, \
+    {TWOPASS_XSTR(TWOPASS_F32_VNAME(op, isa, u)), TWOPASS_F32_OP_##op, TWOPASS_LEVEL_OF_##isa, u, 0, 0, \
      (void (*)(void))TWOPASS_F32_VNAME(op, isa, u)},
+#define TWOPASS_REGISTER_N(op, isa, u)                                                             \
+    {TWOPASS_XSTR(TWOPASS_F32_NNAME(op, isa, u)), TWOPASS_F32_OP_##op, TWOPASS_LEVEL_OF_##isa, u, 0, 1, \
+     (void (*)(void))TWOPASS_F32_NNAME(op, isa, u)},
 
 #if defined(TWOPASS_HAVE_X86_KERNELS)
 static const struct twopass_kernel_info registry[] = {
-    TWOPASS_F32_KERNELS(TWOPASS_REGISTER_R, TWOPASS_REGISTER_V)
+    TWOPASS_F32_KERNELS(TWOPASS_REGISTER_R, TWOPASS_REGISTER_V, TWOPASS_REGISTER_N)
 };
 static const size_t registry_count = sizeof(registry) / sizeof(registry[0]);
 #else
@@ -48,18 +51,30 @@ int twopass_f32_kernels_with(struct twopass_f32_kernels* t, const struct twopass
     return 0;
 }
 
-static struct twopass_f32_kernels tables[TWOPASS_LEVEL_COUNT];
+static struct twopass_f32_kernels tables[TWOPASS_LEVEL_COUNT], streaming_tables[TWOPASS_LEVEL_COUNT];
 static int tables_built = 0;
 
-/* Fill each level's table with the first listed variant of each op. twopass.kernels calls
+/* Fill each level's table with the first listed variant of each op, and its streaming table with
+ * the same but the first listed non-temporal variant where an op has one. twopass.kernels calls
  * twopass_f32_kernels_for once at import, under the GIL, so this runs before any nogil caller;
  * the tables are read-only afterwards. */
 static void build_tables(void)
 {
     for (size_t i = registry_count; i-- > 0;) { /* backwards, so the first listed wins */
-        twopass_f32_kernels_with(&tables[registry[i].level], &registry[i]);
+        if (!registry[i].streaming) {
+            twopass_f32_kernels_with(&tables[registry[i].level], &registry[i]);
+        }
         if (registry[i].op == TWOPASS_F32_OP_raddextexp_columns) {
             tables[registry[i].level].columns_width = (size_t)registry[i].unroll;
+        }
+    }
+    for (int level = 0; level < TWOPASS_LEVEL_COUNT; level++) {
+        streaming_tables[level] = tables[level];
+        tables[level].streaming = streaming_tables[level].streaming = &streaming_tables[level];
+    }
+    for (size_t i = registry_count; i-- > 0;) {
+        if (registry[i].streaming) {
+            twopass_f32_kernels_with(&streaming_tables[registry[i].level], &registry[i]);
         }
     }
     tables_built = 1;

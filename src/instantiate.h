@@ -3,7 +3,7 @@
  * Included at the end of a file that defines VLEN and the templates rmax_impl, raddextexp_impl,
  * raddonline_impl, raddexpminusmax_impl, vscaleextexp_impl, vscale_impl and the *_columns_impl; that file then
  * expands its ISA's list
- * from kernels.h with DEFINE_R and DEFINE_V, giving one function per listed variant.
+ * from kernels.h with DEFINE_R, DEFINE_V and DEFINE_N, giving one function per listed variant.
  */
 #ifndef TWOPASS_INSTANTIATE_H
 #define TWOPASS_INSTANTIATE_H
@@ -23,19 +23,24 @@
     float TWOPASS_F32_RNAME(raddstoreexpminusmax, isa, U, ACC)(size_t n, const float* x, float* y, float shift, \
                                                                  float exponent)                     \
     { return raddexpminusmax_impl(n, x, y, shift, exponent, U, ACC, 1); }
-#define DEFINE_vscaleextexp_V(isa, U)                                                              \
-    void TWOPASS_F32_VNAME(vscaleextexp, isa, U)(size_t n, const float* x, float* y, float scale, float exponent) \
-    { vscaleextexp_impl(n, x, y, scale, exponent, U); }
+/* The elementwise passes, one template (vscale_impl) in four modes; NT: non-temporal stores. */
+#define DEFINE_vscaleextexp_E(name, U, NT)                                                         \
+    void name(size_t n, const float* x, float* y, float scale, float exponent)                      \
+    { vscale_impl(n, x, y, 0.0f, exponent, scale, U, TWOPASS_MODE_EXTEXP, NT); }
+#define DEFINE_vscaleexpminusmax_E(name, U, NT)                                                    \
+    void name(size_t n, const float* x, float* y, float shift, float exponent, float scale)         \
+    { vscale_impl(n, x, y, shift, exponent, scale, U, TWOPASS_MODE_EXP, NT); }
+#define DEFINE_vscale_E(name, U, NT)                                                               \
+    void name(size_t n, const float* x, float* y, float scale)                                      \
+    { vscale_impl(n, x, y, 0.0f, 0.0f, scale, U, TWOPASS_MODE_SCALE, NT); }
+#define DEFINE_vsubc_E(name, U, NT)                                                                \
+    void name(size_t n, const float* x, float* y, float c_hi, float c_lo)                           \
+    { vscale_impl(n, x, y, c_hi, c_lo, 1.0f, U, TWOPASS_MODE_SUB, NT); }
+#define DEFINE_vscaleextexp_V(isa, U) DEFINE_vscaleextexp_E(TWOPASS_F32_VNAME(vscaleextexp, isa, U), U, 0)
 #define DEFINE_vscaleexpminusmax_V(isa, U)                                                         \
-    void TWOPASS_F32_VNAME(vscaleexpminusmax, isa, U)(size_t n, const float* x, float* y, float shift, \
-                                                      float exponent, float scale)                   \
-    { vscale_impl(n, x, y, shift, exponent, scale, U, TWOPASS_MODE_EXP); }
-#define DEFINE_vscale_V(isa, U)                                                                    \
-    void TWOPASS_F32_VNAME(vscale, isa, U)(size_t n, const float* x, float* y, float scale)          \
-    { vscale_impl(n, x, y, 0.0f, 0.0f, scale, U, TWOPASS_MODE_SCALE); }
-#define DEFINE_vsubc_V(isa, U)                                                                     \
-    void TWOPASS_F32_VNAME(vsubc, isa, U)(size_t n, const float* x, float* y, float c_hi, float c_lo) \
-    { vscale_impl(n, x, y, c_hi, c_lo, 1.0f, U, TWOPASS_MODE_SUB); }
+    DEFINE_vscaleexpminusmax_E(TWOPASS_F32_VNAME(vscaleexpminusmax, isa, U), U, 0)
+#define DEFINE_vscale_V(isa, U) DEFINE_vscale_E(TWOPASS_F32_VNAME(vscale, isa, U), U, 0)
+#define DEFINE_vsubc_V(isa, U) DEFINE_vsubc_E(TWOPASS_F32_VNAME(vsubc, isa, U), U, 0)
 
 #define DEFINE_R(op, isa, U, ACC)                                                                  \
     _Static_assert(U % VLEN == 0 && U / VLEN <= TWOPASS_MAX_VECTORS && ACC >= 1 && ACC <= TWOPASS_MAX_ACC \
@@ -45,6 +50,9 @@
 #define DEFINE_V(op, isa, U)                                                                       \
     _Static_assert(U % VLEN == 0 && U <= TWOPASS_MAX_COLUMNS, "bad tile of " #op);                  \
     DEFINE_##op##_V(isa, U)
+#define DEFINE_N(op, isa, U)                                                                       \
+    _Static_assert(U % VLEN == 0 && U <= TWOPASS_MAX_COLUMNS, "bad tile of " #op);                  \
+    DEFINE_##op##_E(TWOPASS_F32_NNAME(op, isa, U), U, 1)
 #define DEFINE_raddextexp_columns_V(isa, U)                                                        \
     void TWOPASS_F32_VNAME(raddextexp_columns, isa, U)(size_t rows, size_t width, const float* x,    \
                                                        ptrdiff_t ld, float* mantissa, float* exponent) \

@@ -23,12 +23,25 @@
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 #include "twopass/common.h"
 #include "twopass/softmax.h"
+
+/* ---- non-temporal stores ---- */
+
+/* Jobs whose output has at least this many bytes write it with non-temporal stores (the level's
+ * streaming table): it will not stay in the caches anyway, and streaming skips reading each line
+ * before writing it. twopass sets it from the last-level cache size at import; never until then. */
+static size_t streaming_threshold = SIZE_MAX;
+
+void twopass_set_streaming_threshold(size_t bytes)
+{
+    streaming_threshold = bytes;
+}
 
 /* ---- parallel loops ---- */
 
@@ -62,6 +75,7 @@ void twopass_get_thread_stats(struct twopass_thread_stats* out)
 {
     out->teams = __atomic_load_n(&stats.teams, __ATOMIC_RELAXED);
     out->team_threads = __atomic_load_n(&stats.team_threads, __ATOMIC_RELAXED);
+    out->streaming_jobs = __atomic_load_n(&stats.streaming_jobs, __ATOMIC_RELAXED);
 }
 
 /* body(ctx, i) for i < count, on up to `threads` OpenMP threads (the calling thread alone if 1). */
@@ -521,6 +535,10 @@ static void rows_body(void* ctx, size_t r)
  * short to cut); otherwise they run one after another, each cut into chunks across the threads. */
 static void run_rows(struct rows_job* job, size_t rows, int threads)
 {
+    if (job->y != NULL && job->k->streaming != NULL && rows * job->n >= streaming_threshold / sizeof(float)) {
+        job->k = job->k->streaming;
+        __atomic_add_fetch(&stats.streaming_jobs, 1, __ATOMIC_RELAXED);
+    }
     threads = useful_threads(threads, rows * job->n);
     if (threads > 1 && rows > 1 && (rows >= 4 * (size_t)threads || job->n < 2 * TWOPASS_CHUNK_MIN)) {
         job->row_threads = 1;

@@ -164,12 +164,13 @@ def build(force=False, verbose=False):
 
 class _KernelInfo(ctypes.Structure):  # struct twopass_kernel_info
     _fields_ = [("name", ctypes.c_char_p), ("op", ctypes.c_int), ("level", ctypes.c_int),
-                ("unroll", ctypes.c_int), ("accumulators", ctypes.c_int), ("fn", ctypes.c_void_p)]
+                ("unroll", ctypes.c_int), ("accumulators", ctypes.c_int), ("streaming", ctypes.c_int),
+                ("fn", ctypes.c_void_p)]
 
 
 class _Kernels(ctypes.Structure):  # struct twopass_f32_kernels
     _fields_ = ([(op, ctypes.c_void_p) for op in OPS] + [("columns_width", ctypes.c_size_t)]
-                + [("names", ctypes.c_char_p * len(OPS))])
+                + [("streaming", ctypes.c_void_p), ("names", ctypes.c_char_p * len(OPS))])
 
 
 _F, _P, _N = ctypes.c_float, ctypes.c_void_p, ctypes.c_size_t

@@ -26,7 +26,9 @@
  * as shift + exponent * ln2 (twopass_exp_shift in softmax.c), so that x_i - shift is exact for
  * every element whose exp matters and no float32 rounding of x_i - max enters the result.
  *
- * Name of a kernel: twopass_f32_<op>__<isa>_u<floats per iteration>[_acc<accumulators>].
+ * Name of a kernel: twopass_f32_<op>__<isa>_u<floats per iteration>[_acc<accumulators>][_nt].
+ * _nt: the same elementwise pass with non-temporal stores (vscale_impl's NT), which the drivers use
+ * for outputs too large for the caches (twopass_set_streaming_threshold).
  */
 #ifndef TWOPASS_KERNELS_H
 #define TWOPASS_KERNELS_H
@@ -63,11 +65,13 @@ typedef void twopass_f32_vsubc_columns_fn(size_t rows, size_t width, const float
     OP(vscaleextexp_columns) OP(vsubc_columns)
 
 /* Every compiled variant, one list per ISA. R(op, isa, unroll, accumulators) is a reduction,
- * V(op, isa, unroll) an elementwise pass. The first variant listed for an (op, isa) is the one the
+ * V(op, isa, unroll) an elementwise pass, N(op, isa, unroll) one with non-temporal stores (the
+ * streaming table of a level: the first listed N of an op replaces its V there). The first variant
+ * listed for an (op, isa) is the one the
  * dispatcher uses; the others exist for the tuning sweep of the benchmarks (python -m benchmarks
  * --sweep; the AVX2 defaults are its winners on this project's machine, benchmarks/RESULTS.md; the
  * AVX-512F ones are untuned: no machine here has had AVX-512). */
-#define TWOPASS_F32_AVX512F_KERNELS(R, V)                                                          \
+#define TWOPASS_F32_AVX512F_KERNELS(R, V, N)                                                       \
     R(rmax, avx512f, 128, 4)                                                                       \
     R(raddextexp, avx512f, 128, 4)                                                                 \
     V(vscaleextexp, avx512f, 64)                                                                   \
@@ -91,9 +95,12 @@ typedef void twopass_f32_vsubc_columns_fn(size_t rows, size_t width, const float
     V(vscaleexpminusmax, avx512f, 128)                                                             \
     V(vscale, avx512f, 128)                                                                        \
     R(raddonline, avx512f, 64, 1)                                                                  \
-    R(raddonline, avx512f, 128, 2)
+    R(raddonline, avx512f, 128, 2)                                                                 \
+    N(vscaleextexp, avx512f, 64)                                                                   \
+    N(vscaleexpminusmax, avx512f, 64)                                                              \
+    N(vsubc, avx512f, 64)
 
-#define TWOPASS_F32_AVX2_KERNELS(R, V)                                                             \
+#define TWOPASS_F32_AVX2_KERNELS(R, V, N)                                                          \
     R(rmax, avx2, 64, 4)                                                                           \
     R(raddextexp, avx2, 32, 2)                                                                     \
     V(vscaleextexp, avx2, 32)                                                                      \
@@ -117,19 +124,25 @@ typedef void twopass_f32_vsubc_columns_fn(size_t rows, size_t width, const float
     V(vscaleexpminusmax, avx2, 64)                                                                 \
     V(vscale, avx2, 64)                                                                            \
     R(raddonline, avx2, 32, 1)                                                                     \
-    R(raddonline, avx2, 64, 2)
+    R(raddonline, avx2, 64, 2)                                                                     \
+    N(vscaleextexp, avx2, 32)                                                                      \
+    N(vscaleexpminusmax, avx2, 32)                                                                 \
+    N(vsubc, avx2, 32)
 
-#define TWOPASS_F32_KERNELS(R, V) TWOPASS_F32_AVX512F_KERNELS(R, V) TWOPASS_F32_AVX2_KERNELS(R, V)
+#define TWOPASS_F32_KERNELS(R, V, N) TWOPASS_F32_AVX512F_KERNELS(R, V, N) TWOPASS_F32_AVX2_KERNELS(R, V, N)
 
 #define TWOPASS_F32_RNAME(op, isa, u, acc) twopass_f32_##op##__##isa##_u##u##_acc##acc
 #define TWOPASS_F32_VNAME(op, isa, u) twopass_f32_##op##__##isa##_u##u
+#define TWOPASS_F32_NNAME(op, isa, u) twopass_f32_##op##__##isa##_u##u##_nt
 
 /* Declarations of every variant. */
 #define TWOPASS_DECLARE_R(op, isa, u, acc) twopass_f32_##op##_fn TWOPASS_F32_RNAME(op, isa, u, acc);
 #define TWOPASS_DECLARE_V(op, isa, u) twopass_f32_##op##_fn TWOPASS_F32_VNAME(op, isa, u);
-TWOPASS_F32_KERNELS(TWOPASS_DECLARE_R, TWOPASS_DECLARE_V)
+#define TWOPASS_DECLARE_N(op, isa, u) twopass_f32_##op##_fn TWOPASS_F32_NNAME(op, isa, u);
+TWOPASS_F32_KERNELS(TWOPASS_DECLARE_R, TWOPASS_DECLARE_V, TWOPASS_DECLARE_N)
 #undef TWOPASS_DECLARE_R
 #undef TWOPASS_DECLARE_V
+#undef TWOPASS_DECLARE_N
 
 #ifdef __cplusplus
 }

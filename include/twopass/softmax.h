@@ -45,6 +45,7 @@ struct twopass_kernel_info {
     enum twopass_level level;
     int unroll;       /* floats per main-loop iteration */
     int accumulators; /* 0 for elementwise passes */
+    int streaming;    /* 1: an elementwise pass with non-temporal stores */
     void (*fn)(void);
 };
 /* Every compiled variant (for the benchmarks' sweep); count in *count. */
@@ -65,6 +66,8 @@ struct twopass_f32_kernels {
     twopass_f32_vscaleextexp_columns_fn* vscaleextexp_columns;
     twopass_f32_vsubc_columns_fn* vsubc_columns;
     size_t columns_width; /* most columns one call of the *_columns kernels takes */
+    /* The same level with non-temporal stores in the elementwise passes (itself for that table). */
+    const struct twopass_f32_kernels* streaming;
     const char* names[TWOPASS_F32_OP_COUNT];
 };
 /* The default kernels of a level; NULL for TWOPASS_LEVEL_PYTHON. Callers must check that the CPU
@@ -97,14 +100,19 @@ enum twopass_algorithm {
 #define TWOPASS_MAX_CHUNKS 256
 #define TWOPASS_PARALLEL_MIN (32 * 1024)
 
+/* Outputs of at least `bytes` are written with non-temporal stores (the level's streaming table);
+ * initially never. twopass sets it at import from the last-level cache size. */
+void twopass_set_streaming_threshold(size_t bytes);
+
 /* Call once before any driver: registers the fork handler behind twopass_threads_usable(). */
 void twopass_threads_init(void);
 /* 0 in a process forked after its parent ran a team of threads (libgomp cannot run one there):
  * the drivers then run on the calling thread only. */
 int twopass_threads_usable(void);
-/* Teams of threads the drivers have started since load, and their threads in all (for tests). */
+/* Teams of threads the drivers have started since load, their threads in all, and the jobs that
+ * wrote with non-temporal stores (for tests). */
 struct twopass_thread_stats {
-    long teams, team_threads;
+    long teams, team_threads, streaming_jobs;
 };
 void twopass_get_thread_stats(struct twopass_thread_stats* out);
 

@@ -16,6 +16,7 @@ from twopass._dispatch import LEVELS, available_levels, get_num_threads, set_num
 if _dispatch._kernels is not None:
     _dispatch._kernels.configure_fast_path(_dispatch._level, _api.softmax, _api.log_softmax,
                                            _dispatch.AUTO_TWO_PASS_FROM, _dispatch.check_threads)
+    _dispatch._kernels.set_streaming_threshold(_dispatch.STREAMING_FROM_BYTES)
     softmax, log_softmax = _dispatch._kernels.softmax, _dispatch._kernels.log_softmax
 else:
     softmax, log_softmax = _api.softmax, _api.log_softmax
@@ -51,6 +52,9 @@ def runtime_info():
         },
         "auto_algorithm": (f"three_pass_reload for rows under {_dispatch.AUTO_TWO_PASS_FROM} elements, "
                            "two_pass from there" if level != "python" else "three_pass_reload"),
+        "streaming_stores": ({"from_output_bytes": _dispatch.STREAMING_FROM_BYTES,
+                              "kernels": kernels.streaming_kernel_names(LEVELS.index(level))}
+                             if kernels is not None and level != "python" else None),
         "threads": {"default": get_num_threads(), "openmp": "libgomp" if kernels is not None else None,
                     "parallel_from_elements": kernels.PARALLEL_MIN if kernels is not None else None},
         "calls": calls,

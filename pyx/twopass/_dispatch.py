@@ -72,6 +72,10 @@ LAST_LEVEL_CACHE = _last_level_cache_bytes()
 # element) no longer fits in the last-level cache, every pass is memory-bound and two-pass wins.
 # The NumPy fallback is always fastest with three_pass_reload.
 AUTO_TWO_PASS_FROM = max(1, LAST_LEVEL_CACHE // 8)
+# Outputs of at least this many bytes are written with non-temporal stores: with the input (at
+# least as large) they exceed the last-level cache, so the lines written would be evicted anyway,
+# and streaming them skips reading each line before writing it (benchmarks/RESULTS.md).
+STREAMING_FROM_BYTES = max(1, LAST_LEVEL_CACHE // 2)
 
 
 def auto_algorithm(level, n):

@@ -35,6 +35,7 @@ cdef extern from "twopass/softmax.h" nogil:
         int level
         int unroll
         int accumulators
+        int streaming
     const twopass_kernel_info* twopass_f32_kernel_registry(size_t* count)
 
     struct twopass_f32_kernels:
@@ -48,6 +49,7 @@ cdef extern from "twopass/softmax.h" nogil:
         void (*vsubc)(size_t n, const float* x, float* y, float c_hi, float c_lo) noexcept nogil
         void (*raddonline)(size_t n, const float* x, float* result) noexcept nogil
         size_t columns_width
+        const twopass_f32_kernels* streaming
         const char** names
     const twopass_f32_kernels* twopass_f32_kernels_for(int level)
     int twopass_f32_kernels_with(twopass_f32_kernels* table, const twopass_kernel_info* variant)
@@ -71,10 +73,11 @@ cdef extern from "twopass/softmax.h" nogil:
                                               ptrdiff_t y_stride, const double* mantissa,
                                               const double* exponent, int threads)
     int TWOPASS_PARALLEL_MIN
+    void twopass_set_streaming_threshold(size_t bytes)
     void twopass_threads_init()
     int twopass_threads_usable()
     struct twopass_thread_stats:
-        long teams, team_threads
+        long teams, team_threads, streaming_jobs
     void twopass_get_thread_stats(twopass_thread_stats* out)
 
 cdef extern from "twopass/common.h" nogil:
@@ -135,10 +138,11 @@ def get_num_threads():
 
 
 def thread_stats():
-    """Teams of threads the drivers have started since import, and their threads in all."""
+    """Teams of threads the drivers have started since import, their threads in all, and the jobs
+    written with non-temporal stores."""
     cdef twopass_thread_stats st
     twopass_get_thread_stats(&st)
-    return {"teams": st.teams, "team_threads": st.team_threads}
+    return {"teams": st.teams, "team_threads": st.team_threads, "streaming_jobs": st.streaming_jobs}
 
 
 PARALLEL_MIN = TWOPASS_PARALLEL_MIN
@@ -195,7 +199,32 @@ def registry():
     cdef size_t count, i
     cdef const twopass_kernel_info* r = twopass_f32_kernel_registry(&count)
     return [dict(name=r[i].name.decode(), op=OP_NAMES[r[i].op], level=LEVEL_NAMES[r[i].level],
-                 unroll=r[i].unroll, accumulators=r[i].accumulators) for i in range(count)]
+                 unroll=r[i].unroll, accumulators=r[i].accumulators, streaming=bool(r[i].streaming))
+            for i in range(count)]
+
+
+def streaming_kernel_names(int level):
+    """{pass: kernel name} of the streaming table of a level: what outputs above the streaming
+    threshold are written with ({} for python)."""
+    cdef const twopass_f32_kernels* k = twopass_f32_kernels_for(level)
+    if k == NULL:
+        return {}
+    return {OP_NAMES[i]: k.streaming.names[i].decode() for i in range(TWOPASS_F32_OP_COUNT)
+            if k.streaming.names[i] != k.names[i]}
+
+
+def set_streaming_threshold(size_t nbytes):
+    """Outputs of at least nbytes are written with non-temporal stores (set by twopass at import)."""
+    global _streaming_threshold
+    _streaming_threshold = nbytes
+    twopass_set_streaming_threshold(nbytes)
+
+
+def streaming_threshold():
+    return _streaming_threshold
+
+
+cdef size_t _streaming_threshold = <size_t>-1
 
 
 cdef const twopass_f32_kernels* _table(int level) except NULL:
@@ -518,6 +547,7 @@ def benchmark_softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int alg
     cdef const twopass_kernel_info* r = twopass_f32_kernel_registry(&count)
     cdef twopass_f32_kernels t = _table(level)[0]
     cdef long rep
+    t.streaming = &t  # the variants as given, whatever the size
     if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1] or x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError("x and out must have the same, non-empty shape")
     if algorithm < 0 or algorithm >= ALGORITHM_COUNT:

@@ -7,6 +7,7 @@
  */
 #include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include "twopass/kernels.h"
 #include "f32_exp_avx2.h"
 
@@ -157,23 +158,6 @@ TWOPASS_INLINE __m256 scaleextexp(__m256 x, __m256 vscale, __m256 vexponent)
     return f32x8_mul_exp2(_mm256_mul_ps(p, vscale), _mm256_sub_ps(vn, vexponent));
 }
 
-TWOPASS_INLINE void vscaleextexp_impl(size_t n, const float* x, float* y, float scale, float exponent, const size_t U)
-{
-    const size_t NV = U / VLEN;
-    const __m256 vscale = _mm256_set1_ps(scale), vexponent = _mm256_set1_ps(exponent);
-    for (; n >= U; n -= U, x += U, y += U) {
-        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
-            _mm256_storeu_ps(y + j * VLEN, scaleextexp(_mm256_loadu_ps(x + j * VLEN), vscale, vexponent));
-        }
-    }
-    for (; n != 0;) {
-        const __m256i mask = n >= VLEN ? _mm256_set1_epi32(-1) : f32x8_tail_mask(n);
-        _mm256_maskstore_ps(y, mask, scaleextexp(_mm256_maskload_ps(x, mask), vscale, vexponent));
-        const size_t step = n >= VLEN ? VLEN : n;
-        n -= step, x += step, y += step;
-    }
-}
-
 /* Sum of e = exp(x - shift) * 2^-exponent, optionally storing each e to y (STORE is a constant). */
 TWOPASS_INLINE float raddexpminusmax_impl(size_t n, const float* x, float* y, float shift, float exponent,
                                           const size_t U, const size_t ACC, const int STORE)
@@ -205,32 +189,55 @@ TWOPASS_INLINE float raddexpminusmax_impl(size_t n, const float* x, float* y, fl
 TWOPASS_INLINE __m256 apply_mode(__m256 v, __m256 vshift, __m256 vexponent, __m256 vscale, const int MODE)
 {
     if (MODE == TWOPASS_MODE_SUB) return _mm256_sub_ps(_mm256_sub_ps(v, vshift), vexponent);
+    if (MODE == TWOPASS_MODE_EXTEXP) return scaleextexp(v, vscale, vexponent);
     if (MODE == TWOPASS_MODE_EXP) v = f32x8_exp_shifted(v, vshift, vexponent);
     return _mm256_mul_ps(v, vscale);
 }
 
 /* The elementwise passes (MODE is a constant, common.h): y = x * scale (TWOPASS_MODE_SCALE),
  * y = exp(x - shift) * 2^-exponent * scale (TWOPASS_MODE_EXP), y = (x - shift) - exponent
- * (TWOPASS_MODE_SUB). */
+ * (TWOPASS_MODE_SUB), y = exp(x) * scale * 2^-exponent (TWOPASS_MODE_EXTEXP).
+ * NT (a constant): non-temporal stores, for outputs too large for the caches. They skip the read
+ * of each line before it is written (write-allocate) and keep the input in cache; they need 32-byte
+ * aligned addresses, so the floats before y's first 32-byte boundary and the tail use masked
+ * ordinary stores. An sfence orders the streamed stores before anything that follows. */
 TWOPASS_INLINE void vscale_impl(size_t n, const float* x, float* y, float shift, float exponent, float scale,
-                            const size_t U, const int MODE)
+                                const size_t U, const int MODE, const int NT)
 {
     const size_t NV = U / VLEN;
     const __m256 vshift = _mm256_set1_ps(shift), vexponent = _mm256_set1_ps(exponent), vscale = _mm256_set1_ps(scale);
+    if (NT) {
+        size_t head = (((uintptr_t)0 - (uintptr_t)y) & 31) / sizeof(float); /* y is float-aligned */
+        head = head < n ? head : n;
+        if (head != 0) {
+            const __m256i mask = f32x8_tail_mask(head);
+            _mm256_maskstore_ps(y, mask, apply_mode(_mm256_maskload_ps(x, mask), vshift, vexponent, vscale, MODE));
+            n -= head, x += head, y += head;
+        }
+    }
     for (; n >= U; n -= U, x += U, y += U) {
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
-            __m256 v = _mm256_loadu_ps(x + j * VLEN);
-            v = apply_mode(v, vshift, vexponent, vscale, MODE);
-            _mm256_storeu_ps(y + j * VLEN, v);
+            const __m256 v = apply_mode(_mm256_loadu_ps(x + j * VLEN), vshift, vexponent, vscale, MODE);
+            if (NT) {
+                _mm256_stream_ps(y + j * VLEN, v);
+            } else {
+                _mm256_storeu_ps(y + j * VLEN, v);
+            }
         }
     }
     for (; n != 0;) {
         const __m256i mask = n >= VLEN ? _mm256_set1_epi32(-1) : f32x8_tail_mask(n);
-        __m256 v = _mm256_maskload_ps(x, mask);
-        v = apply_mode(v, vshift, vexponent, vscale, MODE);
-        _mm256_maskstore_ps(y, mask, v);
+        const __m256 v = apply_mode(_mm256_maskload_ps(x, mask), vshift, vexponent, vscale, MODE);
+        if (NT && n >= VLEN) {
+            _mm256_stream_ps(y, v);
+        } else {
+            _mm256_maskstore_ps(y, mask, v);
+        }
         const size_t step = n >= VLEN ? VLEN : n;
         n -= step, x += step, y += step;
+    }
+    if (NT) {
+        _mm_sfence();
     }
 }
 
@@ -313,4 +320,4 @@ TWOPASS_INLINE void vsubc_columns_impl(size_t rows, size_t width, const float* x
 }
 
 #include "../instantiate.h"
-TWOPASS_F32_AVX2_KERNELS(DEFINE_R, DEFINE_V)
+TWOPASS_F32_AVX2_KERNELS(DEFINE_R, DEFINE_V, DEFINE_N)

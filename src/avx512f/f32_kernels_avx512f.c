@@ -9,6 +9,7 @@
  */
 #include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include "twopass/kernels.h"
 #include "f32_exp_avx512f.h"
 
@@ -131,28 +132,6 @@ TWOPASS_INLINE void raddonline_impl(size_t n, const float* x, float* result, con
     result[1] = _mm512_reduce_add_ps(total);
 }
 
-/* y = p * scale * 2^(n - exponent), flushed to 0 below 2^-126. */
-TWOPASS_INLINE void vscaleextexp_impl(size_t n, const float* x, float* y, float scale, float exponent, const size_t U)
-{
-    const size_t NV = U / VLEN;
-    const __m512 vscale = _mm512_set1_ps(scale), vexponent = _mm512_set1_ps(exponent);
-    for (; n >= U; n -= U, x += U, y += U) {
-        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
-            __m512 vn;
-            const __m512 p = f32x16_extexp(_mm512_loadu_ps(x + j * VLEN), &vn);
-            _mm512_storeu_ps(y + j * VLEN, f32x16_mul_exp2(_mm512_mul_ps(p, vscale), _mm512_sub_ps(vn, vexponent)));
-        }
-    }
-    for (; n != 0;) {
-        const __mmask16 mask = n >= VLEN ? (__mmask16)0xFFFF : f32x16_tail_mask(n);
-        __m512 vn;
-        const __m512 p = f32x16_extexp(_mm512_maskz_loadu_ps(mask, x), &vn);
-        _mm512_mask_storeu_ps(y, mask, f32x16_mul_exp2(_mm512_mul_ps(p, vscale), _mm512_sub_ps(vn, vexponent)));
-        const size_t step = n >= VLEN ? VLEN : n;
-        n -= step, x += step, y += step;
-    }
-}
-
 /* Sum of e = exp(x - shift) * 2^-exponent, optionally storing each e to y (STORE is a constant). */
 TWOPASS_INLINE float raddexpminusmax_impl(size_t n, const float* x, float* y, float shift, float exponent,
                                           const size_t U, const size_t ACC, const int STORE)
@@ -180,35 +159,64 @@ TWOPASS_INLINE float raddexpminusmax_impl(size_t n, const float* x, float* y, fl
     return _mm512_reduce_add_ps(acc[0]);
 }
 
+/* y = p * scale * 2^(n - exponent), flushed to 0 below 2^-126. */
+TWOPASS_INLINE __m512 scaleextexp(__m512 x, __m512 vscale, __m512 vexponent)
+{
+    __m512 vn;
+    const __m512 p = f32x16_extexp(x, &vn);
+    return f32x16_mul_exp2(_mm512_mul_ps(p, vscale), _mm512_sub_ps(vn, vexponent));
+}
+
 TWOPASS_INLINE __m512 apply_mode(__m512 v, __m512 vshift, __m512 vexponent, __m512 vscale, const int MODE)
 {
     if (MODE == TWOPASS_MODE_SUB) return _mm512_sub_ps(_mm512_sub_ps(v, vshift), vexponent);
+    if (MODE == TWOPASS_MODE_EXTEXP) return scaleextexp(v, vscale, vexponent);
     if (MODE == TWOPASS_MODE_EXP) v = f32x16_exp_shifted(v, vshift, vexponent);
     return _mm512_mul_ps(v, vscale);
 }
 
 /* The elementwise passes (MODE is a constant, common.h): y = x * scale (TWOPASS_MODE_SCALE),
  * y = exp(x - shift) * 2^-exponent * scale (TWOPASS_MODE_EXP), y = (x - shift) - exponent
- * (TWOPASS_MODE_SUB). */
+ * (TWOPASS_MODE_SUB), y = exp(x) * scale * 2^-exponent (TWOPASS_MODE_EXTEXP).
+ * NT (a constant): non-temporal stores, for outputs too large for the caches (as on AVX2), from
+ * y's first 64-byte boundary; masked ordinary stores before it and for the tail; then an sfence. */
 TWOPASS_INLINE void vscale_impl(size_t n, const float* x, float* y, float shift, float exponent, float scale,
-                            const size_t U, const int MODE)
+                                const size_t U, const int MODE, const int NT)
 {
     const size_t NV = U / VLEN;
     const __m512 vshift = _mm512_set1_ps(shift), vexponent = _mm512_set1_ps(exponent), vscale = _mm512_set1_ps(scale);
+    if (NT) {
+        size_t head = (((uintptr_t)0 - (uintptr_t)y) & 63) / sizeof(float); /* y is float-aligned */
+        head = head < n ? head : n;
+        if (head != 0) {
+            const __mmask16 mask = f32x16_tail_mask(head);
+            _mm512_mask_storeu_ps(y, mask, apply_mode(_mm512_maskz_loadu_ps(mask, x), vshift, vexponent, vscale, MODE));
+            n -= head, x += head, y += head;
+        }
+    }
     for (; n >= U; n -= U, x += U, y += U) {
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
-            __m512 v = _mm512_loadu_ps(x + j * VLEN);
-            v = apply_mode(v, vshift, vexponent, vscale, MODE);
-            _mm512_storeu_ps(y + j * VLEN, v);
+            const __m512 v = apply_mode(_mm512_loadu_ps(x + j * VLEN), vshift, vexponent, vscale, MODE);
+            if (NT) {
+                _mm512_stream_ps(y + j * VLEN, v);
+            } else {
+                _mm512_storeu_ps(y + j * VLEN, v);
+            }
         }
     }
     for (; n != 0;) {
         const __mmask16 mask = n >= VLEN ? (__mmask16)0xFFFF : f32x16_tail_mask(n);
-        __m512 v = _mm512_maskz_loadu_ps(mask, x);
-        v = apply_mode(v, vshift, vexponent, vscale, MODE);
-        _mm512_mask_storeu_ps(y, mask, v);
+        const __m512 v = apply_mode(_mm512_maskz_loadu_ps(mask, x), vshift, vexponent, vscale, MODE);
+        if (NT && n >= VLEN) {
+            _mm512_stream_ps(y, v);
+        } else {
+            _mm512_mask_storeu_ps(y, mask, v);
+        }
         const size_t step = n >= VLEN ? VLEN : n;
         n -= step, x += step, y += step;
+    }
+    if (NT) {
+        _mm_sfence();
     }
 }
 
@@ -261,11 +269,9 @@ TWOPASS_INLINE void vscaleextexp_columns_impl(size_t rows, size_t width, const f
     for (size_t r = 0; r < rows; r++, x += x_ld, y += y_ld) {
         for (size_t v = 0; v < nv; v++) {
             const __mmask16 mask = column_mask(width, v);
-            __m512 vn;
-            const __m512 p = f32x16_extexp(_mm512_maskz_loadu_ps(mask, x + v * VLEN), &vn);
-            _mm512_mask_storeu_ps(y + v * VLEN, mask,
-                                  f32x16_mul_exp2(_mm512_mul_ps(p, _mm512_maskz_loadu_ps(mask, scale + v * VLEN)),
-                                                  _mm512_sub_ps(vn, _mm512_maskz_loadu_ps(mask, exponent + v * VLEN))));
+            _mm512_mask_storeu_ps(y + v * VLEN, mask, scaleextexp(_mm512_maskz_loadu_ps(mask, x + v * VLEN),
+                                                                  _mm512_maskz_loadu_ps(mask, scale + v * VLEN),
+                                                                  _mm512_maskz_loadu_ps(mask, exponent + v * VLEN)));
         }
     }
 }
@@ -287,4 +293,4 @@ TWOPASS_INLINE void vsubc_columns_impl(size_t rows, size_t width, const float* x
 }
 
 #include "../instantiate.h"
-TWOPASS_F32_AVX512F_KERNELS(DEFINE_R, DEFINE_V)
+TWOPASS_F32_AVX512F_KERNELS(DEFINE_R, DEFINE_V, DEFINE_N)

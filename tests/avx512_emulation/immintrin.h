@@ -6,7 +6,7 @@
  * header with SIMDE_ENABLE_NATIVE_ALIASES, which #defines every _mm512_* name it implements to its
  * portable simde_mm512_* version. Nothing from SIMDe is copied here; it is only #included.
  *
- * SIMDe 0.7.4 (Debian bookworm's libsimde-dev) lacks five intrinsics the kernels use; they are
+ * SIMDe 0.7.4 (Debian bookworm's libsimde-dev) lacks six intrinsics the kernels use; they are
  * written below from their documented semantics (Intel Intrinsics Guide, and GCC's avx512fintrin.h
  * for the reduction order of the _mm512_reduce_* sequences, which are not single instructions).
  * If a newer SIMDe provides them, ours take precedence (we #undef and redefine), so behaviour does
@@ -94,6 +94,19 @@ static inline float twopass_emu_mm512_reduce_add_ps(simde__m512 a)
     return r[0] + r[1];
 }
 
+/* _mm512_stream_ps (VMOVNTPS): a store of 16 floats that bypasses the caches; the address must be
+ * 64-byte aligned, or the instruction faults (#GP), so a misaligned one aborts here too. The cache
+ * hint has no observable effect on the values stored. */
+static inline void twopass_emu_mm512_stream_ps(void* p, simde__m512 a)
+{
+    if (((uintptr_t)p & 63) != 0) {
+        __builtin_trap();
+    }
+    simde_mm512_storeu_ps(p, a);
+}
+
+#undef _mm512_stream_ps
+#define _mm512_stream_ps(p, a) twopass_emu_mm512_stream_ps(p, a)
 #undef _cvtu32_mask16
 #define _cvtu32_mask16(a) twopass_emu_cvtu32_mask16(a)
 #undef _mm512_maskz_loadu_ps
