@@ -360,7 +360,8 @@ def test_non_contiguous_axis_special_columns(level):
         np.testing.assert_allclose(y[ok], expected[ok], rtol=1e-6, atol=FLUSH32)
 
 
-def test_non_contiguous_axis_uses_no_transposing_copy(level, monkeypatch):
+@pytest.mark.parametrize("function", [twopass.softmax, twopass.log_softmax], ids=lambda f: f.__name__)
+def test_non_contiguous_axis_uses_no_transposing_copy(level, function, monkeypatch):
     if level == "python":
         return  # the fallback copies; the kernels' column path is what this checks
     from twopass import _api
@@ -368,8 +369,8 @@ def test_non_contiguous_axis_uses_no_transposing_copy(level, monkeypatch):
     original = _api._rows
     monkeypatch.setattr(_api, "_rows", lambda *a: calls.append(a) or original(*a))
     x = uniform(None, shape=(64, 48), seed=22)
-    twopass.softmax(x, axis=0)
-    twopass.softmax(np.asfortranarray(x), axis=1)
+    function(x, axis=0)
+    function(np.asfortranarray(x), axis=1)
     assert calls == []
 
 
