@@ -251,7 +251,6 @@ def test_log_softmax_special_columns(level):
         assert_log_close(y, ref, scale)
 
 
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("row", [[3e38, 3e38, 3e38, 0.0], [1e16] * 4, [-1e30, -1e30], [2e6, 2e6, 2e6 - 1]], ids=str)
 def test_log_softmax_tied_maxima_at_huge_magnitude(level, algorithm, dtype, row):
