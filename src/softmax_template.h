@@ -1,0 +1,691 @@
+/* The softmax algorithms on one dtype, composed from the passes of one kernel table: the one source
+ * of the drivers for float32 (src/softmax.c) and float64 (src/softmax_f64.c), each of which defines
+ * the parameters below and includes this file once. Baseline x86-64 code.
+ *
+ *   TP_T                 the element type (float, double)
+ *   TP_F64               1 for float64: the few dtype-specific steps below (#if TP_F64) keep
+ *                        float64's large exponents exact; 0 for float32
+ *   TP_KERNELS           the kernel table type (struct twopass_f32_kernels ...)
+ *   TP_PUB(name, suffix) a public name: TP_PUB(softmax, _rows) -> twopass_softmax_f32_rows
+ *   TP_EXPONENT_LIMIT, TP_SHIFT_LIMIT, TP_LOG2E   the dtype's limits and log2(e) (common.h)
+ *   TP_MAX, TP_FABS, TP_NEARBYINT                 FLT_MAX, fabsf, nearbyintf (or DBL_MAX ...)
+ *
+ * Per-row results (sums, logsumexp, extsum) are doubles for both dtypes. The algorithms and the
+ * threads: see src/softmax.c.
+ */
+/* In softmax.c: body(ctx, i) for i < count on up to `threads` OpenMP threads; and the threads worth
+ * using on `elements` elements in all. */
+void twopass_parallel_for(int threads, size_t count, void (*body)(void* ctx, size_t i), void* ctx);
+int twopass_useful_threads(int threads, size_t elements);
+/* 1 (and counted) if a job writing `elements` outputs of element_size bytes should use the level's
+ * streaming table (non-temporal stores): at least the streaming threshold of bytes. */
+int twopass_streaming_job(size_t elements, size_t element_size);
+
+/* ---- one slice, cut into chunks ---- */
+
+/* The two-pass partial sum, merged block by block (then chunk by chunk) in double:
+ * (M, E) + (m, e) = (M * 2^(E - E') + m * 2^(e - E'), E') with E' = max(E, e). */
+struct extsum_acc {
+    double mantissa, exponent;
+    int blocks, valid;
+};
+static const struct extsum_acc EXTSUM_EMPTY = {0.0, 0.0, 0, 1};
+
+/* d <= 0, a difference of exponents, as an int for ldexp: float64 exponents reach 2^40.5 in
+ * magnitude (clamped inputs), beyond int; below -2200 every mantissa here (at most about 2^64)
+ * scales to 0 anyway, so clamping there changes nothing. */
+static int exponent_difference(double d)
+{
+    return d < -2200.0 ? -2200 : (int)d;
+}
+
+/* Add one block's (m, e). A NaN or infinite mantissa (NaN or +inf in the block) or an exponent above
+ * the exact range makes the slice invalid; exponents far below it (clamped or -inf elements) merge
+ * normally, since the final range check decides whether they matter. */
+static void extsum_add(struct extsum_acc* acc, double m, double e)
+{
+    if (!acc->valid) {
+        return;
+    }
+    if (!(m > 0.0 && m < INFINITY) || !(e <= TP_EXPONENT_LIMIT)) {
+        acc->valid = 0;
+    } else if (acc->blocks++ == 0) {
+        acc->mantissa = m, acc->exponent = e;
+    } else if (e > acc->exponent) {
+        acc->mantissa = ldexp(acc->mantissa, exponent_difference(acc->exponent - e)) + m, acc->exponent = e;
+    } else {
+        acc->mantissa += ldexp(m, exponent_difference(e - acc->exponent));
+    }
+}
+
+/* acc += part (a chunk's sum). */
+static void extsum_merge(struct extsum_acc* acc, const struct extsum_acc* part)
+{
+    if (!part->valid) {
+        acc->valid = 0;
+    } else if (part->blocks > 0) {
+        const int blocks = acc->blocks;
+        extsum_add(acc, part->mantissa, part->exponent);
+        acc->blocks = blocks + part->blocks;
+    }
+}
+
+/* 1 if the merged sum is exact: some block, and the largest exponent within the exact range. */
+static int extsum_done(const struct extsum_acc* acc)
+{
+    return acc->valid && acc->blocks > 0 && acc->exponent >= -TP_EXPONENT_LIMIT;
+}
+
+/* A slice and the scalars of the pass running on it, with one partial result per chunk. */
+struct slice {
+    const TP_KERNELS* k;
+    size_t n, chunk, chunks; /* chunks of `chunk` elements (the last shorter), a multiple of blocks */
+    const TP_T* x;
+    TP_T* y;
+    int threads;
+    TP_T shift, exponent, scale, c_lo;
+    TP_T max[TWOPASS_MAX_CHUNKS];
+    double sum[TWOPASS_MAX_CHUNKS];
+    struct extsum_acc acc[TWOPASS_MAX_CHUNKS];
+};
+
+static void slice_init(struct slice* s, const TP_KERNELS* k, size_t n, const TP_T* x,
+                       TP_T* y, int threads)
+{
+    /* about equal chunks of whole blocks, n / TWOPASS_CHUNK_MIN of them (at most TWOPASS_MAX_CHUNKS) */
+    size_t chunks = (n + TWOPASS_CHUNK_MIN - 1) / TWOPASS_CHUNK_MIN;
+    chunks = chunks < 1 ? 1 : chunks > TWOPASS_MAX_CHUNKS ? TWOPASS_MAX_CHUNKS : chunks;
+    const size_t blocks = (n + TWOPASS_SUM_BLOCK - 1) / TWOPASS_SUM_BLOCK;
+    s->chunk = (blocks + chunks - 1) / chunks * TWOPASS_SUM_BLOCK;
+    s->chunks = n == 0 ? 0 : (n + s->chunk - 1) / s->chunk;
+    s->k = k, s->n = n, s->x = x, s->y = y, s->threads = twopass_useful_threads(threads, n);
+}
+
+/* Where chunk c starts, and its length. */
+static size_t chunk_begin(const struct slice* s, size_t c) { return c * s->chunk; }
+static size_t chunk_len(const struct slice* s, size_t c)
+{
+    return s->n - c * s->chunk < s->chunk ? s->n - c * s->chunk : s->chunk;
+}
+static size_t block_len(size_t n, size_t i)
+{
+    return n - i < TWOPASS_SUM_BLOCK ? n - i : TWOPASS_SUM_BLOCK;
+}
+
+/* The passes, one chunk each. */
+static void chunk_max(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    s->max[c] = s->k->rmax(chunk_len(s, c), s->x + chunk_begin(s, c));
+}
+static void chunk_extsum(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    const size_t len = chunk_len(s, c);
+    const TP_T* x = s->x + chunk_begin(s, c);
+    struct extsum_acc acc = EXTSUM_EMPTY;
+    for (size_t i = 0; i < len && acc.valid; i += TWOPASS_SUM_BLOCK) {
+        TP_T block[2];
+        s->k->raddextexp(block_len(len, i), x + i, block);
+        extsum_add(&acc, block[0], block[1]);
+    }
+    s->acc[c] = acc;
+}
+/* (M, D) += (m, d) for online sums D = sum exp(x - M):  M' = max(M, m), D' = D e^(M - M') + d e^(m - M'). */
+static void online_merge(double* max, double* sum, double m, double d)
+{
+    if (m > *max) {
+        *sum = *sum * exp(*max - m) + d, *max = m;
+    } else {
+        *sum += d * exp(m - *max);
+    }
+}
+static void chunk_online(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    const size_t len = chunk_len(s, c);
+    const TP_T* x = s->x + chunk_begin(s, c);
+    double max = -TP_MAX, sum = 0.0;
+    for (size_t i = 0; i < len; i += TWOPASS_SUM_BLOCK) {
+        TP_T block[2];
+        s->k->raddonline(block_len(len, i), x + i, block);
+        online_merge(&max, &sum, block[0], block[1]);
+    }
+    s->max[c] = (TP_T)max, s->sum[c] = sum; /* max is one of the x: exact */
+}
+static void chunk_sum_exp(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    const size_t len = chunk_len(s, c);
+    const TP_T* x = s->x + chunk_begin(s, c);
+    double sum = 0.0;
+    for (size_t i = 0; i < len; i += TWOPASS_SUM_BLOCK) {
+        sum += s->k->raddexpminusmax(block_len(len, i), x + i, s->shift, s->exponent);
+    }
+    s->sum[c] = sum;
+}
+static void chunk_store_sum_exp(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    const size_t len = chunk_len(s, c), begin = chunk_begin(s, c);
+    double sum = 0.0;
+    for (size_t i = 0; i < len; i += TWOPASS_SUM_BLOCK) {
+        sum += s->k->raddstoreexpminusmax(block_len(len, i), s->x + begin + i, s->y + begin + i, s->shift,
+                                          s->exponent);
+    }
+    s->sum[c] = sum;
+}
+static void chunk_scale_extexp(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    const size_t b = chunk_begin(s, c);
+    s->k->vscaleextexp(chunk_len(s, c), s->x + b, s->y + b, s->scale, s->exponent);
+}
+static void chunk_scale_exp(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    const size_t b = chunk_begin(s, c);
+    s->k->vscaleexpminusmax(chunk_len(s, c), s->x + b, s->y + b, s->shift, s->exponent, s->scale);
+}
+static void chunk_scale(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    const size_t b = chunk_begin(s, c);
+    s->k->vscale(chunk_len(s, c), s->y + b, s->y + b, s->scale);
+}
+static void chunk_subtract(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    const size_t b = chunk_begin(s, c);
+    s->k->vsubc(chunk_len(s, c), s->x + b, s->y + b, s->shift, s->c_lo);
+}
+
+static void run_chunks(struct slice* s, void (*pass)(void*, size_t))
+{
+    twopass_parallel_for(s->threads, s->chunks, pass, s);
+}
+
+/* Merged in chunk order: max x (NaN if any chunk's max is NaN), sum of the chunk sums, extsum. */
+static TP_T slice_max(struct slice* s)
+{
+    run_chunks(s, chunk_max);
+    TP_T max = s->max[0];
+    for (size_t c = 1; c < s->chunks; c++) {
+        if (isnan(s->max[c]) || s->max[c] > max) max = isnan(max) ? max : s->max[c];
+    }
+    return max;
+}
+static double slice_sum(const struct slice* s)
+{
+    double sum = 0.0;
+    for (size_t c = 0; c < s->chunks; c++) sum += s->sum[c];
+    return sum;
+}
+
+/* max - shift - exponent * ln2 for the split of exp_shift(): float32's scalars are exact in double;
+ * float64's exponent reaches 2^37, so E ln2 is subtracted by Cody-Waite (ln2 = LN2_HI + LN2_LO; the
+ * first FMA is exact up to one rounding of a result below 1). */
+static double exp_remainder(double max, TP_T shift, TP_T exponent)
+{
+#if TP_F64
+    return fma(exponent, TWOPASS_F64_MINUS_LN2_LO, fma(exponent, TWOPASS_F64_MINUS_LN2_HI, max - shift));
+#else
+    return max - shift - exponent * M_LN2;
+#endif
+}
+
+/* Split max as shift + exponent * ln2. Usually shift = 0 and exponent = round(max * log2(e)): then
+ * exp(x - max) ~ exp(x) * 2^-exponent is computed without subtracting at all, and every term is at
+ * most exp(ln2/2) ~ 1.42. For |max| beyond the extended-exponent range, shift = max: x - max is then
+ * exact wherever exp(x - max) is not 0. A NaN or infinite max gives NaN sums, as it should. */
+static void exp_shift(struct slice* s, TP_T max)
+{
+    if (TP_FABS(max) <= TP_SHIFT_LIMIT) {
+        s->shift = 0, s->exponent = TP_NEARBYINT(max * TP_LOG2E);
+    } else {
+        s->shift = max, s->exponent = 0;
+    }
+}
+
+static void softmax_three_pass_recompute(struct slice* s)
+{
+    exp_shift(s, slice_max(s));
+    run_chunks(s, chunk_sum_exp);
+    /* sum >= 0.7 (the max contributes about 1) unless the slice holds NaN or +-inf: then NaN. */
+    s->scale = (TP_T)(1.0 / slice_sum(s));
+    run_chunks(s, chunk_scale_exp);
+}
+
+static void softmax_three_pass_reload(struct slice* s)
+{
+    exp_shift(s, slice_max(s));
+    run_chunks(s, chunk_store_sum_exp);
+    s->scale = (TP_T)(1.0 / slice_sum(s));
+    run_chunks(s, chunk_scale);
+}
+
+/* Pass 1 of online: (max, sum exp(x - max)). Returns 0 if the slice holds NaN or +inf, or only -inf
+ * (then the caller uses three-pass, whose answers are SciPy's there). */
+static int slice_online(struct slice* s, double* max, double* sum)
+{
+    run_chunks(s, chunk_online);
+    *max = -TP_MAX, *sum = 0.0;
+    for (size_t c = 0; c < s->chunks; c++) online_merge(max, sum, s->max[c], s->sum[c]);
+    return *sum >= 1.0 && *sum < INFINITY; /* the max contributes exp(0) = 1; NaN fails too */
+}
+
+static void softmax_online(struct slice* s)
+{
+    double max, sum;
+    if (!slice_online(s, &max, &sum)) {
+        softmax_three_pass_recompute(s);
+        return;
+    }
+    /* pass 2 evaluates exp(x - shift) 2^-exponent = exp(x - max) exp(max - shift - exponent ln2) */
+    exp_shift(s, (TP_T)max);
+    s->scale = (TP_T)(1.0 / (sum * exp(exp_remainder(max, s->shift, s->exponent))));
+    run_chunks(s, chunk_scale_exp);
+}
+
+/* Pass 1 of two-pass: sum exp(x) = mantissa * 2^exponent. Returns 0 if the slice holds NaN or +inf
+ * or its max lies beyond the exact range of the exponents (then the caller uses three-pass). */
+static int slice_extsum(struct slice* s, double* mantissa, double* exponent)
+{
+    run_chunks(s, chunk_extsum);
+    struct extsum_acc acc = s->acc[0];
+    for (size_t c = 1; c < s->chunks; c++) extsum_merge(&acc, &s->acc[c]);
+    *mantissa = acc.mantissa, *exponent = acc.exponent;
+    return extsum_done(&acc);
+}
+
+/* Pass 2 of two-pass for a sum M * 2^E: y = exp(x) / M * 2^-E, with M = f * 2^q, f in [0.5, 1). */
+static void softmax_scale_extexp(struct slice* s, double mantissa, double exponent)
+{
+    int q;
+    const double f = frexp(mantissa, &q);
+    s->scale = (TP_T)(1.0 / f), s->exponent = (TP_T)(exponent + q);
+    run_chunks(s, chunk_scale_extexp);
+}
+
+static void softmax_two_pass(struct slice* s)
+{
+    double mantissa, exponent;
+    if (!slice_extsum(s, &mantissa, &exponent)) {
+        softmax_three_pass_recompute(s);
+        return;
+    }
+    softmax_scale_extexp(s, mantissa, exponent);
+}
+
+/* logsumexp of a slice the extended sum cannot take (NaN, +-inf, or |max| beyond ~2e6), as SciPy:
+ * NaN if any NaN; else +inf if any +inf; else -inf if all are -inf; else max + log sum exp(x - max). */
+/* logsumexp as two floats, lse ~ hi + lo, for log_softmax's y = (x - hi) - lo: x - hi is exact for
+ * the x near the max. Beyond the extended range, hi is the max itself and lo = log sum exp(x - max):
+ * then y is SciPy's (x - max) - log(sum), exact at the max (a double lse could not even hold log 3
+ * next to 3e38). Special values: hi = lse, lo = 0 (IEEE then gives SciPy's answers). */
+struct lse_parts {
+    TP_T hi, lo;
+};
+
+
+static double lse_split(double lse, struct lse_parts* parts)
+{
+    parts->hi = (TP_T)lse, parts->lo = isfinite(lse) ? (TP_T)(lse - parts->hi) : 0;
+    return lse;
+}
+
+static double lse_from_max(TP_T max, double log_sum, struct lse_parts* parts)
+{
+    /* float64 always keeps the max as hi: y = (x - max) - log(sum), as SciPy, exact at the max (one
+     * double lse could not hold log(sum) next to a max of 2^37 to the last bit). */
+    if (TP_F64 || TP_FABS(max) > TP_SHIFT_LIMIT) {
+        parts->hi = max, parts->lo = (TP_T)log_sum;
+        return (double)max + log_sum;
+    }
+    return lse_split((double)max + log_sum, parts);
+}
+
+/* logsumexp of a slice the extended sum cannot take (NaN, +-inf, or |max| beyond ~2e6), as SciPy:
+ * NaN if any NaN; else +inf if any +inf; else -inf if all are -inf; else max + log sum exp(x - max). */
+static double logsumexp_three_pass(struct slice* s, struct lse_parts* parts)
+{
+    const TP_T max = slice_max(s);
+    if (isfinite(max)) {
+        exp_shift(s, max);
+        run_chunks(s, chunk_sum_exp);
+        const double sum = slice_sum(s);
+        if (!isnan(sum)) { /* sum exp(x - max) = sum * exp(shift + exponent ln2 - max) */
+#if TP_F64
+            return lse_from_max(max, log(sum) - exp_remainder(max, s->shift, s->exponent), parts);
+#else
+            return lse_from_max(max, log(sum) + (((double)s->shift - max) + (double)s->exponent * M_LN2), parts);
+#endif
+        }
+    }
+    for (size_t i = 0; i < s->n; i++) { /* rare: find out which special value decides */
+        if (isnan(s->x[i])) {
+            return lse_split(NAN, parts);
+        }
+    }
+    return lse_split(max, parts); /* +inf, or -inf when every element is -inf */
+}
+
+/* logsumexp = log(M) + E ln2 of an extended sum, as hi + lo. float32: in double, then split.
+ * float64: E reaches 2^38, so E ln2 is carried as a double-double (E * LN2_HI exact with FMA, plus
+ * E * LN2_LO), added to log(M) by TwoSum; hi is the lse rounded once. */
+static double lse_of_extsum(double mantissa, double exponent, struct lse_parts* parts)
+{
+#if TP_F64
+    const double p = exponent * -TWOPASS_F64_MINUS_LN2_HI;
+    const double t = log(mantissa) + (fma(exponent, -TWOPASS_F64_MINUS_LN2_HI, -p) + exponent * -TWOPASS_F64_MINUS_LN2_LO);
+    const double hi = p + t, bv = hi - p;
+    parts->hi = hi, parts->lo = (p - (hi - bv)) + (t - bv);
+    return hi;
+#else
+    return lse_split(log(mantissa) + exponent * M_LN2, parts);
+#endif
+}
+
+static double logsumexp_slice(struct slice* s, enum twopass_algorithm algorithm, struct lse_parts* parts)
+{
+    double mantissa, exponent;
+    if (s->n == 0) {
+        return lse_split(-INFINITY, parts);
+    }
+    if (algorithm == TWOPASS_TWO_PASS && slice_extsum(s, &mantissa, &exponent)) {
+        return lse_of_extsum(mantissa, exponent, parts);
+    }
+    double max, sum;
+    if (algorithm == TWOPASS_ONLINE && slice_online(s, &max, &sum)) {
+        return lse_from_max((TP_T)max, log(sum), parts);
+    }
+    return logsumexp_three_pass(s, parts);
+}
+
+static void extsum_slice(struct slice* s, double* mantissa, double* exponent)
+{
+    if (s->n == 0) {
+        *mantissa = 0.0, *exponent = -INFINITY; /* the identity of the merge */
+        return;
+    }
+    if (slice_extsum(s, mantissa, exponent)) {
+        return;
+    }
+    /* Special or huge slices: the same value in log space, logsumexp = log(M) + E ln2 */
+    struct lse_parts parts;
+    const double lse = logsumexp_three_pass(s, &parts);
+    if (!isfinite(lse)) {
+        *mantissa = lse == -INFINITY ? 0.0 : lse, *exponent = lse == -INFINITY ? -INFINITY : 0.0;
+        return;
+    }
+#if TP_F64 /* lse = hi + lo with hi = max: mantissa = exp((hi - E ln2) + lo), Cody-Waite again */
+    *exponent = nearbyint(parts.hi / M_LN2);
+    *mantissa = exp(exp_remainder(parts.hi, 0.0, *exponent) + parts.lo);
+#else
+    *exponent = nearbyint(lse / M_LN2);
+    *mantissa = exp(lse - *exponent * M_LN2);
+#endif
+}
+
+static void log_softmax_slice(struct slice* s, enum twopass_algorithm algorithm)
+{
+    /* y = x - logsumexp(x): with IEEE arithmetic this is also SciPy's answer for NaN, +inf
+     * (NaN at +inf, -inf elsewhere) and all -inf (NaN). */
+    if (s->n != 0) {
+        struct lse_parts parts;
+        logsumexp_slice(s, algorithm, &parts);
+        s->shift = parts.hi, s->c_lo = parts.lo;
+        run_chunks(s, chunk_subtract);
+    }
+}
+
+static void softmax_slice(struct slice* s, enum twopass_algorithm algorithm)
+{
+    if (s->n == 0) {
+        return;
+    }
+    switch (algorithm) {
+    case TWOPASS_THREE_PASS_RELOAD:
+        softmax_three_pass_reload(s);
+        break;
+    case TWOPASS_THREE_PASS_RECOMPUTE:
+        softmax_three_pass_recompute(s);
+        break;
+    case TWOPASS_ONLINE:
+        softmax_online(s);
+        break;
+    case TWOPASS_TWO_PASS:
+    default:
+        softmax_two_pass(s);
+        break;
+    }
+}
+
+/* ---- rows ---- */
+
+/* One job on each of `rows` slices of n floats (row r at x + r * x_stride, out at y + r * y_stride). */
+struct rows_job {
+    const TP_KERNELS* k;
+    enum twopass_algorithm algorithm;
+    size_t n;
+    const TP_T* x;
+    ptrdiff_t x_stride;
+    TP_T* y;
+    ptrdiff_t y_stride;
+    double* out1; /* per-row results: logsumexp, or the extsum mantissa */
+    double* out2; /* the extsum exponent */
+    const double* in1;
+    const double* in2; /* per-row sums given to pass 2 (softmax from extsum) */
+    void (*row)(struct slice* s, const struct rows_job* job, size_t r);
+    int row_threads;
+};
+
+static void rows_body(void* ctx, size_t r)
+{
+    const struct rows_job* job = ctx;
+    struct slice s;
+    slice_init(&s, job->k, job->n, job->x + (ptrdiff_t)r * job->x_stride,
+               job->y ? job->y + (ptrdiff_t)r * job->y_stride : NULL, job->row_threads);
+    job->row(&s, job, r);
+}
+
+/* Rows are shared out whole when there are enough of them to balance the threads (or they are too
+ * short to cut); otherwise they run one after another, each cut into chunks across the threads. */
+static void run_rows(struct rows_job* job, size_t rows, int threads)
+{
+    if (job->y != NULL && job->k->streaming != NULL && twopass_streaming_job(rows * job->n, sizeof(TP_T))) {
+        job->k = job->k->streaming;
+    }
+    threads = twopass_useful_threads(threads, rows * job->n);
+    if (threads > 1 && rows > 1 && (rows >= 4 * (size_t)threads || job->n < 2 * TWOPASS_CHUNK_MIN)) {
+        job->row_threads = 1;
+        twopass_parallel_for(threads, rows, rows_body, job);
+    } else {
+        job->row_threads = threads;
+        twopass_parallel_for(1, rows, rows_body, job);
+    }
+}
+
+static void softmax_row(struct slice* s, const struct rows_job* job, size_t r)
+{
+    (void)r;
+    softmax_slice(s, job->algorithm);
+}
+static void log_softmax_row(struct slice* s, const struct rows_job* job, size_t r)
+{
+    (void)r;
+    log_softmax_slice(s, job->algorithm);
+}
+static void logsumexp_row(struct slice* s, const struct rows_job* job, size_t r)
+{
+    struct lse_parts parts;
+    job->out1[r] = logsumexp_slice(s, job->algorithm, &parts);
+}
+static void extsum_row(struct slice* s, const struct rows_job* job, size_t r)
+{
+    extsum_slice(s, &job->out1[r], &job->out2[r]);
+}
+static void softmax_from_extsum_row(struct slice* s, const struct rows_job* job, size_t r)
+{
+    if (s->n != 0) {
+        softmax_scale_extexp(s, job->in1[r], job->in2[r]);
+    }
+}
+
+void TP_PUB(softmax, _rows)(const TP_KERNELS* k, enum twopass_algorithm algorithm,
+                              size_t rows, size_t n, const TP_T* x, ptrdiff_t x_stride, TP_T* y,
+                              ptrdiff_t y_stride, int threads)
+{
+    struct rows_job job = {k, algorithm, n, x, x_stride, y, y_stride, NULL, NULL, NULL, NULL, softmax_row, 1};
+    run_rows(&job, rows, threads);
+}
+
+void TP_PUB(log_softmax, _rows)(const TP_KERNELS* k, enum twopass_algorithm algorithm,
+                                  size_t rows, size_t n, const TP_T* x, ptrdiff_t x_stride, TP_T* y,
+                                  ptrdiff_t y_stride, int threads)
+{
+    struct rows_job job = {k, algorithm, n, x, x_stride, y, y_stride, NULL, NULL, NULL, NULL, log_softmax_row, 1};
+    run_rows(&job, rows, threads);
+}
+
+void TP_PUB(logsumexp, _rows)(const TP_KERNELS* k, enum twopass_algorithm algorithm,
+                                size_t rows, size_t n, const TP_T* x, ptrdiff_t x_stride, double* out,
+                                int threads)
+{
+    struct rows_job job = {k, algorithm, n, x, x_stride, NULL, 0, out, NULL, NULL, NULL, logsumexp_row, 1};
+    run_rows(&job, rows, threads);
+}
+
+void TP_PUB(extsum, _rows)(const TP_KERNELS* k, size_t rows, size_t n, const TP_T* x,
+                             ptrdiff_t x_stride, double* mantissa, double* exponent, int threads)
+{
+    struct rows_job job = {k, TWOPASS_TWO_PASS, n, x, x_stride, NULL, 0, mantissa, exponent, NULL, NULL,
+                           extsum_row, 1};
+    run_rows(&job, rows, threads);
+}
+
+void TP_PUB(softmax_from_extsum, _rows)(const TP_KERNELS* k, size_t rows, size_t n,
+                                          const TP_T* x, ptrdiff_t x_stride, TP_T* y, ptrdiff_t y_stride,
+                                          const double* mantissa, const double* exponent, int threads)
+{
+    struct rows_job job = {k, TWOPASS_TWO_PASS, n, x, x_stride, y, y_stride, NULL, NULL, mantissa, exponent,
+                           softmax_from_extsum_row, 1};
+    run_rows(&job, rows, threads);
+}
+
+/* ---- columns ---- */
+
+struct columns_job {
+    const TP_KERNELS* k;
+    size_t rows, cols;
+    const TP_T* x;
+    ptrdiff_t x_ld;
+    TP_T* y;
+    ptrdiff_t y_ld;
+    int log;    /* log_softmax, else softmax */
+    int failed; /* set (atomically) when scratch memory runs out */
+};
+
+/* Column j of a block, copied out (for the rare columns two-pass cannot take). */
+static void copy_column(const struct columns_job* job, size_t c, TP_T* column)
+{
+    for (size_t r = 0; r < job->rows; r++) column[r] = job->x[(ptrdiff_t)r * job->x_ld + c];
+}
+
+/* One block of columns c0 .. c0 + width (width <= the kernels' columns_width). Pass 1: the
+ * extended sums down the columns, over blocks of rows merged per column in double as in
+ * chunk_extsum(). Pass 2: softmax scales exp(x) by them; log_softmax subtracts their logarithm. */
+static void columns_block(void* ctx, size_t block)
+{
+    enum { MAX_WIDTH = TWOPASS_MAX_COLUMNS };
+    struct columns_job* job = ctx;
+    const TP_KERNELS* k = job->k;
+    const size_t rows = job->rows, c0 = block * k->columns_width;
+    const size_t width = job->cols - c0 < k->columns_width ? job->cols - c0 : k->columns_width;
+    const TP_T* x = job->x + c0;
+    TP_T* y = job->y + c0;
+    struct extsum_acc acc[MAX_WIDTH];
+    TP_T a[MAX_WIDTH], b[MAX_WIDTH]; /* pass 2's per-column constants */
+    int valid[MAX_WIDTH];
+    for (size_t j = 0; j < width; j++) {
+        acc[j] = EXTSUM_EMPTY;
+    }
+    for (size_t r0 = 0; r0 < rows; r0 += TWOPASS_COLUMN_SUM_BLOCK) {
+        TP_T m[MAX_WIDTH], e[MAX_WIDTH];
+        const size_t block_rows = rows - r0 < TWOPASS_COLUMN_SUM_BLOCK ? rows - r0 : TWOPASS_COLUMN_SUM_BLOCK;
+        k->raddextexp_columns(block_rows, width, x + (ptrdiff_t)r0 * job->x_ld, job->x_ld, m, e);
+        for (size_t j = 0; j < width; j++) {
+            extsum_add(&acc[j], m[j], e[j]);
+        }
+    }
+    TP_T* scratch = NULL; /* one column */
+    for (size_t j = 0; j < width; j++) {
+        valid[j] = extsum_done(&acc[j]);
+        if (!valid[j] && scratch == NULL && (scratch = malloc(sizeof(TP_T) * rows)) == NULL) {
+            __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
+            return;
+        }
+        if (job->log) {
+            /* logsumexp = log(M) + E ln2, or three-pass on a copy (NaN, +-inf, huge), as hi + lo */
+            struct lse_parts parts;
+            if (valid[j]) {
+                lse_of_extsum(acc[j].mantissa, acc[j].exponent, &parts);
+            } else {
+                struct slice s;
+                copy_column(job, c0 + j, scratch);
+                slice_init(&s, k, rows, scratch, NULL, 1);
+                logsumexp_three_pass(&s, &parts);
+            }
+            a[j] = parts.hi, b[j] = parts.lo;
+        } else if (valid[j]) {
+            int q; /* M = f * 2^q: scale by 1/f and 2^-(E + q), as softmax_scale_extexp */
+            const double f = frexp(acc[j].mantissa, &q);
+            a[j] = (TP_T)(1.0 / f), b[j] = (TP_T)(acc[j].exponent + q);
+        } else {
+            /* softmax by three-pass on a copy, written back; pass 2 below skips the column, so
+             * this is safe in place too */
+            struct slice s;
+            copy_column(job, c0 + j, scratch);
+            slice_init(&s, k, rows, scratch, scratch, 1);
+            softmax_three_pass_recompute(&s);
+            for (size_t r = 0; r < rows; r++) y[(ptrdiff_t)r * job->y_ld + j] = scratch[r];
+        }
+    }
+    free(scratch);
+    if (job->log) {
+        k->vsubc_columns(rows, width, x, job->x_ld, y, job->y_ld, a, b);
+        return;
+    }
+    for (size_t j = 0; j < width;) { /* softmax pass 2 on each run of valid columns */
+        size_t end = j;
+        while (end < width && valid[end]) end++;
+        if (end > j) {
+            k->vscaleextexp_columns(rows, end - j, x + j, job->x_ld, y + j, job->y_ld, a + j, b + j);
+        }
+        j = end + 1;
+    }
+}
+
+static int run_columns(struct columns_job* job, int threads)
+{
+    if (job->rows == 0) {
+        return 0;
+    }
+    const size_t blocks = (job->cols + job->k->columns_width - 1) / job->k->columns_width;
+    twopass_parallel_for(twopass_useful_threads(threads, job->rows * job->cols), blocks, columns_block, job);
+    return job->failed ? -1 : 0;
+}
+
+int TP_PUB(softmax, _columns)(const TP_KERNELS* k, size_t rows, size_t cols,
+                                const TP_T* x, ptrdiff_t x_ld, TP_T* y, ptrdiff_t y_ld, int threads)
+{
+    struct columns_job job = {k, rows, cols, x, x_ld, y, y_ld, 0, 0};
+    return run_columns(&job, threads);
+}
+
+int TP_PUB(log_softmax, _columns)(const TP_KERNELS* k, size_t rows, size_t cols,
+                                    const TP_T* x, ptrdiff_t x_ld, TP_T* y, ptrdiff_t y_ld, int threads)
+{
+    struct columns_job job = {k, rows, cols, x, x_ld, y, y_ld, 1, 0};
+    return run_columns(&job, threads);
+}
