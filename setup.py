@@ -19,8 +19,8 @@ IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 
 # Per-ISA kernel sources and the flags they alone are compiled with.
 ISA_SOURCES = {
-    "avx512f": (["src/avx512f/f32_kernels_avx512f.c"], ["-mavx512f", "-mavx2", "-mfma"]),
-    "avx2": (["src/avx2/f32_kernels_avx2.c", "src/avx2/bandwidth_avx2.c"], ["-mavx2", "-mfma"]),
+    "avx512f": (["src/avx512f/f32_kernels_avx512f.c", "src/avx512f/f64_kernels_avx512f.c"], ["-mavx512f", "-mavx2", "-mfma"]),
+    "avx2": (["src/avx2/f32_kernels_avx2.c", "src/avx2/f64_kernels_avx2.c", "src/avx2/bandwidth_avx2.c"], ["-mavx2", "-mfma"]),
 }
 COMMON_CFLAGS = ["-O3", "-fno-math-errno"]
 # The drivers (src/softmax.c) and the Cython layer run their threads with OpenMP (libgomp).
@@ -44,7 +44,7 @@ class build_ext_per_isa(build_ext):
 
 extension = Extension(
     "twopass.kernels",
-    sources=["pyx/twopass/kernels.pyx", "src/cpu.c", "src/dispatch.c", "src/softmax.c"],
+    sources=["pyx/twopass/kernels.pyx", "src/cpu.c", "src/dispatch.c", "src/softmax.c", "src/softmax_f64.c"],
     include_dirs=["include", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     + ([("TWOPASS_HAVE_X86_KERNELS", "1")] if IS_X86_64 else []),

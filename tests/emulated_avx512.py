@@ -1,6 +1,6 @@
 """Run the AVX-512F kernels on a CPU without AVX-512, through SIMDe (test-only helper).
 
-src/avx512f/f32_kernels_avx512f.c is compiled unchanged with -mavx2 -mfma (never -mavx512f) and
+src/avx512f/f32_kernels_avx512f.c and f64_kernels_avx512f.c are compiled unchanged with -mavx2 -mfma (never -mavx512f) and
 tests/avx512_emulation/ first on the include path: its immintrin.h includes the compiler's header
 and then SIMDe's <simde/x86/avx512.h> with SIMDE_ENABLE_NATIVE_ALIASES, so every _mm512_* call in
 the kernels runs SIMDe's portable version (on AVX2 underneath). The rest of the C library is
@@ -13,6 +13,8 @@ only when a source, the shim, the flags, gcc or SIMDe change. ctypes loads it:
     emu.softmax_rows(x, y, 1, variants=["twopass_f32_raddextexp__avx512f_u64_acc2"])
     emu.kernel("twopass_f32_rmax__avx512f_u128_acc4")(x)    # one registered variant, NumPy args
     emu.variants(op="raddextexp")                # the registered avx512f variants of one op
+    emu.variants(op="raddextexp", dtype=np.float64)   # ... of the float64 kernels
+    emu.softmax_rows(x64, y64, 0)                # float64 arrays run the float64 drivers and kernels
 
 Run `python tests/emulated_avx512.py` to build and print what was built;
 `python tests/emulated_avx512.py --guard-pages` runs every variant next to inaccessible pages (a
@@ -50,8 +52,11 @@ UNITS = [  # (source, extra flags)
     ("src/cpu.c", []),
     ("src/dispatch.c", []),
     ("src/softmax.c", ["-fopenmp"]),
+    ("src/softmax_f64.c", []),
     ("src/avx2/f32_kernels_avx2.c", AVX2_FLAGS),
+    ("src/avx2/f64_kernels_avx2.c", AVX2_FLAGS),
     ("src/avx512f/f32_kernels_avx512f.c", EMULATED_FLAGS),
+    ("src/avx512f/f64_kernels_avx512f.c", EMULATED_FLAGS),
     ("tests/avx512_emulation/probes.c", EMULATED_FLAGS),
 ]
 
@@ -168,13 +173,19 @@ class _KernelInfo(ctypes.Structure):  # struct twopass_kernel_info
                 ("fn", ctypes.c_void_p)]
 
 
-class _Kernels(ctypes.Structure):  # struct twopass_f32_kernels
+class _Kernels(ctypes.Structure):  # struct twopass_f32_kernels and twopass_f64_kernels (same layout)
     _fields_ = ([(op, ctypes.c_void_p) for op in OPS] + [("columns_width", ctypes.c_size_t)]
                 + [("streaming", ctypes.c_void_p), ("names", ctypes.c_char_p * len(OPS))])
 
 
-_F, _P, _N = ctypes.c_float, ctypes.c_void_p, ctypes.c_size_t
-_FN_TYPES = {  # include/twopass/kernels.h
+_P, _N = ctypes.c_void_p, ctypes.c_size_t
+# dtype -> (name in the C functions, scalar ctype)
+DTYPES = {np.dtype(np.float32): ("f32", ctypes.c_float), np.dtype(np.float64): ("f64", ctypes.c_double)}
+
+
+def _fn_types(_F):
+    """The kernel function types of include/twopass/kernels.h, scalars of ctype _F."""
+    return {
     "rmax": ctypes.CFUNCTYPE(_F, _N, _P),
     "raddextexp": ctypes.CFUNCTYPE(None, _N, _P, _P),
     "vscaleextexp": ctypes.CFUNCTYPE(None, _N, _P, _P, _F, _F),
@@ -187,19 +198,22 @@ _FN_TYPES = {  # include/twopass/kernels.h
     "raddextexp_columns": ctypes.CFUNCTYPE(None, _N, _N, _P, ctypes.c_ssize_t, _P, _P),
     "vscaleextexp_columns": ctypes.CFUNCTYPE(None, _N, _N, _P, ctypes.c_ssize_t, _P, ctypes.c_ssize_t, _P, _P),
     "vsubc_columns": ctypes.CFUNCTYPE(None, _N, _N, _P, ctypes.c_ssize_t, _P, ctypes.c_ssize_t, _P, _P),
-}
+    }
 
 
-def _ptr(a, writable=False):
-    if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 1 or not a.flags.c_contiguous:
-        raise TypeError("expected a contiguous 1-D float32 array")
+_FN_TYPES = {dtype: _fn_types(ctype) for dtype, (_, ctype) in DTYPES.items()}
+
+
+def _ptr(a, writable=False, dtype=np.float32):
+    if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != 1 or not a.flags.c_contiguous:
+        raise TypeError(f"expected a contiguous 1-D {np.dtype(dtype)} array")
     if writable and not a.flags.writeable:
         raise ValueError("output array is read-only")
     return a.ctypes.data
 
 
 class Kernel:
-    """One registered kernel variant, called with NumPy float32 arrays (n = x.size):
+    """One registered kernel variant, called with NumPy arrays of its dtype (n = x.size):
 
     rmax(x) -> float;  raddextexp(x) -> (mantissa, exponent);  vscaleextexp(x, y, scale, exponent);
     raddexpminusmax(x, shift, exponent) -> float;  raddstoreexpminusmax(x, y, shift, exponent) -> float;
@@ -213,20 +227,21 @@ class Kernel:
         self.unroll = info.unroll
         self.accumulators = info.accumulators
         self.info = info
-        self.fn = _FN_TYPES[self.op](info.fn)
+        self.dtype = np.dtype(np.float64 if self.name.startswith("twopass_f64_") else np.float32)
+        self.fn = _FN_TYPES[self.dtype][self.op](info.fn)
 
     def __repr__(self):
         return f"<Kernel {self.name}>"
 
     def __call__(self, x, *args):
-        n, px = x.size, _ptr(x)
+        n, px = x.size, _ptr(x, dtype=self.dtype)
         if n == 0:
             raise ValueError("kernels require n >= 1")
         op = self.op
         if op == "rmax":
             return self.fn(n, px)
         if op in ("raddextexp", "raddonline"):
-            out = np.zeros(2, np.float32)
+            out = np.zeros(2, self.dtype)
             self.fn(n, px, out.ctypes.data)
             return float(out[0]), float(out[1])
         if op == "raddexpminusmax":
@@ -234,7 +249,7 @@ class Kernel:
         y, rest = args[0], args[1:]
         if y.size != n:
             raise ValueError("x and y differ in size")
-        return self.fn(n, px, _ptr(y, writable=True), *rest)
+        return self.fn(n, px, _ptr(y, writable=True, dtype=self.dtype), *rest)
 
 
 class EmulatedAVX512:
@@ -243,26 +258,33 @@ class EmulatedAVX512:
     def __init__(self, path):
         self.path = Path(path)
         lib = self.lib = ctypes.CDLL(str(path))
-        lib.twopass_f32_kernels_for.restype = ctypes.POINTER(_Kernels)
-        lib.twopass_f32_kernels_for.argtypes = [ctypes.c_int]
-        lib.twopass_f32_kernels_with.restype = ctypes.c_int
-        lib.twopass_f32_kernels_with.argtypes = [ctypes.POINTER(_Kernels), ctypes.POINTER(_KernelInfo)]
-        lib.twopass_f32_kernel_registry.restype = ctypes.POINTER(_KernelInfo)
-        lib.twopass_f32_kernel_registry.argtypes = [ctypes.POINTER(ctypes.c_size_t)]
-        lib.twopass_softmax_f32_rows.restype = None
-        lib.twopass_softmax_f32_rows.argtypes = [ctypes.POINTER(_Kernels), ctypes.c_int, _N, _N, _P,
-                                                 ctypes.c_ssize_t, _P, ctypes.c_ssize_t, ctypes.c_int]
-        count = ctypes.c_size_t()
-        registry = lib.twopass_f32_kernel_registry(ctypes.byref(count))
-        self.registry = [Kernel(registry[i]) for i in range(count.value)]
+        self.registry = []
+        for dt, _ in DTYPES.values():
+            getattr(lib, f"twopass_{dt}_kernels_for").restype = ctypes.POINTER(_Kernels)
+            getattr(lib, f"twopass_{dt}_kernels_for").argtypes = [ctypes.c_int]
+            getattr(lib, f"twopass_{dt}_kernels_with").restype = ctypes.c_int
+            getattr(lib, f"twopass_{dt}_kernels_with").argtypes = [ctypes.POINTER(_Kernels),
+                                                                   ctypes.POINTER(_KernelInfo)]
+            getattr(lib, f"twopass_{dt}_kernel_registry").restype = ctypes.POINTER(_KernelInfo)
+            getattr(lib, f"twopass_{dt}_kernel_registry").argtypes = [ctypes.POINTER(ctypes.c_size_t)]
+            for fn in ("softmax", "log_softmax"):
+                getattr(lib, f"twopass_{fn}_{dt}_rows").restype = None
+                getattr(lib, f"twopass_{fn}_{dt}_rows").argtypes = [
+                    ctypes.POINTER(_Kernels), ctypes.c_int, _N, _N, _P, ctypes.c_ssize_t, _P, ctypes.c_ssize_t,
+                    ctypes.c_int]
+            count = ctypes.c_size_t()
+            registry = getattr(lib, f"twopass_{dt}_kernel_registry")(ctypes.byref(count))
+            self.registry += [Kernel(registry[i]) for i in range(count.value)]
         self._by_name = {k.name: k for k in self.registry}
         for name in ("scalef", "roundscale", "max", "mask_ops", "reduce", "cmp_nlt_uq", "maskz_scalef"):
             getattr(lib, "twopass_emu_probe_" + name).restype = None
 
     # -- kernels --
-    def variants(self, op=None, level=LEVEL_AVX512F):
-        """Registered variants of a level (default avx512f), optionally of one op, in list order."""
-        return [k for k in self.registry if k.level == level and (op is None or k.op == op)]
+    def variants(self, op=None, level=LEVEL_AVX512F, dtype=np.float32):
+        """Registered variants of a level (default avx512f) and dtype, optionally of one op, in list
+        order."""
+        return [k for k in self.registry if k.level == level and (op is None or k.op == op)
+                and k.dtype == dtype]
 
     def kernel(self, name):
         try:
@@ -270,32 +292,40 @@ class EmulatedAVX512:
         except KeyError:
             raise KeyError(f"no registered kernel {name!r}; have {sorted(self._by_name)}") from None
 
-    def table(self, level=LEVEL_AVX512F, variants=()):
-        """A private copy of a level's kernel table, with the given variants (names) swapped in."""
-        base = self.lib.twopass_f32_kernels_for(level)
+    def table(self, level=LEVEL_AVX512F, variants=(), dtype=np.float32):
+        """A private copy of a level's kernel table of a dtype, with the given variants (names)
+        swapped in."""
+        dt = DTYPES[np.dtype(dtype)][0]
+        base = getattr(self.lib, f"twopass_{dt}_kernels_for")(level)
         if not base:
             raise RuntimeError(f"no kernel table for level {level}")
         table = _Kernels.from_buffer_copy(base.contents)
         for name in variants:
             k = self.kernel(name)
-            if k.level != level or self.lib.twopass_f32_kernels_with(ctypes.byref(table), ctypes.byref(k.info)):
+            if (k.level != level or k.dtype != dtype
+                    or getattr(self.lib, f"twopass_{dt}_kernels_with")(ctypes.byref(table), ctypes.byref(k.info))):
                 raise ValueError(f"{name} cannot replace a pass of level {level}")
         return table
 
-    def table_names(self, level=LEVEL_AVX512F, variants=()):
-        t = self.table(level, variants)
+    def table_names(self, level=LEVEL_AVX512F, variants=(), dtype=np.float32):
+        t = self.table(level, variants, dtype)
         return {op: t.names[i].decode() for i, op in enumerate(OPS)}
 
     # -- softmax --
-    def softmax_rows(self, x, out, algorithm, variants=(), level=LEVEL_AVX512F, threads=1):
-        """out[r] = softmax(x[r]) for 2-D float32 x and out of equal shape, rows contiguous (any
-        row stride); out may be x. algorithm: 0 two_pass, 1 three_pass_reload, 2 three_pass_recompute
-        (or its name); threads: OpenMP threads of the driver."""
+    def softmax_rows(self, x, out, algorithm, variants=(), level=LEVEL_AVX512F, threads=1, log=False):
+        """out[r] = softmax(x[r]) (log_softmax if log) for 2-D float32 or float64 x and out of equal
+        shape and dtype, rows contiguous (any row stride); out may be x. algorithm: 0 two_pass,
+        1 three_pass_reload, 2 three_pass_recompute, 3 online (or its name); threads: OpenMP
+        threads of the driver."""
         algorithm = ALGORITHMS.get(algorithm, algorithm)
+        dtype = getattr(x, "dtype", None)
+        if dtype not in DTYPES:
+            raise TypeError("expected 2-D float32 or float64 arrays with contiguous rows")
+        size = dtype.itemsize
         for a in (x, out):
-            if (not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 2
-                    or (a.shape[1] > 1 and a.strides[1] != 4) or a.strides[0] % 4):
-                raise TypeError("expected 2-D float32 arrays with contiguous rows")
+            if (not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != 2
+                    or (a.shape[1] > 1 and a.strides[1] != size) or a.strides[0] % size):
+                raise TypeError(f"expected 2-D {dtype} arrays with contiguous rows")
         if x.shape != out.shape:
             raise ValueError("x and out differ in shape")
         if not out.flags.writeable:
@@ -303,32 +333,37 @@ class EmulatedAVX512:
         rows, n = x.shape
         if rows == 0 or n == 0:
             return out
-        table = self.table(level, variants)
-        self.lib.twopass_softmax_f32_rows(ctypes.byref(table), int(algorithm), rows, n, x.ctypes.data,
-                                          x.strides[0] // 4, out.ctypes.data, out.strides[0] // 4, threads)
+        table = self.table(level, variants, dtype)
+        fn = getattr(self.lib, f"twopass_{'log_' if log else ''}softmax_{DTYPES[dtype][0]}_rows")
+        fn(ctypes.byref(table), int(algorithm), rows, n, x.ctypes.data, x.strides[0] // size, out.ctypes.data,
+           out.strides[0] // size, threads)
         return out
 
     def softmax_columns(self, x, out, level=LEVEL_AVX512F, threads=1, log=False):
-        """Two-pass softmax (log_softmax if log) down the columns of 2-D float32 x (rows contiguous,
-        any row stride) into out, with the columns kernels (each lane follows one column)."""
+        """Two-pass softmax (log_softmax if log) down the columns of 2-D float32 or float64 x (rows
+        contiguous, any row stride) into out, with the columns kernels (each lane follows one column)."""
+        dtype = getattr(x, "dtype", None)
+        if dtype not in DTYPES:
+            raise TypeError("expected 2-D float32 or float64 arrays with contiguous rows")
+        size = dtype.itemsize
         for a in (x, out):
-            if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 2 or a.strides[1] != 4:
-                raise TypeError("expected 2-D float32 arrays with contiguous rows")
+            if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != 2 or a.strides[1] != size:
+                raise TypeError(f"expected 2-D {dtype} arrays with contiguous rows")
         if x.shape != out.shape:
             raise ValueError("x and out differ in shape")
-        table = self.table(level, ())
-        fn = self.lib.twopass_log_softmax_f32_columns if log else self.lib.twopass_softmax_f32_columns
+        table = self.table(level, (), dtype)
+        fn = getattr(self.lib, f"twopass_{'log_' if log else ''}softmax_{DTYPES[dtype][0]}_columns")
         fn.argtypes = [ctypes.c_void_p, _N, _N, _P, ctypes.c_ssize_t, _P, ctypes.c_ssize_t, ctypes.c_int]
         fn.restype = ctypes.c_int
-        status = fn(ctypes.addressof(table), x.shape[0], x.shape[1], x.ctypes.data, x.strides[0] // 4,
-                    out.ctypes.data, out.strides[0] // 4, threads)
+        status = fn(ctypes.addressof(table), x.shape[0], x.shape[1], x.ctypes.data, x.strides[0] // size,
+                    out.ctypes.data, out.strides[0] // size, threads)
         if status != 0:
-            raise MemoryError("twopass_softmax_f32_columns failed")
+            raise MemoryError("the columns driver failed")
         return out
 
-    def softmax(self, x, algorithm=0, variants=(), level=LEVEL_AVX512F):
-        """softmax of a 1-D array (float32 copy), as a new float32 array."""
-        x2 = np.ascontiguousarray(x, dtype=np.float32).reshape(1, -1)
+    def softmax(self, x, algorithm=0, variants=(), level=LEVEL_AVX512F, dtype=np.float32):
+        """softmax of a 1-D array (a copy in dtype, float32 or float64), as a new array."""
+        x2 = np.ascontiguousarray(x, dtype=dtype).reshape(1, -1)
         return self.softmax_rows(x2, np.empty_like(x2), algorithm, variants, level)[0]
 
     # -- probes of single emulated intrinsics (tests/avx512_emulation/probes.c) --
@@ -408,14 +443,14 @@ def load(force=False):
 # ---------------------------------------------------------------------------------------------
 # Guard pages: every kernel variant and algorithm with the arrays flush against PROT_NONE pages.
 
-def _guarded(pages_data):
-    """A float32 view of `pages_data` pages with an inaccessible page on each side."""
+def _guarded(pages_data, dtype=np.float32):
+    """A view (dtype) of `pages_data` pages with an inaccessible page on each side."""
     page = mmap.PAGESIZE
     mm = mmap.mmap(-1, (pages_data + 2) * page, prot=mmap.PROT_READ | mmap.PROT_WRITE)
     base = ctypes.addressof(ctypes.c_char.from_buffer(mm))
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    data = np.frombuffer(mm, np.float32, count=pages_data * page // 4, offset=page)
+    data = np.frombuffer(mm, dtype, count=pages_data * page // np.dtype(dtype).itemsize, offset=page)
     for addr in (base, base + (pages_data + 1) * page):
         if libc.mprotect(addr, page, 0) != 0:
             raise OSError(ctypes.get_errno(), "mprotect failed")
@@ -424,36 +459,40 @@ def _guarded(pages_data):
 
 def guard_page_main(max_tail=40):
     """Exit status 0 if nothing touched the guard pages (else the process dies by SIGSEGV, the
-    last line printed naming the call)."""
+    last line printed naming the call). Every float32 and float64 variant and algorithm."""
     emu = load()
-    _, xbuf = _guarded(8)
-    _, ybuf = _guarded(8)
-    cap = xbuf.size
-    rng = np.random.default_rng(7)
-    xbuf[:] = rng.uniform(-10, 10, cap).astype(np.float32)
-    cases = []
-    for k in emu.variants():
-        lengths = sorted({t for t in range(1, max_tail + 1)} | {k.unroll + t for t in range(max_tail + 1)})
-        cases += [(k.name, n) for n in lengths]
-    cases += [(alg, n) for alg in ALGORITHMS for n in list(range(1, max_tail + 1)) + [4095, 4096, 4097, 4113]]
-    for what, n in cases:
-        for where in ("end", "start"):  # flush against the guard page after, or before, the array
-            x = xbuf[cap - n:] if where == "end" else xbuf[:n]
-            y = ybuf[cap - n:] if where == "end" else ybuf[:n]
-            print(f"{what} n={n} arrays at the {where} of their pages", flush=True)
-            if what in ALGORITHMS:
-                emu.softmax_rows(x.reshape(1, n), y.reshape(1, n), ALGORITHMS[what])
-                continue
-            k = emu.kernel(what)
-            if k.op.endswith("_columns"):
-                emu.softmax_columns(x.reshape(1, n), y.reshape(1, n))
-                continue
-            args = {"rmax": (), "raddextexp": (), "vscaleextexp": (y, 1.0, 3.0),
-                    "raddexpminusmax": (0.0, 14.0), "raddstoreexpminusmax": (y, 0.0, 14.0),
-                    "vscaleexpminusmax": (y, 0.0, 14.0, 0.5), "vscale": (y, 0.5),
-                    "vsubc": (y, 1.5, 1e-6), "raddonline": ()}[k.op]
-            k(x, *args)
-    print(f"ok: {len(cases) * 2} calls, no access outside the arrays")
+    calls = 0
+    for dtype in DTYPES:
+        pages = 2 * np.dtype(dtype).itemsize  # room for 8192 elements
+        _, xbuf = _guarded(pages, dtype)
+        _, ybuf = _guarded(pages, dtype)
+        cap = xbuf.size
+        rng = np.random.default_rng(7)
+        xbuf[:] = rng.uniform(-10, 10, cap).astype(dtype)
+        cases = []
+        for k in emu.variants(dtype=dtype):
+            lengths = sorted({t for t in range(1, max_tail + 1)} | {k.unroll + t for t in range(max_tail + 1)})
+            cases += [(k.name, n) for n in lengths]
+        cases += [(alg, n) for alg in ALGORITHMS for n in list(range(1, max_tail + 1)) + [4095, 4096, 4097, 4113]]
+        for what, n in cases:
+            for where in ("end", "start"):  # flush against the guard page after, or before, the array
+                x = xbuf[cap - n:] if where == "end" else xbuf[:n]
+                y = ybuf[cap - n:] if where == "end" else ybuf[:n]
+                print(f"{dtype} {what} n={n} arrays at the {where} of their pages", flush=True)
+                calls += 1
+                if what in ALGORITHMS:
+                    emu.softmax_rows(x.reshape(1, n), y.reshape(1, n), ALGORITHMS[what])
+                    continue
+                k = emu.kernel(what)
+                if k.op.endswith("_columns"):
+                    emu.softmax_columns(x.reshape(1, n), y.reshape(1, n))
+                    continue
+                args = {"rmax": (), "raddextexp": (), "vscaleextexp": (y, 1.0, 3.0),
+                        "raddexpminusmax": (0.0, 14.0), "raddstoreexpminusmax": (y, 0.0, 14.0),
+                        "vscaleexpminusmax": (y, 0.0, 14.0, 0.5), "vscale": (y, 0.5),
+                        "vsubc": (y, 1.5, 1e-6), "raddonline": ()}[k.op]
+                k(x, *args)
+    print(f"ok: {calls} calls, no access outside the arrays")
     return 0
 
 

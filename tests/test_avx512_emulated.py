@@ -17,6 +17,7 @@ up to 2^-149; floor(b) > 127 gives inf, or NaN for a = 0), for subnormal a, and 
 subnormal b. Where the kernels call scalef (|a| < 4 and integral b >= -126 since they mask smaller
 b, or b = NaN) SIMDe is bit-exact (test_simde_scalef_in_kernel_domain), scalef(0, -inf) = +0 too.
 """
+import decimal
 import os
 import re
 import shutil
@@ -46,19 +47,22 @@ ALGORITHMS = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2, 
 REQUIRE = os.environ.get("TWOPASS_REQUIRE_EMULATION") == "1"
 
 
-def _kernel_list():
-    """(name, op, isa, unroll) of every variant listed in include/twopass/kernels.h."""
+def _kernel_list(dt="f32"):
+    """(name, op, isa, unroll) of every variant of a dtype (f32, f64) listed in
+    include/twopass/kernels.h (the lists TWOPASS_F32_*_KERNELS or TWOPASS_F64_*_KERNELS)."""
     text = (emx.ROOT / "include" / "twopass" / "kernels.h").read_text()
     out = []
-    for m in re.finditer(r"\b([RVN])\((\w+), (avx512f|avx2), (\d+)(?:, (\d+))?\)", text):
-        kind, op, isa, unroll, acc = m.groups()
-        name = (f"twopass_f32_{op}__{isa}_u{unroll}_acc{acc}" if kind == "R"
-                else f"twopass_f32_{op}__{isa}_u{unroll}" + ("_nt" if kind == "N" else ""))
-        out.append((name, op, isa, int(unroll)))
+    for block in re.finditer(r"#define TWOPASS_%s_(AVX512F|AVX2)_KERNELS\(R, V, N\)((?:.*\\\n)*.*)" % dt.upper(), text):
+        for m in re.finditer(r"\b([RVN])\((\w+), (avx512f|avx2), (\d+)(?:, (\d+))?\)", block.group(2)):
+            kind, op, isa, unroll, acc = m.groups()
+            name = (f"twopass_{dt}_{op}__{isa}_u{unroll}_acc{acc}" if kind == "R"
+                    else f"twopass_{dt}_{op}__{isa}_u{unroll}" + ("_nt" if kind == "N" else ""))
+            out.append((name, op, isa, int(unroll)))
     return out
 
 
 KERNELS = _kernel_list()
+KERNELS_F64 = _kernel_list("f64")
 AVX512_KERNELS = [k for k in KERNELS if k[2] == "avx512f"]
 # Kernels over one contiguous slice (the *_columns ones are tested through their driver below)
 AVX512_ROW_KERNELS = [k for k in AVX512_KERNELS if not k[1].endswith("_columns")]
@@ -143,16 +147,18 @@ def bits(a):
 # The build
 
 def test_registry_matches_kernels_h(emu):
+    assert len(KERNELS) > 20 and len(KERNELS_F64) > 20
     registered = {(k.name, k.op, k.unroll) for k in emu.registry}
-    listed = {(name, op, unroll) for name, op, _, unroll in KERNELS}
+    listed = {(name, op, unroll) for name, op, _, unroll in KERNELS + KERNELS_F64}
     assert registered == listed
-    names = emu.table_names()
-    assert all("__avx512f_" in v for v in names.values()), names
-    first = {}
-    for name, op, isa, _ in AVX512_KERNELS:
-        if not name.endswith("_nt"):
-            first.setdefault(op, name)
-    assert names == first  # the dispatcher's default is the first listed variant of each op
+    for dtype, kernels in ((np.float32, KERNELS), (np.float64, KERNELS_F64)):
+        names = emu.table_names(dtype=dtype)
+        assert all("__avx512f_" in v for v in names.values()), names
+        first = {}
+        for name, op, isa, _ in kernels:
+            if isa == "avx512f" and not name.endswith("_nt"):
+                first.setdefault(op, name)
+        assert names == first  # the dispatcher's default is the first listed variant of each op
 
 
 def test_library_has_no_avx512_instructions(emu):
@@ -735,3 +741,269 @@ def test_threads_bitwise_the_same(emu, algorithm):
     x = random_f32(rng, 300 * 700).reshape(300, 700)  # three blocks of columns
     one = emu.softmax_columns(x, np.empty_like(x), threads=1)
     np.testing.assert_array_equal(bits(emu.softmax_columns(x, np.empty_like(x), threads=3)), bits(one))
+
+
+# ---------------------------------------------------------------------------------------------
+# float64: the AVX-512F float64 kernels and the float64 drivers (the same template as float32),
+# against longdouble references to 1e-14 relative; the AVX2 float64 twins run natively as a control.
+
+F64 = np.float64
+LD = np.longdouble
+EPS64 = float(np.finfo(F64).eps)
+TINY64 = float(np.finfo(F64).tiny)
+FLUSH64 = 2.0**-1021  # outputs below this may be flushed to 0 (power-of-two scales below 2^-1022)
+RTOL64 = 1e-14
+LOG2E_F64 = float.fromhex("0x1.71547652B82FEp+0")
+AVX512_KERNELS_F64 = [k for k in KERNELS_F64 if k[2] == "avx512f"]
+AVX512_ROW_KERNELS_F64 = [k for k in AVX512_KERNELS_F64 if not k[1].endswith("_columns")]
+ROW_KERNELS_F64 = [k for k in KERNELS_F64 if not k[1].endswith("_columns")]
+
+
+def ref_softmax64(x):
+    xl = np.asarray(x, F64).astype(LD)
+    with np.errstate(all="ignore"):
+        e = np.exp(xl - xl.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+
+def rel_err64(y, ref):
+    y = np.asarray(y, F64).astype(LD)
+    ref = np.asarray(ref, LD)
+    err = np.abs(y - ref) / np.maximum(np.abs(ref), TINY64)
+    err[(y == 0) & (np.abs(ref) < FLUSH64)] = 0.0
+    return float(np.max(err, initial=0.0))
+
+
+def bits64(a):
+    return np.asarray(a, F64).view(np.uint64)
+
+
+# ln2 = LN2_HI + LN2_LO in longdouble, LN2_HI with 28 significant bits: E * LN2_HI is exact in
+# longdouble's 64-bit significand for |E| < 2^36, and x - E * LN2_HI exact for x near E ln2.
+# (np.log(LD(2)) alone is off by up to 2^-65 relative, 3e-15 absolute once multiplied by E = 7e4.)
+LN2_HI_LD = LD(float.fromhex("0x1.62e42fep-1"))
+LN2_LO_LD = LD(str(decimal.Decimal("0.69314718055994530941723212145817656807550013436025525412068")
+                   - decimal.Decimal(float.fromhex("0x1.62e42fep-1"))))
+
+
+def exp_scaled(x, exponent):
+    """exp(x) * 2^-exponent in longdouble, without rounding x - exponent * ln2 at large |x|."""
+    e = LD(exponent)
+    return np.exp((np.asarray(x, F64).astype(LD) - e * LN2_HI_LD) - e * LN2_LO_LD)
+
+
+@pytest.mark.parametrize("spec", [pytest.param(k, id=k[0]) for k in ROW_KERNELS_F64])
+def test_kernel_f64(emu, spec):
+    """Every float64 row variant (avx512f emulated, avx2 native) over 1 .. 2 * unroll + 1 elements
+    and three offsets (the extended exponents far from 0), in place too."""
+    k = emu.kernel(spec[0])
+    rng = np.random.default_rng(len(spec[0]))
+    for offset in (0.0, 5e4, -3e9):
+        data = rng.uniform(-300, 300, 2 * k.unroll + 1) + offset
+        for n in _lengths(k.unroll):
+            x = data[:n].copy()
+            xl = x.astype(LD)
+            m = float(x.max())
+            shift, exponent = 0.0, float(np.rint(m * LOG2E_F64))
+            what = f"{k.name} n={n} offset={offset}"
+            e = exp_scaled(x, exponent)
+            y = np.full(n, np.nan)
+            if k.op == "rmax":
+                assert k(x) == m, what
+                continue
+            if k.op == "raddextexp":
+                mantissa, exp2 = k(x)
+                assert exp2 == np.floor(exp2)
+                got = np.log(LD(mantissa)) + LD(exp2) * np.log(LD(2))
+                lse = LD(m) + np.log(np.exp(xl - LD(m)).sum())
+                assert abs(got - lse) <= 1e-14 + 2 * EPS64 * abs(lse), what  # log of the sum: ~1 ULP of lse
+                continue
+            if k.op == "raddonline":
+                max_, sum_ = k(x)
+                assert max_ == m and abs(LD(sum_) / np.exp(xl - LD(m)).sum() - 1) <= RTOL64, what
+                continue
+            if k.op == "raddexpminusmax":
+                assert abs(LD(k(x, shift, exponent)) / e.sum() - 1) <= RTOL64, what
+                continue
+            if k.op == "raddstoreexpminusmax":
+                assert abs(LD(k(x, y, shift, exponent)) / e.sum() - 1) <= RTOL64, what
+                ref = e
+            elif k.op == "vscaleexpminusmax":
+                k(x, y, shift, exponent, 0.37)
+                ref = e * LD(0.37)
+            elif k.op == "vscaleextexp":
+                k(x, y, 1.37, exponent)
+                ref = e * LD(1.37)
+            elif k.op == "vscale":
+                k(x, y, 0.3)
+                np.testing.assert_array_equal(bits64(y), bits64(x * 0.3), err_msg=what)
+                continue
+            elif k.op == "vsubc":
+                k(x, y, 1.5, 2.0**-40)
+                np.testing.assert_array_equal(bits64(y), bits64((x - 1.5) - 2.0**-40), err_msg=what)
+                continue
+            else:
+                raise AssertionError(f"untested op {k.op}")
+            assert rel_err64(y, ref) <= 4 * EPS64, what
+            z = x.copy()
+            args = {"raddstoreexpminusmax": (shift, exponent), "vscaleexpminusmax": (shift, exponent, 0.37),
+                    "vscaleextexp": (1.37, exponent)}[k.op]
+            k(z, z, *args)  # in place
+            np.testing.assert_array_equal(bits64(z), bits64(y), err_msg=what + " (in place)")
+
+
+@pytest.mark.parametrize("variant", [k[0] for k in AVX512_ROW_KERNELS_F64])
+def test_canary_kernels_f64(emu, variant):
+    """Sentinel NaNs around x and y: nothing outside is written, or read (a read would give NaN)."""
+    k = emu.kernel(variant)
+    rng = np.random.default_rng(8)
+    sentinel_x, sentinel_y = np.uint64(0x7FF8DEADBEEF0001), np.uint64(0x7FF8DEADBEEF0002)
+    for n in sorted(set(TAILS) | {k.unroll + t for t in range(0, 41)}):
+        xbuf = np.full(n + 2 * PAD, sentinel_x, np.uint64).view(F64)
+        xbuf[PAD:PAD + n] = rng.uniform(-20, 20, n)
+        x_before = bits64(xbuf).copy()
+        ybuf = np.full(n + 2 * PAD, sentinel_y, np.uint64).view(F64)
+        x, y = xbuf[PAD:PAD + n], ybuf[PAD:PAD + n]
+        exponent = float(np.rint(x.max() * LOG2E_F64))
+        args = {"rmax": (), "raddextexp": (), "raddexpminusmax": (0.0, exponent),
+                "raddstoreexpminusmax": (y, 0.0, exponent), "vscaleextexp": (y, 1.0, exponent),
+                "vscaleexpminusmax": (y, 0.0, exponent, 0.5), "vscale": (y, 0.5),
+                "vsubc": (y, 1.5, 1e-6), "raddonline": ()}[k.op]
+        returned = k(x, *args)
+        result = [] if returned is None else list(np.atleast_1d(returned))
+        np.testing.assert_array_equal(bits64(xbuf), x_before, err_msg=f"{variant} n={n}: x was written")
+        b = bits64(ybuf)
+        if k.op in ("rmax", "raddextexp", "raddexpminusmax", "raddonline"):
+            assert np.all(b == sentinel_y)
+        else:
+            assert np.all(b[:PAD] == sentinel_y) and np.all(b[PAD + n:] == sentinel_y), f"{variant} n={n}"
+            result += list(y)
+        assert np.all(np.isfinite(result)), f"{variant} n={n}: a result is not finite (a sentinel was read?)"
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_softmax_f64_random_lengths(emu, algorithm):
+    rng = np.random.default_rng(21)
+    data = rng.uniform(-300, 300, max(LENGTHS))
+    for n in LENGTHS:
+        x = data[-n:].copy().reshape(1, n)
+        for log in (False, True):
+            y = emu.softmax_rows(x, np.empty_like(x), algorithm, log=log)
+            if log:
+                xl = x.astype(LD)
+                ref = (xl - xl.max()) - np.log(np.exp(xl - xl.max()).sum())
+                assert np.all(np.abs(y - ref) <= 4 * EPS64 * np.maximum(np.abs(ref), 1)), f"n={n} (log)"
+            else:
+                assert rel_err64(y, ref_softmax64(x)) <= RTOL64, f"n={n}"
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("variant", [k[0] for k in AVX512_KERNELS_F64 if not k[1].endswith("_columns")])
+def test_softmax_f64_with_each_variant(emu, algorithm, variant):
+    rng = np.random.default_rng(22)
+    unroll = emu.kernel(variant).unroll
+    for n in sorted(set(range(1, 2 * unroll + 2, 5)) | {unroll - 1, unroll, unroll + 1, 4096 + unroll + 3}):
+        x = rng.uniform(-300, 300, (1, n))
+        y = emu.softmax_rows(x, np.empty_like(x), algorithm, variants=[variant])
+        assert rel_err64(y, ref_softmax64(x)) <= RTOL64, f"n={n}"
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_softmax_f64_special_values_like_scipy(emu, algorithm):
+    rng = np.random.default_rng(23)
+    big = np.finfo(F64).max
+    for n in EDGE_LENGTHS:
+        rows = [rng.uniform(-5, 5, n) for _ in range(3)] + [np.full(n, -np.inf), np.full(n, np.inf),
+                                                           rng.choice(np.array([big, -big, 0.0, 1e300]), n),
+                                                           rng.choice(np.array([2.0**40, -2.0**40, 1.0]), n),
+                                                           rng.uniform(-30, 30, n) + 3e11,
+                                                           rng.uniform(-800, 0, n)]
+        rows[0][n // 2] = np.nan
+        rows[1][n - 1] = np.inf
+        rows[2][rng.random(n) < 0.5] = -np.inf
+        rows[2][0] = 1.0
+        for i, x in enumerate(rows):
+            x2 = x.reshape(1, n)
+            with np.errstate(all="ignore"):
+                expected = scipy.special.softmax(x)
+                expected_log = scipy.special.log_softmax(x)
+            y = emu.softmax_rows(x2, np.empty_like(x2), algorithm)[0]
+            np.testing.assert_array_equal(np.isnan(y), np.isnan(expected), err_msg=f"n={n} row {i}")
+            ok = ~np.isnan(expected)
+            np.testing.assert_allclose(y[ok], expected[ok], rtol=1e-14, atol=FLUSH64, err_msg=f"n={n} row {i}")
+            ly = emu.softmax_rows(x2, np.empty_like(x2), algorithm, log=True)[0]
+            np.testing.assert_array_equal(np.isnan(ly), np.isnan(expected_log), err_msg=f"n={n} row {i}")
+            np.testing.assert_allclose(ly, expected_log, rtol=1e-14, atol=1e-13, err_msg=f"n={n} row {i}")
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_canary_algorithms_f64(emu, algorithm):
+    rng = np.random.default_rng(24)
+    sentinel = np.uint64(0x7FF8DEADBEEF0003)
+    for n in list(TAILS) + [4096 + t for t in TAILS]:
+        for log in (False, True):
+            xbuf = np.full(n + 2 * PAD, sentinel, np.uint64).view(F64)
+            xbuf[PAD:PAD + n] = rng.uniform(-300, 300, n)
+            ybuf = np.full(n + 2 * PAD, sentinel, np.uint64).view(F64)
+            emu.softmax_rows(xbuf[PAD:PAD + n].reshape(1, n), ybuf[PAD:PAD + n].reshape(1, n), algorithm, log=log)
+            b = bits64(ybuf)
+            assert np.all(b[:PAD] == sentinel) and np.all(b[PAD + n:] == sentinel), f"n={n} log={log}"
+            assert np.all(np.isfinite(ybuf[PAD:PAD + n])), f"n={n} log={log}"
+            if not log:
+                assert rel_err64(ybuf[PAD:PAD + n], ref_softmax64(xbuf[PAD:PAD + n])) <= RTOL64
+
+
+@pytest.mark.parametrize("rows, cols", [(1, 1), (5, 7), (3, 8), (300, 9), (17, 33), (256, 255), (257, 256),
+                                        (513, 257), (40, 600)], ids=str)
+def test_softmax_columns_f64(emu, rows, cols):
+    rng = np.random.default_rng(rows * cols + 1)
+    x = rng.uniform(-300, 300, (rows, cols))
+    if rows > 1:
+        x[rows // 2, cols // 2] = -np.inf
+    if cols > 3:
+        x[:, 3] = 1e300  # a column two-pass cannot take: three-pass for it
+    pad = 5
+    sentinel = np.uint64(0x7FF8DEADBEEF0004)
+    ybuf = np.full((rows, cols + 2 * pad), sentinel, np.uint64).view(F64)
+    y = ybuf[:, pad:pad + cols]
+    emu.softmax_columns(x, y)
+    assert np.all(bits64(ybuf[:, :pad]) == sentinel) and np.all(bits64(ybuf[:, pad + cols:]) == sentinel)
+    assert rel_err64(y.T, ref_softmax64(x.T)) <= RTOL64
+    inplace = x.copy()
+    emu.softmax_columns(inplace, inplace)
+    np.testing.assert_array_equal(bits64(inplace), bits64(y))
+    ly = emu.softmax_columns(x, np.empty_like(x), log=True)
+    with np.errstate(all="ignore"):
+        ref = scipy.special.log_softmax(x, axis=0)
+    np.testing.assert_array_equal(np.isnan(ly), np.isnan(ref))
+    ok = np.isfinite(ref)
+    assert np.all(ly[~ok & ~np.isnan(ref)] == -np.inf)
+    np.testing.assert_allclose(ly[ok], ref[ok], rtol=1e-14, atol=1e-12)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_threads_bitwise_the_same_f64(emu, algorithm):
+    rng = np.random.default_rng(25)
+    for shape in ((1, 70_001), (64, 1000)):
+        x = rng.uniform(-300, 300, shape)
+        one = emu.softmax_rows(x, np.empty_like(x), algorithm, threads=1)
+        assert rel_err64(one, ref_softmax64(x)) <= RTOL64
+        np.testing.assert_array_equal(bits64(emu.softmax_rows(x, np.empty_like(x), algorithm, threads=3)),
+                                      bits64(one))
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_matches_native_avx2_f64(emu, algorithm):
+    twopass = pytest.importorskip("twopass")
+    if "avx2" not in twopass.available_levels():
+        pytest.skip("the installed twopass has no avx2 level on this machine")
+    with twopass.use_isa("avx2"):
+        if not isinstance(twopass.runtime_info()["kernels"]["float64"], dict):
+            pytest.skip("the installed twopass runs float64 on the NumPy fallback")
+    rng = np.random.default_rng(26)
+    for n in list(range(1, 100)) + [255, 256, 257, 4097, 100000]:
+        x = rng.uniform(-300, 300, n)
+        with twopass.use_isa("avx2"):
+            native = twopass.softmax(x, axis=-1, algorithm=algorithm)
+        emulated = emu.softmax(x, algorithm, dtype=F64)
+        assert max(rel_err64(emulated, native), rel_err64(native, emulated)) <= RTOL64, f"n={n}"

@@ -1,4 +1,4 @@
-/* The float32 passes of the softmax algorithms and the list of every compiled variant.
+/* The float32 and float64 passes of the softmax algorithms and the list of every compiled variant.
  *
  * Kernel contract (as in XNNPACK): a size, a const input pointer, an output pointer and a few
  * scalars; no allocation, no Python. n >= 1 unless stated. Output may alias input exactly (in place).
@@ -26,7 +26,7 @@
  * as shift + exponent * ln2 (twopass_exp_shift in softmax.c), so that x_i - shift is exact for
  * every element whose exp matters and no float32 rounding of x_i - max enters the result.
  *
- * Name of a kernel: twopass_f32_<op>__<isa>_u<floats per iteration>[_acc<accumulators>][_nt].
+ * Name of a kernel: twopass_<f32|f64>_<op>__<isa>_u<elements per iteration>[_acc<accumulators>][_nt].
  * _nt: the same elementwise pass with non-temporal stores (vscale_impl's NT), which the drivers use
  * for outputs too large for the caches (twopass_set_streaming_threshold).
  */
@@ -140,6 +140,87 @@ typedef void twopass_f32_vsubc_columns_fn(size_t rows, size_t width, const float
 #define TWOPASS_DECLARE_V(op, isa, u) twopass_f32_##op##_fn TWOPASS_F32_VNAME(op, isa, u);
 #define TWOPASS_DECLARE_N(op, isa, u) twopass_f32_##op##_fn TWOPASS_F32_NNAME(op, isa, u);
 TWOPASS_F32_KERNELS(TWOPASS_DECLARE_R, TWOPASS_DECLARE_V, TWOPASS_DECLARE_N)
+#undef TWOPASS_DECLARE_R
+#undef TWOPASS_DECLARE_V
+#undef TWOPASS_DECLARE_N
+
+/* ---- float64: the same passes on doubles, with the same contracts (exponents and scalars are
+ * doubles, the columns kernels take up to TWOPASS_MAX_COLUMNS doubles per row). ---- */
+typedef double twopass_f64_rmax_fn(size_t n, const double* x);
+typedef void twopass_f64_raddextexp_fn(size_t n, const double* x, double sum[2]);
+typedef void twopass_f64_vscaleextexp_fn(size_t n, const double* x, double* y, double scale, double exponent);
+typedef double twopass_f64_raddexpminusmax_fn(size_t n, const double* x, double shift, double exponent);
+typedef double twopass_f64_raddstoreexpminusmax_fn(size_t n, const double* x, double* y, double shift,
+                                                   double exponent);
+typedef void twopass_f64_vscaleexpminusmax_fn(size_t n, const double* x, double* y, double shift, double exponent,
+                                              double scale);
+typedef void twopass_f64_vscale_fn(size_t n, const double* x, double* y, double scale);
+typedef void twopass_f64_vsubc_fn(size_t n, const double* x, double* y, double c_hi, double c_lo);
+typedef void twopass_f64_raddonline_fn(size_t n, const double* x, double result[2]);
+typedef void twopass_f64_raddextexp_columns_fn(size_t rows, size_t width, const double* x, ptrdiff_t ld,
+                                               double* mantissa, double* exponent);
+typedef void twopass_f64_vscaleextexp_columns_fn(size_t rows, size_t width, const double* x, ptrdiff_t x_ld,
+                                                 double* y, ptrdiff_t y_ld, const double* scale,
+                                                 const double* exponent);
+typedef void twopass_f64_vsubc_columns_fn(size_t rows, size_t width, const double* x, ptrdiff_t x_ld, double* y,
+                                          ptrdiff_t y_ld, const double* c_hi, const double* c_lo);
+
+/* The float64 passes: the same ops in the same order (enum twopass_f32_op indexes both tables). */
+#define TWOPASS_F64_OPS(OP) TWOPASS_F32_OPS(OP)
+
+/* Every compiled float64 variant, as above: the first listed for an (op, isa) is the default. The
+ * unrolls count doubles: half the float32 tile in vectors of half the lanes keeps the registers
+ * per iteration the same. The defaults are untuned guesses (float32's AVX2 winners, halved). */
+#define TWOPASS_F64_AVX512F_KERNELS(R, V, N)                                                       \
+    R(rmax, avx512f, 64, 4)                                                                        \
+    R(raddextexp, avx512f, 64, 4)                                                                  \
+    V(vscaleextexp, avx512f, 32)                                                                   \
+    R(raddexpminusmax, avx512f, 64, 4)                                                             \
+    R(raddstoreexpminusmax, avx512f, 64, 4)                                                        \
+    V(vscaleexpminusmax, avx512f, 32)                                                              \
+    V(vscale, avx512f, 32)                                                                         \
+    V(vsubc, avx512f, 32)                                                                          \
+    R(raddonline, avx512f, 64, 1)                                                                  \
+    V(raddextexp_columns, avx512f, 256)                                                            \
+    V(vscaleextexp_columns, avx512f, 256)                                                          \
+    V(vsubc_columns, avx512f, 256)                                                                 \
+    R(raddextexp, avx512f, 32, 2)                                                                  \
+    R(raddexpminusmax, avx512f, 32, 2)                                                             \
+    V(vscaleextexp, avx512f, 64)                                                                   \
+    N(vscaleextexp, avx512f, 32)                                                                   \
+    N(vscaleexpminusmax, avx512f, 32)                                                              \
+    N(vsubc, avx512f, 32)
+
+#define TWOPASS_F64_AVX2_KERNELS(R, V, N)                                                          \
+    R(rmax, avx2, 32, 4)                                                                           \
+    R(raddextexp, avx2, 16, 2)                                                                     \
+    V(vscaleextexp, avx2, 16)                                                                      \
+    R(raddexpminusmax, avx2, 16, 2)                                                                \
+    R(raddstoreexpminusmax, avx2, 32, 4)                                                           \
+    V(vscaleexpminusmax, avx2, 16)                                                                 \
+    V(vscale, avx2, 16)                                                                            \
+    V(vsubc, avx2, 16)                                                                             \
+    R(raddonline, avx2, 32, 1)                                                                     \
+    V(raddextexp_columns, avx2, 256)                                                               \
+    V(vscaleextexp_columns, avx2, 256)                                                             \
+    V(vsubc_columns, avx2, 256)                                                                    \
+    R(raddextexp, avx2, 32, 4)                                                                     \
+    R(raddexpminusmax, avx2, 32, 4)                                                                \
+    V(vscaleextexp, avx2, 32)                                                                      \
+    N(vscaleextexp, avx2, 16)                                                                      \
+    N(vscaleexpminusmax, avx2, 16)                                                                 \
+    N(vsubc, avx2, 16)
+
+#define TWOPASS_F64_KERNELS(R, V, N) TWOPASS_F64_AVX512F_KERNELS(R, V, N) TWOPASS_F64_AVX2_KERNELS(R, V, N)
+
+#define TWOPASS_F64_RNAME(op, isa, u, acc) twopass_f64_##op##__##isa##_u##u##_acc##acc
+#define TWOPASS_F64_VNAME(op, isa, u) twopass_f64_##op##__##isa##_u##u
+#define TWOPASS_F64_NNAME(op, isa, u) twopass_f64_##op##__##isa##_u##u##_nt
+
+#define TWOPASS_DECLARE_R(op, isa, u, acc) twopass_f64_##op##_fn TWOPASS_F64_RNAME(op, isa, u, acc);
+#define TWOPASS_DECLARE_V(op, isa, u) twopass_f64_##op##_fn TWOPASS_F64_VNAME(op, isa, u);
+#define TWOPASS_DECLARE_N(op, isa, u) twopass_f64_##op##_fn TWOPASS_F64_NNAME(op, isa, u);
+TWOPASS_F64_KERNELS(TWOPASS_DECLARE_R, TWOPASS_DECLARE_V, TWOPASS_DECLARE_N)
 #undef TWOPASS_DECLARE_R
 #undef TWOPASS_DECLARE_V
 #undef TWOPASS_DECLARE_N

@@ -76,6 +76,29 @@ const struct twopass_f32_kernels* twopass_f32_kernels_for(enum twopass_level lev
 /* Replace one pass of a table by another variant of the same op and level (benchmark sweep). */
 int twopass_f32_kernels_with(struct twopass_f32_kernels* table, const struct twopass_kernel_info* variant);
 
+/* The same for float64 (the same ops, enum twopass_f32_op indexes both; struct twopass_kernel_info
+ * describes float64 variants too, unroll counted in doubles). */
+const struct twopass_kernel_info* twopass_f64_kernel_registry(size_t* count);
+struct twopass_f64_kernels {
+    twopass_f64_rmax_fn* rmax;
+    twopass_f64_raddextexp_fn* raddextexp;
+    twopass_f64_vscaleextexp_fn* vscaleextexp;
+    twopass_f64_raddexpminusmax_fn* raddexpminusmax;
+    twopass_f64_raddstoreexpminusmax_fn* raddstoreexpminusmax;
+    twopass_f64_vscaleexpminusmax_fn* vscaleexpminusmax;
+    twopass_f64_vscale_fn* vscale;
+    twopass_f64_vsubc_fn* vsubc;
+    twopass_f64_raddonline_fn* raddonline;
+    twopass_f64_raddextexp_columns_fn* raddextexp_columns;
+    twopass_f64_vscaleextexp_columns_fn* vscaleextexp_columns;
+    twopass_f64_vsubc_columns_fn* vsubc_columns;
+    size_t columns_width;
+    const struct twopass_f64_kernels* streaming;
+    const char* names[TWOPASS_F32_OP_COUNT];
+};
+const struct twopass_f64_kernels* twopass_f64_kernels_for(enum twopass_level level);
+int twopass_f64_kernels_with(struct twopass_f64_kernels* table, const struct twopass_kernel_info* variant);
+
 /* ---- Algorithms ---- */
 enum twopass_algorithm {
     TWOPASS_TWO_PASS = 0,
@@ -159,6 +182,28 @@ void twopass_extsum_f32_rows(const struct twopass_f32_kernels* k, size_t rows, s
  * finite and > 0 and |exponent| <= TWOPASS_EXTEXP_EXPONENT_LIMIT. */
 void twopass_softmax_from_extsum_f32_rows(const struct twopass_f32_kernels* k, size_t rows, size_t n,
                                           const float* x, ptrdiff_t x_stride, float* y, ptrdiff_t y_stride,
+                                          const double* mantissa, const double* exponent, int threads);
+
+/* float64: the same drivers on float64 rows and columns (one source, src/softmax_template.h). The
+ * per-row results are doubles as above; softmax_from_extsum needs |exponent| <=
+ * TWOPASS_F64_EXTEXP_EXPONENT_LIMIT. */
+void twopass_softmax_f64_rows(const struct twopass_f64_kernels* k, enum twopass_algorithm algorithm,
+                              size_t rows, size_t n, const double* x, ptrdiff_t x_stride, double* y,
+                              ptrdiff_t y_stride, int threads);
+int twopass_softmax_f64_columns(const struct twopass_f64_kernels* k, size_t rows, size_t cols,
+                                const double* x, ptrdiff_t x_ld, double* y, ptrdiff_t y_ld, int threads);
+int twopass_log_softmax_f64_columns(const struct twopass_f64_kernels* k, size_t rows, size_t cols,
+                                    const double* x, ptrdiff_t x_ld, double* y, ptrdiff_t y_ld, int threads);
+void twopass_log_softmax_f64_rows(const struct twopass_f64_kernels* k, enum twopass_algorithm algorithm,
+                                  size_t rows, size_t n, const double* x, ptrdiff_t x_stride, double* y,
+                                  ptrdiff_t y_stride, int threads);
+void twopass_logsumexp_f64_rows(const struct twopass_f64_kernels* k, enum twopass_algorithm algorithm,
+                                size_t rows, size_t n, const double* x, ptrdiff_t x_stride, double* out,
+                                int threads);
+void twopass_extsum_f64_rows(const struct twopass_f64_kernels* k, size_t rows, size_t n, const double* x,
+                             ptrdiff_t x_stride, double* mantissa, double* exponent, int threads);
+void twopass_softmax_from_extsum_f64_rows(const struct twopass_f64_kernels* k, size_t rows, size_t n,
+                                          const double* x, ptrdiff_t x_stride, double* y, ptrdiff_t y_stride,
                                           const double* mantissa, const double* exponent, int threads);
 
 #ifdef __cplusplus

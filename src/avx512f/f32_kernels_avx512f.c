@@ -292,5 +292,9 @@ TWOPASS_INLINE void vsubc_columns_impl(size_t rows, size_t width, const float* x
     }
 }
 
+#define TP_T float
+#define TP_RNAME TWOPASS_F32_RNAME
+#define TP_VNAME TWOPASS_F32_VNAME
+#define TP_NNAME TWOPASS_F32_NNAME
 #include "../instantiate.h"
 TWOPASS_F32_AVX512F_KERNELS(DEFINE_R, DEFINE_V, DEFINE_N)

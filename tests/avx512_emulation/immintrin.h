@@ -6,7 +6,8 @@
  * header with SIMDE_ENABLE_NATIVE_ALIASES, which #defines every _mm512_* name it implements to its
  * portable simde_mm512_* version. Nothing from SIMDe is copied here; it is only #included.
  *
- * SIMDe 0.7.4 (Debian bookworm's libsimde-dev) lacks six intrinsics the kernels use; they are
+ * SIMDe 0.7.4 (Debian bookworm's libsimde-dev) lacks eleven intrinsics the kernels use (six for
+ * float32, five for the float64 kernels); they are
  * written below from their documented semantics (Intel Intrinsics Guide, and GCC's avx512fintrin.h
  * for the reduction order of the _mm512_reduce_* sequences, which are not single instructions).
  * If a newer SIMDe provides them, ours take precedence (we #undef and redefine), so behaviour does
@@ -107,6 +108,79 @@ static inline void twopass_emu_mm512_stream_ps(void* p, simde__m512 a)
 
 #undef _mm512_stream_ps
 #define _mm512_stream_ps(p, a) twopass_emu_mm512_stream_ps(p, a)
+
+/* The float64 counterparts: _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd (8 lanes, the same
+ * semantics as the ps versions), and _mm512_reduce_max_pd / _mm512_reduce_add_pd in GCC's order:
+ * upper 256 op lower 256, then upper 128 op lower 128, then lane 0 op lane 1 (max: max(q0, q1),
+ * which gives q1 when either is NaN; add: q0 + q1). */
+static inline simde__m512d twopass_emu_mm512_maskz_loadu_pd(simde__mmask8 k, const void* p)
+{
+    double lanes[8];
+    const double* src = (const double*)p;
+    for (int i = 0; i < 8; i++) {
+        lanes[i] = 0.0;
+        if ((k >> i) & 1) {
+            memcpy(&lanes[i], src + i, sizeof(double));
+        }
+    }
+    return simde_mm512_loadu_pd(lanes);
+}
+
+static inline void twopass_emu_mm512_mask_storeu_pd(void* p, simde__mmask8 k, simde__m512d a)
+{
+    double lanes[8];
+    double* dst = (double*)p;
+    simde_mm512_storeu_pd(lanes, a);
+    for (int i = 0; i < 8; i++) {
+        if ((k >> i) & 1) {
+            memcpy(dst + i, &lanes[i], sizeof(double));
+        }
+    }
+}
+
+/* MAXPD on one lane, as MAXPS. */
+static inline double twopass_emu_maxpd_lane(double a, double b)
+{
+    return a > b ? a : b;
+}
+
+static inline double twopass_emu_mm512_reduce_max_pd(simde__m512d a)
+{
+    double v[8], h[4], q[2];
+    simde_mm512_storeu_pd(v, a);
+    for (int i = 0; i < 4; i++) h[i] = twopass_emu_maxpd_lane(v[4 + i], v[i]);
+    for (int i = 0; i < 2; i++) q[i] = twopass_emu_maxpd_lane(h[2 + i], h[i]);
+    return twopass_emu_maxpd_lane(q[0], q[1]);
+}
+
+static inline double twopass_emu_mm512_reduce_add_pd(simde__m512d a)
+{
+    double v[8], h[4], q[2];
+    simde_mm512_storeu_pd(v, a);
+    for (int i = 0; i < 4; i++) h[i] = v[4 + i] + v[i];
+    for (int i = 0; i < 2; i++) q[i] = h[2 + i] + h[i];
+    return q[0] + q[1];
+}
+
+#undef _mm512_maskz_loadu_pd
+#define _mm512_maskz_loadu_pd(k, p) twopass_emu_mm512_maskz_loadu_pd(k, p)
+#undef _mm512_mask_storeu_pd
+#define _mm512_mask_storeu_pd(p, k, a) twopass_emu_mm512_mask_storeu_pd(p, k, a)
+#undef _mm512_reduce_max_pd
+#define _mm512_reduce_max_pd(a) twopass_emu_mm512_reduce_max_pd(a)
+#undef _mm512_reduce_add_pd
+#define _mm512_reduce_add_pd(a) twopass_emu_mm512_reduce_add_pd(a)
+/* _mm512_stream_pd (VMOVNTPD): as _mm512_stream_ps, 8 doubles, 64-byte aligned or a fault. */
+static inline void twopass_emu_mm512_stream_pd(void* p, simde__m512d a)
+{
+    if (((uintptr_t)p & 63) != 0) {
+        __builtin_trap();
+    }
+    simde_mm512_storeu_pd(p, a);
+}
+
+#undef _mm512_stream_pd
+#define _mm512_stream_pd(p, a) twopass_emu_mm512_stream_pd(p, a)
 #undef _cvtu32_mask16
 #define _cvtu32_mask16(a) twopass_emu_cvtu32_mask16(a)
 #undef _mm512_maskz_loadu_ps
