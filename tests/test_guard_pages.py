@@ -4,7 +4,8 @@ right after) a PROT_NONE page, inputs on read-only pages, memory-mapped read-onl
 Canaries (tests/test_kernels.py) catch stray writes next to an array; a guard page also catches
 stray reads (a masked tail that loads a whole vector, a prefetch past the end) and writes, as a
 segmentation fault. So the probing runs in a subprocess: a crash fails the test instead of killing
-pytest, and the subprocess checks every result against a float64 reference before it exits 0.
+pytest, and the subprocess checks every result against a float64 reference (longdouble for the
+float64 kernels) before it exits 0. float32 and float64 both.
 """
 import os
 import signal
@@ -54,29 +55,32 @@ class Guarded:
         mprotect(self.base, PAGE, PROT_NONE)
         mprotect(self.base + (pages + 1) * PAGE, PAGE, PROT_NONE)
 
-    def floats(self, count, where):
-        """`count` float32 ending at the last byte before the upper guard page ("end") or starting
-        at the first byte after the lower one ("start")."""
+    def floats(self, count, where, dtype=np.float32):
+        """`count` float32 (or dtype) ending at the last byte before the upper guard page ("end") or
+        starting at the first byte after the lower one ("start")."""
         lo, hi = PAGE, (self.pages + 1) * PAGE
-        assert 4 * count <= hi - lo
-        view = self.bytes[hi - 4 * count: hi] if where == "end" else self.bytes[lo: lo + 4 * count]
-        return view.view(np.float32)
+        size = count * np.dtype(dtype).itemsize
+        assert size <= hi - lo
+        view = self.bytes[hi - size: hi] if where == "end" else self.bytes[lo: lo + size]
+        return view.view(dtype)
 
     def read_only(self, on):
         mprotect(self.base + PAGE, self.pages * PAGE, PROT_READ if on else PROT_READ | PROT_WRITE)
 
 
 def reference(x):
-    x = x.astype(np.float64)
+    x = x.astype(np.longdouble if x.dtype == np.float64 else np.float64)
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
 
 def check(y, ref, what):
-    y = np.asarray(y, np.float64)
-    err = np.abs(y - ref) / np.maximum(ref, 2.0**-126)
-    err[(y == 0) & (ref < 2.0**-125)] = 0  # the kernels flush outputs below 2^-125
-    assert np.all(np.isfinite(y)) and float(err.max()) <= 1e-6, (what, float(err.max()))
+    f64 = np.asarray(y).dtype == np.float64
+    tiny, flush, rtol = (2.0**-1022, 2.0**-1021, 1e-14) if f64 else (2.0**-126, 2.0**-125, 1e-6)
+    y = np.asarray(y, ref.dtype)
+    err = np.abs(y - ref) / np.maximum(ref, tiny)
+    err[(y == 0) & (ref < flush)] = 0  # the kernels flush outputs below 2^-125 (2^-1021)
+    assert np.all(np.isfinite(y)) and float(err.max()) <= rtol, (what, float(err.max()))
 '''
 
 PROBE = COMMON + r'''
@@ -84,17 +88,19 @@ level, algorithm = sys.argv[1], sys.argv[2]
 tails = [int(t) for t in sys.argv[3].split(",")]
 rows_list = [int(r) for r in sys.argv[4].split(",")]
 placements = sys.argv[5].split(",")
+dtype = np.dtype(sys.argv[6])
+rows_kernel = kernels.softmax_f64_rows if dtype == np.float64 else kernels.softmax_f32_rows
 level_index = twopass.LEVELS.index(level)
 kernel_algorithm = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2, "online": 3}.get(algorithm)
-most = max(tails) * max(rows_list) * 4
+most = max(tails) * max(rows_list) * dtype.itemsize
 pages = -(-most // PAGE)
 xs, ys = Guarded(pages), Guarded(pages)
 rng = np.random.default_rng(0)
 checked = 0
-SENTINEL = np.float32(-7.5e33)
+SENTINEL = dtype.type(-7.5e33)
 for n in tails:
     for rows in rows_list:
-        data = rng.uniform(-50, 50, (rows, n)).astype(np.float32)
+        data = rng.uniform(-50, 50, (rows, n)).astype(dtype)
         data[:, rng.integers(0, n)] = 60.0  # a clear max somewhere, sometimes in the tail
         ref = reference(data)
         for placement in placements:
@@ -106,9 +112,9 @@ for n in tails:
             calls.append("softmax")
             for how in calls:
                 xs.read_only(False)
-                x = xs.floats(rows * n, where).reshape(rows, n)
+                x = xs.floats(rows * n, where, dtype).reshape(rows, n)
                 x[...] = data
-                y = x if in_place else ys.floats(rows * n, where).reshape(rows, n)
+                y = x if in_place else ys.floats(rows * n, where, dtype).reshape(rows, n)
                 if not in_place:
                     y[...] = SENTINEL
                     xs.read_only(True)  # any write to the input faults
@@ -116,7 +122,7 @@ for n in tails:
                     x.flags.writeable = False
                 what = (level, algorithm, how, n, rows, placement)
                 if how == "kernels":
-                    kernels.softmax_f32_rows(x, y, kernel_algorithm, level_index)
+                    rows_kernel(x, y, kernel_algorithm, level_index)
                 else:
                     with twopass.use_isa(level):
                         result = twopass.softmax(x if rows > 1 else x[0], axis=-1,
@@ -132,41 +138,46 @@ print(f"checked {checked} cases")
 
 COLUMNS = COMMON + r'''
 level = sys.argv[1]
+dtype = np.dtype(sys.argv[2])
+dt = "f64" if dtype == np.float64 else "f32"
+softmax_columns, log_softmax_columns = (getattr(kernels, f"softmax_{dt}_columns"),
+                                        getattr(kernels, f"log_softmax_{dt}_columns"))
 level_index = twopass.LEVELS.index(level)
 widths = list(range(1, 41)) + [63, 64, 65, 255, 256, 257, 300]
 rows_list = (1, 3, 65)
-pages = -(-max(widths) * max(rows_list) * 4 // PAGE)
+pages = -(-max(widths) * max(rows_list) * dtype.itemsize // PAGE)
 xs, ys = Guarded(pages), Guarded(pages)
 rng = np.random.default_rng(1)
 checked = 0
 for cols in widths:
     for rows in rows_list:
-        data = rng.uniform(-50, 50, (rows, cols)).astype(np.float32)
+        data = rng.uniform(-50, 50, (rows, cols)).astype(dtype)
         ref = np.ascontiguousarray(reference(np.ascontiguousarray(data.T)).T)
         for where in ("end", "start"):
             for in_place in (False, True):
                 xs.read_only(False)
-                x = xs.floats(rows * cols, where).reshape(1, rows, cols)
+                x = xs.floats(rows * cols, where, dtype).reshape(1, rows, cols)
                 x[...] = data
-                y = x if in_place else ys.floats(rows * cols, where).reshape(1, rows, cols)
+                y = x if in_place else ys.floats(rows * cols, where, dtype).reshape(1, rows, cols)
                 if not in_place:
                     xs.read_only(True)  # any write to the input faults
                     x = x.view()
                     x.flags.writeable = False
-                kernels.softmax_f32_columns(x, y, level_index)
+                softmax_columns(x, y, level_index)
                 check(y[0], ref, (level, cols, rows, where, in_place))
                 checked += 1
                 xs.read_only(False)
-                x = xs.floats(rows * cols, where).reshape(1, rows, cols)
+                x = xs.floats(rows * cols, where, dtype).reshape(1, rows, cols)
                 x[...] = data
-                y = x if in_place else ys.floats(rows * cols, where).reshape(1, rows, cols)
+                y = x if in_place else ys.floats(rows * cols, where, dtype).reshape(1, rows, cols)
                 if not in_place:
                     xs.read_only(True)
                     x = x.view()
                     x.flags.writeable = False
-                kernels.log_softmax_f32_columns(x, y, level_index)
-                # x - logsumexp, within a few float32 ulps of |x| and |logsumexp| (<= ~60 here)
-                assert np.all(np.abs(y[0] - np.log(ref)) <= 1e-5), ("log", level, cols, rows, where, in_place)
+                log_softmax_columns(x, y, level_index)
+                # x - logsumexp, within a few ulps of |x| and |logsumexp| (<= ~60 here)
+                assert np.all(np.abs(y[0] - np.log(ref)) <= (1e-12 if dt == "f64" else 1e-5)), (
+                    "log", level, cols, rows, where, in_place)
                 checked += 1
 xs.read_only(False)
 print(f"checked {checked} cases")
@@ -236,21 +247,23 @@ def test_mprotect_guard_really_faults():
 
 
 @pytest.mark.skipif(not KERNEL_LEVELS, reason="no kernel level on this CPU")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("level", KERNEL_LEVELS)
-def test_arrays_next_to_guard_pages(level, algorithm):
+def test_arrays_next_to_guard_pages(level, algorithm, dtype):
     stdout = run_python(PROBE, level, algorithm, ",".join(map(str, TAILS)), ",".join(map(str, ROWS)),
-                        ",".join(PLACEMENTS))
+                        ",".join(PLACEMENTS), dtype)
     per_case = 1 if algorithm == "auto" else 2  # twopass.softmax, and softmax_f32_rows directly
     assert f"checked {len(TAILS) * len(ROWS) * len(PLACEMENTS) * per_case} cases" in stdout, stdout
 
 
 @pytest.mark.skipif(not KERNEL_LEVELS, reason="no kernel level on this CPU")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("level", KERNEL_LEVELS)
-def test_columns_next_to_guard_pages(level):
+def test_columns_next_to_guard_pages(level, dtype):
     """The columns kernels (softmax and log_softmax over a non-contiguous axis): every width of the last, partial
     vector and of the 256-column blocks, against the guard pages."""
-    stdout = run_python(COLUMNS, level)
+    stdout = run_python(COLUMNS, level, dtype)
     assert f"checked {47 * 3 * 2 * 2 * 2} cases" in stdout, stdout  # softmax and log_softmax
 
 
@@ -266,7 +279,7 @@ def test_read_only_inputs_in_process(level):
     # read-only arrays (a flag, not a protection) through every path: fast, copying, float16
     rng = np.random.default_rng(5)
     for x in (rng.uniform(-20, 20, 1001).astype(np.float32), rng.uniform(-20, 20, (7, 33)).astype(np.float32),
-              rng.uniform(-5, 5, 257).astype(np.float16)):
+              rng.uniform(-5, 5, 257).astype(np.float16), rng.uniform(-20, 20, (7, 33))):
         x.flags.writeable = False
         with twopass.use_isa(level):
             for algorithm in ALGORITHMS:
@@ -278,5 +291,7 @@ def test_read_only_inputs_in_process(level):
                         ref = e / e.sum(axis=axis, keepdims=True)
                     if x.dtype == np.float16:  # float16 rounding; subnormals below 2^-14
                         np.testing.assert_allclose(y, ref, rtol=1e-3, atol=2.0**-24)
+                    elif x.dtype == np.float64:
+                        np.testing.assert_allclose(y, ref, rtol=1e-14, atol=2.0**-1021)
                     else:
                         np.testing.assert_allclose(y, ref, rtol=1e-6, atol=2.0**-125)

@@ -1,5 +1,6 @@
 """Each compiled kernel variant of each level this CPU has, alone, over the lengths around its tile
-(1 .. 2 * tile + 1 and a few multiples), against NumPy in float64, with canaries around the arrays."""
+(1 .. 2 * tile + 1 and a few multiples), against NumPy in float64 (float32 kernels) or longdouble
+(float64 kernels), with canaries around the arrays."""
 import math
 
 import numpy as np
@@ -142,3 +143,137 @@ def test_exp_is_within_2_ulp(level, op):
         if err.max() > worst[0]:
             worst = (float(err.max()), float(x[err.argmax()]))
     assert worst[0] <= 2.0, worst
+
+
+# ---- float64 kernels: the same checks against longdouble references, to a few float64 ULPs ----
+
+VARIANTS_F64 = [v for v in _dispatch._kernels.registry("float64")
+                if v["level"] in twopass.available_levels() and v["op"] in _dispatch._kernels.ROW_OPS]
+LOG2E_F64 = float.fromhex("0x1.71547652B82FEp+0")
+SENTINEL_F64 = np.float64(-7.77e303)
+EPS64 = float(np.finfo(np.float64).eps)
+FLUSH64 = 2.0**-1021  # float64 kernels flush results whose power-of-two scale is below 2^-1022
+LD = np.longdouble
+
+
+def guarded_f64(values):
+    buffer = np.full(len(values) + 2 * CANARY, SENTINEL_F64, np.float64)
+    buffer[CANARY:-CANARY] = values
+    return buffer, buffer[CANARY:-CANARY]
+
+
+def assert_canaries_f64(buffer):
+    assert np.all(buffer[:CANARY] == SENTINEL_F64) and np.all(buffer[-CANARY:] == SENTINEL_F64)
+
+
+def assert_close_f64(y, ref, ulps, what):
+    """|y - ref| <= ulps * eps * |ref|, or y == 0 with ref below the flush bound."""
+    err = np.abs(y.astype(LD) - ref)
+    ok = (err <= ulps * EPS64 * np.abs(ref)) | ((y == 0) & (np.abs(ref) < FLUSH64))
+    assert np.all(ok), f"{what}: worst {float(np.max(err / np.abs(ref)) / EPS64):.2f} ulp"
+
+
+def test_float64_has_every_op_of_every_level():
+    ops = set(_dispatch._kernels.ROW_OPS)
+    for level in twopass.available_levels()[1:]:
+        assert {v["op"] for v in VARIANTS_F64 if v["level"] == level} == ops
+        assert set(_dispatch._kernels.kernel_names(twopass.LEVELS.index(level), "float64")) == set(
+            _dispatch._kernels.OP_NAMES)
+
+
+@pytest.mark.parametrize("spread", [100.0, 700.0])
+@pytest.mark.parametrize("variant", VARIANTS_F64, ids=lambda v: v["name"])
+def test_kernel_variant_f64(variant, spread):
+    """As test_kernel_variant, in float64: elementwise results within 3 ULP of a longdouble
+    reference (exp within about 1 ULP, then a scaling), sums within 1e-14 relative."""
+    run = _dispatch._kernels.run_kernel
+    name, op = variant["name"], variant["op"]
+    rng = np.random.default_rng(len(name))
+    for n in lengths(variant["unroll"]):
+        xbuf, x = guarded_f64(rng.uniform(-spread, spread, n))
+        ybuf, y = guarded_f64(np.zeros(n))
+        xl = x.astype(LD)
+        m = float(x.max())
+        shift, exponent = 0.0, float(np.rint(m * LOG2E_F64))
+        e = np.exp(xl - shift) * LD(2.0) ** LD(-exponent)
+        what = f"{name} n={n}"
+        if op == "rmax":
+            assert run(name, x, y) == m
+        elif op == "raddextexp":
+            mantissa, exp2 = run(name, x, y)
+            total = np.exp(xl - LD(m)).sum()  # sum exp(x) = total * e^m
+            got = LD(mantissa) * np.exp(LD(exp2) * np.log(LD(2)) - LD(m))
+            assert abs(got - total) <= 1e-14 * total, what
+        elif op == "vscaleextexp":
+            run(name, x, y, 0.75, exponent)
+            assert_close_f64(y, np.exp(xl) * LD(0.75) * LD(2.0) ** LD(-exponent), 3, what)
+        elif op in ("raddexpminusmax", "raddstoreexpminusmax"):
+            total = run(name, x, y, shift, exponent)
+            assert abs(LD(total) - e.sum()) <= 1e-14 * e.sum(), what
+            if op == "raddstoreexpminusmax":
+                assert_close_f64(y, e, 3, what)
+        elif op == "vscaleexpminusmax":
+            run(name, x, y, shift, exponent, 0.5)
+            assert_close_f64(y, LD(0.5) * e, 3, what)
+        elif op == "vscale":
+            run(name, x, y, 0.25)
+            np.testing.assert_array_equal(y, x * 0.25)
+        elif op == "vsubc":
+            run(name, x, y, 1.5, 2.0**-40)
+            np.testing.assert_array_equal(y, (x - 1.5) - 2.0**-40)
+        elif op == "raddonline":
+            max_, sum_ = run(name, x, y)
+            assert max_ == m
+            expected = np.exp(xl - LD(m)).sum()
+            assert abs(LD(sum_) - expected) <= 1e-14 * expected, what
+        else:
+            raise AssertionError(f"untested op {op}")
+        assert_canaries_f64(xbuf)
+        assert_canaries_f64(ybuf)
+
+
+def test_kernel_f64_rejects_float32_arrays():
+    name = VARIANTS_F64[0]["name"] if VARIANTS_F64 else pytest.skip("no kernel level")
+    with pytest.raises(ValueError, match="no kernel named"):
+        _dispatch._kernels.run_kernel(name, np.ones(4, np.float32), np.ones(4, np.float32))
+
+
+@pytest.mark.parametrize("level", twopass.available_levels()[1:])
+@pytest.mark.parametrize("algorithm", [0, 1, 2, 3])
+def test_softmax_f64_rows_stay_inside_their_arrays(level, algorithm):
+    kernels = _dispatch._kernels
+    rng = np.random.default_rng(algorithm)
+    for n in range(1, 70):
+        rows = 3
+        for log in (False, True):
+            xbuf, x = guarded_f64(rng.uniform(-50, 50, rows * n))
+            ybuf, y = guarded_f64(np.zeros(rows * n))
+            run = kernels.log_softmax_f64_rows if log else kernels.softmax_f64_rows
+            run(x.reshape(rows, n), y.reshape(rows, n), algorithm, twopass.LEVELS.index(level))
+            assert_canaries_f64(xbuf)
+            assert_canaries_f64(ybuf)
+            if not log:
+                np.testing.assert_allclose(y.reshape(rows, n).sum(axis=1), 1.0, rtol=1e-14)
+
+
+@pytest.mark.parametrize("level", twopass.available_levels()[1:])
+@pytest.mark.parametrize("op", ["vscaleextexp", "vscaleexpminusmax"])
+def test_exp_f64_is_within_2_ulp(level, op):
+    """The float64 exp through both paths on 2e6 points spread over [-708, 709] (slices of width 16
+    scaled by 2^-E as the drivers do): at most 2 ULP from a longdouble reference."""
+    name = _dispatch._kernels.kernel_names(twopass.LEVELS.index(level), "float64")[op]
+    rng = np.random.default_rng(3)
+    worst = 0.0
+    for lo in np.arange(-708.0, 709.0, 16.0):
+        x = np.sort(rng.uniform(lo, min(lo + 16.0, 709.0), 2000))
+        exponent = float(np.rint(x.max() * LOG2E_F64))
+        y = np.empty_like(x)
+        if op == "vscaleextexp":
+            _dispatch._kernels.run_kernel(name, x, y, 1.0, exponent)
+        else:
+            _dispatch._kernels.run_kernel(name, x, y, 0.0, exponent, 1.0)
+        ref = np.exp(x.astype(LD)) * LD(2.0) ** LD(-exponent)
+        keep = ref >= FLUSH64
+        err = np.abs(y[keep].astype(LD) - ref[keep]) / np.spacing(ref[keep].astype(np.float64)).astype(LD)
+        worst = max(worst, float(err.max(initial=0)))
+    assert worst <= 2.0, worst

@@ -3,8 +3,8 @@ choice between kernels and fallback.
 
 Steps: validate (dtype, axis, out, algorithm) before anything is written; move the reduced axes to
 the end and view the data as C-contiguous (rows, n) float32 or float64 rows (copying only when the
-layout or dtype requires it); run the kernels of the level in force on float32 rows, or the NumPy
-fallback; write back into `out` when a temporary was needed. (twopass.softmax and log_softmax are
+layout or dtype requires it); run the kernels of the level in force on float32 and float64 rows, or
+the NumPy fallback (longdouble, and the python level); write back into `out` when a temporary was needed. (twopass.softmax and log_softmax are
 the typed layer's fast path, which hands every other case to the functions here.)
 """
 import math
@@ -37,10 +37,10 @@ _KERNEL_ALGORITHM = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recomput
 fallback_calls = {"python": 0}
 
 
-def _algorithm(algorithm, n, level):
+def _algorithm(algorithm, n, level, itemsize=4):
     """Resolve "auto" and reject unknown names (ValueError listing the valid ones)."""
     if algorithm == "auto":
-        return _dispatch.auto_algorithm(level, n)
+        return _dispatch.auto_algorithm(level, n, itemsize)
     if algorithm not in _KERNEL_ALGORITHM:
         raise ValueError(f"unknown algorithm {algorithm!r}; valid choices: {', '.join(ALGORITHMS)}")
     return algorithm
@@ -83,6 +83,10 @@ def _rows(x, axes, work):
     return np.require(xt, dtype=work, requirements=["C", "A"]).reshape(rows, n), order, xt.shape
 
 
+# dtypes the kernels compute in, and their names in twopass.kernels' functions
+_KERNEL_DTYPES = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+
+
 def _work_dtype(dtype):
     """float16 is computed in float32; every other float in its own precision."""
     return np.dtype(np.float32) if dtype in (np.float16, np.float32) else dtype
@@ -101,7 +105,7 @@ def _elementwise(kind, x, axis, out, algorithm, threads):
     axes = _axes(axis, x.ndim)
     n = math.prod(x.shape[a] for a in axes)
     level = _dispatch.current_level()
-    requested, algorithm = algorithm, _algorithm(algorithm, n, level)
+    requested, algorithm = algorithm, _algorithm(algorithm, n, level, _work_dtype(dtype).itemsize)
     if out is not None:
         _check_out(out, x, dtype)
     if n == 0:
@@ -110,7 +114,7 @@ def _elementwise(kind, x, axis, out, algorithm, threads):
         return _complex(kind, x, axes, out)
 
     work = _work_dtype(dtype)
-    if requested in ("auto", "two_pass") and work == np.float32 and level != "python" and len(axes) == 1:
+    if requested in ("auto", "two_pass") and work in _KERNEL_DTYPES and level != "python" and len(axes) == 1:
         result = _columns(kind, x, axes[0], out, dtype, level, threads)
         if result is not None:
             return result
@@ -121,8 +125,8 @@ def _elementwise(kind, x, axis, out, algorithm, threads):
               and result.flags.aligned)
     y2 = result.reshape(rows, n) if direct else np.empty((rows, n), work)
 
-    if work == np.float32 and level != "python":
-        run = _dispatch._kernels.softmax_f32_rows if kind == "softmax" else _dispatch._kernels.log_softmax_f32_rows
+    if work in _KERNEL_DTYPES and level != "python":
+        run = getattr(_dispatch._kernels, f"{kind}_{_KERNEL_DTYPES[work]}_rows")
         run(x2, y2, _KERNEL_ALGORITHM[algorithm], _dispatch.LEVELS.index(level), threads)
     else:
         fallback_calls["python"] += 1
@@ -149,12 +153,13 @@ def _columns(kind, x, axis, out, dtype, level, threads):
         return None  # the contiguous axis (the rows path takes it as it is), or another layout
     outer, rows = math.prod(x.shape[:axis]), x.shape[axis]
     inner = math.prod(x.shape[axis + 1:])
-    x3 = np.require(x, dtype=np.float32, requirements=["C", "A"]).reshape(outer, rows, inner)
+    work = _work_dtype(dtype)
+    x3 = np.require(x, dtype=work, requirements=["C", "A"]).reshape(outer, rows, inner)
     result = out if out is not None else np.empty(x.T.shape if flip else x.shape, dtype, order="F" if flip else "C")
     target = result.T if flip else result
-    direct = dtype == np.float32 and target.flags.c_contiguous and target.flags.aligned
-    y3 = target.reshape(outer, rows, inner) if direct else np.empty((outer, rows, inner), np.float32)
-    run = _dispatch._kernels.softmax_f32_columns if kind == "softmax" else _dispatch._kernels.log_softmax_f32_columns
+    direct = dtype == work and target.flags.c_contiguous and target.flags.aligned
+    y3 = target.reshape(outer, rows, inner) if direct else np.empty((outer, rows, inner), work)
+    run = getattr(_dispatch._kernels, f"{kind}_{_KERNEL_DTYPES[work]}_columns")
     run(x3, y3, _dispatch.LEVELS.index(level), threads)
     if not direct:
         target[...] = y3.reshape(target.shape)
@@ -205,9 +210,9 @@ def _reduced_shape(shape, axes, keepdims):
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=None, threads=None):
     """log(sum(b * exp(a))) over `axis`, like scipy.special.logsumexp (same signature, plus out=).
 
-    Unweighted float32/float16 input runs on the kernels in one pass over the data (the
-    extended-exponent sum, no max pass); weights `b` (broadcast against a, negative values with
-    return_sign), other dtypes and the python level use NumPy. Empty reductions give -inf.
+    Unweighted float16/float32/float64 (and integer) input runs on the kernels in one pass over the
+    data (the extended-exponent sum, no max pass); weights `b` (broadcast against a, negative values
+    with return_sign), other dtypes and the python level use NumPy. Empty reductions give -inf.
     """
     threads = _check_threads(threads)
     a = np.asarray(a)
@@ -233,10 +238,12 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
         if not out.flags.writeable:
             raise ValueError("out is read-only")
     level = _dispatch.current_level()
-    if b is None and dtype in (np.float16, np.float32) and level != "python":
-        x2 = _rows(a, axes, np.float32)[0]
+    if b is None and dtype in (np.float16, np.float32, np.float64) and level != "python":
+        work = _work_dtype(dtype)
+        x2 = _rows(a, axes, work)[0]
         values = np.empty(x2.shape[0], np.float64)
-        _dispatch._kernels.logsumexp_f32_rows(x2, values, 0, _dispatch.LEVELS.index(level), threads)
+        run = getattr(_dispatch._kernels, f"logsumexp_{_KERNEL_DTYPES[work]}_rows")
+        run(x2, values, 0, _dispatch.LEVELS.index(level), threads)
         result = values.reshape(shape).astype(dtype)
         with np.errstate(invalid="ignore"):
             sign = np.where(np.isnan(result), np.nan, np.where(result == -np.inf, 0.0, 1.0)).astype(dtype)
@@ -272,8 +279,9 @@ def extsum(x, axis=-1, *, threads=None):
     x2 = _rows(x, axes, np.float32 if x.dtype in (np.float16, np.float32) else np.float64)[0]
     mantissa = np.empty(x2.shape[0])
     exponent = np.empty(x2.shape[0])
-    if x2.dtype == np.float32 and level != "python":
-        _dispatch._kernels.extsum_f32_rows(x2, mantissa, exponent, _dispatch.LEVELS.index(level), threads)
+    if x2.dtype in _KERNEL_DTYPES and level != "python":
+        run = getattr(_dispatch._kernels, f"extsum_{_KERNEL_DTYPES[x2.dtype]}_rows")
+        run(x2, mantissa, exponent, _dispatch.LEVELS.index(level), threads)
     else:
         fallback_calls["python"] += 1
         _fallback.extsum_rows(x2, mantissa, exponent)
@@ -309,8 +317,8 @@ def logsumexp_from_extsum(pair):
 
 def softmax_from_extsum(x, pair, axis=-1, *, out=None, threads=None):
     """softmax(x) along `axis` given the extsum of the whole slice (e.g. merged from pieces):
-    exp(x) / (mantissa * 2**exponent), the second pass of two-pass. float32 and float16 run on the
-    kernels (vscaleextexp) when every sum is finite and positive; other cases use float64 NumPy."""
+    exp(x) / (mantissa * 2**exponent), the second pass of two-pass. float16, float32 and float64 run
+    on the kernels (vscaleextexp) when every sum is finite and positive; other cases use float64 NumPy."""
     threads = _check_threads(threads)
     x = np.asarray(x)
     axes = normalize_axis_tuple(axis, x.ndim)
@@ -322,12 +330,14 @@ def softmax_from_extsum(x, pair, axis=-1, *, out=None, threads=None):
     shape = _reduced_shape(x.shape, axes, False)
     mantissa, exponent = (np.broadcast_to(np.asarray(v, np.float64), shape) for v in pair)
     level = _dispatch.current_level()
-    if (_work_dtype(dtype) == np.float32 and level != "python" and x.size
-            and np.all((mantissa > 0) & (mantissa < np.inf))
-            and np.all(np.abs(exponent) <= _dispatch._kernels.EXTEXP_EXPONENT_LIMIT)):
-        x2, order, xt_shape = _rows(x, axes, np.float32)
+    work = _work_dtype(dtype)
+    limit = (_dispatch._kernels.EXTEXP_EXPONENT_LIMIT if work == np.float32
+             else _dispatch._kernels.F64_EXTEXP_EXPONENT_LIMIT if work == np.float64 else None)
+    if (limit is not None and level != "python" and x.size
+            and np.all((mantissa > 0) & (mantissa < np.inf)) and np.all(np.abs(exponent) <= limit)):
+        x2, order, xt_shape = _rows(x, axes, work)
         y2 = np.empty_like(x2)
-        _dispatch._kernels.softmax_from_extsum_f32_rows(
+        getattr(_dispatch._kernels, f"softmax_from_extsum_{_KERNEL_DTYPES[work]}_rows")(
             x2, y2, np.ascontiguousarray(mantissa.reshape(-1)), np.ascontiguousarray(exponent.reshape(-1)),
             _dispatch.LEVELS.index(level), threads)
         result = np.empty(x.shape, dtype) if out is None else out

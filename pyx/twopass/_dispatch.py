@@ -78,9 +78,10 @@ AUTO_TWO_PASS_FROM = max(1, LAST_LEVEL_CACHE // 8)
 STREAMING_FROM_BYTES = max(1, LAST_LEVEL_CACHE // 2)
 
 
-def auto_algorithm(level, n):
-    """The algorithm "auto" runs for rows of n elements on `level`."""
-    if level != "python" and n >= AUTO_TWO_PASS_FROM:
+def auto_algorithm(level, n, itemsize=4):
+    """The algorithm "auto" runs for rows of n elements of `itemsize` bytes (float32 4, float64 8:
+    half as many elements fill the cache) on `level`."""
+    if level != "python" and n >= (AUTO_TWO_PASS_FROM if itemsize <= 4 else max(1, AUTO_TWO_PASS_FROM // 2)):
         return "two_pass"
     return "three_pass_reload"
 

@@ -10,10 +10,13 @@ Design:
 - Threads: every driver takes a thread count and runs on OpenMP threads (src/softmax.c); `threads`
   None means the default, set_num_threads()'s value capped by OpenMP's limit for the calling thread
   (OMP_NUM_THREADS, threadpoolctl's threadpool_limits).
+- float32 and float64: one fused-type (`floating`) function per driver, with a def wrapper per
+  dtype (softmax_f32_rows, softmax_f64_rows, ...); the C drivers of both come from one template.
 - kernels.pxd exports softmax_f32 / softmax_f32_strided as nogil functions for other Cython code.
 """
 import os
 
+from cython cimport floating
 from libc.stddef cimport ptrdiff_t
 cimport numpy as cnp
 cimport openmp
@@ -54,6 +57,23 @@ cdef extern from "twopass/softmax.h" nogil:
     const twopass_f32_kernels* twopass_f32_kernels_for(int level)
     int twopass_f32_kernels_with(twopass_f32_kernels* table, const twopass_kernel_info* variant)
 
+    const twopass_kernel_info* twopass_f64_kernel_registry(size_t* count)
+    struct twopass_f64_kernels:
+        double (*rmax)(size_t n, const double* x) noexcept nogil
+        void (*raddextexp)(size_t n, const double* x, double* sum) noexcept nogil
+        void (*vscaleextexp)(size_t n, const double* x, double* y, double scale, double exponent) noexcept nogil
+        double (*raddexpminusmax)(size_t n, const double* x, double shift, double exponent) noexcept nogil
+        double (*raddstoreexpminusmax)(size_t n, const double* x, double* y, double shift, double exponent) noexcept nogil
+        void (*vscaleexpminusmax)(size_t n, const double* x, double* y, double shift, double exponent, double scale) noexcept nogil
+        void (*vscale)(size_t n, const double* x, double* y, double scale) noexcept nogil
+        void (*vsubc)(size_t n, const double* x, double* y, double c_hi, double c_lo) noexcept nogil
+        void (*raddonline)(size_t n, const double* x, double* result) noexcept nogil
+        size_t columns_width
+        const twopass_f64_kernels* streaming
+        const char** names
+    const twopass_f64_kernels* twopass_f64_kernels_for(int level)
+    int twopass_f64_kernels_with(twopass_f64_kernels* table, const twopass_kernel_info* variant)
+
     void twopass_softmax_f32_rows(const twopass_f32_kernels* k, int algorithm, size_t rows, size_t n,
                                   const float* x, ptrdiff_t x_stride, float* y, ptrdiff_t y_stride,
                                   int threads)
@@ -72,6 +92,24 @@ cdef extern from "twopass/softmax.h" nogil:
                                               const float* x, ptrdiff_t x_stride, float* y,
                                               ptrdiff_t y_stride, const double* mantissa,
                                               const double* exponent, int threads)
+    void twopass_softmax_f64_rows(const twopass_f64_kernels* k, int algorithm, size_t rows, size_t n,
+                                  const double* x, ptrdiff_t x_stride, double* y, ptrdiff_t y_stride,
+                                  int threads)
+    void twopass_log_softmax_f64_rows(const twopass_f64_kernels* k, int algorithm, size_t rows, size_t n,
+                                      const double* x, ptrdiff_t x_stride, double* y, ptrdiff_t y_stride,
+                                      int threads)
+    void twopass_logsumexp_f64_rows(const twopass_f64_kernels* k, int algorithm, size_t rows, size_t n,
+                                    const double* x, ptrdiff_t x_stride, double* out, int threads)
+    int twopass_softmax_f64_columns(const twopass_f64_kernels* k, size_t rows, size_t cols, const double* x,
+                                    ptrdiff_t x_ld, double* y, ptrdiff_t y_ld, int threads)
+    int twopass_log_softmax_f64_columns(const twopass_f64_kernels* k, size_t rows, size_t cols,
+                                        const double* x, ptrdiff_t x_ld, double* y, ptrdiff_t y_ld, int threads)
+    void twopass_extsum_f64_rows(const twopass_f64_kernels* k, size_t rows, size_t n, const double* x,
+                                 ptrdiff_t x_stride, double* mantissa, double* exponent, int threads)
+    void twopass_softmax_from_extsum_f64_rows(const twopass_f64_kernels* k, size_t rows, size_t n,
+                                              const double* x, ptrdiff_t x_stride, double* y,
+                                              ptrdiff_t y_stride, const double* mantissa,
+                                              const double* exponent, int threads)
     int TWOPASS_PARALLEL_MIN
     void twopass_set_streaming_threshold(size_t bytes)
     void twopass_threads_init()
@@ -82,8 +120,10 @@ cdef extern from "twopass/softmax.h" nogil:
 
 cdef extern from "twopass/common.h" nogil:
     double TWOPASS_EXTEXP_EXPONENT_LIMIT
+    double TWOPASS_F64_EXTEXP_EXPONENT_LIMIT
 
 EXTEXP_EXPONENT_LIMIT = TWOPASS_EXTEXP_EXPONENT_LIMIT
+F64_EXTEXP_EXPONENT_LIMIT = TWOPASS_F64_EXTEXP_EXPONENT_LIMIT
 
 cdef extern from "twopass/bandwidth.h" nogil:
     float twopass_bw_read__avx2(size_t n, const float* x)
@@ -104,7 +144,8 @@ twopass_detect_cpu(&_features)
 # The best level the CPU supports that this build has kernels for (none on other architectures).
 # Asking for the tables here also builds them, once, under the GIL, before any nogil caller.
 cdef int _best_level = twopass_best_level(&_features)
-while _best_level > 0 and twopass_f32_kernels_for(_best_level) == NULL:
+while _best_level > 0 and (twopass_f32_kernels_for(_best_level) == NULL
+                           or twopass_f64_kernels_for(_best_level) == NULL):
     _best_level -= 1
 cdef int _default_level = _best_level
 # Kernel calls made per level since import (tests check that a forced level is the one that ran).
@@ -186,31 +227,58 @@ def call_counts():
     return {LEVEL_NAMES[i]: _calls[i] for i in range(3)}
 
 
-def kernel_names(int level):
-    """{pass: kernel name} of the default table of a level ({} for python)."""
-    cdef const twopass_f32_kernels* k = twopass_f32_kernels_for(level)
-    if k == NULL:
+DTYPES = ("float32", "float64")
+
+
+def kernel_names(int level, str dtype="float32"):
+    """{pass: kernel name} of the default table of a level for a dtype ({} for python)."""
+    cdef const char** names
+    if dtype == "float32":
+        names = twopass_f32_kernels_for(level).names if twopass_f32_kernels_for(level) != NULL else NULL
+    elif dtype == "float64":
+        names = twopass_f64_kernels_for(level).names if twopass_f64_kernels_for(level) != NULL else NULL
+    else:
+        raise ValueError(f"no kernels for dtype {dtype!r} (kernel dtypes: {', '.join(DTYPES)})")
+    if names == NULL:
         return {}
-    return {OP_NAMES[i]: k.names[i].decode() for i in range(TWOPASS_F32_OP_COUNT)}
+    return {OP_NAMES[i]: names[i].decode() for i in range(TWOPASS_F32_OP_COUNT)}
 
 
-def registry():
-    """Every compiled kernel variant: list of dicts (name, op, level, unroll, accumulators)."""
+cdef const twopass_kernel_info* _registry(str dtype, size_t* count) except NULL:
+    if dtype == "float32":
+        return twopass_f32_kernel_registry(count)
+    if dtype == "float64":
+        return twopass_f64_kernel_registry(count)
+    raise ValueError(f"no kernels for dtype {dtype!r} (kernel dtypes: {', '.join(DTYPES)})")
+
+
+def registry(str dtype="float32"):
+    """Every compiled kernel variant of a dtype: list of dicts (name, op, level, unroll, accumulators;
+    unroll in elements)."""
     cdef size_t count, i
-    cdef const twopass_kernel_info* r = twopass_f32_kernel_registry(&count)
+    cdef const twopass_kernel_info* r = _registry(dtype, &count)
     return [dict(name=r[i].name.decode(), op=OP_NAMES[r[i].op], level=LEVEL_NAMES[r[i].level],
                  unroll=r[i].unroll, accumulators=r[i].accumulators, streaming=bool(r[i].streaming))
             for i in range(count)]
 
 
-def streaming_kernel_names(int level):
-    """{pass: kernel name} of the streaming table of a level: what outputs above the streaming
-    threshold are written with ({} for python)."""
-    cdef const twopass_f32_kernels* k = twopass_f32_kernels_for(level)
-    if k == NULL:
-        return {}
-    return {OP_NAMES[i]: k.streaming.names[i].decode() for i in range(TWOPASS_F32_OP_COUNT)
-            if k.streaming.names[i] != k.names[i]}
+def streaming_kernel_names(int level, str dtype="float32"):
+    """{pass: kernel name} of the streaming table of a level and dtype: what outputs above the
+    streaming threshold are written with ({} for python)."""
+    cdef const char** names
+    cdef const char** streaming_names
+    if dtype == "float64":
+        if twopass_f64_kernels_for(level) == NULL:
+            return {}
+        names, streaming_names = twopass_f64_kernels_for(level).names, twopass_f64_kernels_for(level).streaming.names
+    elif dtype == "float32":
+        if twopass_f32_kernels_for(level) == NULL:
+            return {}
+        names, streaming_names = twopass_f32_kernels_for(level).names, twopass_f32_kernels_for(level).streaming.names
+    else:
+        raise ValueError(f"no kernels for dtype {dtype!r} (kernel dtypes: {', '.join(DTYPES)})")
+    return {OP_NAMES[i]: streaming_names[i].decode() for i in range(TWOPASS_F32_OP_COUNT)
+            if streaming_names[i] != names[i]}
 
 
 def set_streaming_threshold(size_t nbytes):
@@ -227,45 +295,74 @@ def streaming_threshold():
 cdef size_t _streaming_threshold = <size_t>-1
 
 
-cdef const twopass_f32_kernels* _table(int level) except NULL:
+cdef int _check_level(int level) except -1:
     if level < 1 or level > _best_level:
         raise ValueError(f"no kernels for level {level!r} on this CPU (kernel levels: "
                          f"{', '.join(f'{i} {LEVEL_NAMES[i]}' for i in range(1, _best_level + 1)) or 'none'})")
+    return 0
+
+
+cdef const twopass_f32_kernels* _table(int level) except NULL:
+    _check_level(level)
     return twopass_f32_kernels_for(level)
 
 
-cdef _rows_f32(bint log, const float[:, ::1] x, float[:, ::1] out, int algorithm, int level, threads):
+cdef const twopass_f64_kernels* _table64(int level) except NULL:
+    _check_level(level)
+    return twopass_f64_kernels_for(level)
+
+
+cdef _rows(bint log, const floating[:, ::1] x, floating[:, ::1] out, int algorithm, int level, threads):
     if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1]:
         raise ValueError(f"out has shape {(out.shape[0], out.shape[1])}, expected {(x.shape[0], x.shape[1])}")
     if algorithm < 0 or algorithm >= ALGORITHM_COUNT:
         raise ValueError(f"unknown algorithm {algorithm}")
-    cdef const twopass_f32_kernels* k = _table(level)
+    _check_level(level)
     cdef int t = _threads(threads)
     _calls[level] += 1
     if x.shape[0] == 0 or x.shape[1] == 0:
         return
     with nogil:
-        if log:
-            twopass_log_softmax_f32_rows(k, algorithm, x.shape[0], x.shape[1], &x[0, 0], x.shape[1],
-                                         &out[0, 0], out.shape[1], t)
+        if floating is float:
+            if log:
+                twopass_log_softmax_f32_rows(twopass_f32_kernels_for(level), algorithm, x.shape[0], x.shape[1],
+                                             &x[0, 0], x.shape[1], &out[0, 0], out.shape[1], t)
+            else:
+                twopass_softmax_f32_rows(twopass_f32_kernels_for(level), algorithm, x.shape[0], x.shape[1],
+                                         &x[0, 0], x.shape[1], &out[0, 0], out.shape[1], t)
         else:
-            twopass_softmax_f32_rows(k, algorithm, x.shape[0], x.shape[1], &x[0, 0], x.shape[1],
-                                     &out[0, 0], out.shape[1], t)
+            if log:
+                twopass_log_softmax_f64_rows(twopass_f64_kernels_for(level), algorithm, x.shape[0], x.shape[1],
+                                             &x[0, 0], x.shape[1], &out[0, 0], out.shape[1], t)
+            else:
+                twopass_softmax_f64_rows(twopass_f64_kernels_for(level), algorithm, x.shape[0], x.shape[1],
+                                         &x[0, 0], x.shape[1], &out[0, 0], out.shape[1], t)
 
 
 def softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level, threads=None):
     """out[r] = softmax(x[r]) for every row, with the given algorithm (0, 1, 2) and level (1, 2).
     out may be x itself (in place) but must not partially overlap it."""
-    _rows_f32(False, x, out, algorithm, level, threads)
+    _rows(False, x, out, algorithm, level, threads)
 
 
 def log_softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level, threads=None):
     """out[r] = log_softmax(x[r]) for every row (algorithm 0 two-pass, 1 or 2 three-pass)."""
-    _rows_f32(True, x, out, algorithm, level, threads)
+    _rows(True, x, out, algorithm, level, threads)
 
 
-def run_kernel(str name, const float[::1] x, float[::1] y, float a=0.0, float b=0.0, float c=0.0):
-    """Run one registered kernel variant on x (tests and the benchmark sweep); len(x) >= 1.
+def softmax_f64_rows(const double[:, ::1] x, double[:, ::1] out, int algorithm, int level, threads=None):
+    """softmax_f32_rows for float64 rows."""
+    _rows(False, x, out, algorithm, level, threads)
+
+
+def log_softmax_f64_rows(const double[:, ::1] x, double[:, ::1] out, int algorithm, int level, threads=None):
+    """log_softmax_f32_rows for float64 rows."""
+    _rows(True, x, out, algorithm, level, threads)
+
+
+def run_kernel(str name, const floating[::1] x, floating[::1] y, double a=0.0, double b=0.0, double c=0.0):
+    """Run one registered kernel variant on x (tests and the benchmark sweep); len(x) >= 1; float32
+    arrays for twopass_f32_* kernels, float64 for twopass_f64_* (a, b, c are cast to the dtype).
 
     rmax returns max x; raddextexp returns (mantissa, exponent); raddonline returns (max, sum
     exp(x - max)); raddexpminusmax(shift=a,
@@ -274,45 +371,69 @@ def run_kernel(str name, const float[::1] x, float[::1] y, float a=0.0, float b=
     write y.
     """
     cdef size_t count, i, n = x.shape[0]
-    cdef const twopass_kernel_info* r = twopass_f32_kernel_registry(&count)
+    cdef const twopass_kernel_info* r = _registry("float32" if floating is float else "float64", &count)
     cdef twopass_f32_kernels t
-    cdef float pair[2]
-    cdef float result = 0
+    cdef twopass_f64_kernels t64
+    cdef floating pair[2]
+    cdef floating result = 0
     cdef int op
     for i in range(count):
         if r[i].name.decode() == name:
             break
     else:
-        raise ValueError(f"no kernel named {name!r}")
-    _table(r[i].level)
+        raise ValueError(f"no kernel named {name!r} for {'float32' if floating is float else 'float64'} arrays")
+    _check_level(r[i].level)
     if n == 0:
         raise ValueError("kernels need at least one element")
     if y.shape[0] != n:
         raise ValueError("x and y differ in length")
     if OP_NAMES[r[i].op] not in ROW_OPS:
-        raise ValueError(f"{name} works on columns: use softmax_f32_columns")
-    twopass_f32_kernels_with(&t, &r[i])
+        raise ValueError(f"{name} works on columns: use the columns drivers")
+    if floating is float:
+        twopass_f32_kernels_with(&t, &r[i])
+    else:
+        twopass_f64_kernels_with(&t64, &r[i])
     op = r[i].op  # index into OP_NAMES
     _calls[r[i].level] += 1
     with nogil:
-        if op == 0:
-            result = t.rmax(n, &x[0])
-        elif op == 1:
-            t.raddextexp(n, &x[0], pair)
-        elif op == 2:
-            t.vscaleextexp(n, &x[0], &y[0], a, b)
-        elif op == 3:
-            result = t.raddexpminusmax(n, &x[0], a, b)
-        elif op == 4:
-            result = t.raddstoreexpminusmax(n, &x[0], &y[0], a, b)
-        elif op == 5:
-            t.vscaleexpminusmax(n, &x[0], &y[0], a, b, c)
-        elif op == 6:
-            t.vscale(n, &x[0], &y[0], a)
-        elif op == 7:
-            t.vsubc(n, &x[0], &y[0], a, b)
+        if floating is float:
+            if op == 0:
+                result = t.rmax(n, &x[0])
+            elif op == 1:
+                t.raddextexp(n, &x[0], pair)
+            elif op == 2:
+                t.vscaleextexp(n, &x[0], &y[0], <float>a, <float>b)
+            elif op == 3:
+                result = t.raddexpminusmax(n, &x[0], <float>a, <float>b)
+            elif op == 4:
+                result = t.raddstoreexpminusmax(n, &x[0], &y[0], <float>a, <float>b)
+            elif op == 5:
+                t.vscaleexpminusmax(n, &x[0], &y[0], <float>a, <float>b, <float>c)
+            elif op == 6:
+                t.vscale(n, &x[0], &y[0], <float>a)
+            elif op == 7:
+                t.vsubc(n, &x[0], &y[0], <float>a, <float>b)
+            else:
+                t.raddonline(n, &x[0], pair)
         else:
-            t.raddonline(n, &x[0], pair)
+            if op == 0:
+                result = t64.rmax(n, &x[0])
+            elif op == 1:
+                t64.raddextexp(n, &x[0], pair)
+            elif op == 2:
+                t64.vscaleextexp(n, &x[0], &y[0], a, b)
+            elif op == 3:
+                result = t64.raddexpminusmax(n, &x[0], a, b)
+            elif op == 4:
+                result = t64.raddstoreexpminusmax(n, &x[0], &y[0], a, b)
+            elif op == 5:
+                t64.vscaleexpminusmax(n, &x[0], &y[0], a, b, c)
+            elif op == 6:
+                t64.vscale(n, &x[0], &y[0], a)
+            elif op == 7:
+                t64.vsubc(n, &x[0], &y[0], a, b)
+            else:
+                t64.raddonline(n, &x[0], pair)
     if op == 1 or op == 8:
         return (pair[0], pair[1])
     return result
@@ -336,17 +457,18 @@ def configure_fast_path(level_var, slow_softmax, slow_log_softmax, auto_two_pass
     _auto_two_pass_from, _check_threads = auto_two_pass_from, check_threads
 
 
-cdef inline bint _plain_float32(cnp.ndarray a) noexcept:
-    """float32, native byte order, C-contiguous and aligned."""
-    return (cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32 and cnp.PyArray_ISNOTSWAPPED(a)
+cdef inline bint _plain(cnp.ndarray a, int typenum) noexcept:
+    """Of NumPy type typenum (float32 or float64), native byte order, C-contiguous and aligned."""
+    return (cnp.PyArray_TYPE(a) == typenum and cnp.PyArray_ISNOTSWAPPED(a)
             and cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISALIGNED(a))
 
 
 cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
-    """softmax (log = False) or log_softmax of a C-contiguous float32 ndarray over its last axis on
-    a kernel level; None for any other case (and every error), which twopass._api then handles."""
+    """softmax (log = False) or log_softmax of a C-contiguous float32 or float64 ndarray over its
+    last axis on a kernel level; None for any other case (and every error), which twopass._api then
+    handles."""
     cdef cnp.ndarray xa, ya
-    cdef int nd, level, alg
+    cdef int nd, level, alg, typenum
     cdef cnp.npy_intp n, rows, i
     cdef char* x_end
     cdef char* y_end
@@ -354,7 +476,10 @@ cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
         return None
     xa = <cnp.ndarray>x
     nd = cnp.PyArray_NDIM(xa)
-    if nd == 0 or not _plain_float32(xa):
+    if nd == 0:
+        return None
+    typenum = cnp.PyArray_TYPE(xa)
+    if (typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64) or not _plain(xa, typenum):
         return None
     if not ((axis is None and nd == 1) or (type(axis) is int and (axis == -1 or axis == nd - 1))):
         return None
@@ -364,12 +489,12 @@ cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
     if n == 0 or alg == -2 or level == 0:
         return None
     if out is None:
-        ya = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(xa), cnp.NPY_FLOAT32, 0)
+        ya = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(xa), typenum, 0)
     else:
         if type(out) is not cnp.ndarray:
             return None
         ya = <cnp.ndarray>out
-        if (not _plain_float32(ya) or not cnp.PyArray_ISWRITEABLE(ya) or cnp.PyArray_NDIM(ya) != nd):
+        if (not _plain(ya, typenum) or not cnp.PyArray_ISWRITEABLE(ya) or cnp.PyArray_NDIM(ya) != nd):
             return None
         for i in range(nd):
             if cnp.PyArray_DIM(ya, i) != cnp.PyArray_DIM(xa, i):
@@ -379,19 +504,26 @@ cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
             y_end = <char*>cnp.PyArray_DATA(ya) + cnp.PyArray_NBYTES(ya)
             if <char*>cnp.PyArray_DATA(ya) < x_end and <char*>cnp.PyArray_DATA(xa) < y_end:
                 return None
-    if alg == -1:
-        alg = 0 if n >= _auto_two_pass_from else 1
+    if alg == -1:  # auto: two-pass once a row (in and out) outgrows the last-level cache
+        alg = 0 if n >= (_auto_two_pass_from if typenum == cnp.NPY_FLOAT32 else _auto_two_pass_from // 2) else 1
     rows = cnp.PyArray_SIZE(xa) // n
     cdef int t = _threads(threads)
-    cdef const twopass_f32_kernels* k = _table(level)
-    cdef const float* xp = <const float*>cnp.PyArray_DATA(xa)
-    cdef float* yp = <float*>cnp.PyArray_DATA(ya)
+    _check_level(level)
+    cdef const twopass_f32_kernels* k = twopass_f32_kernels_for(level)
+    cdef const twopass_f64_kernels* k64 = twopass_f64_kernels_for(level)
+    cdef void* xp = cnp.PyArray_DATA(xa)
+    cdef void* yp = cnp.PyArray_DATA(ya)
     _calls[level] += 1
     with nogil:
-        if log:
-            twopass_log_softmax_f32_rows(k, alg, rows, n, xp, n, yp, n, t)
+        if typenum == cnp.NPY_FLOAT64:
+            if log:
+                twopass_log_softmax_f64_rows(k64, alg, rows, n, <const double*>xp, n, <double*>yp, n, t)
+            else:
+                twopass_softmax_f64_rows(k64, alg, rows, n, <const double*>xp, n, <double*>yp, n, t)
+        elif log:
+            twopass_log_softmax_f32_rows(k, alg, rows, n, <const float*>xp, n, <float*>yp, n, t)
         else:
-            twopass_softmax_f32_rows(k, alg, rows, n, xp, n, yp, n, t)
+            twopass_softmax_f32_rows(k, alg, rows, n, <const float*>xp, n, <float*>yp, n, t)
     return ya
 
 
@@ -419,24 +551,34 @@ def log_softmax(x, axis=None, *, out=None, algorithm="auto", threads=None):
                                                                threads=threads)
 
 
-cdef _columns_f32(bint log, const float[:, :, ::1] x, float[:, :, ::1] out, int level, threads):
+cdef _columns(bint log, const floating[:, :, ::1] x, floating[:, :, ::1] out, int level, threads):
     cdef size_t o
     cdef int status = 0
     if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1] or x.shape[2] != out.shape[2]:
         raise ValueError("out must have x's shape")
-    cdef const twopass_f32_kernels* k = _table(level)
+    _check_level(level)
+    cdef const twopass_f32_kernels* k = twopass_f32_kernels_for(level)
+    cdef const twopass_f64_kernels* k64 = twopass_f64_kernels_for(level)
     cdef int t = _threads(threads)
     _calls[level] += 1
     if x.shape[0] == 0 or x.shape[1] == 0 or x.shape[2] == 0:
         return
     with nogil:
         for o in range(<size_t>x.shape[0]):
-            if log:
-                status = twopass_log_softmax_f32_columns(k, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
+            if floating is float:
+                if log:
+                    status = twopass_log_softmax_f32_columns(k, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
+                                                             &out[o, 0, 0], out.shape[2], t)
+                else:
+                    status = twopass_softmax_f32_columns(k, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
                                                          &out[o, 0, 0], out.shape[2], t)
             else:
-                status = twopass_softmax_f32_columns(k, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
-                                                     &out[o, 0, 0], out.shape[2], t)
+                if log:
+                    status = twopass_log_softmax_f64_columns(k64, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
+                                                             &out[o, 0, 0], out.shape[2], t)
+                else:
+                    status = twopass_softmax_f64_columns(k64, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
+                                                         &out[o, 0, 0], out.shape[2], t)
             if status != 0:
                 break
     if status != 0:
@@ -446,63 +588,116 @@ cdef _columns_f32(bint log, const float[:, :, ::1] x, float[:, :, ::1] out, int 
 def softmax_f32_columns(const float[:, :, ::1] x, float[:, :, ::1] out, int level, threads=None):
     """Two-pass softmax over axis 1 of (outer, rows, cols) C-contiguous float32 arrays: each SIMD
     lane follows one column, nothing is transposed. out may be x (in place)."""
-    _columns_f32(False, x, out, level, threads)
+    _columns(False, x, out, level, threads)
 
 
 def log_softmax_f32_columns(const float[:, :, ::1] x, float[:, :, ::1] out, int level, threads=None):
     """log_softmax over axis 1 of (outer, rows, cols) arrays, as softmax_f32_columns."""
-    _columns_f32(True, x, out, level, threads)
+    _columns(True, x, out, level, threads)
 
 
-def logsumexp_f32_rows(const float[:, ::1] x, double[::1] out, int algorithm, int level, threads=None):
-    """out[r] = logsumexp(x[r]) in double (-inf for empty rows); algorithm 0 two-pass (one read)."""
+def softmax_f64_columns(const double[:, :, ::1] x, double[:, :, ::1] out, int level, threads=None):
+    """softmax_f32_columns for float64."""
+    _columns(False, x, out, level, threads)
+
+
+def log_softmax_f64_columns(const double[:, :, ::1] x, double[:, :, ::1] out, int level, threads=None):
+    """log_softmax_f32_columns for float64."""
+    _columns(True, x, out, level, threads)
+
+
+cdef _logsumexp_rows(const floating[:, ::1] x, double[::1] out, int algorithm, int level, threads):
     if x.shape[0] != out.shape[0]:
         raise ValueError(f"out has {out.shape[0]} entries for {x.shape[0]} rows")
-    cdef const twopass_f32_kernels* k = _table(level)
+    _check_level(level)
     cdef int t = _threads(threads)
     _calls[level] += 1
     if x.shape[0] == 0:
         return
     with nogil:
-        twopass_logsumexp_f32_rows(k, algorithm, x.shape[0], x.shape[1], &x[0, 0] if x.shape[1] else NULL,
-                                   x.shape[1], &out[0], t)
+        if floating is float:
+            twopass_logsumexp_f32_rows(twopass_f32_kernels_for(level), algorithm, x.shape[0], x.shape[1],
+                                       &x[0, 0] if x.shape[1] else NULL, x.shape[1], &out[0], t)
+        else:
+            twopass_logsumexp_f64_rows(twopass_f64_kernels_for(level), algorithm, x.shape[0], x.shape[1],
+                                       &x[0, 0] if x.shape[1] else NULL, x.shape[1], &out[0], t)
+
+
+def logsumexp_f32_rows(const float[:, ::1] x, double[::1] out, int algorithm, int level, threads=None):
+    """out[r] = logsumexp(x[r]) in double (-inf for empty rows); algorithm 0 two-pass (one read)."""
+    _logsumexp_rows(x, out, algorithm, level, threads)
+
+
+def logsumexp_f64_rows(const double[:, ::1] x, double[::1] out, int algorithm, int level, threads=None):
+    """logsumexp_f32_rows for float64 rows."""
+    _logsumexp_rows(x, out, algorithm, level, threads)
+
+
+cdef _extsum_rows(const floating[:, ::1] x, double[::1] mantissa, double[::1] exponent, int level, threads):
+    if x.shape[0] != mantissa.shape[0] or x.shape[0] != exponent.shape[0]:
+        raise ValueError("mantissa and exponent need one entry per row")
+    _check_level(level)
+    cdef int t = _threads(threads)
+    _calls[level] += 1
+    if x.shape[0] == 0:
+        return
+    with nogil:
+        if floating is float:
+            twopass_extsum_f32_rows(twopass_f32_kernels_for(level), x.shape[0], x.shape[1],
+                                    &x[0, 0] if x.shape[1] else NULL, x.shape[1], &mantissa[0], &exponent[0], t)
+        else:
+            twopass_extsum_f64_rows(twopass_f64_kernels_for(level), x.shape[0], x.shape[1],
+                                    &x[0, 0] if x.shape[1] else NULL, x.shape[1], &mantissa[0], &exponent[0], t)
 
 
 def extsum_f32_rows(const float[:, ::1] x, double[::1] mantissa, double[::1] exponent, int level,
                     threads=None):
     """sum exp(x[r]) = mantissa[r] * 2**exponent[r] for every row."""
+    _extsum_rows(x, mantissa, exponent, level, threads)
+
+
+def extsum_f64_rows(const double[:, ::1] x, double[::1] mantissa, double[::1] exponent, int level,
+                    threads=None):
+    """extsum_f32_rows for float64 rows."""
+    _extsum_rows(x, mantissa, exponent, level, threads)
+
+
+cdef _softmax_from_extsum_rows(const floating[:, ::1] x, floating[:, ::1] out, const double[::1] mantissa,
+                               const double[::1] exponent, int level, threads):
+    cdef Py_ssize_t r
+    cdef double limit = TWOPASS_EXTEXP_EXPONENT_LIMIT if floating is float else TWOPASS_F64_EXTEXP_EXPONENT_LIMIT
+    if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1]:
+        raise ValueError("out must have x's shape")
     if x.shape[0] != mantissa.shape[0] or x.shape[0] != exponent.shape[0]:
         raise ValueError("mantissa and exponent need one entry per row")
-    cdef const twopass_f32_kernels* k = _table(level)
+    for r in range(x.shape[0]):
+        if not (0.0 < mantissa[r] < float("inf")) or not (abs(exponent[r]) <= limit):
+            raise ValueError(f"row {r}: the sum ({mantissa[r]}, {exponent[r]}) is outside the kernels' range")
+    _check_level(level)
     cdef int t = _threads(threads)
     _calls[level] += 1
-    if x.shape[0] == 0:
+    if x.shape[0] == 0 or x.shape[1] == 0:
         return
     with nogil:
-        twopass_extsum_f32_rows(k, x.shape[0], x.shape[1], &x[0, 0] if x.shape[1] else NULL, x.shape[1],
-                                &mantissa[0], &exponent[0], t)
+        if floating is float:
+            twopass_softmax_from_extsum_f32_rows(twopass_f32_kernels_for(level), x.shape[0], x.shape[1], &x[0, 0],
+                                                 x.shape[1], &out[0, 0], out.shape[1], &mantissa[0], &exponent[0], t)
+        else:
+            twopass_softmax_from_extsum_f64_rows(twopass_f64_kernels_for(level), x.shape[0], x.shape[1], &x[0, 0],
+                                                 x.shape[1], &out[0, 0], out.shape[1], &mantissa[0], &exponent[0], t)
 
 
 def softmax_from_extsum_f32_rows(const float[:, ::1] x, float[:, ::1] out, const double[::1] mantissa,
                                  const double[::1] exponent, int level, threads=None):
     """out[r] = exp(x[r]) / (mantissa[r] * 2**exponent[r]): pass 2 of two-pass for given sums, each
     with mantissa finite and > 0 and |exponent| <= 2**17 (else ValueError)."""
-    cdef Py_ssize_t r
-    if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1]:
-        raise ValueError("out must have x's shape")
-    if x.shape[0] != mantissa.shape[0] or x.shape[0] != exponent.shape[0]:
-        raise ValueError("mantissa and exponent need one entry per row")
-    for r in range(x.shape[0]):
-        if not (0.0 < mantissa[r] < float("inf")) or not (abs(exponent[r]) <= EXTEXP_EXPONENT_LIMIT):
-            raise ValueError(f"row {r}: the sum ({mantissa[r]}, {exponent[r]}) is outside the kernels' range")
-    cdef const twopass_f32_kernels* k = _table(level)
-    cdef int t = _threads(threads)
-    _calls[level] += 1
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        return
-    with nogil:
-        twopass_softmax_from_extsum_f32_rows(k, x.shape[0], x.shape[1], &x[0, 0], x.shape[1], &out[0, 0],
-                                             out.shape[1], &mantissa[0], &exponent[0], t)
+    _softmax_from_extsum_rows(x, out, mantissa, exponent, level, threads)
+
+
+def softmax_from_extsum_f64_rows(const double[:, ::1] x, double[:, ::1] out, const double[::1] mantissa,
+                                 const double[::1] exponent, int level, threads=None):
+    """softmax_from_extsum_f32_rows for float64 rows (|exponent| <= 2**38)."""
+    _softmax_from_extsum_rows(x, out, mantissa, exponent, level, threads)
 
 
 # ---- benchmarks ----
