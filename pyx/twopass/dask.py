@@ -20,8 +20,8 @@ Two plans, chosen from the chunking of the reduced axes:
       log_softmax = x - log(m) - e ln 2 = (x - e*LN2_HI) - (e*LN2_LO + log m)
   in float64 (e*LN2_HI is exact, Cody-Waite, so the first subtraction loses nothing where it
   matters), rounded once to the result dtype; softmax = exp of that for float64 and integer input.
-  float32 and float16 softmax runs on the kernels instead: pass 2 of two-pass, exp(x) / (m 2^e),
-  one read of the block (twopass.kernels.softmax_from_extsum_f32_rows). No task ever holds more
+  float16, float32 and float64 softmax runs on the kernels instead: pass 2 of two-pass,
+  exp(x) / (m 2^e), one read of the block (twopass.kernels.softmax_from_extsum_*_rows). No task ever holds more
   than one block of x: each block goes to one pass-1 task and one pass-2 task, nothing is gathered,
   and each is read once by each.
 
@@ -226,7 +226,7 @@ def _tiles(shape):
 
 def _second_pass(block, parts, kind, axis, result_dtype):
     """softmax or log_softmax of one block given the merged partial sum of each of its slices."""
-    if kind == "softmax" and block.dtype in (np.float32, np.float16):
+    if kind == "softmax" and block.dtype in (np.float16, np.float32, np.float64):
         y = _softmax_kernels(block, parts, axis, result_dtype)
         if y is not None:
             return y
@@ -259,20 +259,22 @@ def _shifted(block, parts, kind, result_dtype):
 
 
 def _softmax_kernels(block, parts, axis, result_dtype):
-    """float32 (and float16) softmax of a block on the kernels: y = exp(x) / (m * 2**e), pass 2 of
-    two-pass, one read of the block. None (the caller then uses _shifted) on the python level or
-    when a slice's sum is special or beyond the kernels' exponent range."""
+    """float16, float32 and float64 softmax of a block on the kernels: y = exp(x) / (m * 2**e), pass 2
+    of two-pass, one read of the block (float16 through a float32 copy). None (the caller then uses
+    _shifted) on the python level or when a slice's sum is special or beyond the exponent range."""
     level = _dispatch.current_level()
     m, e, c = parts["m"], parts["e"], parts["c"]
     if level == "python" or block.size == 0 or not (
             np.all(c == 0) and np.all((m > 0) & (m < np.inf)) and np.all(np.abs(e) <= LIMIT)):
         return None
-    x2, order, xt_shape = _rows(block, axis, np.float32)
+    work = np.float64 if block.dtype == np.float64 else np.float32
+    x2, order, xt_shape = _rows(block, axis, work)
     y2 = np.empty_like(x2)
     # parts has length 1 on the reduced axes, so its C order is that of the rows of x2
-    _dispatch._kernels.softmax_from_extsum_f32_rows(x2, y2, np.ascontiguousarray(m).reshape(-1),
-                                                    np.ascontiguousarray(e).reshape(-1),
-                                                    _dispatch.LEVELS.index(level), 1)
+    run = (_dispatch._kernels.softmax_from_extsum_f64_rows if work == np.float64
+           else _dispatch._kernels.softmax_from_extsum_f32_rows)
+    run(x2, y2, np.ascontiguousarray(m).reshape(-1), np.ascontiguousarray(e).reshape(-1),
+        _dispatch.LEVELS.index(level), 1)
     out = np.empty(block.shape, result_dtype)
     out.transpose(order)[...] = y2.reshape(xt_shape)
     return out
