@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import numpy as np
+import scipy.special
 
 import twopass
 
@@ -13,8 +14,8 @@ from conftest import max_relative_error, reference_softmax
 
 MODULE = textwrap.dedent("""
     # cython: language_level=3
-    from twopass.kernels cimport (softmax_f32, softmax_f32_strided, TWO_PASS, THREE_PASS_RELOAD,
-                                  THREE_PASS_RECOMPUTE, LEVEL_DEFAULT, LEVEL_AVX512F)
+    from twopass.kernels cimport (softmax_f32, softmax_f32_strided, softmax_f64, TWO_PASS, THREE_PASS_RELOAD,
+                                  THREE_PASS_RECOMPUTE, ONLINE, LEVEL_DEFAULT, LEVEL_AVX512F)
 
     def run(const float[:, ::1] x, float[:, ::1] out, int algorithm):
         cdef int status
@@ -29,7 +30,13 @@ MODULE = textwrap.dedent("""
                                          &out[0, 0], out.shape[1], TWO_PASS, level)
         return status
 
-    ALGORITHMS = (TWO_PASS, THREE_PASS_RELOAD, THREE_PASS_RECOMPUTE)
+    def run64(const double[:, ::1] x, double[:, ::1] out, int algorithm):
+        cdef int status
+        with nogil:
+            status = softmax_f64(x, out, algorithm, LEVEL_DEFAULT)
+        return status
+
+    ALGORITHMS = (TWO_PASS, THREE_PASS_RELOAD, THREE_PASS_RECOMPUTE, ONLINE)
     AVX512F = LEVEL_AVX512F
 """)
 
@@ -61,6 +68,17 @@ def test_cimport_from_another_cython_module(tmp_path):
             assert max_relative_error(out, expected) <= 1e-6
         else:  # no kernels on this CPU: the C API refuses and writes nothing
             assert status == -1 and not out.any()
+    x64 = x.astype(np.float64)
+    expected64 = scipy.special.softmax(x64, axis=-1)
+    for algorithm in uses_twopass.ALGORITHMS:
+        out = np.zeros_like(x64)
+        status = uses_twopass.run64(x64, out, algorithm)
+        if kernel_levels:
+            assert status == 0
+            np.testing.assert_allclose(out, expected64, rtol=1e-14, atol=0)
+        else:
+            assert status == -1 and not out.any()
+    assert uses_twopass.run64(x64, np.zeros((5, 332)), 0) == -1
     # shape mismatch and unsupported levels are refused without writing
     out = np.zeros((5, 332), np.float32)
     assert uses_twopass.run(x, out, 0) == -1 and not out.any()

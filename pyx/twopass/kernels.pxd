@@ -2,6 +2,7 @@
 """The nogil C-level API of twopass, for other Cython code:
 
     from twopass.kernels cimport softmax_f32, softmax_f32_strided, TWO_PASS, LEVEL_DEFAULT
+    (and softmax_f64, softmax_f64_strided on double)
 
     with nogil:
         status = softmax_f32(x, out, TWO_PASS, LEVEL_DEFAULT)   # x: const float[:, ::1]
@@ -28,3 +29,9 @@ cdef int softmax_f32(const float[:, ::1] x, float[:, ::1] out, int algorithm, in
 
 cdef int softmax_f32_strided(size_t rows, size_t n, const float* x, ptrdiff_t x_stride,
                              float* out, ptrdiff_t out_stride, int algorithm, int level) noexcept nogil
+
+# The same for float64 (its own kernels: exp within 1 ULP).
+cdef int softmax_f64(const double[:, ::1] x, double[:, ::1] out, int algorithm, int level) noexcept nogil
+
+cdef int softmax_f64_strided(size_t rows, size_t n, const double* x, ptrdiff_t x_stride,
+                             double* out, ptrdiff_t out_stride, int algorithm, int level) noexcept nogil

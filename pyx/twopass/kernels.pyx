@@ -782,3 +782,23 @@ cdef int softmax_f32(const float[:, ::1] x, float[:, ::1] out, int algorithm, in
         return 0 if (algorithm >= 0 and algorithm <= 3) else -1
     return softmax_f32_strided(x.shape[0], x.shape[1], &x[0, 0], x.shape[1], &out[0, 0],
                                out.shape[1], algorithm, level)
+
+
+cdef int softmax_f64_strided(size_t rows, size_t n, const double* x, ptrdiff_t x_stride,
+                             double* out, ptrdiff_t out_stride, int algorithm, int level) noexcept nogil:
+    if level == LEVEL_DEFAULT:
+        level = _default_level
+    if level < 1 or level > _best_level or algorithm < 0 or algorithm > 3:
+        return -1
+    twopass_softmax_f64_rows(twopass_f64_kernels_for(level), algorithm, rows, n, x, x_stride,
+                             out, out_stride, 1)
+    return 0
+
+
+cdef int softmax_f64(const double[:, ::1] x, double[:, ::1] out, int algorithm, int level) noexcept nogil:
+    if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1]:
+        return -1
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        return 0 if (algorithm >= 0 and algorithm <= 3) else -1
+    return softmax_f64_strided(x.shape[0], x.shape[1], &x[0, 0], x.shape[1], &out[0, 0],
+                               out.shape[1], algorithm, level)
