@@ -79,6 +79,10 @@ def test_cimport_from_another_cython_module(tmp_path):
         else:
             assert status == -1 and not out.any()
     assert uses_twopass.run64(x64, np.zeros((5, 332)), 0) == -1
+    for bad_algorithm in (-1, len(uses_twopass.ALGORITHMS)):  # refused, nothing written
+        out32, out64 = np.zeros_like(x), np.zeros_like(x64)
+        assert uses_twopass.run(x, out32, bad_algorithm) == -1 and not out32.any()
+        assert uses_twopass.run64(x64, out64, bad_algorithm) == -1 and not out64.any()
     # shape mismatch and unsupported levels are refused without writing
     out = np.zeros((5, 332), np.float32)
     assert uses_twopass.run(x, out, 0) == -1 and not out.any()

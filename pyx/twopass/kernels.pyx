@@ -138,6 +138,7 @@ OP_NAMES = ("rmax", "raddextexp", "vscaleextexp", "raddexpminusmax", "raddstoree
 # Ops run_kernel can call on one 1-D array (the *_columns kernels are tested through their driver).
 ROW_OPS = OP_NAMES[:9]
 ALGORITHM_COUNT = 4  # 0 two_pass, 1 three_pass_reload, 2 three_pass_recompute, 3 online
+cdef int ALGORITHMS_C = ALGORITHM_COUNT
 
 cdef twopass_cpu_features _features
 twopass_detect_cpu(&_features)
@@ -764,41 +765,44 @@ def benchmark_softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int alg
 
 # ---- cimport API (kernels.pxd) ----
 
-cdef int softmax_f32_strided(size_t rows, size_t n, const float* x, ptrdiff_t x_stride,
-                             float* out, ptrdiff_t out_stride, int algorithm, int level) noexcept nogil:
+cdef int _softmax_rows_api(size_t rows, size_t n, const floating* x, ptrdiff_t x_stride, floating* out,
+                           ptrdiff_t out_stride, int algorithm, int level) noexcept nogil:
     if level == LEVEL_DEFAULT:
         level = _default_level
-    if level < 1 or level > _best_level or algorithm < 0 or algorithm > 3:
+    if level < 1 or level > _best_level or algorithm < 0 or algorithm >= ALGORITHMS_C:
         return -1
-    twopass_softmax_f32_rows(twopass_f32_kernels_for(level), algorithm, rows, n, x, x_stride,
-                             out, out_stride, 1)
+    if floating is float:
+        twopass_softmax_f32_rows(twopass_f32_kernels_for(level), algorithm, rows, n, x, x_stride,
+                                 out, out_stride, 1)
+    else:
+        twopass_softmax_f64_rows(twopass_f64_kernels_for(level), algorithm, rows, n, x, x_stride,
+                                 out, out_stride, 1)
     return 0
 
 
-cdef int softmax_f32(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level) noexcept nogil:
+cdef int _softmax_view_api(const floating[:, ::1] x, floating[:, ::1] out, int algorithm,
+                           int level) noexcept nogil:
     if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1]:
         return -1
     if x.shape[0] == 0 or x.shape[1] == 0:
-        return 0 if (algorithm >= 0 and algorithm <= 3) else -1
-    return softmax_f32_strided(x.shape[0], x.shape[1], &x[0, 0], x.shape[1], &out[0, 0],
-                               out.shape[1], algorithm, level)
+        return 0 if (algorithm >= 0 and algorithm < ALGORITHMS_C) else -1
+    return _softmax_rows_api(x.shape[0], x.shape[1], &x[0, 0], x.shape[1], &out[0, 0], out.shape[1],
+                             algorithm, level)
+
+
+cdef int softmax_f32_strided(size_t rows, size_t n, const float* x, ptrdiff_t x_stride,
+                             float* out, ptrdiff_t out_stride, int algorithm, int level) noexcept nogil:
+    return _softmax_rows_api(rows, n, x, x_stride, out, out_stride, algorithm, level)
+
+
+cdef int softmax_f32(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level) noexcept nogil:
+    return _softmax_view_api(x, out, algorithm, level)
 
 
 cdef int softmax_f64_strided(size_t rows, size_t n, const double* x, ptrdiff_t x_stride,
                              double* out, ptrdiff_t out_stride, int algorithm, int level) noexcept nogil:
-    if level == LEVEL_DEFAULT:
-        level = _default_level
-    if level < 1 or level > _best_level or algorithm < 0 or algorithm > 3:
-        return -1
-    twopass_softmax_f64_rows(twopass_f64_kernels_for(level), algorithm, rows, n, x, x_stride,
-                             out, out_stride, 1)
-    return 0
+    return _softmax_rows_api(rows, n, x, x_stride, out, out_stride, algorithm, level)
 
 
 cdef int softmax_f64(const double[:, ::1] x, double[:, ::1] out, int algorithm, int level) noexcept nogil:
-    if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1]:
-        return -1
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        return 0 if (algorithm >= 0 and algorithm <= 3) else -1
-    return softmax_f64_strided(x.shape[0], x.shape[1], &x[0, 0], x.shape[1], &out[0, 0],
-                               out.shape[1], algorithm, level)
+    return _softmax_view_api(x, out, algorithm, level)
