@@ -119,6 +119,10 @@ def test_main_module_runs():
     assert "twopass runtime" in result.stdout
     for level in LEVELS:
         assert f"twopass {level} two_pass" in result.stdout
+    # the demo's own accuracy report (the kernels' flush policy applied, as in the tests)
+    errors = [float(line.rsplit(" ", 1)[1]) for line in result.stdout.splitlines()
+              if line.strip().startswith("twopass ") and "max rel err" in line]
+    assert errors and max(errors) <= 1e-6, result.stdout
 
 
 def test_package_works_without_the_extension():
