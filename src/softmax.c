@@ -45,6 +45,11 @@ void twopass_set_streaming_threshold(size_t bytes)
     streaming_threshold = bytes;
 }
 
+size_t twopass_streaming_threshold(void)
+{
+    return streaming_threshold;
+}
+
 /* ---- parallel loops ---- */
 
 /* libgomp cannot run a team in a child forked after the parent ran one (its pool's threads are not
@@ -133,9 +138,3 @@ int twopass_useful_threads(int threads, size_t elements)
 #define TP_FABS fabsf
 #define TP_NEARBYINT nearbyintf
 #include "softmax_template.h"
-
-void twopass_softmax_f32(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
-                         size_t n, const float* x, float* y, int threads)
-{
-    twopass_softmax_f32_rows(k, algorithm, 1, n, x, 0, y, 0, threads);
-}

@@ -140,3 +140,13 @@ def test_package_works_without_the_extension():
     result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert "not loaded" in result.stdout
+
+
+def test_algorithm_indices_match_the_c_enum():
+    """The names twopass._api maps to kernel algorithms cover enum twopass_algorithm exactly (the
+    typed layer's fast path takes its table from there)."""
+    from twopass import _api
+    if _dispatch._kernels is None:
+        return
+    assert sorted(_api._KERNEL_ALGORITHM.values()) == list(range(_dispatch._kernels.ALGORITHM_COUNT))
+    assert set(twopass.ALGORITHMS) == {"auto"} | set(_api._KERNEL_ALGORITHM)

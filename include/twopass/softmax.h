@@ -126,6 +126,7 @@ enum twopass_algorithm {
 /* Outputs of at least `bytes` are written with non-temporal stores (the level's streaming table);
  * initially never. twopass sets it at import from the last-level cache size. */
 void twopass_set_streaming_threshold(size_t bytes);
+size_t twopass_streaming_threshold(void);
 
 /* Call once before any driver: registers the fork handler behind twopass_threads_usable(). */
 void twopass_threads_init(void);
@@ -138,10 +139,6 @@ struct twopass_thread_stats {
     long teams, team_threads, streaming_jobs;
 };
 void twopass_get_thread_stats(struct twopass_thread_stats* out);
-
-/* y = softmax(x) over one slice of n floats. y may be x (in place) but must not overlap it otherwise. */
-void twopass_softmax_f32(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
-                         size_t n, const float* x, float* y, int threads);
 
 /* Softmax of each of `rows` slices of n floats; row r starts at x + r * x_stride (in floats). */
 void twopass_softmax_f32_rows(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,

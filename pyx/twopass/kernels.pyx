@@ -17,6 +17,7 @@ Design:
 import os
 
 from cython cimport floating
+from libc.math cimport INFINITY, fabs
 from libc.stddef cimport ptrdiff_t
 cimport numpy as cnp
 cimport openmp
@@ -112,6 +113,8 @@ cdef extern from "twopass/softmax.h" nogil:
                                               const double* exponent, int threads)
     int TWOPASS_PARALLEL_MIN
     void twopass_set_streaming_threshold(size_t bytes)
+    size_t twopass_streaming_threshold()
+    int TWOPASS_ALGORITHM_COUNT
     void twopass_threads_init()
     int twopass_threads_usable()
     struct twopass_thread_stats:
@@ -137,8 +140,8 @@ OP_NAMES = ("rmax", "raddextexp", "vscaleextexp", "raddexpminusmax", "raddstoree
             "vsubc_columns")
 # Ops run_kernel can call on one 1-D array (the *_columns kernels are tested through their driver).
 ROW_OPS = OP_NAMES[:9]
-ALGORITHM_COUNT = 4  # 0 two_pass, 1 three_pass_reload, 2 three_pass_recompute, 3 online
-cdef int ALGORITHMS_C = ALGORITHM_COUNT
+# 0 two_pass, 1 three_pass_reload, 2 three_pass_recompute, 3 online (enum twopass_algorithm)
+ALGORITHM_COUNT = TWOPASS_ALGORITHM_COUNT
 
 cdef twopass_cpu_features _features
 twopass_detect_cpu(&_features)
@@ -284,16 +287,12 @@ def streaming_kernel_names(int level, str dtype="float32"):
 
 def set_streaming_threshold(size_t nbytes):
     """Outputs of at least nbytes are written with non-temporal stores (set by twopass at import)."""
-    global _streaming_threshold
-    _streaming_threshold = nbytes
     twopass_set_streaming_threshold(nbytes)
 
 
 def streaming_threshold():
-    return _streaming_threshold
-
-
-cdef size_t _streaming_threshold = <size_t>-1
+    """The current threshold, in bytes of output (SIZE_MAX: never)."""
+    return twopass_streaming_threshold()
 
 
 cdef int _check_level(int level) except -1:
@@ -446,16 +445,17 @@ cdef object _level_var = None        # twopass._dispatch's ContextVar of the lev
 cdef object _slow_softmax = None     # twopass._api.softmax: every case the fast path does not take
 cdef object _slow_log_softmax = None
 cdef cnp.npy_intp _auto_two_pass_from = 1 << 62  # auto: two_pass for rows at least this long
-cdef dict _ALGORITHM_INDEX = {"auto": -1, "two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2,
-                              "online": 3}
+cdef dict _ALGORITHM_INDEX = {}     # name -> kernel algorithm index, "auto" -1 (from twopass._api)
 cdef dict _LEVEL_INDEX = {"python": 0, "avx2": 1, "avx512f": 2}
 
 
-def configure_fast_path(level_var, slow_softmax, slow_log_softmax, auto_two_pass_from, check_threads):
-    """Called once by twopass at import."""
-    global _level_var, _slow_softmax, _slow_log_softmax, _auto_two_pass_from, _check_threads
+def configure_fast_path(level_var, slow_softmax, slow_log_softmax, auto_two_pass_from, check_threads,
+                        kernel_algorithms):
+    """Called once by twopass at import; kernel_algorithms: {name: index} of the kernel algorithms."""
+    global _level_var, _slow_softmax, _slow_log_softmax, _auto_two_pass_from, _check_threads, _ALGORITHM_INDEX
     _level_var, _slow_softmax, _slow_log_softmax = level_var, slow_softmax, slow_log_softmax
     _auto_two_pass_from, _check_threads = auto_two_pass_from, check_threads
+    _ALGORITHM_INDEX = {"auto": -1, **kernel_algorithms}
 
 
 cdef inline bint _plain(cnp.ndarray a, int typenum) noexcept:
@@ -672,7 +672,7 @@ cdef _softmax_from_extsum_rows(const floating[:, ::1] x, floating[:, ::1] out, c
     if x.shape[0] != mantissa.shape[0] or x.shape[0] != exponent.shape[0]:
         raise ValueError("mantissa and exponent need one entry per row")
     for r in range(x.shape[0]):
-        if not (0.0 < mantissa[r] < float("inf")) or not (abs(exponent[r]) <= limit):
+        if not (0.0 < mantissa[r] < INFINITY) or not (fabs(exponent[r]) <= limit):
             raise ValueError(f"row {r}: the sum ({mantissa[r]}, {exponent[r]}) is outside the kernels' range")
     _check_level(level)
     cdef int t = _threads(threads)
@@ -769,7 +769,7 @@ cdef int _softmax_rows_api(size_t rows, size_t n, const floating* x, ptrdiff_t x
                            ptrdiff_t out_stride, int algorithm, int level) noexcept nogil:
     if level == LEVEL_DEFAULT:
         level = _default_level
-    if level < 1 or level > _best_level or algorithm < 0 or algorithm >= ALGORITHMS_C:
+    if level < 1 or level > _best_level or algorithm < 0 or algorithm >= TWOPASS_ALGORITHM_COUNT:
         return -1
     if floating is float:
         twopass_softmax_f32_rows(twopass_f32_kernels_for(level), algorithm, rows, n, x, x_stride,
@@ -785,7 +785,7 @@ cdef int _softmax_view_api(const floating[:, ::1] x, floating[:, ::1] out, int a
     if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1]:
         return -1
     if x.shape[0] == 0 or x.shape[1] == 0:
-        return 0 if (algorithm >= 0 and algorithm < ALGORITHMS_C) else -1
+        return 0 if (algorithm >= 0 and algorithm < TWOPASS_ALGORITHM_COUNT) else -1
     return _softmax_rows_api(x.shape[0], x.shape[1], &x[0, 0], x.shape[1], &out[0, 0], out.shape[1],
                              algorithm, level)
 
