@@ -19,10 +19,13 @@ IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 
 # Per-ISA kernel sources and the flags they alone are compiled with.
 ISA_SOURCES = {
-    "avx512f": (["src/avx512f/f32_kernels_avx512f.c", "src/avx512f/f64_kernels_avx512f.c"], ["-mavx512f", "-mavx2", "-mfma"]),
-    "avx2": (["src/avx2/f32_kernels_avx2.c", "src/avx2/f64_kernels_avx2.c", "src/avx2/bandwidth_avx2.c"], ["-mavx2", "-mfma"]),
+    "avx512f": (["src/avx512f/f32_kernels_avx512f.c", "src/avx512f/f64_kernels_avx512f.c",
+                 "src/avx512f/f16_kernels_avx512f.c"], ["-mavx512f", "-mavx2", "-mfma", "-mf16c"]),
+    "avx2": (["src/avx2/f32_kernels_avx2.c", "src/avx2/f64_kernels_avx2.c", "src/avx2/f16_kernels_avx2.c",
+              "src/avx2/bandwidth_avx2.c"], ["-mavx2", "-mfma", "-mf16c"]),
 }
-COMMON_CFLAGS = ["-O3", "-fno-math-errno"]
+# A pointer of the wrong element type (float* for float16's uint16_t*) is an error, not a warning.
+COMMON_CFLAGS = ["-O3", "-fno-math-errno", "-Werror=incompatible-pointer-types"]
 # The drivers (src/softmax.c) and the Cython layer run their threads with OpenMP (libgomp).
 OPENMP_FLAGS = ["-fopenmp"]
 HEADERS = [os.path.join(d, f) for d in ("include/twopass", "src", "src/avx2", "src/avx512f")
@@ -44,7 +47,7 @@ class build_ext_per_isa(build_ext):
 
 extension = Extension(
     "twopass.kernels",
-    sources=["pyx/twopass/kernels.pyx", "src/cpu.c", "src/dispatch.c", "src/softmax.c", "src/softmax_f64.c"],
+    sources=["pyx/twopass/kernels.pyx", "src/cpu.c", "src/dispatch.c", "src/softmax.c", "src/softmax_f64.c", "src/softmax_f16.c"],
     include_dirs=["include", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     + ([("TWOPASS_HAVE_X86_KERNELS", "1")] if IS_X86_64 else []),

@@ -51,7 +51,8 @@ void twopass_detect_cpu(struct twopass_cpu_features* f) { memset(f, 0, sizeof(*f
 
 enum twopass_level twopass_best_level(const struct twopass_cpu_features* f)
 {
-    const int avx2 = f->avx && f->avx2 && f->fma && f->os_ymm;
+    /* F16C (float16 loads and stores) came before AVX2 on every x86 CPU: part of the avx2 level */
+    const int avx2 = f->avx && f->avx2 && f->fma && f->f16c && f->os_ymm;
     if (avx2 && f->avx512f && f->os_zmm) {
         return TWOPASS_LEVEL_AVX512F;
     }

@@ -1,6 +1,6 @@
 /* The registry of every compiled kernel variant and the kernel table of each ISA level, built from
  * the lists in kernels.h (one list per dtype: the first variant listed for an op and ISA is the
- * default). One source for both dtypes: dispatch_template.h, included once per dtype.
+ * default). One source for every dtype: dispatch_template.h, included once per dtype.
  * Baseline x86-64 code: it only takes the kernels' addresses, it never runs them. */
 #include <string.h>
 #include "twopass/softmax.h"
@@ -36,4 +36,22 @@
 #define TD(a, b) a##_f64_##b
 #define TD_TABLE struct twopass_f64_kernels
 #define TD_FN(op) twopass_f64_##op##_fn
+#include "dispatch_template.h"
+#undef TD_KERNELS
+#undef TD_OPS
+#undef TD_RNAME
+#undef TD_VNAME
+#undef TD_NNAME
+#undef TD
+#undef TD_TABLE
+#undef TD_FN
+
+#define TD_KERNELS TWOPASS_F16_KERNELS
+#define TD_OPS TWOPASS_F16_OPS
+#define TD_RNAME TWOPASS_F16_RNAME
+#define TD_VNAME TWOPASS_F16_VNAME
+#define TD_NNAME TWOPASS_F16_NNAME
+#define TD(a, b) a##_f16_##b
+#define TD_TABLE struct twopass_f16_kernels
+#define TD_FN(op) twopass_f16_##op##_fn
 #include "dispatch_template.h"

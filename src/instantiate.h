@@ -1,42 +1,46 @@
 /* Instantiation of the kernel templates, shared by the per-ISA kernel files.
  *
- * Included at the end of a file that defines VLEN, the element type TP_T (float or double), the
- * name makers TP_RNAME, TP_VNAME and TP_NNAME (TWOPASS_F32_RNAME ... from kernels.h) and the
- * templates rmax_impl, raddextexp_impl, raddonline_impl, raddexpminusmax_impl, vscale_impl and the
- * *_columns_impl; that file then
- * expands its ISA's list
- * from kernels.h with DEFINE_R, DEFINE_V and DEFINE_N, giving one function per listed variant.
+ * Included at the end of a file that defines VLEN, the arithmetic type TP_T (float or double), the
+ * element type TP_E (TP_T itself unless the elements are float16's uint16_t), the name makers
+ * TP_RNAME, TP_VNAME and TP_NNAME (TWOPASS_F32_RNAME ... from kernels.h) and the templates
+ * rmax_impl, raddextexp_impl, raddonline_impl, raddexpminusmax_impl, vscale_impl and the
+ * *_columns_impl; that file then expands its ISA's list from kernels.h with DEFINE_R, DEFINE_V and
+ * DEFINE_N, giving one function per listed variant.
  */
 #ifndef TWOPASS_INSTANTIATE_H
 #define TWOPASS_INSTANTIATE_H
 
+#ifndef TP_E
+#define TP_E TP_T
+#endif
+
 #define DEFINE_rmax_R(isa, U, ACC)                                                                 \
-    TP_T TP_RNAME(rmax, isa, U, ACC)(size_t n, const TP_T* x) { return rmax_impl(n, x, U, ACC); }
+    TP_T TP_RNAME(rmax, isa, U, ACC)(size_t n, const TP_E* x) { return rmax_impl(n, x, U, ACC); }
 #define DEFINE_raddextexp_R(isa, U, ACC)                                                           \
-    void TP_RNAME(raddextexp, isa, U, ACC)(size_t n, const TP_T* x, TP_T sum[2])          \
+    void TP_RNAME(raddextexp, isa, U, ACC)(size_t n, const TP_E* x, TP_T sum[2])          \
     { raddextexp_impl(n, x, sum, U, ACC); }
 #define DEFINE_raddonline_R(isa, U, ACC)                                                           \
-    void TP_RNAME(raddonline, isa, U, ACC)(size_t n, const TP_T* x, TP_T result[2])        \
+    void TP_RNAME(raddonline, isa, U, ACC)(size_t n, const TP_E* x, TP_T result[2])        \
     { raddonline_impl(n, x, result, U, ACC); }
 #define DEFINE_raddexpminusmax_R(isa, U, ACC)                                                      \
-    TP_T TP_RNAME(raddexpminusmax, isa, U, ACC)(size_t n, const TP_T* x, TP_T shift, TP_T exponent) \
+    TP_T TP_RNAME(raddexpminusmax, isa, U, ACC)(size_t n, const TP_E* x, TP_T shift, TP_T exponent) \
     { return raddexpminusmax_impl(n, x, NULL, shift, exponent, U, ACC, 0); }
 #define DEFINE_raddstoreexpminusmax_R(isa, U, ACC)                                                 \
-    TP_T TP_RNAME(raddstoreexpminusmax, isa, U, ACC)(size_t n, const TP_T* x, TP_T* y, TP_T shift, \
+    TP_T TP_RNAME(raddstoreexpminusmax, isa, U, ACC)(size_t n, const TP_E* x, TP_E* y, TP_T shift, \
                                                                  TP_T exponent)                     \
     { return raddexpminusmax_impl(n, x, y, shift, exponent, U, ACC, 1); }
 /* The elementwise passes, one template (vscale_impl) in four modes; NT: non-temporal stores. */
 #define DEFINE_vscaleextexp_E(name, U, NT)                                                         \
-    void name(size_t n, const TP_T* x, TP_T* y, TP_T scale, TP_T exponent)                      \
+    void name(size_t n, const TP_E* x, TP_E* y, TP_T scale, TP_T exponent)                      \
     { vscale_impl(n, x, y, 0, exponent, scale, U, TWOPASS_MODE_EXTEXP, NT); }
 #define DEFINE_vscaleexpminusmax_E(name, U, NT)                                                    \
-    void name(size_t n, const TP_T* x, TP_T* y, TP_T shift, TP_T exponent, TP_T scale)         \
+    void name(size_t n, const TP_E* x, TP_E* y, TP_T shift, TP_T exponent, TP_T scale)         \
     { vscale_impl(n, x, y, shift, exponent, scale, U, TWOPASS_MODE_EXP, NT); }
 #define DEFINE_vscale_E(name, U, NT)                                                               \
-    void name(size_t n, const TP_T* x, TP_T* y, TP_T scale)                                      \
+    void name(size_t n, const TP_E* x, TP_E* y, TP_T scale)                                      \
     { vscale_impl(n, x, y, 0, 0, scale, U, TWOPASS_MODE_SCALE, NT); }
 #define DEFINE_vsubc_E(name, U, NT)                                                                \
-    void name(size_t n, const TP_T* x, TP_T* y, TP_T c_hi, TP_T c_lo)                           \
+    void name(size_t n, const TP_E* x, TP_E* y, TP_T c_hi, TP_T c_lo)                           \
     { vscale_impl(n, x, y, c_hi, c_lo, 1, U, TWOPASS_MODE_SUB, NT); }
 #define DEFINE_vscaleextexp_V(isa, U) DEFINE_vscaleextexp_E(TP_VNAME(vscaleextexp, isa, U), U, 0)
 #define DEFINE_vscaleexpminusmax_V(isa, U)                                                         \
@@ -56,18 +60,18 @@
     _Static_assert(U % VLEN == 0 && U <= TWOPASS_MAX_COLUMNS, "bad tile of " #op);                  \
     DEFINE_##op##_E(TP_NNAME(op, isa, U), U, 1)
 #define DEFINE_raddextexp_columns_V(isa, U)                                                        \
-    void TP_VNAME(raddextexp_columns, isa, U)(size_t rows, size_t width, const TP_T* x,    \
+    void TP_VNAME(raddextexp_columns, isa, U)(size_t rows, size_t width, const TP_E* x,    \
                                                        ptrdiff_t ld, TP_T* mantissa, TP_T* exponent) \
     { raddextexp_columns_impl(rows, width, x, ld, mantissa, exponent, U); }
 #define DEFINE_vscaleextexp_columns_V(isa, U)                                                      \
-    void TP_VNAME(vscaleextexp_columns, isa, U)(size_t rows, size_t width, const TP_T* x,  \
-                                                         ptrdiff_t x_ld, TP_T* y, ptrdiff_t y_ld,    \
+    void TP_VNAME(vscaleextexp_columns, isa, U)(size_t rows, size_t width, const TP_E* x,  \
+                                                         ptrdiff_t x_ld, TP_E* y, ptrdiff_t y_ld,    \
                                                          const TP_T* scale, const TP_T* exponent)   \
     { vscaleextexp_columns_impl(rows, width, x, x_ld, y, y_ld, scale, exponent, U); }
 
 #define DEFINE_vsubc_columns_V(isa, U)                                                             \
-    void TP_VNAME(vsubc_columns, isa, U)(size_t rows, size_t width, const TP_T* x,         \
-                                                  ptrdiff_t x_ld, TP_T* y, ptrdiff_t y_ld,          \
+    void TP_VNAME(vsubc_columns, isa, U)(size_t rows, size_t width, const TP_E* x,         \
+                                                  ptrdiff_t x_ld, TP_E* y, ptrdiff_t y_ld,          \
                                                   const TP_T* c_hi, const TP_T* c_lo)              \
     { vsubc_columns_impl(rows, width, x, x_ld, y, y_ld, c_hi, c_lo, U); }
 

@@ -128,6 +128,8 @@ int twopass_useful_threads(int threads, size_t elements)
 }
 
 #define TP_T float
+#define TP_E float
+#define TP_E_ISNAN(e) isnan(e)
 #define TP_F64 0
 #define TP_KERNELS struct twopass_f32_kernels
 #define TP_PUB(name, suffix) twopass_##name##_f32##suffix

@@ -8,6 +8,8 @@
 #include "twopass/softmax.h"
 
 #define TP_T double
+#define TP_E double
+#define TP_E_ISNAN(e) isnan(e)
 #define TP_F64 1
 #define TP_KERNELS struct twopass_f64_kernels
 #define TP_PUB(name, suffix) twopass_##name##_f64##suffix

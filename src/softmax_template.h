@@ -1,8 +1,11 @@
 /* The softmax algorithms on one dtype, composed from the passes of one kernel table: the one source
  * of the drivers for float32 (src/softmax.c) and float64 (src/softmax_f64.c), each of which defines
- * the parameters below and includes this file once. Baseline x86-64 code.
+ * the parameters below and includes this file once (float16: src/softmax_f16.c). Baseline x86-64
+ * code.
  *
- *   TP_T                 the element type (float, double)
+ *   TP_T                 the arithmetic type of the kernels' scalars (float, double)
+ *   TP_E                 the element type in memory: TP_T, or uint16_t for float16 (binary16 bits,
+ *                        whose kernels compute in float32); TP_E_ISNAN(e) tests one element
  *   TP_F64               1 for float64: the few dtype-specific steps below (#if TP_F64) keep
  *                        float64's large exponents exact; 0 for float32
  *   TP_KERNELS           the kernel table type (struct twopass_f32_kernels ...)
@@ -80,8 +83,8 @@ static int extsum_done(const struct extsum_acc* acc)
 struct slice {
     const TP_KERNELS* k;
     size_t n, chunk, chunks; /* chunks of `chunk` elements (the last shorter), a multiple of blocks */
-    const TP_T* x;
-    TP_T* y;
+    const TP_E* x;
+    TP_E* y;
     int threads;
     TP_T shift, exponent, scale, c_lo;
     TP_T max[TWOPASS_MAX_CHUNKS];
@@ -89,8 +92,8 @@ struct slice {
     struct extsum_acc acc[TWOPASS_MAX_CHUNKS];
 };
 
-static void slice_init(struct slice* s, const TP_KERNELS* k, size_t n, const TP_T* x,
-                       TP_T* y, int threads)
+static void slice_init(struct slice* s, const TP_KERNELS* k, size_t n, const TP_E* x,
+                       TP_E* y, int threads)
 {
     /* about equal chunks of whole blocks, n / TWOPASS_CHUNK_MIN of them (at most TWOPASS_MAX_CHUNKS) */
     size_t chunks = (n + TWOPASS_CHUNK_MIN - 1) / TWOPASS_CHUNK_MIN;
@@ -122,7 +125,7 @@ static void chunk_extsum(void* ctx, size_t c)
 {
     struct slice* s = ctx;
     const size_t len = chunk_len(s, c);
-    const TP_T* x = s->x + chunk_begin(s, c);
+    const TP_E* x = s->x + chunk_begin(s, c);
     struct extsum_acc acc = EXTSUM_EMPTY;
     for (size_t i = 0; i < len && acc.valid; i += TWOPASS_SUM_BLOCK) {
         TP_T block[2];
@@ -144,7 +147,7 @@ static void chunk_online(void* ctx, size_t c)
 {
     struct slice* s = ctx;
     const size_t len = chunk_len(s, c);
-    const TP_T* x = s->x + chunk_begin(s, c);
+    const TP_E* x = s->x + chunk_begin(s, c);
     double max = -TP_MAX, sum = 0.0;
     for (size_t i = 0; i < len; i += TWOPASS_SUM_BLOCK) {
         TP_T block[2];
@@ -157,7 +160,7 @@ static void chunk_sum_exp(void* ctx, size_t c)
 {
     struct slice* s = ctx;
     const size_t len = chunk_len(s, c);
-    const TP_T* x = s->x + chunk_begin(s, c);
+    const TP_E* x = s->x + chunk_begin(s, c);
     double sum = 0.0;
     for (size_t i = 0; i < len; i += TWOPASS_SUM_BLOCK) {
         sum += s->k->raddexpminusmax(block_len(len, i), x + i, s->shift, s->exponent);
@@ -363,7 +366,7 @@ static double logsumexp_three_pass(struct slice* s, struct lse_parts* parts)
         }
     }
     for (size_t i = 0; i < s->n; i++) { /* rare: find out which special value decides */
-        if (isnan(s->x[i])) {
+        if (TP_E_ISNAN(s->x[i])) {
             return lse_split(NAN, parts);
         }
     }
@@ -468,9 +471,9 @@ struct rows_job {
     const TP_KERNELS* k;
     enum twopass_algorithm algorithm;
     size_t n;
-    const TP_T* x;
+    const TP_E* x;
     ptrdiff_t x_stride;
-    TP_T* y;
+    TP_E* y;
     ptrdiff_t y_stride;
     double* out1; /* per-row results: logsumexp, or the extsum mantissa */
     double* out2; /* the extsum exponent */
@@ -493,7 +496,7 @@ static void rows_body(void* ctx, size_t r)
  * short to cut); otherwise they run one after another, each cut into chunks across the threads. */
 static void run_rows(struct rows_job* job, size_t rows, int threads)
 {
-    if (job->y != NULL && job->k->streaming != NULL && twopass_streaming_job(rows * job->n, sizeof(TP_T))) {
+    if (job->y != NULL && job->k->streaming != NULL && twopass_streaming_job(rows * job->n, sizeof(TP_E))) {
         job->k = job->k->streaming;
     }
     threads = twopass_useful_threads(threads, rows * job->n);
@@ -533,7 +536,7 @@ static void softmax_from_extsum_row(struct slice* s, const struct rows_job* job,
 }
 
 void TP_PUB(softmax, _rows)(const TP_KERNELS* k, enum twopass_algorithm algorithm,
-                              size_t rows, size_t n, const TP_T* x, ptrdiff_t x_stride, TP_T* y,
+                              size_t rows, size_t n, const TP_E* x, ptrdiff_t x_stride, TP_E* y,
                               ptrdiff_t y_stride, int threads)
 {
     struct rows_job job = {k, algorithm, n, x, x_stride, y, y_stride, NULL, NULL, NULL, NULL, softmax_row, 1};
@@ -541,7 +544,7 @@ void TP_PUB(softmax, _rows)(const TP_KERNELS* k, enum twopass_algorithm algorith
 }
 
 void TP_PUB(log_softmax, _rows)(const TP_KERNELS* k, enum twopass_algorithm algorithm,
-                                  size_t rows, size_t n, const TP_T* x, ptrdiff_t x_stride, TP_T* y,
+                                  size_t rows, size_t n, const TP_E* x, ptrdiff_t x_stride, TP_E* y,
                                   ptrdiff_t y_stride, int threads)
 {
     struct rows_job job = {k, algorithm, n, x, x_stride, y, y_stride, NULL, NULL, NULL, NULL, log_softmax_row, 1};
@@ -549,14 +552,14 @@ void TP_PUB(log_softmax, _rows)(const TP_KERNELS* k, enum twopass_algorithm algo
 }
 
 void TP_PUB(logsumexp, _rows)(const TP_KERNELS* k, enum twopass_algorithm algorithm,
-                                size_t rows, size_t n, const TP_T* x, ptrdiff_t x_stride, double* out,
+                                size_t rows, size_t n, const TP_E* x, ptrdiff_t x_stride, double* out,
                                 int threads)
 {
     struct rows_job job = {k, algorithm, n, x, x_stride, NULL, 0, out, NULL, NULL, NULL, logsumexp_row, 1};
     run_rows(&job, rows, threads);
 }
 
-void TP_PUB(extsum, _rows)(const TP_KERNELS* k, size_t rows, size_t n, const TP_T* x,
+void TP_PUB(extsum, _rows)(const TP_KERNELS* k, size_t rows, size_t n, const TP_E* x,
                              ptrdiff_t x_stride, double* mantissa, double* exponent, int threads)
 {
     struct rows_job job = {k, TWOPASS_TWO_PASS, n, x, x_stride, NULL, 0, mantissa, exponent, NULL, NULL,
@@ -565,7 +568,7 @@ void TP_PUB(extsum, _rows)(const TP_KERNELS* k, size_t rows, size_t n, const TP_
 }
 
 void TP_PUB(softmax_from_extsum, _rows)(const TP_KERNELS* k, size_t rows, size_t n,
-                                          const TP_T* x, ptrdiff_t x_stride, TP_T* y, ptrdiff_t y_stride,
+                                          const TP_E* x, ptrdiff_t x_stride, TP_E* y, ptrdiff_t y_stride,
                                           const double* mantissa, const double* exponent, int threads)
 {
     struct rows_job job = {k, TWOPASS_TWO_PASS, n, x, x_stride, y, y_stride, NULL, NULL, mantissa, exponent,
@@ -578,16 +581,16 @@ void TP_PUB(softmax_from_extsum, _rows)(const TP_KERNELS* k, size_t rows, size_t
 struct columns_job {
     const TP_KERNELS* k;
     size_t rows, cols;
-    const TP_T* x;
+    const TP_E* x;
     ptrdiff_t x_ld;
-    TP_T* y;
+    TP_E* y;
     ptrdiff_t y_ld;
     int log;    /* log_softmax, else softmax */
     int failed; /* set (atomically) when scratch memory runs out */
 };
 
 /* Column j of a block, copied out (for the rare columns two-pass cannot take). */
-static void copy_column(const struct columns_job* job, size_t c, TP_T* column)
+static void copy_column(const struct columns_job* job, size_t c, TP_E* column)
 {
     for (size_t r = 0; r < job->rows; r++) column[r] = job->x[(ptrdiff_t)r * job->x_ld + c];
 }
@@ -602,8 +605,8 @@ static void columns_block(void* ctx, size_t block)
     const TP_KERNELS* k = job->k;
     const size_t rows = job->rows, c0 = block * k->columns_width;
     const size_t width = job->cols - c0 < k->columns_width ? job->cols - c0 : k->columns_width;
-    const TP_T* x = job->x + c0;
-    TP_T* y = job->y + c0;
+    const TP_E* x = job->x + c0;
+    TP_E* y = job->y + c0;
     struct extsum_acc acc[MAX_WIDTH];
     TP_T a[MAX_WIDTH], b[MAX_WIDTH]; /* pass 2's per-column constants */
     int valid[MAX_WIDTH];
@@ -618,10 +621,10 @@ static void columns_block(void* ctx, size_t block)
             extsum_add(&acc[j], m[j], e[j]);
         }
     }
-    TP_T* scratch = NULL; /* one column */
+    TP_E* scratch = NULL; /* one column */
     for (size_t j = 0; j < width; j++) {
         valid[j] = extsum_done(&acc[j]);
-        if (!valid[j] && scratch == NULL && (scratch = malloc(sizeof(TP_T) * rows)) == NULL) {
+        if (!valid[j] && scratch == NULL && (scratch = malloc(sizeof(TP_E) * rows)) == NULL) {
             __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
             return;
         }
@@ -677,14 +680,14 @@ static int run_columns(struct columns_job* job, int threads)
 }
 
 int TP_PUB(softmax, _columns)(const TP_KERNELS* k, size_t rows, size_t cols,
-                                const TP_T* x, ptrdiff_t x_ld, TP_T* y, ptrdiff_t y_ld, int threads)
+                                const TP_E* x, ptrdiff_t x_ld, TP_E* y, ptrdiff_t y_ld, int threads)
 {
     struct columns_job job = {k, rows, cols, x, x_ld, y, y_ld, 0, 0};
     return run_columns(&job, threads);
 }
 
 int TP_PUB(log_softmax, _columns)(const TP_KERNELS* k, size_t rows, size_t cols,
-                                    const TP_T* x, ptrdiff_t x_ld, TP_T* y, ptrdiff_t y_ld, int threads)
+                                    const TP_E* x, ptrdiff_t x_ld, TP_E* y, ptrdiff_t y_ld, int threads)
 {
     struct columns_job job = {k, rows, cols, x, x_ld, y, y_ld, 1, 0};
     return run_columns(&job, threads);

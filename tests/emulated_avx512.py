@@ -1,6 +1,7 @@
 """Run the AVX-512F kernels on a CPU without AVX-512, through SIMDe (test-only helper).
 
-src/avx512f/f32_kernels_avx512f.c and f64_kernels_avx512f.c are compiled unchanged with -mavx2 -mfma (never -mavx512f) and
+src/avx512f/f32_kernels_avx512f.c, f64_ and f16_kernels_avx512f.c are compiled unchanged with -mavx2 -mfma -mf16c
+(never -mavx512f) and
 tests/avx512_emulation/ first on the include path: its immintrin.h includes the compiler's header
 and then SIMDe's <simde/x86/avx512.h> with SIMDE_ENABLE_NATIVE_ALIASES, so every _mm512_* call in
 the kernels runs SIMDe's portable version (on AVX2 underneath). The rest of the C library is
@@ -15,6 +16,7 @@ only when a source, the shim, the flags, gcc or SIMDe change. ctypes loads it:
     emu.variants(op="raddextexp")                # the registered avx512f variants of one op
     emu.variants(op="raddextexp", dtype=np.float64)   # ... of the float64 kernels
     emu.softmax_rows(x64, y64, 0)                # float64 arrays run the float64 drivers and kernels
+    emu.softmax_rows(x16, y16, 0)                # float16 arrays the float16 ones
 
 Run `python tests/emulated_avx512.py` to build and print what was built;
 `python tests/emulated_avx512.py --guard-pages` runs every variant next to inaccessible pages (a
@@ -45,7 +47,7 @@ ALGORITHMS = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2, 
 
 BASE_FLAGS = ["-O2", "-fPIC", "-fno-math-errno", "-Werror=implicit-function-declaration",
               "-DTWOPASS_HAVE_X86_KERNELS", "-I" + str(ROOT / "include")]
-AVX2_FLAGS = ["-mavx2", "-mfma"]
+AVX2_FLAGS = ["-mavx2", "-mfma", "-mf16c"]
 # The emulated files: AVX2 + FMA for SIMDe to build on, the shim before the system headers.
 EMULATED_FLAGS = AVX2_FLAGS + ["-I" + str(SHIM_DIR), "-Wno-psabi"]
 UNITS = [  # (source, extra flags)
@@ -53,10 +55,13 @@ UNITS = [  # (source, extra flags)
     ("src/dispatch.c", []),
     ("src/softmax.c", ["-fopenmp"]),
     ("src/softmax_f64.c", []),
+    ("src/softmax_f16.c", []),
     ("src/avx2/f32_kernels_avx2.c", AVX2_FLAGS),
     ("src/avx2/f64_kernels_avx2.c", AVX2_FLAGS),
+    ("src/avx2/f16_kernels_avx2.c", AVX2_FLAGS),
     ("src/avx512f/f32_kernels_avx512f.c", EMULATED_FLAGS),
     ("src/avx512f/f64_kernels_avx512f.c", EMULATED_FLAGS),
+    ("src/avx512f/f16_kernels_avx512f.c", EMULATED_FLAGS),
     ("tests/avx512_emulation/probes.c", EMULATED_FLAGS),
 ]
 
@@ -173,14 +178,16 @@ class _KernelInfo(ctypes.Structure):  # struct twopass_kernel_info
                 ("fn", ctypes.c_void_p)]
 
 
-class _Kernels(ctypes.Structure):  # struct twopass_f32_kernels and twopass_f64_kernels (same layout)
+class _Kernels(ctypes.Structure):  # struct twopass_f32_kernels, _f64_ and _f16_ (same layout)
     _fields_ = ([(op, ctypes.c_void_p) for op in OPS] + [("columns_width", ctypes.c_size_t)]
                 + [("streaming", ctypes.c_void_p), ("names", ctypes.c_char_p * len(OPS))])
 
 
 _P, _N = ctypes.c_void_p, ctypes.c_size_t
-# dtype -> (name in the C functions, scalar ctype)
-DTYPES = {np.dtype(np.float32): ("f32", ctypes.c_float), np.dtype(np.float64): ("f64", ctypes.c_double)}
+# dtype -> (name in the C functions, scalar ctype); float16 kernels compute with float scalars
+DTYPES = {np.dtype(np.float32): ("f32", ctypes.c_float), np.dtype(np.float64): ("f64", ctypes.c_double),
+          np.dtype(np.float16): ("f16", ctypes.c_float)}
+_DTYPE_OF_PREFIX = {f"twopass_{dt}_": dtype for dtype, (dt, _) in DTYPES.items()}
 
 
 def _fn_types(_F):
@@ -227,7 +234,8 @@ class Kernel:
         self.unroll = info.unroll
         self.accumulators = info.accumulators
         self.info = info
-        self.dtype = np.dtype(np.float64 if self.name.startswith("twopass_f64_") else np.float32)
+        self.dtype = _DTYPE_OF_PREFIX[self.name[:len("twopass_f32_")]]
+        self.scalar_dtype = np.dtype(np.float64 if self.dtype == np.float64 else np.float32)
         self.fn = _FN_TYPES[self.dtype][self.op](info.fn)
 
     def __repr__(self):
@@ -241,7 +249,7 @@ class Kernel:
         if op == "rmax":
             return self.fn(n, px)
         if op in ("raddextexp", "raddonline"):
-            out = np.zeros(2, self.dtype)
+            out = np.zeros(2, self.scalar_dtype)
             self.fn(n, px, out.ctypes.data)
             return float(out[0]), float(out[1])
         if op == "raddexpminusmax":
@@ -313,14 +321,14 @@ class EmulatedAVX512:
 
     # -- softmax --
     def softmax_rows(self, x, out, algorithm, variants=(), level=LEVEL_AVX512F, threads=1, log=False):
-        """out[r] = softmax(x[r]) (log_softmax if log) for 2-D float32 or float64 x and out of equal
+        """out[r] = softmax(x[r]) (log_softmax if log) for 2-D float32, float64 or float16 x and out of equal
         shape and dtype, rows contiguous (any row stride); out may be x. algorithm: 0 two_pass,
         1 three_pass_reload, 2 three_pass_recompute, 3 online (or its name); threads: OpenMP
         threads of the driver."""
         algorithm = ALGORITHMS.get(algorithm, algorithm)
         dtype = getattr(x, "dtype", None)
         if dtype not in DTYPES:
-            raise TypeError("expected 2-D float32 or float64 arrays with contiguous rows")
+            raise TypeError("expected 2-D float32, float64 or float16 arrays with contiguous rows")
         size = dtype.itemsize
         for a in (x, out):
             if (not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != 2
@@ -340,11 +348,11 @@ class EmulatedAVX512:
         return out
 
     def softmax_columns(self, x, out, level=LEVEL_AVX512F, threads=1, log=False):
-        """Two-pass softmax (log_softmax if log) down the columns of 2-D float32 or float64 x (rows
+        """Two-pass softmax (log_softmax if log) down the columns of 2-D float32, float64 or float16 x (rows
         contiguous, any row stride) into out, with the columns kernels (each lane follows one column)."""
         dtype = getattr(x, "dtype", None)
         if dtype not in DTYPES:
-            raise TypeError("expected 2-D float32 or float64 arrays with contiguous rows")
+            raise TypeError("expected 2-D float32, float64 or float16 arrays with contiguous rows")
         size = dtype.itemsize
         for a in (x, out):
             if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != 2 or a.strides[1] != size:
@@ -362,7 +370,7 @@ class EmulatedAVX512:
         return out
 
     def softmax(self, x, algorithm=0, variants=(), level=LEVEL_AVX512F, dtype=np.float32):
-        """softmax of a 1-D array (a copy in dtype, float32 or float64), as a new array."""
+        """softmax of a 1-D array (a copy in dtype: float32, float64 or float16), as a new array."""
         x2 = np.ascontiguousarray(x, dtype=dtype).reshape(1, -1)
         return self.softmax_rows(x2, np.empty_like(x2), algorithm, variants, level)[0]
 

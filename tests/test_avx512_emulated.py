@@ -1,7 +1,7 @@
 """The AVX-512F kernels, run through SIMDe on any AVX2 machine (tests/emulated_avx512.py).
 
 The AVX-512F code cannot run natively on CPUs without AVX-512 (and qemu-user cannot emulate it),
-so these tests compile src/avx512f/f32_kernels_avx512f.c unchanged against SIMDe and check its
+so these tests compile src/avx512f/*_kernels_avx512f.c unchanged against SIMDe and check their
 logic: masks and tails, tile boundaries, accumulators, NaN/inf handling, results near the underflow, no
 access outside the arrays. If gcc or the SIMDe headers are missing the tests skip, or fail when
 TWOPASS_REQUIRE_EMULATION=1 (CI sets it).
@@ -48,8 +48,8 @@ REQUIRE = os.environ.get("TWOPASS_REQUIRE_EMULATION") == "1"
 
 
 def _kernel_list(dt="f32"):
-    """(name, op, isa, unroll) of every variant of a dtype (f32, f64) listed in
-    include/twopass/kernels.h (the lists TWOPASS_F32_*_KERNELS or TWOPASS_F64_*_KERNELS)."""
+    """(name, op, isa, unroll) of every variant of a dtype (f32, f64, f16) listed in
+    include/twopass/kernels.h (the lists TWOPASS_F32_*_KERNELS, TWOPASS_F64_*_KERNELS ...)."""
     text = (emx.ROOT / "include" / "twopass" / "kernels.h").read_text()
     out = []
     for block in re.finditer(r"#define TWOPASS_%s_(AVX512F|AVX2)_KERNELS\(R, V, N\)((?:.*\\\n)*.*)" % dt.upper(), text):
@@ -63,6 +63,7 @@ def _kernel_list(dt="f32"):
 
 KERNELS = _kernel_list()
 KERNELS_F64 = _kernel_list("f64")
+KERNELS_F16 = _kernel_list("f16")
 AVX512_KERNELS = [k for k in KERNELS if k[2] == "avx512f"]
 # Kernels over one contiguous slice (the *_columns ones are tested through their driver below)
 AVX512_ROW_KERNELS = [k for k in AVX512_KERNELS if not k[1].endswith("_columns")]
@@ -147,11 +148,11 @@ def bits(a):
 # The build
 
 def test_registry_matches_kernels_h(emu):
-    assert len(KERNELS) > 20 and len(KERNELS_F64) > 20
+    assert len(KERNELS) > 20 and len(KERNELS_F64) > 20 and len(KERNELS_F16) > 20
     registered = {(k.name, k.op, k.unroll) for k in emu.registry}
-    listed = {(name, op, unroll) for name, op, _, unroll in KERNELS + KERNELS_F64}
+    listed = {(name, op, unroll) for name, op, _, unroll in KERNELS + KERNELS_F64 + KERNELS_F16}
     assert registered == listed
-    for dtype, kernels in ((np.float32, KERNELS), (np.float64, KERNELS_F64)):
+    for dtype, kernels in ((np.float32, KERNELS), (np.float64, KERNELS_F64), (np.float16, KERNELS_F16)):
         names = emu.table_names(dtype=dtype)
         assert all("__avx512f_" in v for v in names.values()), names
         first = {}
@@ -1007,3 +1008,73 @@ def test_matches_native_avx2_f64(emu, algorithm):
             native = twopass.softmax(x, axis=-1, algorithm=algorithm)
         emulated = emu.softmax(x, algorithm, dtype=F64)
         assert max(rel_err64(emulated, native), rel_err64(native, emulated)) <= RTOL64, f"n={n}"
+
+
+# ---------------------------------------------------------------------------------------------
+# float16: the AVX-512F float16 kernels (F16C conversions on load and store, float32 arithmetic)
+# against the float32 kernels of the same tile on the same values widened to float32: every pass
+# gives the float32 result rounded once to float16 (ties to even, as NumPy's astype), reductions the
+# same float; the AVX2 float16 twins run natively as a control.
+
+F16 = np.float16
+ROW_KERNELS_F16 = [k for k in KERNELS_F16 if not k[1].endswith("_columns")]
+F16_SENTINEL = 0x7E5A  # a NaN half with a payload no kernel writes
+
+
+def _f16_call_args(op, x32):
+    exponent = float(np.rint(np.max(x32[np.isfinite(x32)], initial=0.0) * np.log2(np.e)))
+    return {"vscaleextexp": (0.7, exponent), "raddexpminusmax": (0.0, exponent),
+            "raddstoreexpminusmax": (0.0, exponent), "vscaleexpminusmax": (0.0, exponent, 0.3),
+            "vscale": (0.37,), "vsubc": (1.25, 1e-3)}.get(op, ())
+
+
+@pytest.mark.parametrize("spec", [pytest.param(k, id=k[0]) for k in ROW_KERNELS_F16])
+def test_kernel_f16_is_the_f32_kernel_rounded(emu, spec):
+    name, op, _, unroll = spec
+    k16, k32 = emu.kernel(name), emu.kernel(name.replace("twopass_f16_", "twopass_f32_"))
+    rng = np.random.default_rng(unroll)
+    pad = 32
+    for n in list(range(1, 2 * unroll + 2)) + [4 * unroll + 3, 3001]:
+        offset = n % 17 if name.endswith("_nt") else 0  # moves the streamed stores' aligned start
+        x16 = (rng.standard_normal(n) * 6).astype(F16)
+        if n > 3:
+            x16[n // 3], x16[n // 2] = -np.inf, 2.0**-20
+        x32 = x16.astype(F32)
+        args = _f16_call_args(op, x32)
+        if op in ("rmax", "raddextexp", "raddexpminusmax", "raddonline"):
+            r16, r32 = k16(x16, *args), k32(x32, *args)
+            assert r16 == r32, f"n={n}: {r16} != {r32}"
+            continue
+        buf = np.full(n + 2 * pad, F16_SENTINEL, np.uint16)
+        y16 = buf[pad + offset:pad + offset + n].view(F16)
+        y32 = np.zeros(n, F32)
+        r16, r32 = k16(x16, y16, *args), k32(x32, y32, *args)
+        assert r16 == r32, f"n={n}"
+        np.testing.assert_array_equal(y16.view(np.uint16), y32.astype(F16).view(np.uint16), err_msg=f"n={n}")
+        assert np.all(buf[:pad + offset] == F16_SENTINEL) and np.all(buf[pad + offset + n:] == F16_SENTINEL), \
+            f"n={n}: a write outside the output"
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_softmax_f16_is_f32_rounded(emu, algorithm):
+    """Rows and columns: the float16 drivers run float32's arithmetic, rounded once at the store
+    (three_pass_reload rounds its stored exp(x - max) too: within one float16 ULP there)."""
+    rng = np.random.default_rng(27)
+    for shape in ((3, 1), (5, 47), (2, 4113), (1, 70_001)):
+        x16 = (rng.standard_normal(shape) * 5).astype(F16)
+        x16[0, 0] = -np.inf
+        for log in (False, True):
+            y16 = emu.softmax_rows(x16, np.empty_like(x16), algorithm, log=log)
+            y32 = emu.softmax_rows(x16.astype(F32), np.empty(shape, F32), algorithm, log=log).astype(F16)
+            if algorithm == "three_pass_reload" and not log:
+                np.testing.assert_allclose(y16.astype(F32), y32.astype(F32), rtol=2.0**-10, atol=2.0**-24)
+            else:
+                np.testing.assert_array_equal(y16.view(np.uint16), y32.view(np.uint16))
+            one = emu.softmax_rows(x16, np.empty_like(x16), algorithm, log=log, threads=3)
+            np.testing.assert_array_equal(one.view(np.uint16), y16.view(np.uint16))
+    x16 = (rng.standard_normal((300, 259)) * 5).astype(F16)
+    x16[:, 7] = np.inf  # a column two-pass cannot take: three-pass on a copy
+    for log in (False, True):
+        y16 = emu.softmax_columns(x16, np.empty_like(x16), log=log)
+        y32 = emu.softmax_columns(x16.astype(F32), np.empty(x16.shape, F32), log=log).astype(F16)
+        np.testing.assert_array_equal(y16.view(np.uint16), y32.view(np.uint16))

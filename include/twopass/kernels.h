@@ -26,7 +26,7 @@
  * as shift + exponent * ln2 (twopass_exp_shift in softmax.c), so that x_i - shift is exact for
  * every element whose exp matters and no float32 rounding of x_i - max enters the result.
  *
- * Name of a kernel: twopass_<f32|f64>_<op>__<isa>_u<elements per iteration>[_acc<accumulators>][_nt].
+ * Name of a kernel: twopass_<f32|f64|f16>_<op>__<isa>_u<elements per iteration>[_acc<accumulators>][_nt].
  * _nt: the same elementwise pass with non-temporal stores (vscale_impl's NT), which the drivers use
  * for outputs too large for the caches (twopass_set_streaming_threshold).
  */
@@ -34,29 +34,36 @@
 #define TWOPASS_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Function types, one per pass. */
-typedef float twopass_f32_rmax_fn(size_t n, const float* x);
-typedef void twopass_f32_raddextexp_fn(size_t n, const float* x, float sum[2]);
-typedef void twopass_f32_vscaleextexp_fn(size_t n, const float* x, float* y, float scale, float exponent);
-typedef float twopass_f32_raddexpminusmax_fn(size_t n, const float* x, float shift, float exponent);
-typedef float twopass_f32_raddstoreexpminusmax_fn(size_t n, const float* x, float* y, float shift, float exponent);
-typedef void twopass_f32_vscaleexpminusmax_fn(size_t n, const float* x, float* y, float shift, float exponent,
-                                              float scale);
-typedef void twopass_f32_vscale_fn(size_t n, const float* x, float* y, float scale);
-typedef void twopass_f32_vsubc_fn(size_t n, const float* x, float* y, float c_hi, float c_lo);
-typedef void twopass_f32_raddonline_fn(size_t n, const float* x, float result[2]);
-typedef void twopass_f32_raddextexp_columns_fn(size_t rows, size_t width, const float* x, ptrdiff_t ld,
-                                               float* mantissa, float* exponent);
-typedef void twopass_f32_vscaleextexp_columns_fn(size_t rows, size_t width, const float* x, ptrdiff_t x_ld,
-                                                 float* y, ptrdiff_t y_ld, const float* scale,
-                                                 const float* exponent);
-typedef void twopass_f32_vsubc_columns_fn(size_t rows, size_t width, const float* x, ptrdiff_t x_ld, float* y,
-                                          ptrdiff_t y_ld, const float* c_hi, const float* c_lo);
+/* Function types, one per pass, for one dtype: elements of type E (in memory), arithmetic and
+ * scalars of type T. float32 and float64 compute in their own type; float16 elements (IEEE binary16
+ * bits in a uint16_t) are converted on load and store (F16C) and computed in float32. */
+#define TWOPASS_KERNEL_TYPES(dt, E, T)                                                             \
+    typedef T twopass_##dt##_rmax_fn(size_t n, const E* x);                                        \
+    typedef void twopass_##dt##_raddextexp_fn(size_t n, const E* x, T sum[2]);                     \
+    typedef void twopass_##dt##_vscaleextexp_fn(size_t n, const E* x, E* y, T scale, T exponent);  \
+    typedef T twopass_##dt##_raddexpminusmax_fn(size_t n, const E* x, T shift, T exponent);        \
+    typedef T twopass_##dt##_raddstoreexpminusmax_fn(size_t n, const E* x, E* y, T shift, T exponent); \
+    typedef void twopass_##dt##_vscaleexpminusmax_fn(size_t n, const E* x, E* y, T shift, T exponent, \
+                                                     T scale);                                     \
+    typedef void twopass_##dt##_vscale_fn(size_t n, const E* x, E* y, T scale);                    \
+    typedef void twopass_##dt##_vsubc_fn(size_t n, const E* x, E* y, T c_hi, T c_lo);              \
+    typedef void twopass_##dt##_raddonline_fn(size_t n, const E* x, T result[2]);                  \
+    typedef void twopass_##dt##_raddextexp_columns_fn(size_t rows, size_t width, const E* x, ptrdiff_t ld, \
+                                                      T* mantissa, T* exponent);                   \
+    typedef void twopass_##dt##_vscaleextexp_columns_fn(size_t rows, size_t width, const E* x,      \
+                                                        ptrdiff_t x_ld, E* y, ptrdiff_t y_ld,      \
+                                                        const T* scale, const T* exponent);        \
+    typedef void twopass_##dt##_vsubc_columns_fn(size_t rows, size_t width, const E* x, ptrdiff_t x_ld, \
+                                                 E* y, ptrdiff_t y_ld, const T* c_hi, const T* c_lo);
+TWOPASS_KERNEL_TYPES(f32, float, float)
+TWOPASS_KERNEL_TYPES(f64, double, double)
+TWOPASS_KERNEL_TYPES(f16, uint16_t, float)
 
 /* The passes, in the order of the fields of struct twopass_f32_kernels. */
 #define TWOPASS_F32_OPS(OP)                                                                        \
@@ -146,25 +153,6 @@ TWOPASS_F32_KERNELS(TWOPASS_DECLARE_R, TWOPASS_DECLARE_V, TWOPASS_DECLARE_N)
 
 /* ---- float64: the same passes on doubles, with the same contracts (exponents and scalars are
  * doubles, the columns kernels take up to TWOPASS_MAX_COLUMNS doubles per row). ---- */
-typedef double twopass_f64_rmax_fn(size_t n, const double* x);
-typedef void twopass_f64_raddextexp_fn(size_t n, const double* x, double sum[2]);
-typedef void twopass_f64_vscaleextexp_fn(size_t n, const double* x, double* y, double scale, double exponent);
-typedef double twopass_f64_raddexpminusmax_fn(size_t n, const double* x, double shift, double exponent);
-typedef double twopass_f64_raddstoreexpminusmax_fn(size_t n, const double* x, double* y, double shift,
-                                                   double exponent);
-typedef void twopass_f64_vscaleexpminusmax_fn(size_t n, const double* x, double* y, double shift, double exponent,
-                                              double scale);
-typedef void twopass_f64_vscale_fn(size_t n, const double* x, double* y, double scale);
-typedef void twopass_f64_vsubc_fn(size_t n, const double* x, double* y, double c_hi, double c_lo);
-typedef void twopass_f64_raddonline_fn(size_t n, const double* x, double result[2]);
-typedef void twopass_f64_raddextexp_columns_fn(size_t rows, size_t width, const double* x, ptrdiff_t ld,
-                                               double* mantissa, double* exponent);
-typedef void twopass_f64_vscaleextexp_columns_fn(size_t rows, size_t width, const double* x, ptrdiff_t x_ld,
-                                                 double* y, ptrdiff_t y_ld, const double* scale,
-                                                 const double* exponent);
-typedef void twopass_f64_vsubc_columns_fn(size_t rows, size_t width, const double* x, ptrdiff_t x_ld, double* y,
-                                          ptrdiff_t y_ld, const double* c_hi, const double* c_lo);
-
 /* The float64 passes: the same ops in the same order (enum twopass_f32_op indexes both tables). */
 #define TWOPASS_F64_OPS(OP) TWOPASS_F32_OPS(OP)
 
@@ -221,6 +209,60 @@ typedef void twopass_f64_vsubc_columns_fn(size_t rows, size_t width, const doubl
 #define TWOPASS_DECLARE_V(op, isa, u) twopass_f64_##op##_fn TWOPASS_F64_VNAME(op, isa, u);
 #define TWOPASS_DECLARE_N(op, isa, u) twopass_f64_##op##_fn TWOPASS_F64_NNAME(op, isa, u);
 TWOPASS_F64_KERNELS(TWOPASS_DECLARE_R, TWOPASS_DECLARE_V, TWOPASS_DECLARE_N)
+#undef TWOPASS_DECLARE_R
+#undef TWOPASS_DECLARE_V
+#undef TWOPASS_DECLARE_N
+
+/* ---- float16: the same passes on IEEE binary16 elements, computed in float32 (scalars, sums and
+ * exponents are floats): each load converts 8 (AVX2, F16C) or 16 (AVX-512F) halves to floats, each
+ * store rounds floats to the nearest half (ties to even), so no float32 copy of the array exists.
+ * The tiles are float32's defaults; unrolls count halves. ---- */
+#define TWOPASS_F16_OPS(OP) TWOPASS_F32_OPS(OP)
+
+#define TWOPASS_F16_AVX512F_KERNELS(R, V, N)                                                       \
+    R(rmax, avx512f, 128, 4)                                                                       \
+    R(raddextexp, avx512f, 128, 4)                                                                 \
+    V(vscaleextexp, avx512f, 64)                                                                   \
+    R(raddexpminusmax, avx512f, 128, 4)                                                            \
+    R(raddstoreexpminusmax, avx512f, 128, 4)                                                       \
+    V(vscaleexpminusmax, avx512f, 64)                                                              \
+    V(vscale, avx512f, 64)                                                                         \
+    V(vsubc, avx512f, 64)                                                                          \
+    R(raddonline, avx512f, 128, 1)                                                                 \
+    V(raddextexp_columns, avx512f, 256)                                                            \
+    V(vscaleextexp_columns, avx512f, 256)                                                          \
+    V(vsubc_columns, avx512f, 256)                                                                 \
+    N(vscaleextexp, avx512f, 64)                                                                   \
+    N(vscaleexpminusmax, avx512f, 64)                                                              \
+    N(vsubc, avx512f, 64)
+
+#define TWOPASS_F16_AVX2_KERNELS(R, V, N)                                                          \
+    R(rmax, avx2, 64, 4)                                                                           \
+    R(raddextexp, avx2, 32, 2)                                                                     \
+    V(vscaleextexp, avx2, 32)                                                                      \
+    R(raddexpminusmax, avx2, 32, 2)                                                                \
+    R(raddstoreexpminusmax, avx2, 64, 4)                                                           \
+    V(vscaleexpminusmax, avx2, 32)                                                                 \
+    V(vscale, avx2, 32)                                                                            \
+    V(vsubc, avx2, 32)                                                                             \
+    R(raddonline, avx2, 64, 1)                                                                     \
+    V(raddextexp_columns, avx2, 256)                                                               \
+    V(vscaleextexp_columns, avx2, 256)                                                             \
+    V(vsubc_columns, avx2, 256)                                                                    \
+    N(vscaleextexp, avx2, 32)                                                                      \
+    N(vscaleexpminusmax, avx2, 32)                                                                 \
+    N(vsubc, avx2, 32)
+
+#define TWOPASS_F16_KERNELS(R, V, N) TWOPASS_F16_AVX512F_KERNELS(R, V, N) TWOPASS_F16_AVX2_KERNELS(R, V, N)
+
+#define TWOPASS_F16_RNAME(op, isa, u, acc) twopass_f16_##op##__##isa##_u##u##_acc##acc
+#define TWOPASS_F16_VNAME(op, isa, u) twopass_f16_##op##__##isa##_u##u
+#define TWOPASS_F16_NNAME(op, isa, u) twopass_f16_##op##__##isa##_u##u##_nt
+
+#define TWOPASS_DECLARE_R(op, isa, u, acc) twopass_f16_##op##_fn TWOPASS_F16_RNAME(op, isa, u, acc);
+#define TWOPASS_DECLARE_V(op, isa, u) twopass_f16_##op##_fn TWOPASS_F16_VNAME(op, isa, u);
+#define TWOPASS_DECLARE_N(op, isa, u) twopass_f16_##op##_fn TWOPASS_F16_NNAME(op, isa, u);
+TWOPASS_F16_KERNELS(TWOPASS_DECLARE_R, TWOPASS_DECLARE_V, TWOPASS_DECLARE_N)
 #undef TWOPASS_DECLARE_R
 #undef TWOPASS_DECLARE_V
 #undef TWOPASS_DECLARE_N

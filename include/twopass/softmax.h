@@ -6,6 +6,7 @@
 #define TWOPASS_SOFTMAX_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "twopass/kernels.h"
 
 #ifdef __cplusplus
@@ -23,8 +24,8 @@ void twopass_detect_cpu(struct twopass_cpu_features* features);
 /* ---- ISA levels, in priority order ---- */
 enum twopass_level {
     TWOPASS_LEVEL_PYTHON = 0,  /* no kernels: the NumPy fallback */
-    TWOPASS_LEVEL_AVX2 = 1,    /* AVX2 + FMA, OS saves YMM */
-    TWOPASS_LEVEL_AVX512F = 2, /* AVX-512F + AVX2 + FMA, OS saves ZMM */
+    TWOPASS_LEVEL_AVX2 = 1,    /* AVX2 + FMA + F16C, OS saves YMM */
+    TWOPASS_LEVEL_AVX512F = 2, /* AVX-512F + the avx2 level, OS saves ZMM */
     TWOPASS_LEVEL_COUNT = 3
 };
 /* Highest level this CPU and OS support. */
@@ -48,56 +49,38 @@ struct twopass_kernel_info {
     int streaming;    /* 1: an elementwise pass with non-temporal stores */
     void (*fn)(void);
 };
-/* Every compiled variant (for the benchmarks' sweep); count in *count. */
-const struct twopass_kernel_info* twopass_f32_kernel_registry(size_t* count);
-
-/* The passes one level uses. */
-struct twopass_f32_kernels {
-    twopass_f32_rmax_fn* rmax;
-    twopass_f32_raddextexp_fn* raddextexp;
-    twopass_f32_vscaleextexp_fn* vscaleextexp;
-    twopass_f32_raddexpminusmax_fn* raddexpminusmax;
-    twopass_f32_raddstoreexpminusmax_fn* raddstoreexpminusmax;
-    twopass_f32_vscaleexpminusmax_fn* vscaleexpminusmax;
-    twopass_f32_vscale_fn* vscale;
-    twopass_f32_vsubc_fn* vsubc;
-    twopass_f32_raddonline_fn* raddonline;
-    twopass_f32_raddextexp_columns_fn* raddextexp_columns;
-    twopass_f32_vscaleextexp_columns_fn* vscaleextexp_columns;
-    twopass_f32_vsubc_columns_fn* vsubc_columns;
-    size_t columns_width; /* most columns one call of the *_columns kernels takes */
-    /* The same level with non-temporal stores in the elementwise passes (itself for that table). */
-    const struct twopass_f32_kernels* streaming;
-    const char* names[TWOPASS_F32_OP_COUNT];
-};
-/* The default kernels of a level; NULL for TWOPASS_LEVEL_PYTHON. Callers must check that the CPU
- * supports the level (twopass_best_level) before calling any of them. */
-const struct twopass_f32_kernels* twopass_f32_kernels_for(enum twopass_level level);
-/* Replace one pass of a table by another variant of the same op and level (benchmark sweep). */
-int twopass_f32_kernels_with(struct twopass_f32_kernels* table, const struct twopass_kernel_info* variant);
-
-/* The same for float64 (the same ops, enum twopass_f32_op indexes both; struct twopass_kernel_info
- * describes float64 variants too, unroll counted in doubles). */
-const struct twopass_kernel_info* twopass_f64_kernel_registry(size_t* count);
-struct twopass_f64_kernels {
-    twopass_f64_rmax_fn* rmax;
-    twopass_f64_raddextexp_fn* raddextexp;
-    twopass_f64_vscaleextexp_fn* vscaleextexp;
-    twopass_f64_raddexpminusmax_fn* raddexpminusmax;
-    twopass_f64_raddstoreexpminusmax_fn* raddstoreexpminusmax;
-    twopass_f64_vscaleexpminusmax_fn* vscaleexpminusmax;
-    twopass_f64_vscale_fn* vscale;
-    twopass_f64_vsubc_fn* vsubc;
-    twopass_f64_raddonline_fn* raddonline;
-    twopass_f64_raddextexp_columns_fn* raddextexp_columns;
-    twopass_f64_vscaleextexp_columns_fn* vscaleextexp_columns;
-    twopass_f64_vsubc_columns_fn* vsubc_columns;
-    size_t columns_width;
-    const struct twopass_f64_kernels* streaming;
-    const char* names[TWOPASS_F32_OP_COUNT];
-};
-const struct twopass_f64_kernels* twopass_f64_kernels_for(enum twopass_level level);
-int twopass_f64_kernels_with(struct twopass_f64_kernels* table, const struct twopass_kernel_info* variant);
+/* The kernel table of one dtype (dt: f32, f64, f16; unroll in elements of that dtype): the passes
+ * one level uses, the registry of every compiled variant (for the benchmarks' sweep; count in
+ * *count), the default table of a level (NULL for TWOPASS_LEVEL_PYTHON; callers must check that the
+ * CPU supports the level, twopass_best_level, before calling any kernel), and the replacement of
+ * one pass of a table by another variant of the same op and level (benchmark sweep). The ops are
+ * the same for every dtype: enum twopass_f32_op indexes every table. */
+#define TWOPASS_KERNEL_TABLE(dt)                                                                   \
+    struct twopass_##dt##_kernels {                                                                \
+        twopass_##dt##_rmax_fn* rmax;                                                              \
+        twopass_##dt##_raddextexp_fn* raddextexp;                                                  \
+        twopass_##dt##_vscaleextexp_fn* vscaleextexp;                                              \
+        twopass_##dt##_raddexpminusmax_fn* raddexpminusmax;                                        \
+        twopass_##dt##_raddstoreexpminusmax_fn* raddstoreexpminusmax;                              \
+        twopass_##dt##_vscaleexpminusmax_fn* vscaleexpminusmax;                                    \
+        twopass_##dt##_vscale_fn* vscale;                                                          \
+        twopass_##dt##_vsubc_fn* vsubc;                                                            \
+        twopass_##dt##_raddonline_fn* raddonline;                                                  \
+        twopass_##dt##_raddextexp_columns_fn* raddextexp_columns;                                  \
+        twopass_##dt##_vscaleextexp_columns_fn* vscaleextexp_columns;                              \
+        twopass_##dt##_vsubc_columns_fn* vsubc_columns;                                            \
+        size_t columns_width; /* most columns one call of the *_columns kernels takes */           \
+        /* the same level with non-temporal stores in the elementwise passes (itself for that table) */ \
+        const struct twopass_##dt##_kernels* streaming;                                            \
+        const char* names[TWOPASS_F32_OP_COUNT];                                                   \
+    };                                                                                             \
+    const struct twopass_kernel_info* twopass_##dt##_kernel_registry(size_t* count);               \
+    const struct twopass_##dt##_kernels* twopass_##dt##_kernels_for(enum twopass_level level);     \
+    int twopass_##dt##_kernels_with(struct twopass_##dt##_kernels* table,                          \
+                                    const struct twopass_kernel_info* variant);
+TWOPASS_KERNEL_TABLE(f32)
+TWOPASS_KERNEL_TABLE(f64)
+TWOPASS_KERNEL_TABLE(f16)
 
 /* ---- Algorithms ---- */
 enum twopass_algorithm {
@@ -140,68 +123,57 @@ struct twopass_thread_stats {
 };
 void twopass_get_thread_stats(struct twopass_thread_stats* out);
 
-/* Softmax of each of `rows` slices of n floats; row r starts at x + r * x_stride (in floats). */
-void twopass_softmax_f32_rows(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
-                              size_t rows, size_t n, const float* x, ptrdiff_t x_stride, float* y,
-                              ptrdiff_t y_stride, int threads);
-
-/* Two-pass softmax down each of `cols` columns of a (rows x cols) array whose rows are x_ld (y_ld)
- * floats apart: the reduced axis is not the contiguous one, so each SIMD lane follows its own
- * column and nothing is transposed; threads share out blocks of columns. Columns with NaN, +inf or
- * huge values are copied out and computed by the one-slice three-pass algorithm. Returns -1 if the
- * scratch memory for such a column (rows floats) cannot be allocated, else 0. y may be x (in place). */
-int twopass_softmax_f32_columns(const struct twopass_f32_kernels* k, size_t rows, size_t cols,
-                                const float* x, ptrdiff_t x_ld, float* y, ptrdiff_t y_ld, int threads);
-/* The same for log_softmax: y = x - logsumexp down each column (pass 1 as above, pass 2 a
- * subtraction; columns two-pass cannot take get their logsumexp from three-pass on a copy). */
-int twopass_log_softmax_f32_columns(const struct twopass_f32_kernels* k, size_t rows, size_t cols,
-                                    const float* x, ptrdiff_t x_ld, float* y, ptrdiff_t y_ld, int threads);
-
-/* y = log_softmax(x) = x - logsumexp(x) over each row (two-pass: 1 read for the sum; three-pass:
- * max and sum, both algorithms TWOPASS_THREE_PASS_*); then one read and one write. */
-void twopass_log_softmax_f32_rows(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
-                                  size_t rows, size_t n, const float* x, ptrdiff_t x_stride, float* y,
-                                  ptrdiff_t y_stride, int threads);
-
-/* out[r] = logsumexp of row r, in double (SciPy's values for NaN, +-inf and empty slices). */
-void twopass_logsumexp_f32_rows(const struct twopass_f32_kernels* k, enum twopass_algorithm algorithm,
-                                size_t rows, size_t n, const float* x, ptrdiff_t x_stride, double* out,
-                                int threads);
-
-/* The mergeable partial sum of each row: sum exp(x) = mantissa * 2^exponent (exponent an integer in
- * a double). Empty slice: (0, -inf), the identity of the merge; slices with NaN give a NaN mantissa,
- * +inf an infinite one; slices with |max| beyond ~2e6 are exact in log space only. */
-void twopass_extsum_f32_rows(const struct twopass_f32_kernels* k, size_t rows, size_t n, const float* x,
-                             ptrdiff_t x_stride, double* mantissa, double* exponent, int threads);
-
-/* Pass 2 of two-pass given each row's sum of exp, mantissa[r] * 2^exponent[r] (e.g. merged from
- * the extsums of pieces): y = exp(x) / (mantissa * 2^exponent). The caller guarantees mantissa
- * finite and > 0 and |exponent| <= TWOPASS_EXTEXP_EXPONENT_LIMIT. */
-void twopass_softmax_from_extsum_f32_rows(const struct twopass_f32_kernels* k, size_t rows, size_t n,
-                                          const float* x, ptrdiff_t x_stride, float* y, ptrdiff_t y_stride,
-                                          const double* mantissa, const double* exponent, int threads);
-
-/* float64: the same drivers on float64 rows and columns (one source, src/softmax_template.h). The
- * per-row results are doubles as above; softmax_from_extsum needs |exponent| <=
- * TWOPASS_F64_EXTEXP_EXPONENT_LIMIT. */
-void twopass_softmax_f64_rows(const struct twopass_f64_kernels* k, enum twopass_algorithm algorithm,
-                              size_t rows, size_t n, const double* x, ptrdiff_t x_stride, double* y,
-                              ptrdiff_t y_stride, int threads);
-int twopass_softmax_f64_columns(const struct twopass_f64_kernels* k, size_t rows, size_t cols,
-                                const double* x, ptrdiff_t x_ld, double* y, ptrdiff_t y_ld, int threads);
-int twopass_log_softmax_f64_columns(const struct twopass_f64_kernels* k, size_t rows, size_t cols,
-                                    const double* x, ptrdiff_t x_ld, double* y, ptrdiff_t y_ld, int threads);
-void twopass_log_softmax_f64_rows(const struct twopass_f64_kernels* k, enum twopass_algorithm algorithm,
-                                  size_t rows, size_t n, const double* x, ptrdiff_t x_stride, double* y,
-                                  ptrdiff_t y_stride, int threads);
-void twopass_logsumexp_f64_rows(const struct twopass_f64_kernels* k, enum twopass_algorithm algorithm,
-                                size_t rows, size_t n, const double* x, ptrdiff_t x_stride, double* out,
-                                int threads);
-void twopass_extsum_f64_rows(const struct twopass_f64_kernels* k, size_t rows, size_t n, const double* x,
-                             ptrdiff_t x_stride, double* mantissa, double* exponent, int threads);
-void twopass_softmax_from_extsum_f64_rows(const struct twopass_f64_kernels* k, size_t rows, size_t n,
-                                          const double* x, ptrdiff_t x_stride, double* y, ptrdiff_t y_stride,
-                                          const double* mantissa, const double* exponent, int threads);
+/* The drivers of one dtype (dt: f32, f64, f16 with elements E: float, double, uint16_t); one
+ * source, src/softmax_template.h. Rows are slices of n elements, row r at x + r * x_stride
+ * (strides and leading dimensions count elements). Per-row results are doubles for every dtype.
+ *
+ * softmax_rows          y = softmax of each row, with the given algorithm.
+ * log_softmax_rows      y = x - logsumexp(x) over each row (two-pass: 1 read for the sum;
+ *                       three-pass: max and sum); then one read and one write.
+ * logsumexp_rows        out[r] = logsumexp of row r (SciPy's values for NaN, +-inf, empty slices).
+ * extsum_rows           the mergeable partial sum of each row: sum exp(x) = mantissa * 2^exponent
+ *                       (exponent an integer in a double). Empty slice: (0, -inf), the identity of
+ *                       the merge; NaN gives a NaN mantissa, +inf an infinite one; slices with |max|
+ *                       beyond the extended range are exact in log space only.
+ * softmax_from_extsum_rows   pass 2 of two-pass given each row's sum of exp, mantissa[r] *
+ *                       2^exponent[r] (e.g. merged from the extsums of pieces); the caller
+ *                       guarantees mantissa finite and > 0 and |exponent| within the dtype's
+ *                       extended range (TWOPASS_EXTEXP_EXPONENT_LIMIT, float64's
+ *                       TWOPASS_F64_EXTEXP_EXPONENT_LIMIT).
+ * softmax_columns       two-pass softmax down each of `cols` columns of a (rows x cols) array whose
+ *                       rows are x_ld (y_ld) elements apart: the reduced axis is not the contiguous
+ *                       one, so each SIMD lane follows its own column and nothing is transposed;
+ *                       threads share out blocks of columns. Columns with NaN, +inf or huge values
+ *                       are copied out and computed by the one-slice three-pass algorithm. Returns
+ *                       -1 if the scratch memory for such a column cannot be allocated, else 0.
+ * log_softmax_columns   the same for log_softmax (pass 2 a subtraction).
+ * y may be x (in place) everywhere. */
+#define TWOPASS_DRIVERS(dt, E)                                                                     \
+    void twopass_softmax_##dt##_rows(const struct twopass_##dt##_kernels* k, enum twopass_algorithm algorithm, \
+                                     size_t rows, size_t n, const E* x, ptrdiff_t x_stride, E* y,   \
+                                     ptrdiff_t y_stride, int threads);                             \
+    void twopass_log_softmax_##dt##_rows(const struct twopass_##dt##_kernels* k,                   \
+                                         enum twopass_algorithm algorithm, size_t rows, size_t n,  \
+                                         const E* x, ptrdiff_t x_stride, E* y, ptrdiff_t y_stride, \
+                                         int threads);                                             \
+    void twopass_logsumexp_##dt##_rows(const struct twopass_##dt##_kernels* k,                     \
+                                       enum twopass_algorithm algorithm, size_t rows, size_t n,    \
+                                       const E* x, ptrdiff_t x_stride, double* out, int threads);  \
+    void twopass_extsum_##dt##_rows(const struct twopass_##dt##_kernels* k, size_t rows, size_t n, \
+                                    const E* x, ptrdiff_t x_stride, double* mantissa, double* exponent, \
+                                    int threads);                                                  \
+    void twopass_softmax_from_extsum_##dt##_rows(const struct twopass_##dt##_kernels* k, size_t rows, \
+                                                 size_t n, const E* x, ptrdiff_t x_stride, E* y,   \
+                                                 ptrdiff_t y_stride, const double* mantissa,       \
+                                                 const double* exponent, int threads);             \
+    int twopass_softmax_##dt##_columns(const struct twopass_##dt##_kernels* k, size_t rows, size_t cols, \
+                                       const E* x, ptrdiff_t x_ld, E* y, ptrdiff_t y_ld, int threads); \
+    int twopass_log_softmax_##dt##_columns(const struct twopass_##dt##_kernels* k, size_t rows,    \
+                                           size_t cols, const E* x, ptrdiff_t x_ld, E* y,          \
+                                           ptrdiff_t y_ld, int threads);
+TWOPASS_DRIVERS(f32, float)
+TWOPASS_DRIVERS(f64, double)
+TWOPASS_DRIVERS(f16, uint16_t)
 
 #ifdef __cplusplus
 }

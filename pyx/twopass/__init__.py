@@ -39,6 +39,7 @@ def runtime_info():
     on_kernels = kernels is not None and level != "python"
     f32 = kernels.kernel_names(LEVELS.index(level)) if on_kernels else fallback
     f64 = kernels.kernel_names(LEVELS.index(level), "float64") if on_kernels else fallback
+    f16 = kernels.kernel_names(LEVELS.index(level), "float16") if on_kernels else fallback
     return {
         "version": __version__,
         "extension": "loaded" if kernels is not None else f"not loaded: {_dispatch.EXTENSION_ERROR}",
@@ -50,16 +51,18 @@ def runtime_info():
         "available_levels": list(available_levels()),
         "kernels": {
             "float32": f32,
-            "float16": "float32 path on a float32 copy" if level != "python" else fallback,
+            "float16": f16,
             "float64": f64,
             "longdouble": fallback,
         },
         "auto_algorithm": (f"three_pass_reload for rows under {_dispatch.AUTO_TWO_PASS_FROM} elements "
-                           f"(float64: {max(1, _dispatch.AUTO_TWO_PASS_FROM // 2)}), two_pass from there"
+                           f"(float64: {max(1, _dispatch.AUTO_TWO_PASS_FROM // 2)}), two_pass from there; "
+                           "float16: two_pass"
                            if level != "python" else "three_pass_reload"),
         "streaming_stores": ({"from_output_bytes": _dispatch.STREAMING_FROM_BYTES,
                               "kernels": kernels.streaming_kernel_names(LEVELS.index(level)),
-                              "kernels_float64": kernels.streaming_kernel_names(LEVELS.index(level), "float64")}
+                              "kernels_float64": kernels.streaming_kernel_names(LEVELS.index(level), "float64"),
+                              "kernels_float16": kernels.streaming_kernel_names(LEVELS.index(level), "float16")}
                              if kernels is not None and level != "python" else None),
         "threads": {"default": get_num_threads(), "openmp": "libgomp" if kernels is not None else None,
                     "parallel_from_elements": kernels.PARALLEL_MIN if kernels is not None else None},

@@ -83,13 +83,17 @@ def _rows(x, axes, work):
     return np.require(xt, dtype=work, requirements=["C", "A"]).reshape(rows, n), order, xt.shape
 
 
-# dtypes the kernels compute in, and their names in twopass.kernels' functions
-_KERNEL_DTYPES = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+# dtypes the kernels take, and their names in twopass.kernels' functions
+_KERNEL_DTYPES = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64", np.dtype(np.float16): "f16"}
 
 
-def _work_dtype(dtype):
-    """float16 is computed in float32; every other float in its own precision."""
-    return np.dtype(np.float32) if dtype in (np.float16, np.float32) else dtype
+def _work_dtype(dtype, level):
+    """The dtype the rows are laid out in: float16 as it is on the kernels (which compute it in
+    float32 between load and store), in float32 for the NumPy fallback; every other float in its
+    own precision."""
+    if dtype == np.float16 and level == "python":
+        return np.dtype(np.float32)
+    return dtype
 
 
 def _check_threads(threads):
@@ -105,7 +109,8 @@ def _elementwise(kind, x, axis, out, algorithm, threads):
     axes = _axes(axis, x.ndim)
     n = math.prod(x.shape[a] for a in axes)
     level = _dispatch.current_level()
-    requested, algorithm = algorithm, _algorithm(algorithm, n, level, _work_dtype(dtype).itemsize)
+    work = _work_dtype(dtype, level)
+    requested, algorithm = algorithm, _algorithm(algorithm, n, level, work.itemsize)
     if out is not None:
         _check_out(out, x, dtype)
     if n == 0:
@@ -113,7 +118,6 @@ def _elementwise(kind, x, axis, out, algorithm, threads):
     if dtype.kind == "c":
         return _complex(kind, x, axes, out)
 
-    work = _work_dtype(dtype)
     if requested in ("auto", "two_pass") and work in _KERNEL_DTYPES and level != "python" and len(axes) == 1:
         result = _columns(kind, x, axes[0], out, dtype, level, threads)
         if result is not None:
@@ -153,7 +157,7 @@ def _columns(kind, x, axis, out, dtype, level, threads):
         return None  # the contiguous axis (the rows path takes it as it is), or another layout
     outer, rows = math.prod(x.shape[:axis]), x.shape[axis]
     inner = math.prod(x.shape[axis + 1:])
-    work = _work_dtype(dtype)
+    work = _work_dtype(dtype, level)
     x3 = np.require(x, dtype=work, requirements=["C", "A"]).reshape(outer, rows, inner)
     result = out if out is not None else np.empty(x.T.shape if flip else x.shape, dtype, order="F" if flip else "C")
     target = result.T if flip else result
@@ -239,7 +243,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
             raise ValueError("out is read-only")
     level = _dispatch.current_level()
     if b is None and dtype in (np.float16, np.float32, np.float64) and level != "python":
-        work = _work_dtype(dtype)
+        work = _work_dtype(dtype, level)
         x2 = _rows(a, axes, work)[0]
         values = np.empty(x2.shape[0], np.float64)
         run = getattr(_dispatch._kernels, f"logsumexp_{_KERNEL_DTYPES[work]}_rows")
@@ -276,7 +280,8 @@ def extsum(x, axis=-1, *, threads=None):
     if len(axes) != 1:
         raise ValueError("extsum takes a single axis")
     level = _dispatch.current_level()
-    x2 = _rows(x, axes, np.float32 if x.dtype in (np.float16, np.float32) else np.float64)[0]
+    x2 = _rows(x, axes, x.dtype if x.dtype in _KERNEL_DTYPES and level != "python"
+               else np.float32 if x.dtype in (np.float16, np.float32) else np.float64)[0]
     mantissa = np.empty(x2.shape[0])
     exponent = np.empty(x2.shape[0])
     if x2.dtype in _KERNEL_DTYPES and level != "python":
@@ -330,8 +335,8 @@ def softmax_from_extsum(x, pair, axis=-1, *, out=None, threads=None):
     shape = _reduced_shape(x.shape, axes, False)
     mantissa, exponent = (np.broadcast_to(np.asarray(v, np.float64), shape) for v in pair)
     level = _dispatch.current_level()
-    work = _work_dtype(dtype)
-    limit = (_dispatch._kernels.EXTEXP_EXPONENT_LIMIT if work == np.float32
+    work = _work_dtype(dtype, level)
+    limit = (_dispatch._kernels.EXTEXP_EXPONENT_LIMIT if work in (np.float16, np.float32)
              else _dispatch._kernels.F64_EXTEXP_EXPONENT_LIMIT if work == np.float64 else None)
     if (limit is not None and level != "python" and x.size
             and np.all((mantissa > 0) & (mantissa < np.inf)) and np.all(np.abs(exponent) <= limit)):

@@ -80,7 +80,10 @@ STREAMING_FROM_BYTES = max(1, LAST_LEVEL_CACHE // 2)
 
 def auto_algorithm(level, n, itemsize=4):
     """The algorithm "auto" runs for rows of n elements of `itemsize` bytes (float32 4, float64 8:
-    half as many elements fill the cache) on `level`."""
+    half as many elements fill the cache; float16 2: always two_pass, since three_pass_reload would
+    round its stored exp(x - max) to float16 before scaling it) on `level`."""
+    if level != "python" and itemsize == 2:
+        return "two_pass"
     if level != "python" and n >= (AUTO_TWO_PASS_FROM if itemsize <= 4 else max(1, AUTO_TWO_PASS_FROM // 2)):
         return "two_pass"
     return "three_pass_reload"

@@ -58,7 +58,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without dask
 
 import twopass
 from twopass import _dispatch
-from twopass._api import _axes, _result_dtype, _rows
+from twopass._api import _KERNEL_DTYPES, _axes, _result_dtype, _rows
 from twopass._fallback import EXTEXP_EXPONENT_LIMIT, LN2_HI, LN2_LO
 
 __all__ = ["softmax", "log_softmax", "logsumexp"]
@@ -260,19 +260,17 @@ def _shifted(block, parts, kind, result_dtype):
 
 def _softmax_kernels(block, parts, axis, result_dtype):
     """float16, float32 and float64 softmax of a block on the kernels: y = exp(x) / (m * 2**e), pass 2
-    of two-pass, one read of the block (float16 through a float32 copy). None (the caller then uses
+    of two-pass, one read of the block. None (the caller then uses
     _shifted) on the python level or when a slice's sum is special or beyond the exponent range."""
     level = _dispatch.current_level()
     m, e, c = parts["m"], parts["e"], parts["c"]
     if level == "python" or block.size == 0 or not (
             np.all(c == 0) and np.all((m > 0) & (m < np.inf)) and np.all(np.abs(e) <= LIMIT)):
         return None
-    work = np.float64 if block.dtype == np.float64 else np.float32
-    x2, order, xt_shape = _rows(block, axis, work)
+    x2, order, xt_shape = _rows(block, axis, block.dtype)
     y2 = np.empty_like(x2)
     # parts has length 1 on the reduced axes, so its C order is that of the rows of x2
-    run = (_dispatch._kernels.softmax_from_extsum_f64_rows if work == np.float64
-           else _dispatch._kernels.softmax_from_extsum_f32_rows)
+    run = getattr(_dispatch._kernels, f"softmax_from_extsum_{_KERNEL_DTYPES[block.dtype]}_rows")
     run(x2, y2, np.ascontiguousarray(m).reshape(-1), np.ascontiguousarray(e).reshape(-1),
         _dispatch.LEVELS.index(level), 1)
     out = np.empty(block.shape, result_dtype)

@@ -10,8 +10,10 @@ Design:
 - Threads: every driver takes a thread count and runs on OpenMP threads (src/softmax.c); `threads`
   None means the default, set_num_threads()'s value capped by OpenMP's limit for the calling thread
   (OMP_NUM_THREADS, threadpoolctl's threadpool_limits).
-- float32 and float64: one fused-type (`floating`) function per driver, with a def wrapper per
-  dtype (softmax_f32_rows, softmax_f64_rows, ...); the C drivers of both come from one template.
+- float32, float64 and float16: one fused-type (`element`) function per driver, with a def wrapper
+  per dtype (softmax_f32_rows, softmax_f64_rows, softmax_f16_rows, ...); the C drivers of all three
+  come from one template. float16 arrays cross as their binary16 bits (uint16 views): Cython has no
+  float16 type, and the float16 kernels convert on load and store themselves.
 - kernels.pxd exports softmax_f32 / softmax_f32_strided as nogil functions for other Cython code.
 """
 import os
@@ -19,11 +21,19 @@ import os
 from cython cimport floating
 from libc.math cimport INFINITY, fabs
 from libc.stddef cimport ptrdiff_t
+from libc.stdint cimport uint16_t
+import numpy as np
 cimport numpy as cnp
 cimport openmp
 from cython.parallel cimport prange
 
 cnp.import_array()
+
+# The element types of the kernels: float32, float64, and float16 as its binary16 bits.
+ctypedef fused element:
+    float
+    double
+    uint16_t
 
 cdef extern from "twopass/softmax.h" nogil:
     struct twopass_cpu_features:
@@ -75,6 +85,23 @@ cdef extern from "twopass/softmax.h" nogil:
     const twopass_f64_kernels* twopass_f64_kernels_for(int level)
     int twopass_f64_kernels_with(twopass_f64_kernels* table, const twopass_kernel_info* variant)
 
+    const twopass_kernel_info* twopass_f16_kernel_registry(size_t* count)
+    struct twopass_f16_kernels:
+        float (*rmax)(size_t n, const uint16_t* x) noexcept nogil
+        void (*raddextexp)(size_t n, const uint16_t* x, float* sum) noexcept nogil
+        void (*vscaleextexp)(size_t n, const uint16_t* x, uint16_t* y, float scale, float exponent) noexcept nogil
+        float (*raddexpminusmax)(size_t n, const uint16_t* x, float shift, float exponent) noexcept nogil
+        float (*raddstoreexpminusmax)(size_t n, const uint16_t* x, uint16_t* y, float shift, float exponent) noexcept nogil
+        void (*vscaleexpminusmax)(size_t n, const uint16_t* x, uint16_t* y, float shift, float exponent, float scale) noexcept nogil
+        void (*vscale)(size_t n, const uint16_t* x, uint16_t* y, float scale) noexcept nogil
+        void (*vsubc)(size_t n, const uint16_t* x, uint16_t* y, float c_hi, float c_lo) noexcept nogil
+        void (*raddonline)(size_t n, const uint16_t* x, float* result) noexcept nogil
+        size_t columns_width
+        const twopass_f16_kernels* streaming
+        const char** names
+    const twopass_f16_kernels* twopass_f16_kernels_for(int level)
+    int twopass_f16_kernels_with(twopass_f16_kernels* table, const twopass_kernel_info* variant)
+
     void twopass_softmax_f32_rows(const twopass_f32_kernels* k, int algorithm, size_t rows, size_t n,
                                   const float* x, ptrdiff_t x_stride, float* y, ptrdiff_t y_stride,
                                   int threads)
@@ -109,6 +136,24 @@ cdef extern from "twopass/softmax.h" nogil:
                                  ptrdiff_t x_stride, double* mantissa, double* exponent, int threads)
     void twopass_softmax_from_extsum_f64_rows(const twopass_f64_kernels* k, size_t rows, size_t n,
                                               const double* x, ptrdiff_t x_stride, double* y,
+                                              ptrdiff_t y_stride, const double* mantissa,
+                                              const double* exponent, int threads)
+    void twopass_softmax_f16_rows(const twopass_f16_kernels* k, int algorithm, size_t rows, size_t n,
+                                  const uint16_t* x, ptrdiff_t x_stride, uint16_t* y, ptrdiff_t y_stride,
+                                  int threads)
+    void twopass_log_softmax_f16_rows(const twopass_f16_kernels* k, int algorithm, size_t rows, size_t n,
+                                      const uint16_t* x, ptrdiff_t x_stride, uint16_t* y, ptrdiff_t y_stride,
+                                      int threads)
+    void twopass_logsumexp_f16_rows(const twopass_f16_kernels* k, int algorithm, size_t rows, size_t n,
+                                    const uint16_t* x, ptrdiff_t x_stride, double* out, int threads)
+    int twopass_softmax_f16_columns(const twopass_f16_kernels* k, size_t rows, size_t cols, const uint16_t* x,
+                                    ptrdiff_t x_ld, uint16_t* y, ptrdiff_t y_ld, int threads)
+    int twopass_log_softmax_f16_columns(const twopass_f16_kernels* k, size_t rows, size_t cols,
+                                        const uint16_t* x, ptrdiff_t x_ld, uint16_t* y, ptrdiff_t y_ld, int threads)
+    void twopass_extsum_f16_rows(const twopass_f16_kernels* k, size_t rows, size_t n, const uint16_t* x,
+                                 ptrdiff_t x_stride, double* mantissa, double* exponent, int threads)
+    void twopass_softmax_from_extsum_f16_rows(const twopass_f16_kernels* k, size_t rows, size_t n,
+                                              const uint16_t* x, ptrdiff_t x_stride, uint16_t* y,
                                               ptrdiff_t y_stride, const double* mantissa,
                                               const double* exponent, int threads)
     int TWOPASS_PARALLEL_MIN
@@ -149,7 +194,8 @@ twopass_detect_cpu(&_features)
 # Asking for the tables here also builds them, once, under the GIL, before any nogil caller.
 cdef int _best_level = twopass_best_level(&_features)
 while _best_level > 0 and (twopass_f32_kernels_for(_best_level) == NULL
-                           or twopass_f64_kernels_for(_best_level) == NULL):
+                           or twopass_f64_kernels_for(_best_level) == NULL
+                           or twopass_f16_kernels_for(_best_level) == NULL):
     _best_level -= 1
 cdef int _default_level = _best_level
 # Kernel calls made per level since import (tests check that a forced level is the one that ran).
@@ -231,29 +277,46 @@ def call_counts():
     return {LEVEL_NAMES[i]: _calls[i] for i in range(3)}
 
 
-DTYPES = ("float32", "float64")
+DTYPES = ("float32", "float64", "float16")
+
+
+cdef int _check_dtype(str dtype) except -1:
+    if dtype not in DTYPES:
+        raise ValueError(f"no kernels for dtype {dtype!r} (kernel dtypes: {', '.join(DTYPES)})")
+    return 0
+
+
+cdef const char** _names(int level, str dtype, bint streaming):
+    """The kernel names of a level's default (or streaming) table for a dtype; NULL for python."""
+    cdef const twopass_f32_kernels* k32
+    cdef const twopass_f64_kernels* k64
+    cdef const twopass_f16_kernels* k16
+    _check_dtype(dtype)
+    if dtype == "float32":
+        k32 = twopass_f32_kernels_for(level)
+        return NULL if k32 == NULL else k32.streaming.names if streaming else k32.names
+    if dtype == "float64":
+        k64 = twopass_f64_kernels_for(level)
+        return NULL if k64 == NULL else k64.streaming.names if streaming else k64.names
+    k16 = twopass_f16_kernels_for(level)
+    return NULL if k16 == NULL else k16.streaming.names if streaming else k16.names
 
 
 def kernel_names(int level, str dtype="float32"):
     """{pass: kernel name} of the default table of a level for a dtype ({} for python)."""
-    cdef const char** names
-    if dtype == "float32":
-        names = twopass_f32_kernels_for(level).names if twopass_f32_kernels_for(level) != NULL else NULL
-    elif dtype == "float64":
-        names = twopass_f64_kernels_for(level).names if twopass_f64_kernels_for(level) != NULL else NULL
-    else:
-        raise ValueError(f"no kernels for dtype {dtype!r} (kernel dtypes: {', '.join(DTYPES)})")
+    cdef const char** names = _names(level, dtype, False)
     if names == NULL:
         return {}
     return {OP_NAMES[i]: names[i].decode() for i in range(TWOPASS_F32_OP_COUNT)}
 
 
 cdef const twopass_kernel_info* _registry(str dtype, size_t* count) except NULL:
+    _check_dtype(dtype)
     if dtype == "float32":
         return twopass_f32_kernel_registry(count)
     if dtype == "float64":
         return twopass_f64_kernel_registry(count)
-    raise ValueError(f"no kernels for dtype {dtype!r} (kernel dtypes: {', '.join(DTYPES)})")
+    return twopass_f16_kernel_registry(count)
 
 
 def registry(str dtype="float32"):
@@ -269,18 +332,10 @@ def registry(str dtype="float32"):
 def streaming_kernel_names(int level, str dtype="float32"):
     """{pass: kernel name} of the streaming table of a level and dtype: what outputs above the
     streaming threshold are written with ({} for python)."""
-    cdef const char** names
-    cdef const char** streaming_names
-    if dtype == "float64":
-        if twopass_f64_kernels_for(level) == NULL:
-            return {}
-        names, streaming_names = twopass_f64_kernels_for(level).names, twopass_f64_kernels_for(level).streaming.names
-    elif dtype == "float32":
-        if twopass_f32_kernels_for(level) == NULL:
-            return {}
-        names, streaming_names = twopass_f32_kernels_for(level).names, twopass_f32_kernels_for(level).streaming.names
-    else:
-        raise ValueError(f"no kernels for dtype {dtype!r} (kernel dtypes: {', '.join(DTYPES)})")
+    cdef const char** names = _names(level, dtype, False)
+    cdef const char** streaming_names = _names(level, dtype, True)
+    if names == NULL:
+        return {}
     return {OP_NAMES[i]: streaming_names[i].decode() for i in range(TWOPASS_F32_OP_COUNT)
             if streaming_names[i] != names[i]}
 
@@ -312,7 +367,7 @@ cdef const twopass_f64_kernels* _table64(int level) except NULL:
     return twopass_f64_kernels_for(level)
 
 
-cdef _rows(bint log, const floating[:, ::1] x, floating[:, ::1] out, int algorithm, int level, threads):
+cdef _rows(bint log, const element[:, ::1] x, element[:, ::1] out, int algorithm, int level, threads):
     if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1]:
         raise ValueError(f"out has shape {(out.shape[0], out.shape[1])}, expected {(x.shape[0], x.shape[1])}")
     if algorithm < 0 or algorithm >= ALGORITHM_COUNT:
@@ -323,20 +378,34 @@ cdef _rows(bint log, const floating[:, ::1] x, floating[:, ::1] out, int algorit
     if x.shape[0] == 0 or x.shape[1] == 0:
         return
     with nogil:
-        if floating is float:
+        if element is float:
             if log:
                 twopass_log_softmax_f32_rows(twopass_f32_kernels_for(level), algorithm, x.shape[0], x.shape[1],
                                              &x[0, 0], x.shape[1], &out[0, 0], out.shape[1], t)
             else:
                 twopass_softmax_f32_rows(twopass_f32_kernels_for(level), algorithm, x.shape[0], x.shape[1],
                                          &x[0, 0], x.shape[1], &out[0, 0], out.shape[1], t)
-        else:
+        elif element is double:
             if log:
                 twopass_log_softmax_f64_rows(twopass_f64_kernels_for(level), algorithm, x.shape[0], x.shape[1],
                                              &x[0, 0], x.shape[1], &out[0, 0], out.shape[1], t)
             else:
                 twopass_softmax_f64_rows(twopass_f64_kernels_for(level), algorithm, x.shape[0], x.shape[1],
                                          &x[0, 0], x.shape[1], &out[0, 0], out.shape[1], t)
+        else:
+            if log:
+                twopass_log_softmax_f16_rows(twopass_f16_kernels_for(level), algorithm, x.shape[0], x.shape[1],
+                                             &x[0, 0], x.shape[1], &out[0, 0], out.shape[1], t)
+            else:
+                twopass_softmax_f16_rows(twopass_f16_kernels_for(level), algorithm, x.shape[0], x.shape[1],
+                                         &x[0, 0], x.shape[1], &out[0, 0], out.shape[1], t)
+
+
+cdef _half_bits(a):
+    """A float16 array as its binary16 bits (a uint16 view, no copy); TypeError for any other dtype."""
+    if not isinstance(a, np.ndarray) or a.dtype != np.float16:
+        raise TypeError(f"expected a float16 ndarray, not {getattr(a, 'dtype', type(a).__name__)}")
+    return a.view(np.uint16)
 
 
 def softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level, threads=None):
@@ -360,9 +429,24 @@ def log_softmax_f64_rows(const double[:, ::1] x, double[:, ::1] out, int algorit
     _rows(True, x, out, algorithm, level, threads)
 
 
-def run_kernel(str name, const floating[::1] x, floating[::1] y, double a=0.0, double b=0.0, double c=0.0):
+def softmax_f16_rows(x, out, int algorithm, int level, threads=None):
+    """softmax_f32_rows for 2-D C-contiguous float16 arrays (computed in float32 by the kernels)."""
+    cdef const uint16_t[:, ::1] xv = _half_bits(x)
+    cdef uint16_t[:, ::1] yv = _half_bits(out)
+    _rows(False, xv, yv, algorithm, level, threads)
+
+
+def log_softmax_f16_rows(x, out, int algorithm, int level, threads=None):
+    """log_softmax_f32_rows for float16 arrays."""
+    cdef const uint16_t[:, ::1] xv = _half_bits(x)
+    cdef uint16_t[:, ::1] yv = _half_bits(out)
+    _rows(True, xv, yv, algorithm, level, threads)
+
+
+def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, double b=0.0, double c=0.0):
     """Run one registered kernel variant on x (tests and the benchmark sweep); len(x) >= 1; float32
-    arrays for twopass_f32_* kernels, float64 for twopass_f64_* (a, b, c are cast to the dtype).
+    arrays for twopass_f32_* kernels, float64 for twopass_f64_*, float16 arrays viewed as uint16 for
+    twopass_f16_* (a, b, c are cast to the kernels' scalar type: float, or double for float64).
 
     rmax returns max x; raddextexp returns (mantissa, exponent); raddonline returns (max, sum
     exp(x - max)); raddexpminusmax(shift=a,
@@ -370,18 +454,21 @@ def run_kernel(str name, const floating[::1] x, floating[::1] y, double a=0.0, d
     exponent=b), vscaleexpminusmax(shift=a, exponent=b, scale=c), vscale(scale=a) and vsubc(c_hi=a, c_lo=b)
     write y.
     """
+    cdef str dtype = "float32" if element is float else "float64" if element is double else "float16"
     cdef size_t count, i, n = x.shape[0]
-    cdef const twopass_kernel_info* r = _registry("float32" if floating is float else "float64", &count)
+    cdef const twopass_kernel_info* r = _registry(dtype, &count)
     cdef twopass_f32_kernels t
     cdef twopass_f64_kernels t64
-    cdef floating pair[2]
-    cdef floating result = 0
+    cdef twopass_f16_kernels t16
+    cdef float pair[2]
+    cdef double pair64[2]
+    cdef double result = 0
     cdef int op
     for i in range(count):
         if r[i].name.decode() == name:
             break
     else:
-        raise ValueError(f"no kernel named {name!r} for {'float32' if floating is float else 'float64'} arrays")
+        raise ValueError(f"no kernel named {name!r} for {dtype} arrays")
     _check_level(r[i].level)
     if n == 0:
         raise ValueError("kernels need at least one element")
@@ -389,14 +476,16 @@ def run_kernel(str name, const floating[::1] x, floating[::1] y, double a=0.0, d
         raise ValueError("x and y differ in length")
     if OP_NAMES[r[i].op] not in ROW_OPS:
         raise ValueError(f"{name} works on columns: use the columns drivers")
-    if floating is float:
+    if element is float:
         twopass_f32_kernels_with(&t, &r[i])
-    else:
+    elif element is double:
         twopass_f64_kernels_with(&t64, &r[i])
+    else:
+        twopass_f16_kernels_with(&t16, &r[i])
     op = r[i].op  # index into OP_NAMES
     _calls[r[i].level] += 1
     with nogil:
-        if floating is float:
+        if element is float:
             if op == 0:
                 result = t.rmax(n, &x[0])
             elif op == 1:
@@ -415,11 +504,11 @@ def run_kernel(str name, const floating[::1] x, floating[::1] y, double a=0.0, d
                 t.vsubc(n, &x[0], &y[0], <float>a, <float>b)
             else:
                 t.raddonline(n, &x[0], pair)
-        else:
+        elif element is double:
             if op == 0:
                 result = t64.rmax(n, &x[0])
             elif op == 1:
-                t64.raddextexp(n, &x[0], pair)
+                t64.raddextexp(n, &x[0], pair64)
             elif op == 2:
                 t64.vscaleextexp(n, &x[0], &y[0], a, b)
             elif op == 3:
@@ -433,10 +522,33 @@ def run_kernel(str name, const floating[::1] x, floating[::1] y, double a=0.0, d
             elif op == 7:
                 t64.vsubc(n, &x[0], &y[0], a, b)
             else:
-                t64.raddonline(n, &x[0], pair)
+                t64.raddonline(n, &x[0], pair64)
+        else:
+            if op == 0:
+                result = t16.rmax(n, &x[0])
+            elif op == 1:
+                t16.raddextexp(n, &x[0], pair)
+            elif op == 2:
+                t16.vscaleextexp(n, &x[0], &y[0], <float>a, <float>b)
+            elif op == 3:
+                result = t16.raddexpminusmax(n, &x[0], <float>a, <float>b)
+            elif op == 4:
+                result = t16.raddstoreexpminusmax(n, &x[0], &y[0], <float>a, <float>b)
+            elif op == 5:
+                t16.vscaleexpminusmax(n, &x[0], &y[0], <float>a, <float>b, <float>c)
+            elif op == 6:
+                t16.vscale(n, &x[0], &y[0], <float>a)
+            elif op == 7:
+                t16.vsubc(n, &x[0], &y[0], <float>a, <float>b)
+            else:
+                t16.raddonline(n, &x[0], pair)
     if op == 1 or op == 8:
-        return (pair[0], pair[1])
-    return result
+        if element is double:
+            return (pair64[0], pair64[1])
+        return (<double>pair[0], <double>pair[1])
+    if element is double:
+        return result
+    return <float>result
 
 
 # ---- twopass.softmax, fast path ----
@@ -459,14 +571,14 @@ def configure_fast_path(level_var, slow_softmax, slow_log_softmax, auto_two_pass
 
 
 cdef inline bint _plain(cnp.ndarray a, int typenum) noexcept:
-    """Of NumPy type typenum (float32 or float64), native byte order, C-contiguous and aligned."""
+    """Of NumPy type typenum (float32, float64 or float16), native byte order, C-contiguous and aligned."""
     return (cnp.PyArray_TYPE(a) == typenum and cnp.PyArray_ISNOTSWAPPED(a)
             and cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISALIGNED(a))
 
 
 cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
-    """softmax (log = False) or log_softmax of a C-contiguous float32 or float64 ndarray over its
-    last axis on a kernel level; None for any other case (and every error), which twopass._api then
+    """softmax (log = False) or log_softmax of a C-contiguous float32, float64 or float16 ndarray over
+    its last axis on a kernel level; None for any other case (and every error), which twopass._api then
     handles."""
     cdef cnp.ndarray xa, ya
     cdef int nd, level, alg, typenum
@@ -480,7 +592,8 @@ cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
     if nd == 0:
         return None
     typenum = cnp.PyArray_TYPE(xa)
-    if (typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64) or not _plain(xa, typenum):
+    if (typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64 and typenum != cnp.NPY_FLOAT16) \
+            or not _plain(xa, typenum):
         return None
     if not ((axis is None and nd == 1) or (type(axis) is int and (axis == -1 or axis == nd - 1))):
         return None
@@ -505,13 +618,18 @@ cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
             y_end = <char*>cnp.PyArray_DATA(ya) + cnp.PyArray_NBYTES(ya)
             if <char*>cnp.PyArray_DATA(ya) < x_end and <char*>cnp.PyArray_DATA(xa) < y_end:
                 return None
-    if alg == -1:  # auto: two-pass once a row (in and out) outgrows the last-level cache
-        alg = 0 if n >= (_auto_two_pass_from if typenum == cnp.NPY_FLOAT32 else _auto_two_pass_from // 2) else 1
+    if alg == -1:  # auto: two-pass once a row (in and out) outgrows the last-level cache; always for
+        # float16, where reload would round its stored exp(x - max) to float16 before scaling it
+        if typenum == cnp.NPY_FLOAT16:
+            alg = 0
+        else:
+            alg = 0 if n >= (_auto_two_pass_from if typenum == cnp.NPY_FLOAT32 else _auto_two_pass_from // 2) else 1
     rows = cnp.PyArray_SIZE(xa) // n
     cdef int t = _threads(threads)
     _check_level(level)
     cdef const twopass_f32_kernels* k = twopass_f32_kernels_for(level)
     cdef const twopass_f64_kernels* k64 = twopass_f64_kernels_for(level)
+    cdef const twopass_f16_kernels* k16 = twopass_f16_kernels_for(level)
     cdef void* xp = cnp.PyArray_DATA(xa)
     cdef void* yp = cnp.PyArray_DATA(ya)
     _calls[level] += 1
@@ -521,6 +639,11 @@ cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
                 twopass_log_softmax_f64_rows(k64, alg, rows, n, <const double*>xp, n, <double*>yp, n, t)
             else:
                 twopass_softmax_f64_rows(k64, alg, rows, n, <const double*>xp, n, <double*>yp, n, t)
+        elif typenum == cnp.NPY_FLOAT16:
+            if log:
+                twopass_log_softmax_f16_rows(k16, alg, rows, n, <const uint16_t*>xp, n, <uint16_t*>yp, n, t)
+            else:
+                twopass_softmax_f16_rows(k16, alg, rows, n, <const uint16_t*>xp, n, <uint16_t*>yp, n, t)
         elif log:
             twopass_log_softmax_f32_rows(k, alg, rows, n, <const float*>xp, n, <float*>yp, n, t)
         else:
@@ -552,7 +675,7 @@ def log_softmax(x, axis=None, *, out=None, algorithm="auto", threads=None):
                                                                threads=threads)
 
 
-cdef _columns(bint log, const floating[:, :, ::1] x, floating[:, :, ::1] out, int level, threads):
+cdef _columns(bint log, const element[:, :, ::1] x, element[:, :, ::1] out, int level, threads):
     cdef size_t o
     cdef int status = 0
     if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1] or x.shape[2] != out.shape[2]:
@@ -560,18 +683,26 @@ cdef _columns(bint log, const floating[:, :, ::1] x, floating[:, :, ::1] out, in
     _check_level(level)
     cdef const twopass_f32_kernels* k = twopass_f32_kernels_for(level)
     cdef const twopass_f64_kernels* k64 = twopass_f64_kernels_for(level)
+    cdef const twopass_f16_kernels* k16 = twopass_f16_kernels_for(level)
     cdef int t = _threads(threads)
     _calls[level] += 1
     if x.shape[0] == 0 or x.shape[1] == 0 or x.shape[2] == 0:
         return
     with nogil:
         for o in range(<size_t>x.shape[0]):
-            if floating is float:
+            if element is float:
                 if log:
                     status = twopass_log_softmax_f32_columns(k, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
                                                              &out[o, 0, 0], out.shape[2], t)
                 else:
                     status = twopass_softmax_f32_columns(k, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
+                                                         &out[o, 0, 0], out.shape[2], t)
+            elif element is uint16_t:
+                if log:
+                    status = twopass_log_softmax_f16_columns(k16, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
+                                                             &out[o, 0, 0], out.shape[2], t)
+                else:
+                    status = twopass_softmax_f16_columns(k16, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
                                                          &out[o, 0, 0], out.shape[2], t)
             else:
                 if log:
@@ -607,7 +738,21 @@ def log_softmax_f64_columns(const double[:, :, ::1] x, double[:, :, ::1] out, in
     _columns(True, x, out, level, threads)
 
 
-cdef _logsumexp_rows(const floating[:, ::1] x, double[::1] out, int algorithm, int level, threads):
+def softmax_f16_columns(x, out, int level, threads=None):
+    """softmax_f32_columns for float16 arrays."""
+    cdef const uint16_t[:, :, ::1] xv = _half_bits(x)
+    cdef uint16_t[:, :, ::1] yv = _half_bits(out)
+    _columns(False, xv, yv, level, threads)
+
+
+def log_softmax_f16_columns(x, out, int level, threads=None):
+    """log_softmax_f32_columns for float16 arrays."""
+    cdef const uint16_t[:, :, ::1] xv = _half_bits(x)
+    cdef uint16_t[:, :, ::1] yv = _half_bits(out)
+    _columns(True, xv, yv, level, threads)
+
+
+cdef _logsumexp_rows(const element[:, ::1] x, double[::1] out, int algorithm, int level, threads):
     if x.shape[0] != out.shape[0]:
         raise ValueError(f"out has {out.shape[0]} entries for {x.shape[0]} rows")
     _check_level(level)
@@ -616,8 +761,11 @@ cdef _logsumexp_rows(const floating[:, ::1] x, double[::1] out, int algorithm, i
     if x.shape[0] == 0:
         return
     with nogil:
-        if floating is float:
+        if element is float:
             twopass_logsumexp_f32_rows(twopass_f32_kernels_for(level), algorithm, x.shape[0], x.shape[1],
+                                       &x[0, 0] if x.shape[1] else NULL, x.shape[1], &out[0], t)
+        elif element is uint16_t:
+            twopass_logsumexp_f16_rows(twopass_f16_kernels_for(level), algorithm, x.shape[0], x.shape[1],
                                        &x[0, 0] if x.shape[1] else NULL, x.shape[1], &out[0], t)
         else:
             twopass_logsumexp_f64_rows(twopass_f64_kernels_for(level), algorithm, x.shape[0], x.shape[1],
@@ -634,7 +782,13 @@ def logsumexp_f64_rows(const double[:, ::1] x, double[::1] out, int algorithm, i
     _logsumexp_rows(x, out, algorithm, level, threads)
 
 
-cdef _extsum_rows(const floating[:, ::1] x, double[::1] mantissa, double[::1] exponent, int level, threads):
+def logsumexp_f16_rows(x, double[::1] out, int algorithm, int level, threads=None):
+    """logsumexp_f32_rows for float16 rows."""
+    cdef const uint16_t[:, ::1] xv = _half_bits(x)
+    _logsumexp_rows(xv, out, algorithm, level, threads)
+
+
+cdef _extsum_rows(const element[:, ::1] x, double[::1] mantissa, double[::1] exponent, int level, threads):
     if x.shape[0] != mantissa.shape[0] or x.shape[0] != exponent.shape[0]:
         raise ValueError("mantissa and exponent need one entry per row")
     _check_level(level)
@@ -643,8 +797,11 @@ cdef _extsum_rows(const floating[:, ::1] x, double[::1] mantissa, double[::1] ex
     if x.shape[0] == 0:
         return
     with nogil:
-        if floating is float:
+        if element is float:
             twopass_extsum_f32_rows(twopass_f32_kernels_for(level), x.shape[0], x.shape[1],
+                                    &x[0, 0] if x.shape[1] else NULL, x.shape[1], &mantissa[0], &exponent[0], t)
+        elif element is uint16_t:
+            twopass_extsum_f16_rows(twopass_f16_kernels_for(level), x.shape[0], x.shape[1],
                                     &x[0, 0] if x.shape[1] else NULL, x.shape[1], &mantissa[0], &exponent[0], t)
         else:
             twopass_extsum_f64_rows(twopass_f64_kernels_for(level), x.shape[0], x.shape[1],
@@ -663,10 +820,16 @@ def extsum_f64_rows(const double[:, ::1] x, double[::1] mantissa, double[::1] ex
     _extsum_rows(x, mantissa, exponent, level, threads)
 
 
-cdef _softmax_from_extsum_rows(const floating[:, ::1] x, floating[:, ::1] out, const double[::1] mantissa,
+def extsum_f16_rows(x, double[::1] mantissa, double[::1] exponent, int level, threads=None):
+    """extsum_f32_rows for float16 rows."""
+    cdef const uint16_t[:, ::1] xv = _half_bits(x)
+    _extsum_rows(xv, mantissa, exponent, level, threads)
+
+
+cdef _softmax_from_extsum_rows(const element[:, ::1] x, element[:, ::1] out, const double[::1] mantissa,
                                const double[::1] exponent, int level, threads):
     cdef Py_ssize_t r
-    cdef double limit = TWOPASS_EXTEXP_EXPONENT_LIMIT if floating is float else TWOPASS_F64_EXTEXP_EXPONENT_LIMIT
+    cdef double limit = TWOPASS_F64_EXTEXP_EXPONENT_LIMIT if element is double else TWOPASS_EXTEXP_EXPONENT_LIMIT
     if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1]:
         raise ValueError("out must have x's shape")
     if x.shape[0] != mantissa.shape[0] or x.shape[0] != exponent.shape[0]:
@@ -680,8 +843,11 @@ cdef _softmax_from_extsum_rows(const floating[:, ::1] x, floating[:, ::1] out, c
     if x.shape[0] == 0 or x.shape[1] == 0:
         return
     with nogil:
-        if floating is float:
+        if element is float:
             twopass_softmax_from_extsum_f32_rows(twopass_f32_kernels_for(level), x.shape[0], x.shape[1], &x[0, 0],
+                                                 x.shape[1], &out[0, 0], out.shape[1], &mantissa[0], &exponent[0], t)
+        elif element is uint16_t:
+            twopass_softmax_from_extsum_f16_rows(twopass_f16_kernels_for(level), x.shape[0], x.shape[1], &x[0, 0],
                                                  x.shape[1], &out[0, 0], out.shape[1], &mantissa[0], &exponent[0], t)
         else:
             twopass_softmax_from_extsum_f64_rows(twopass_f64_kernels_for(level), x.shape[0], x.shape[1], &x[0, 0],
@@ -699,6 +865,14 @@ def softmax_from_extsum_f64_rows(const double[:, ::1] x, double[:, ::1] out, con
                                  const double[::1] exponent, int level, threads=None):
     """softmax_from_extsum_f32_rows for float64 rows (|exponent| <= 2**38)."""
     _softmax_from_extsum_rows(x, out, mantissa, exponent, level, threads)
+
+
+def softmax_from_extsum_f16_rows(x, out, const double[::1] mantissa, const double[::1] exponent, int level,
+                                 threads=None):
+    """softmax_from_extsum_f32_rows for float16 rows (|exponent| <= 2**17)."""
+    cdef const uint16_t[:, ::1] xv = _half_bits(x)
+    cdef uint16_t[:, ::1] yv = _half_bits(out)
+    _softmax_from_extsum_rows(xv, yv, mantissa, exponent, level, threads)
 
 
 # ---- benchmarks ----

@@ -1,4 +1,4 @@
-/* exp cores on 8 floats with AVX2 + FMA. Included only by files compiled with -mavx2 -mfma.
+/* exp cores and horizontal reductions on 8 floats with AVX2 + FMA. Included only by files compiled with -mavx2 -mfma.
  * AVX2 has no scalef: powers of two are built in the exponent field (PAPER.md). */
 #ifndef TWOPASS_F32_EXP_AVX2_H
 #define TWOPASS_F32_EXP_AVX2_H
@@ -56,6 +56,23 @@ TWOPASS_INLINE __m256 f32x8_exp_shifted(__m256 x, __m256 shift, __m256 exponent)
     __m256 n;
     const __m256 p = f32x8_extexp(_mm256_sub_ps(x, shift), &n);
     return f32x8_mul_exp2(p, _mm256_sub_ps(n, exponent));
+}
+
+/* The largest lane and the sum of the lanes (added pairwise: upper half + lower half, ...). */
+TWOPASS_INLINE float hmax_f32x8(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+TWOPASS_INLINE float hsum_f32x8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
 }
 
 /* Lane mask (all ones in the first `rem` lanes) for maskload/maskstore and blends, 0 < rem < 8. */

@@ -1,29 +1,43 @@
-/* The AVX-512F templates of every pass, for one dtype: included by f32_kernels_avx512f.c and
- * f64_kernels_avx512f.c, which define the element type T (and T_MAX), the vector type VEC of VLEN
- * lanes, MASK (its __mmask type) and ALL_LANES, V(op) (the _mm512_<op>_ps or _pd intrinsic) and
- * EXP(name) (the dtype's core from f32_exp_avx512f.h or f64_exp_avx512f.h).
+/* The AVX-512F templates of every pass, for one dtype: included by f32_kernels_avx512f.c,
+ * f64_kernels_avx512f.c and f16_kernels_avx512f.c, which define the arithmetic type T (and T_MAX),
+ * the vector type VEC of VLEN lanes, MASK (its __mmask type) and ALL_LANES, V(op) (the
+ * _mm512_<op>_ps or _pd intrinsic) and EXP(name) (the dtype's core from f32_exp_avx512f.h or
+ * f64_exp_avx512f.h); and, when the elements in memory are not of type T (float16), the element type
+ * ELEM and its vector accesses LOAD, LOAD_PART, STORE, STORE_PART and STREAM (below: their meaning).
  *
  * Each pass is one template (an always-inline function whose unroll U and accumulator count ACC are
  * constants once instantiated). Main loop: U elements (U/VLEN vectors) per iteration, vector j
  * feeding accumulator j % ACC; then whole vectors; then one masked vector for the last n % VLEN
  * elements (masked loads and stores never touch memory past the end).
  */
-TWOPASS_INLINE T rmax_impl(size_t n, const T* x, const size_t U, const size_t ACC)
+#ifndef ELEM
+#define ELEM T
+/* One vector of VLEN elements at p; the first `count` of them (the lanes set in mask), 0 in the
+ * other lanes, touching no memory past them; stores of all lanes or of the first `count`; a
+ * non-temporal store to an address aligned to VLEN elements. */
+#define LOAD(p) V(loadu)(p)
+#define LOAD_PART(p, mask, count) V(maskz_loadu)(mask, p)
+#define STORE(p, v) V(storeu)(p, v)
+#define STORE_PART(p, mask, count, v) V(mask_storeu)(p, mask, v)
+#define STREAM(p, v) V(stream)(p, v)
+#endif
+
+TWOPASS_INLINE T rmax_impl(size_t n, const ELEM* x, const size_t U, const size_t ACC)
 {
     const size_t NV = U / VLEN;
     VEC vmax[TWOPASS_MAX_ACC];
     TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) vmax[k] = V(set1)(-INFINITY);
     for (; n >= U; n -= U, x += U) {
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
-            vmax[j % ACC] = V(max)(vmax[j % ACC], V(loadu)(x + j * VLEN));
+            vmax[j % ACC] = V(max)(vmax[j % ACC], LOAD(x + j * VLEN));
         }
     }
     for (; n >= VLEN; n -= VLEN, x += VLEN) {
-        vmax[0] = V(max)(vmax[0], V(loadu)(x));
+        vmax[0] = V(max)(vmax[0], LOAD(x));
     }
     if (n != 0) {
         const MASK mask = EXP(tail_mask)(n);
-        vmax[0] = V(mask_max)(vmax[0], mask, vmax[0], V(maskz_loadu)(mask, x));
+        vmax[0] = V(mask_max)(vmax[0], mask, vmax[0], LOAD_PART(x, mask, n));
     }
     TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) vmax[0] = V(max)(vmax[0], vmax[k]);
     return V(reduce_max)(vmax[0]);
@@ -32,7 +46,7 @@ TWOPASS_INLINE T rmax_impl(size_t n, const T* x, const size_t U, const size_t AC
 /* Accumulators hold sum = acc_p * 2^acc_n per lane. Adding terms p_j * 2^n_j:
  *   e = max(acc_n, n_j...);  acc_p = acc_p * 2^(acc_n - e) + sum_j p_j * 2^(n_j - e);  acc_n = e.
  * Scaling by 2^(negative) is exact, or flushes to 0 a term below the smallest normal power of two. */
-TWOPASS_INLINE void raddextexp_impl(size_t n, const T* x, T* sum, const size_t U, const size_t ACC)
+TWOPASS_INLINE void raddextexp_impl(size_t n, const ELEM* x, T* sum, const size_t U, const size_t ACC)
 {
     const size_t NV = U / VLEN;
     VEC acc_p[TWOPASS_MAX_ACC], acc_n[TWOPASS_MAX_ACC];
@@ -42,7 +56,7 @@ TWOPASS_INLINE void raddextexp_impl(size_t n, const T* x, T* sum, const size_t U
     }
     for (; n >= U; n -= U, x += U) {
         VEC p[TWOPASS_MAX_VECTORS], e[TWOPASS_MAX_ACC], pn[TWOPASS_MAX_VECTORS];
-        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) p[j] = EXP(extexp)(V(loadu)(x + j * VLEN), &pn[j]);
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) p[j] = EXP(extexp)(LOAD(x + j * VLEN), &pn[j]);
         TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) e[k] = acc_n[k];
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) e[j % ACC] = V(max)(e[j % ACC], pn[j]);
         TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) {
@@ -56,14 +70,14 @@ TWOPASS_INLINE void raddextexp_impl(size_t n, const T* x, T* sum, const size_t U
     for (; n != 0;) {
         /* one vector at a time; the last one masked */
         const MASK mask = n >= VLEN ? ALL_LANES : EXP(tail_mask)(n);
+        const size_t step = n >= VLEN ? VLEN : n;
         VEC vn;
-        const VEC p = EXP(extexp)(V(maskz_loadu)(mask, x), &vn);
+        const VEC p = EXP(extexp)(LOAD_PART(x, mask, step), &vn);
         const VEC e = V(mask_max)(acc_n[0], mask, acc_n[0], vn);
         const VEC sum = V(add)(EXP(mul_exp2)(acc_p[0], V(sub)(acc_n[0], e)),
                                          EXP(mul_exp2)(p, V(sub)(vn, e)));
         acc_p[0] = V(mask_mov)(acc_p[0], mask, sum); /* lanes past the end keep (0, -inf) */
         acc_n[0] = e;
-        const size_t step = n >= VLEN ? VLEN : n;
         n -= step, x += step;
     }
     /* Reduce the accumulators, then the lanes, to one (mantissa, exponent) pair. Lanes never
@@ -84,7 +98,7 @@ TWOPASS_INLINE void raddextexp_impl(size_t n, const T* x, T* sum, const size_t U
  * d = sum exp(x - m); a larger max m' rescales d:  d <- d exp(m - m') + sum_j exp(x_j - m').
  * m starts at -T_MAX, so m - m' and x - m' are never inf - inf (an -inf x gives 0); NaN or +inf
  * make d NaN. result = (max, sum exp(x - max)). */
-TWOPASS_INLINE void raddonline_impl(size_t n, const T* x, T* result, const size_t U, const size_t ACC)
+TWOPASS_INLINE void raddonline_impl(size_t n, const ELEM* x, T* result, const size_t U, const size_t ACC)
 {
     const size_t NV = U / VLEN;
     const VEC zero = V(setzero)();
@@ -95,7 +109,7 @@ TWOPASS_INLINE void raddonline_impl(size_t n, const T* x, T* result, const size_
     }
     for (; n >= U; n -= U, x += U) {
         VEC v[TWOPASS_MAX_VECTORS], mn[TWOPASS_MAX_ACC];
-        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) v[j] = V(loadu)(x + j * VLEN);
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) v[j] = LOAD(x + j * VLEN);
         TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) mn[k] = m[k];
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) mn[j % ACC] = V(max)(mn[j % ACC], v[j]);
         TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) d[k] = V(mul)(d[k], EXP(exp_shifted)(m[k], mn[k], zero));
@@ -107,11 +121,11 @@ TWOPASS_INLINE void raddonline_impl(size_t n, const T* x, T* result, const size_
     for (; n != 0;) {
         /* one vector at a time; lanes past the end read as -inf, which changes neither m nor d */
         const MASK mask = n >= VLEN ? ALL_LANES : EXP(tail_mask)(n);
-        const VEC v = V(mask_mov)(V(set1)(-INFINITY), mask, V(maskz_loadu)(mask, x));
+        const size_t step = n >= VLEN ? VLEN : n;
+        const VEC v = V(mask_mov)(V(set1)(-INFINITY), mask, LOAD_PART(x, mask, step));
         const VEC mn = V(max)(m[0], v);
         d[0] = V(add)(V(mul)(d[0], EXP(exp_shifted)(m[0], mn, zero)), EXP(exp_shifted)(v, mn, zero));
         m[0] = mn;
-        const size_t step = n >= VLEN ? VLEN : n;
         n -= step, x += step;
     }
     VEC mmax = m[0];
@@ -125,28 +139,28 @@ TWOPASS_INLINE void raddonline_impl(size_t n, const T* x, T* result, const size_
     result[1] = V(reduce_add)(total);
 }
 
-/* Sum of e = exp(x - shift) * 2^-exponent, optionally storing each e to y (STORE is a constant). */
-TWOPASS_INLINE T raddexpminusmax_impl(size_t n, const T* x, T* y, T shift, T exponent,
-                                          const size_t U, const size_t ACC, const int STORE)
+/* Sum of e = exp(x - shift) * 2^-exponent, optionally storing each e to y (STORE_Y is a constant). */
+TWOPASS_INLINE T raddexpminusmax_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exponent,
+                                          const size_t U, const size_t ACC, const int STORE_Y)
 {
     const size_t NV = U / VLEN;
     const VEC vshift = V(set1)(shift), vexponent = V(set1)(exponent);
     VEC acc[TWOPASS_MAX_ACC];
     TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc[k] = V(setzero)();
-    for (; n >= U; n -= U, x += U, y += STORE ? U : 0) {
+    for (; n >= U; n -= U, x += U, y += STORE_Y ? U : 0) {
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
-            const VEC v = EXP(exp_shifted)(V(loadu)(x + j * VLEN), vshift, vexponent);
-            if (STORE) V(storeu)(y + j * VLEN, v);
+            const VEC v = EXP(exp_shifted)(LOAD(x + j * VLEN), vshift, vexponent);
+            if (STORE_Y) STORE(y + j * VLEN, v);
             acc[j % ACC] = V(add)(acc[j % ACC], v);
         }
     }
     for (; n != 0;) {
         const MASK mask = n >= VLEN ? ALL_LANES : EXP(tail_mask)(n);
-        const VEC v = EXP(exp_shifted)(V(maskz_loadu)(mask, x), vshift, vexponent);
-        if (STORE) V(mask_storeu)(y, mask, v);
-        acc[0] = V(mask_add)(acc[0], mask, acc[0], v);
         const size_t step = n >= VLEN ? VLEN : n;
-        n -= step, x += step, y += STORE ? step : 0;
+        const VEC v = EXP(exp_shifted)(LOAD_PART(x, mask, step), vshift, vexponent);
+        if (STORE_Y) STORE_PART(y, mask, step, v);
+        acc[0] = V(mask_add)(acc[0], mask, acc[0], v);
+        n -= step, x += step, y += STORE_Y ? step : 0;
     }
     TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) acc[0] = V(add)(acc[0], acc[k]);
     return V(reduce_add)(acc[0]);
@@ -173,39 +187,40 @@ TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, cons
  * (TWOPASS_MODE_SUB), y = exp(x) * scale * 2^-exponent (TWOPASS_MODE_EXTEXP).
  * NT (a constant): non-temporal stores, for outputs too large for the caches (as on AVX2), from
  * y's first 64-byte boundary; masked ordinary stores before it and for the tail; then an sfence. */
-TWOPASS_INLINE void vscale_impl(size_t n, const T* x, T* y, T shift, T exponent, T scale,
+TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exponent, T scale,
                                 const size_t U, const int MODE, const int NT)
 {
     const size_t NV = U / VLEN;
     const VEC vshift = V(set1)(shift), vexponent = V(set1)(exponent), vscale = V(set1)(scale);
     if (NT) {
-        size_t head = (((uintptr_t)0 - (uintptr_t)y) & 63) / sizeof(T); /* y is T-aligned */
+        const uintptr_t vector_bytes = VLEN * sizeof(ELEM);
+        size_t head = (((uintptr_t)0 - (uintptr_t)y) & (vector_bytes - 1)) / sizeof(ELEM); /* y is ELEM-aligned */
         head = head < n ? head : n;
         if (head != 0) {
             const MASK mask = EXP(tail_mask)(head);
-            V(mask_storeu)(y, mask, apply_mode(V(maskz_loadu)(mask, x), vshift, vexponent, vscale, MODE));
+            STORE_PART(y, mask, head, apply_mode(LOAD_PART(x, mask, head), vshift, vexponent, vscale, MODE));
             n -= head, x += head, y += head;
         }
     }
     for (; n >= U; n -= U, x += U, y += U) {
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
-            const VEC v = apply_mode(V(loadu)(x + j * VLEN), vshift, vexponent, vscale, MODE);
+            const VEC v = apply_mode(LOAD(x + j * VLEN), vshift, vexponent, vscale, MODE);
             if (NT) {
-                V(stream)(y + j * VLEN, v);
+                STREAM(y + j * VLEN, v);
             } else {
-                V(storeu)(y + j * VLEN, v);
+                STORE(y + j * VLEN, v);
             }
         }
     }
     for (; n != 0;) {
         const MASK mask = n >= VLEN ? ALL_LANES : EXP(tail_mask)(n);
-        const VEC v = apply_mode(V(maskz_loadu)(mask, x), vshift, vexponent, vscale, MODE);
-        if (NT && n >= VLEN) {
-            V(stream)(y, v);
-        } else {
-            V(mask_storeu)(y, mask, v);
-        }
         const size_t step = n >= VLEN ? VLEN : n;
+        const VEC v = apply_mode(LOAD_PART(x, mask, step), vshift, vexponent, vscale, MODE);
+        if (NT && n >= VLEN) {
+            STREAM(y, v);
+        } else {
+            STORE_PART(y, mask, step, v);
+        }
         n -= step, x += step, y += step;
     }
     if (NT) {
@@ -223,8 +238,26 @@ TWOPASS_INLINE MASK column_mask(size_t width, size_t v)
     return lanes >= VLEN ? ALL_LANES : EXP(tail_mask)(lanes);
 }
 
+/* Vector v of row x of a block of `width` columns: whole, or masked if it is the last, partial one
+ * (0 in the lanes past width). */
+TWOPASS_INLINE VEC column_load(const ELEM* x, size_t width, size_t v)
+{
+    const size_t lanes = width - v * VLEN;
+    return lanes >= VLEN ? LOAD(x + v * VLEN) : LOAD_PART(x + v * VLEN, EXP(tail_mask)(lanes), lanes);
+}
+
+TWOPASS_INLINE void column_store(ELEM* y, size_t width, size_t v, VEC value)
+{
+    const size_t lanes = width - v * VLEN;
+    if (lanes >= VLEN) {
+        STORE(y + v * VLEN, value);
+    } else {
+        STORE_PART(y + v * VLEN, EXP(tail_mask)(lanes), lanes, value);
+    }
+}
+
 /* Per lane: acc = (p, n) += extexp(x[r]) for every row, the update of raddextexp one term at a time. */
-TWOPASS_INLINE void raddextexp_columns_impl(size_t rows, size_t width, const T* x, ptrdiff_t ld,
+TWOPASS_INLINE void raddextexp_columns_impl(size_t rows, size_t width, const ELEM* x, ptrdiff_t ld,
                                             T* mantissa, T* exponent, const size_t U)
 {
     T acc_p[TWOPASS_MAX_COLUMNS], acc_n[TWOPASS_MAX_COLUMNS];
@@ -238,7 +271,7 @@ TWOPASS_INLINE void raddextexp_columns_impl(size_t rows, size_t width, const T* 
         for (size_t v = 0; v < nv; v++) {
             const MASK mask = column_mask(width, v);
             VEC vn;
-            const VEC p = EXP(extexp)(V(maskz_loadu)(mask, x + v * VLEN), &vn);
+            const VEC p = EXP(extexp)(column_load(x, width, v), &vn);
             const VEC old_p = V(loadu)(acc_p + v * VLEN), old_n = V(loadu)(acc_n + v * VLEN);
             const VEC e = V(mask_max)(old_n, mask, old_n, vn);
             const VEC sum = V(add)(EXP(mul_exp2)(old_p, V(sub)(old_n, e)),
@@ -253,8 +286,8 @@ TWOPASS_INLINE void raddextexp_columns_impl(size_t rows, size_t width, const T* 
     }
 }
 
-TWOPASS_INLINE void vscaleextexp_columns_impl(size_t rows, size_t width, const T* x, ptrdiff_t x_ld,
-                                              T* y, ptrdiff_t y_ld, const T* scale,
+TWOPASS_INLINE void vscaleextexp_columns_impl(size_t rows, size_t width, const ELEM* x, ptrdiff_t x_ld,
+                                              ELEM* y, ptrdiff_t y_ld, const T* scale,
                                               const T* exponent, const size_t U)
 {
     (void)U;
@@ -262,15 +295,14 @@ TWOPASS_INLINE void vscaleextexp_columns_impl(size_t rows, size_t width, const T
     for (size_t r = 0; r < rows; r++, x += x_ld, y += y_ld) {
         for (size_t v = 0; v < nv; v++) {
             const MASK mask = column_mask(width, v);
-            V(mask_storeu)(y + v * VLEN, mask, scaleextexp(V(maskz_loadu)(mask, x + v * VLEN),
-                                                                  V(maskz_loadu)(mask, scale + v * VLEN),
-                                                                  V(maskz_loadu)(mask, exponent + v * VLEN)));
+            column_store(y, width, v, scaleextexp(column_load(x, width, v), V(maskz_loadu)(mask, scale + v * VLEN),
+                                                  V(maskz_loadu)(mask, exponent + v * VLEN)));
         }
     }
 }
 
 /* y[r, j] = (x[r, j] - c_hi[j]) - c_lo[j]: log_softmax down the columns. */
-TWOPASS_INLINE void vsubc_columns_impl(size_t rows, size_t width, const T* x, ptrdiff_t x_ld, T* y,
+TWOPASS_INLINE void vsubc_columns_impl(size_t rows, size_t width, const ELEM* x, ptrdiff_t x_ld, ELEM* y,
                                        ptrdiff_t y_ld, const T* c_hi, const T* c_lo, const size_t U)
 {
     (void)U;
@@ -278,9 +310,8 @@ TWOPASS_INLINE void vsubc_columns_impl(size_t rows, size_t width, const T* x, pt
     for (size_t r = 0; r < rows; r++, x += x_ld, y += y_ld) {
         for (size_t v = 0; v < nv; v++) {
             const MASK mask = column_mask(width, v);
-            const VEC d = V(sub)(V(maskz_loadu)(mask, x + v * VLEN),
-                                           V(maskz_loadu)(mask, c_hi + v * VLEN));
-            V(mask_storeu)(y + v * VLEN, mask, V(sub)(d, V(maskz_loadu)(mask, c_lo + v * VLEN)));
+            const VEC d = V(sub)(column_load(x, width, v), V(maskz_loadu)(mask, c_hi + v * VLEN));
+            column_store(y, width, v, V(sub)(d, V(maskz_loadu)(mask, c_lo + v * VLEN)));
         }
     }
 }

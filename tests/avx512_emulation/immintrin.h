@@ -1,13 +1,13 @@
 /* Test-only stand-in for <immintrin.h>: runs the AVX-512F kernels on a CPU without AVX-512.
  *
- * tests/emulated_avx512.py compiles src/avx512f/f32_kernels_avx512f.c with -mavx2 -mfma (never
+ * tests/emulated_avx512.py compiles src/avx512f/*_kernels_avx512f.c with -mavx2 -mfma -mf16c (never
  * -mavx512f) and this directory first on the include path, so the kernel's `#include <immintrin.h>`
  * lands here. We include the compiler's real header (AVX2/FMA run natively), then SIMDe's AVX-512
  * header with SIMDE_ENABLE_NATIVE_ALIASES, which #defines every _mm512_* name it implements to its
  * portable simde_mm512_* version. Nothing from SIMDe is copied here; it is only #included.
  *
- * SIMDe 0.7.4 (Debian bookworm's libsimde-dev) lacks eleven intrinsics the kernels use (six for
- * float32, five for the float64 kernels); they are
+ * SIMDe 0.7.4 (Debian bookworm's libsimde-dev) lacks thirteen intrinsics the kernels use (six for
+ * float32, five for the float64 kernels, the two float16 conversions); they are
  * written below from their documented semantics (Intel Intrinsics Guide, and GCC's avx512fintrin.h
  * for the reduction order of the _mm512_reduce_* sequences, which are not single instructions).
  * If a newer SIMDe provides them, ours take precedence (we #undef and redefine), so behaviour does
@@ -181,6 +181,35 @@ static inline void twopass_emu_mm512_stream_pd(void* p, simde__m512d a)
 
 #undef _mm512_stream_pd
 #define _mm512_stream_pd(p, a) twopass_emu_mm512_stream_pd(p, a)
+/* _mm512_cvtph_ps (VCVTPH2PS): 16 halves to 16 floats, exactly; and _mm512_cvtps_ph (VCVTPS2PH):
+ * 16 floats to halves, rounded as the immediate says. Each is done as two 8-lane F16C conversions
+ * (native here: the emulated files are compiled with -mf16c), which compute the same per lane. The
+ * kernels only round to nearest (ties to even) with exceptions suppressed; any other immediate traps,
+ * so an untested rounding mode cannot pass unnoticed. */
+static inline simde__m512 twopass_emu_mm512_cvtph_ps(__m256i a)
+{
+    float lanes[16];
+    _mm256_storeu_ps(lanes, _mm256_cvtph_ps(_mm256_castsi256_si128(a)));
+    _mm256_storeu_ps(lanes + 8, _mm256_cvtph_ps(_mm256_extracti128_si256(a, 1)));
+    return simde_mm512_loadu_ps(lanes);
+}
+
+static inline __m256i twopass_emu_mm512_cvtps_ph(simde__m512 a, int rounding)
+{
+    float lanes[16];
+    if (rounding != (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)) {
+        __builtin_trap();
+    }
+    simde_mm512_storeu_ps(lanes, a);
+    const __m128i lo = _mm256_cvtps_ph(_mm256_loadu_ps(lanes), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m128i hi = _mm256_cvtps_ph(_mm256_loadu_ps(lanes + 8), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm256_set_m128i(hi, lo);
+}
+
+#undef _mm512_cvtph_ps
+#define _mm512_cvtph_ps(a) twopass_emu_mm512_cvtph_ps(a)
+#undef _mm512_cvtps_ph
+#define _mm512_cvtps_ph(a, rounding) twopass_emu_mm512_cvtps_ph(a, rounding)
 #undef _cvtu32_mask16
 #define _cvtu32_mask16(a) twopass_emu_cvtu32_mask16(a)
 #undef _mm512_maskz_loadu_ps
