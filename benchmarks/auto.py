@@ -1,0 +1,82 @@
+"""python -m benchmarks.auto [--quick] [--rounds R] [--no-progress]: is algorithm="auto" within 5%
+of the best fixed algorithm at every benchmarked shape (issue 3)?
+
+auto runs the same kernels as one of the fixed algorithms, so a single run of the main benchmark
+cannot tell a wrong choice from the noise of a shared machine (two columns that run the same code
+differ by up to 15% there). Here every shape is measured in interleaved rounds (auto, two_pass,
+three_pass_reload, three_pass_recompute, online; the next round starting one algorithm later, so
+none is always first), each round a median of a few timed samples; a slow spell of the machine
+then hits every algorithm of the round alike. The figure per
+algorithm is the median over the rounds, and auto / best is reported with the best algorithm's
+spread (its rounds' min and max over its median). Single thread, float32, softmax over the last
+axis into a preallocated output, on the best level this machine has; the shapes are the main
+benchmark's (out-of-cache shapes rotate over enough buffers to miss the caches).
+"""
+import argparse
+import sys
+
+from benchmarks.peers import pin_one_thread
+
+pin_one_thread()
+
+import numpy as np  # noqa: E402
+
+import twopass  # noqa: E402
+from benchmarks import harness  # noqa: E402
+from benchmarks.__main__ import FULL_BATCHES, FULL_SIZES, QUICK_BATCHES, QUICK_SIZES  # noqa: E402
+
+ALGORITHMS = ["auto", "two_pass", "three_pass_reload", "three_pass_recompute", "online"]
+TOLERANCE = 1.05
+
+
+def run(shapes, rounds, repeats, progress=True):
+    caches = harness.cache_sizes()
+    rows = []
+    for shape in shapes:
+        buffers = harness.Buffers(shape, caches)
+        samples = {a: [] for a in ALGORITHMS}
+        for r in range(rounds):
+            for algorithm in ALGORITHMS[r % len(ALGORITHMS):] + ALGORITHMS[:r % len(ALGORITHMS)]:
+                samples[algorithm].append(harness.measure(
+                    lambda x, y, a=algorithm: twopass.softmax(x, axis=-1, out=y, algorithm=a, threads=1),
+                    buffers, repeats)[0])
+            if progress:
+                sys.stderr.write(f"\r{'x'.join(map(str, shape))}: round {r + 1}/{rounds}    ")
+                sys.stderr.flush()
+        median = {a: float(np.median(s)) for a, s in samples.items()}
+        best = min(ALGORITHMS[1:], key=median.get)
+        spread = (min(samples[best]) / median[best], max(samples[best]) / median[best])
+        chosen = twopass._dispatch.auto_algorithm(twopass.runtime_info()["active_level"], shape[-1])
+        rows.append((shape, harness.cache_label(8 * int(np.prod(shape)), caches), median, best, chosen, spread))
+    if progress:
+        sys.stderr.write("\n")
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the quick shapes, 3 rounds (smoke run)")
+    parser.add_argument("--rounds", type=int, default=11, help="interleaved rounds per shape (default 11)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    args = parser.parse_args(argv)
+    sizes, batches = (QUICK_SIZES, QUICK_BATCHES) if args.quick else (FULL_SIZES, FULL_BATCHES)
+    rounds = 3 if args.quick else args.rounds
+    shapes = [(1, n) for n in sizes] + list(batches)
+    level = twopass.runtime_info()["active_level"]
+    rows = run(shapes, rounds, 3, progress=not args.no_progress)
+    print(f"level {level}, single thread, out=; ns per element, medians of {rounds} interleaved rounds")
+    print(f"{'shape':>12} {'cache':>5} " + " ".join(f"{a:>20}" for a in ALGORITHMS)
+          + f" {'auto runs':>18} {'auto/best':>10} {'best spread':>12}")
+    worst = 0.0
+    for shape, label, median, best, chosen, spread in rows:
+        n = int(np.prod(shape))
+        ratio = median["auto"] / median[best]
+        worst = max(worst, ratio)
+        print(f"{'x'.join(map(str, shape)):>12} {label:>5} "
+              + " ".join(f"{median[a] * 1e9 / n:>20.3f}" for a in ALGORITHMS)
+              + f" {chosen:>18} {ratio:>10.3f} {spread[0]:>5.2f}-{spread[1]:<5.2f}{'' if ratio <= TOLERANCE else '  over 5%'}")
+    print(f"worst auto / best fixed: {worst:.3f} (target <= {TOLERANCE})")
+
+
+if __name__ == "__main__":
+    main()
