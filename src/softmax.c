@@ -50,6 +50,22 @@ size_t twopass_streaming_threshold(void)
     return streaming_threshold;
 }
 
+/* ---- sum blocks ---- */
+
+/* Elements per sum block. Only benchmarks change it (twopass_set_sum_block), to measure what the
+ * blocked sums cost against one float32 accumulation over a whole chunk. */
+static size_t sum_block = TWOPASS_SUM_BLOCK;
+
+void twopass_set_sum_block(size_t elements)
+{
+    sum_block = elements == 0 ? TWOPASS_SUM_BLOCK : elements;
+}
+
+size_t twopass_sum_block(void)
+{
+    return sum_block;
+}
+
 /* ---- parallel loops ---- */
 
 /* libgomp cannot run a team in a child forked after the parent ran one (its pool's threads are not

@@ -34,12 +34,18 @@ struct extsum_acc {
 };
 static const struct extsum_acc EXTSUM_EMPTY = {0.0, 0.0, 0, 1};
 
-/* d <= 0, a difference of exponents, as an int for ldexp: float64 exponents reach 2^40.5 in
- * magnitude (clamped inputs), beyond int; below -2200 every mantissa here (at most about 2^64)
- * scales to 0 anyway, so clamping there changes nothing. */
-static int exponent_difference(double d)
+/* 2^d for an integral d <= 0, built in the exponent field (ldexp is a libm call per block, 7% of
+ * an in-cache two-pass pass): exact for d >= -1022, 0 below. Flushing there changes nothing: every
+ * mantissa merged here is below 2^64, so m * 2^d < 2^-958, while the sum it joins is at least about
+ * 0.7 (each block's largest term contributes its p >= 1/sqrt(2)), and such a term is lost in the
+ * rounding of the addition anyway. A NaN d (never passed) would give 0 too. */
+static double exp2_nonpositive(double d)
 {
-    return d < -2200.0 ? -2200 : (int)d;
+    if (!(d >= -1022.0)) {
+        return 0.0;
+    }
+    const union { uint64_t bits; double value; } two_to_d = {(uint64_t)(1023 + (int64_t)d) << 52};
+    return two_to_d.value;
 }
 
 /* Add one block's (m, e). A NaN or infinite mantissa (NaN or +inf in the block) or an exponent above
@@ -55,9 +61,9 @@ static void extsum_add(struct extsum_acc* acc, double m, double e)
     } else if (acc->blocks++ == 0) {
         acc->mantissa = m, acc->exponent = e;
     } else if (e > acc->exponent) {
-        acc->mantissa = ldexp(acc->mantissa, exponent_difference(acc->exponent - e)) + m, acc->exponent = e;
+        acc->mantissa = acc->mantissa * exp2_nonpositive(acc->exponent - e) + m, acc->exponent = e;
     } else {
-        acc->mantissa += ldexp(m, exponent_difference(e - acc->exponent));
+        acc->mantissa += m * exp2_nonpositive(e - acc->exponent);
     }
 }
 
@@ -83,6 +89,7 @@ static int extsum_done(const struct extsum_acc* acc)
 struct slice {
     const TP_KERNELS* k;
     size_t n, chunk, chunks; /* chunks of `chunk` elements (the last shorter), a multiple of blocks */
+    size_t block;            /* elements per sum block: twopass_sum_block() */
     const TP_E* x;
     TP_E* y;
     int threads;
@@ -98,8 +105,9 @@ static void slice_init(struct slice* s, const TP_KERNELS* k, size_t n, const TP_
     /* about equal chunks of whole blocks, n / TWOPASS_CHUNK_MIN of them (at most TWOPASS_MAX_CHUNKS) */
     size_t chunks = (n + TWOPASS_CHUNK_MIN - 1) / TWOPASS_CHUNK_MIN;
     chunks = chunks < 1 ? 1 : chunks > TWOPASS_MAX_CHUNKS ? TWOPASS_MAX_CHUNKS : chunks;
-    const size_t blocks = (n + TWOPASS_SUM_BLOCK - 1) / TWOPASS_SUM_BLOCK;
-    s->chunk = (blocks + chunks - 1) / chunks * TWOPASS_SUM_BLOCK;
+    s->block = twopass_sum_block();
+    const size_t blocks = n / s->block + (n % s->block != 0);
+    s->chunk = (blocks + chunks - 1) / chunks * s->block;
     s->chunks = n == 0 ? 0 : (n + s->chunk - 1) / s->chunk;
     s->k = k, s->n = n, s->x = x, s->y = y, s->threads = twopass_useful_threads(threads, n);
 }
@@ -110,9 +118,9 @@ static size_t chunk_len(const struct slice* s, size_t c)
 {
     return s->n - c * s->chunk < s->chunk ? s->n - c * s->chunk : s->chunk;
 }
-static size_t block_len(size_t n, size_t i)
+static size_t block_len(const struct slice* s, size_t n, size_t i)
 {
-    return n - i < TWOPASS_SUM_BLOCK ? n - i : TWOPASS_SUM_BLOCK;
+    return n - i < s->block ? n - i : s->block;
 }
 
 /* The passes, one chunk each. */
@@ -127,9 +135,9 @@ static void chunk_extsum(void* ctx, size_t c)
     const size_t len = chunk_len(s, c);
     const TP_E* x = s->x + chunk_begin(s, c);
     struct extsum_acc acc = EXTSUM_EMPTY;
-    for (size_t i = 0; i < len && acc.valid; i += TWOPASS_SUM_BLOCK) {
+    for (size_t i = 0; i < len && acc.valid; i += s->block) {
         TP_T block[2];
-        s->k->raddextexp(block_len(len, i), x + i, block);
+        s->k->raddextexp(block_len(s, len, i), x + i, block);
         extsum_add(&acc, block[0], block[1]);
     }
     s->acc[c] = acc;
@@ -149,9 +157,9 @@ static void chunk_online(void* ctx, size_t c)
     const size_t len = chunk_len(s, c);
     const TP_E* x = s->x + chunk_begin(s, c);
     double max = -TP_MAX, sum = 0.0;
-    for (size_t i = 0; i < len; i += TWOPASS_SUM_BLOCK) {
+    for (size_t i = 0; i < len; i += s->block) {
         TP_T block[2];
-        s->k->raddonline(block_len(len, i), x + i, block);
+        s->k->raddonline(block_len(s, len, i), x + i, block);
         online_merge(&max, &sum, block[0], block[1]);
     }
     s->max[c] = (TP_T)max, s->sum[c] = sum; /* max is one of the x: exact */
@@ -162,8 +170,8 @@ static void chunk_sum_exp(void* ctx, size_t c)
     const size_t len = chunk_len(s, c);
     const TP_E* x = s->x + chunk_begin(s, c);
     double sum = 0.0;
-    for (size_t i = 0; i < len; i += TWOPASS_SUM_BLOCK) {
-        sum += s->k->raddexpminusmax(block_len(len, i), x + i, s->shift, s->exponent);
+    for (size_t i = 0; i < len; i += s->block) {
+        sum += s->k->raddexpminusmax(block_len(s, len, i), x + i, s->shift, s->exponent);
     }
     s->sum[c] = sum;
 }
@@ -172,8 +180,8 @@ static void chunk_store_sum_exp(void* ctx, size_t c)
     struct slice* s = ctx;
     const size_t len = chunk_len(s, c), begin = chunk_begin(s, c);
     double sum = 0.0;
-    for (size_t i = 0; i < len; i += TWOPASS_SUM_BLOCK) {
-        sum += s->k->raddstoreexpminusmax(block_len(len, i), s->x + begin + i, s->y + begin + i, s->shift,
+    for (size_t i = 0; i < len; i += s->block) {
+        sum += s->k->raddstoreexpminusmax(block_len(s, len, i), s->x + begin + i, s->y + begin + i, s->shift,
                                           s->exponent);
     }
     s->sum[c] = sum;

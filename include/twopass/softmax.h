@@ -92,8 +92,17 @@ enum twopass_algorithm {
 };
 
 /* Elements per block of the sums: each block is summed in float32 vector accumulators, and the
- * block sums are added in double, so the rounding error of a sum does not grow with n. */
+ * block sums are added in double, so the rounding error of a sum does not grow with n. Each AVX2
+ * accumulator lane adds at most 64 terms. Larger blocks save the per-block work (the kernel's final
+ * reduction, the merge in double: 3-4% of an in-cache pass, about 1% at 4096), but equal terms, the
+ * worst case of float32 summation, then round the same way 256 times: a row of 8000 equal values is
+ * off by 1.35e-6 at 4096 (tests/test_softmax.py::test_constant_rows_and_columns), 3e-7 here. */
 #define TWOPASS_SUM_BLOCK 1024
+/* For benchmarks only: set the elements per sum block (0: back to TWOPASS_SUM_BLOCK), e.g. to more
+ * than any slice, so each chunk is summed by one kernel call in float32 (the unblocked sum whose
+ * cost and error the benchmarks compare). Not thread-safe against running drivers. */
+void twopass_set_sum_block(size_t elements);
+size_t twopass_sum_block(void);
 /* The same for the columns driver, whose lanes each sum one term per row in a single accumulator. */
 #define TWOPASS_COLUMN_SUM_BLOCK 64
 

@@ -157,6 +157,8 @@ cdef extern from "twopass/softmax.h" nogil:
                                               ptrdiff_t y_stride, const double* mantissa,
                                               const double* exponent, int threads)
     int TWOPASS_PARALLEL_MIN
+    void twopass_set_sum_block(size_t elements)
+    size_t twopass_sum_block()
     void twopass_set_streaming_threshold(size_t bytes)
     size_t twopass_streaming_threshold()
     int TWOPASS_ALGORITHM_COUNT
@@ -876,6 +878,17 @@ def softmax_from_extsum_f16_rows(x, out, const double[::1] mantissa, const doubl
 
 
 # ---- benchmarks ----
+
+def set_sum_block(size_t elements):
+    """Elements per sum block of the drivers (0: the default, TWOPASS_SUM_BLOCK). Benchmarks only: a block
+    longer than any slice makes each chunk one float32 sum (benchmarks.sum_blocks)."""
+    twopass_set_sum_block(elements)
+
+
+def sum_block():
+    """Elements per sum block of the drivers."""
+    return twopass_sum_block()
+
 
 BANDWIDTH_LOOPS = ("read", "copy", "copy_nt", "scale")
 
