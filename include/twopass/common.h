@@ -43,8 +43,11 @@
 #define TWOPASS_F32_EXP_C5 0x1.0F9F9Cp-7f
 
 /* Extended exponent: inputs are clamped below at -2^22, which turns -inf into a finite input whose
- * term vanishes. n = round(x * log2(e)) is computed in float32, so the reduced t stays within the
- * polynomial's interval only while |x * log2(e)| < 2^17 (float32 spacing 2^-6 there). The two-pass
+ * term vanishes. n = round(x * log2(e)) is computed in float32 by the magic-number rounding
+ * fma(x, log2e, 0x1.8p23) - 0x1.8p23 (f32_exp_avx2.h: exact for |x * log2(e)| < 2^22, half-integral
+ * below that down to the clamp, where terms vanish); the limit below keeps the 2^17 of the earlier
+ * round(float32(x * log2(e))), whose reduced t stayed within the polynomial's interval only while
+ * |x * log2(e)| < 2^17 (float32 spacing 2^-6 there). The two-pass
  * result is therefore used only when the slice's largest exponent lies within
  * +-TWOPASS_EXTEXP_EXPONENT_LIMIT = 2^17 (|max x| < ~90850): every element within 104 of the max is
  * then reduced accurately, and every element further down (clamped or not) contributes nothing.

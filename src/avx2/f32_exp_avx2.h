@@ -22,40 +22,82 @@ TWOPASS_INLINE __m256 f32x8_mul_exp2(__m256 v, __m256 d)
     return _mm256_mul_ps(v, f32x8_exp2_small(_mm256_max_ps(d, _mm256_set1_ps(-127.0f))));
 }
 
-/* e^t ~ 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))) on |t| <= ln2/2, Horner with FMA. */
-TWOPASS_INLINE __m256 f32x8_exp_poly(__m256 t)
+/* scale * e^t ~ scale * (1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))) on |t| <= ln2/2, Horner with
+ * FMA; scale is a power of two (a constant once inlined), so the scaled coefficients are exact. */
+TWOPASS_INLINE __m256 f32x8_exp_poly_scaled(__m256 t, const float scale)
 {
-    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(TWOPASS_F32_EXP_C5), t, _mm256_set1_ps(TWOPASS_F32_EXP_C4));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(TWOPASS_F32_EXP_C3));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(TWOPASS_F32_EXP_C2));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(TWOPASS_F32_EXP_C1));
-    return _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.0f));
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(scale * TWOPASS_F32_EXP_C5), t, _mm256_set1_ps(scale * TWOPASS_F32_EXP_C4));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(scale * TWOPASS_F32_EXP_C3));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(scale * TWOPASS_F32_EXP_C2));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(scale * TWOPASS_F32_EXP_C1));
+    return _mm256_fmadd_ps(p, t, _mm256_set1_ps(scale));
 }
 
-/* n = round(x * log2(e)); t = x - n * ln2 by Cody-Waite with two FMA steps; returns e^t. */
-TWOPASS_INLINE __m256 f32x8_exp_reduce(__m256 x, __m256* n)
+TWOPASS_INLINE __m256 f32x8_exp_poly(__m256 t) { return f32x8_exp_poly_scaled(t, 1.0f); }
+
+/* Rounding by the magic number: for |v| < 2^22 and an integral b with 2^23 + 2^22 + b in [2^23, 2^24),
+ * where floats are the integers, fma(x, log2e, 0x1.8p23 + b) = 0x1.8p23 + b + n with n = round(x * log2e)
+ * (one rounding, ties to even), so its low mantissa bits hold n + b and subtracting the constant
+ * gives n exactly. Saves the vroundps and the separate multiply. */
+#define TWOPASS_F32_MAGIC 0x1.8p23f
+
+/* t = x - n * ln2 by Cody-Waite with two FMA steps; returns scale * e^t (scale a power of two). */
+TWOPASS_INLINE __m256 f32x8_exp_reduced(__m256 x, __m256 n, const float scale)
 {
-    *n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(TWOPASS_F32_LOG2E)),
-                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 t = _mm256_fmadd_ps(*n, _mm256_set1_ps(TWOPASS_F32_MINUS_LN2_HI), x);
-    t = _mm256_fmadd_ps(*n, _mm256_set1_ps(TWOPASS_F32_LN2_LO), t);
-    return f32x8_exp_poly(t);
+    __m256 t = _mm256_fmadd_ps(n, _mm256_set1_ps(TWOPASS_F32_MINUS_LN2_HI), x);
+    t = _mm256_fmadd_ps(n, _mm256_set1_ps(TWOPASS_F32_LN2_LO), t);
+    return f32x8_exp_poly_scaled(t, scale);
 }
 
-/* Extended exponent: exp(x) = p * 2^n, x clamped at TWOPASS_F32_EXTEXP_X_MIN (max(c, x) keeps NaN). */
+/* Extended exponent: exp(x) = p * 2^n, x clamped at TWOPASS_F32_EXTEXP_X_MIN (max(c, x) keeps NaN).
+ * n is exact for |x * log2e| < 2^22, far beyond the range where the two-pass result is used
+ * (common.h); below, down to the clamp, n is within 1/2 of x * log2e (spacing 1/2) and the term
+ * vanishes against the slice's largest one. */
 TWOPASS_INLINE __m256 f32x8_extexp(__m256 x, __m256* n)
 {
+    const __m256 magic = _mm256_set1_ps(TWOPASS_F32_MAGIC);
     x = _mm256_max_ps(_mm256_set1_ps(TWOPASS_F32_EXTEXP_X_MIN), x);
-    return f32x8_exp_reduce(x, n);
+    *n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(TWOPASS_F32_LOG2E), magic), magic);
+    return f32x8_exp_reduced(x, *n, 1.0f);
+}
+
+/* The pieces of raddextexp's accumulation (kernels_avx2.h): p2 = 2 e^t (coefficients doubled, exact)
+ * and z = n + 0x1.8p23, from which n = z - 0x1.8p23 exactly (as in extexp). */
+#define TWOPASS_F32_EXP_MAGIC TWOPASS_F32_MAGIC
+#define TWOPASS_F32_EXP_BIAS 126.0f
+TWOPASS_INLINE __m256 f32x8_extexp_biased(__m256 x, __m256* z)
+{
+    const __m256 magic = _mm256_set1_ps(TWOPASS_F32_MAGIC);
+    x = _mm256_max_ps(_mm256_set1_ps(TWOPASS_F32_EXTEXP_X_MIN), x);
+    *z = _mm256_fmadd_ps(x, _mm256_set1_ps(TWOPASS_F32_LOG2E), magic);
+    return f32x8_exp_reduced(x, _mm256_sub_ps(*z, magic), 2.0f);
+}
+
+/* For w = 0x1.8p23 + 126 + d (d integral, <= 128): 2^(d - 1) for d >= -125, +0.0 for d <= -126 (so
+ * p2 * 2^(d - 1) = e^t 2^d is never subnormal). w is clamped at d >= -126 (max(w, c) gives c for a NaN
+ * w: the NaN p2 that goes with it keeps the product NaN), then d + 126 is shifted into the exponent. */
+TWOPASS_INLINE __m256 f32x8_pow2_biased(__m256 w)
+{
+    const __m256 wc = _mm256_max_ps(w, _mm256_set1_ps(TWOPASS_F32_MAGIC));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(wc), 23));
 }
 
 /* exp(x - shift) * 2^-exponent, the caller's split of exp(x - max) (kernels.h): u = x - shift is
- * exact for every element that matters; results below 2^-126 are flushed to 0. */
+ * exact for every element that matters. The magic constant carries the bias 126 - exponent, so
+ * z = fma(u, log2e, 0x1.8p23 + 126 - exponent) holds d + 126 (d = n - exponent) in its low bits:
+ * clamped at d >= -126 and shifted into the exponent field, it is 2^(d - 1) for d >= -125 and +0.0
+ * for d = -126, and p is taken twice as large (the polynomial's coefficients doubled, exact).
+ * Results below 2^-125 (d <= -126) are flushed to 0, so no subnormal (slow on x86) is ever formed.
+ * u is clamped at -2^21 so that |u * log2e| + |exponent| + 126 < 2^22 (|exponent| <= 2^17, common.h);
+ * max(c, u) keeps a NaN u, and p (NaN) then makes the product NaN whatever the power of two. */
 TWOPASS_INLINE __m256 f32x8_exp_shifted(__m256 x, __m256 shift, __m256 exponent)
 {
-    __m256 n;
-    const __m256 p = f32x8_extexp(_mm256_sub_ps(x, shift), &n);
-    return f32x8_mul_exp2(p, _mm256_sub_ps(n, exponent));
+    const __m256 bias = _mm256_sub_ps(_mm256_set1_ps(TWOPASS_F32_MAGIC + 126.0f), exponent); /* exact */
+    const __m256 u = _mm256_max_ps(_mm256_set1_ps(-0x1.0p21f), _mm256_sub_ps(x, shift));
+    const __m256 z = _mm256_fmadd_ps(u, _mm256_set1_ps(TWOPASS_F32_LOG2E), bias);
+    const __m256 p = f32x8_exp_reduced(u, _mm256_sub_ps(z, bias), 2.0f);
+    const __m256 zc = _mm256_max_ps(_mm256_set1_ps(TWOPASS_F32_MAGIC), z); /* d >= -126 */
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(zc), 23)));
 }
 
 /* The largest lane and the sum of the lanes (added pairwise: upper half + lower half, ...). */

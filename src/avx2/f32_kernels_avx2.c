@@ -17,6 +17,8 @@
 #define EXP(name) f32x8_##name
 #define ALL_LANES _mm256_set1_epi32(-1)
 #define HMAX hmax_f32x8
+#define EXP_MAGIC TWOPASS_F32_EXP_MAGIC
+#define EXP_BIAS TWOPASS_F32_EXP_BIAS
 #define HSUM hsum_f32x8
 
 #include "kernels_avx2.h"

@@ -17,6 +17,8 @@
 #define EXP(name) f64x4_##name
 #define ALL_LANES _mm256_set1_epi64x(-1)
 #define HMAX hmax_f64x4
+#define EXP_MAGIC TWOPASS_F64_EXP_MAGIC
+#define EXP_BIAS TWOPASS_F64_EXP_BIAS
 #define HSUM hsum_f64x4
 
 TWOPASS_INLINE double hmax_f64x4(__m256d v)

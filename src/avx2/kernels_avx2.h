@@ -1,8 +1,8 @@
 /* The AVX2 + FMA templates of every pass, for one dtype: included by f32_kernels_avx2.c,
  * f64_kernels_avx2.c and f16_kernels_avx2.c, which define the arithmetic type T (and T_MAX), the
  * vector type VEC of VLEN lanes, ALL_LANES (an all-ones lane mask), V(op) (the _mm256_<op>_ps or _pd
- * intrinsic), EXP(name) (the dtype's core from f32_exp_avx2.h or f64_exp_avx2.h) and the horizontal
- * HMAX and HSUM; and, when the elements in memory are not of type T (float16), the element type ELEM
+ * intrinsic), EXP(name) (the dtype's core from f32_exp_avx2.h or f64_exp_avx2.h) with its
+ * rounding constants EXP_MAGIC and EXP_BIAS (common.h), and the horizontal HMAX and HSUM; and, when the elements in memory are not of type T (float16), the element type ELEM
  * and its vector accesses LOAD, LOAD_PART, STORE, STORE_PART and STREAM (below: their meaning).
  *
  * Each pass is one template (an always-inline function whose unroll U and accumulator count ACC are
@@ -49,54 +49,69 @@ TWOPASS_INLINE T rmax_impl(size_t n, const ELEM* x, const size_t U, const size_t
     return HMAX(vmax[0]);
 }
 
-/* Accumulators hold sum = acc_p * 2^acc_n per lane. Adding terms p_j * 2^n_j:
- *   e = max(acc_n, n_j...);  acc_p = acc_p * 2^(acc_n - e) + sum_j p_j * 2^(n_j - e);  acc_n = e. */
+/* Accumulators hold sum = acc_p * 2^e per lane, e one exponent per lane shared by the ACC accumulators
+ * and kept as ez = e + EXP_MAGIC. Terms p * 2^n (n = z - EXP_MAGIC, extexp_biased) are added as
+ * p2 * 2^(n - e - 1) (pow2_biased of z - k, k = e - EXP_BIAS), with no rescaling while n <= e + 64:
+ * the terms stay below 2^65 and the sums of fewer than 2^62 of them finite. A larger n (rare: the
+ * first vector, or a max that grows by 64 binades) first raises e to the new max and rescales the
+ * accumulators:  acc_p <- acc_p * 2^(e - e'). e never exceeds the largest n seen, so no term that the
+ * old rescale-every-step update kept (n - max >= -126) is lost; terms with n - e <= -126 are 0. */
+#define EXTEXP_HEADROOM 64
 TWOPASS_INLINE void raddextexp_impl(size_t n, const ELEM* x, T* sum, const size_t U, const size_t ACC)
 {
     const size_t NV = U / VLEN;
-    VEC acc_p[TWOPASS_MAX_ACC], acc_n[TWOPASS_MAX_ACC];
-    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) {
-        acc_p[k] = V(setzero)();
-        acc_n[k] = V(set1)(-INFINITY);
-    }
+    VEC acc_p[TWOPASS_MAX_ACC];
+    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc_p[k] = V(setzero)();
+    /* ez = -inf: the first vector raises it (a lane whose z are all NaN stays there; its NaN p2 makes
+     * the sum NaN whatever the scaling) */
+    VEC ez = V(set1)(-INFINITY), limit = ez, k = ez;
     for (; n >= U; n -= U, x += U) {
-        VEC p[TWOPASS_MAX_VECTORS], pn[TWOPASS_MAX_VECTORS], e[TWOPASS_MAX_ACC];
-        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) p[j] = EXP(extexp)(LOAD(x + j * VLEN), &pn[j]);
-        TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) e[k] = acc_n[k];
-        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) e[j % ACC] = V(max)(e[j % ACC], pn[j]);
-        TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) {
-            acc_p[k] = EXP(mul_exp2)(acc_p[k], V(sub)(acc_n[k], e[k]));
+        VEC p[TWOPASS_MAX_VECTORS], z[TWOPASS_MAX_VECTORS];
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) p[j] = EXP(extexp_biased)(LOAD(x + j * VLEN), &z[j]);
+        VEC zmax = z[0];
+        TWOPASS_UNROLL for (size_t j = 1; j < NV; j++) zmax = V(max)(zmax, z[j]);
+        if (V(movemask)(V(cmp)(zmax, limit, _CMP_GT_OQ)) != 0) {
+            const VEC ez_new = V(max)(ez, zmax);
+            TWOPASS_UNROLL for (size_t a = 0; a < ACC; a++) acc_p[a] = EXP(mul_exp2)(acc_p[a], V(sub)(ez, ez_new));
+            ez = ez_new;
+            limit = V(add)(ez, V(set1)(EXTEXP_HEADROOM));
+            k = V(sub)(V(sub)(ez, V(set1)(EXP_MAGIC)), V(set1)(EXP_BIAS));
         }
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
-            acc_p[j % ACC] = V(add)(acc_p[j % ACC], EXP(mul_exp2)(p[j], V(sub)(pn[j], e[j % ACC])));
+            acc_p[j % ACC] = V(add)(acc_p[j % ACC], V(mul)(p[j], EXP(pow2_biased)(V(sub)(z[j], k))));
         }
-        TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc_n[k] = e[k];
     }
     for (; n != 0;) {
-        /* one vector at a time; the last one masked, its other lanes keeping the accumulator */
+        /* one vector at a time; the last one masked: its other lanes read -inf (their z, the clamp's,
+         * cannot raise e above an element's) and add 0 */
         const __m256i mask = n >= VLEN ? ALL_LANES : EXP(tail_mask)(n);
         const size_t step = n >= VLEN ? VLEN : n;
-        VEC vn;
-        const VEC p = EXP(extexp)(LOAD_PART(x, mask, step), &vn);
-        const VEC e = V(max)(acc_n[0], vn);
-        const VEC new_p = V(add)(EXP(mul_exp2)(acc_p[0], V(sub)(acc_n[0], e)),
-                                           EXP(mul_exp2)(p, V(sub)(vn, e)));
-        acc_p[0] = V(blendv)(acc_p[0], new_p, V(castsi256)(mask));
-        acc_n[0] = V(blendv)(acc_n[0], e, V(castsi256)(mask));
+        VEC z;
+        const VEC p = EXP(extexp_biased)(load_tail(x, mask, step, V(set1)(-INFINITY)), &z);
+        if (V(movemask)(V(cmp)(z, limit, _CMP_GT_OQ)) != 0) {
+            const VEC ez_new = V(max)(ez, z);
+            TWOPASS_UNROLL for (size_t a = 0; a < ACC; a++) acc_p[a] = EXP(mul_exp2)(acc_p[a], V(sub)(ez, ez_new));
+            ez = ez_new;
+            limit = V(add)(ez, V(set1)(EXTEXP_HEADROOM));
+            k = V(sub)(V(sub)(ez, V(set1)(EXP_MAGIC)), V(set1)(EXP_BIAS));
+        }
+        const VEC term = V(mul)(p, EXP(pow2_biased)(V(sub)(z, k)));
+        acc_p[0] = V(add)(acc_p[0], V(and)(term, V(castsi256)(mask)));
         n -= step, x += step;
     }
-    /* Reduce the accumulators, then the lanes, to one (mantissa, exponent) pair; lanes never written
-     * hold (0, -inf) and scale to 0; n >= 1 keeps one lane finite. */
-    VEC e = acc_n[0];
-    TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) e = V(max)(e, acc_n[k]);
-    const T emax = HMAX(e);
-    const VEC vemax = V(set1)(emax);
+    /* Reduce the accumulators, then the lanes, to sum * 2^emax; n >= 1 makes every lane's e finite
+     * (or NaN). Then normalised to sum[0] in [1, 2): sum[1] = floor(log2 of the total), which lies
+     * within [max n - 1, max n + log2(n) + 1]. A NaN or infinite total is returned as it is. */
+    const T emax = HMAX(ez);
     VEC total = V(setzero)();
-    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) {
-        total = V(add)(total, EXP(mul_exp2)(acc_p[k], V(sub)(acc_n[k], vemax)));
+    TWOPASS_UNROLL for (size_t a = 0; a < ACC; a++) {
+        total = V(add)(total, EXP(mul_exp2)(acc_p[a], V(sub)(ez, V(set1)(emax))));
     }
-    sum[0] = HSUM(total);
-    sum[1] = emax;
+    const T s = HSUM(total);
+    int e2 = 0;
+    const T m = s > 0 && s < INFINITY ? (T)(2 * frexp(s, &e2)) : s;
+    sum[0] = m;
+    sum[1] = (emax - EXP_MAGIC) + (s > 0 && s < INFINITY ? e2 - 1 : 0);
 }
 
 /* Online normaliser (Milakov and Gimelshein 2018), per lane and accumulator: a running max m and
@@ -183,8 +198,9 @@ TWOPASS_INLINE T raddexpminusmax_impl(size_t n, const ELEM* x, ELEM* y, T shift,
 TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, const int MODE)
 {
     if (MODE == TWOPASS_MODE_SUB) return V(sub)(V(sub)(v, vshift), vexponent);
-    if (MODE == TWOPASS_MODE_EXTEXP) return scaleextexp(v, vscale, vexponent);
-    if (MODE == TWOPASS_MODE_EXP) v = EXP(exp_shifted)(v, vshift, vexponent);
+    /* exp(x) * 2^-exponent is exp_shifted with shift 0: one rounding fewer than scaleextexp's
+     * extexp, scale, then 2^(n - exponent) */
+    if (MODE == TWOPASS_MODE_EXTEXP || MODE == TWOPASS_MODE_EXP) v = EXP(exp_shifted)(v, vshift, vexponent);
     return V(mul)(v, vscale);
 }
 
@@ -199,7 +215,15 @@ TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exp
                                 const size_t U, const int MODE, const int NT)
 {
     const size_t NV = U / VLEN;
-    const VEC vshift = V(set1)(shift), vexponent = V(set1)(exponent), vscale = V(set1)(scale);
+    if ((MODE == TWOPASS_MODE_EXP || MODE == TWOPASS_MODE_EXTEXP) && scale > 0 && scale < INFINITY) {
+        /* scale = m * 2^k with m in [0.5, 1): 2^k joins the exponent (exp_shifted flushes at 2^-125,
+         * so with m >= 1/2 no product is subnormal but in the lowest binade, and none >= 2^-125 is 0) */
+        int k;
+        scale = (T)frexp(scale, &k);
+        exponent -= (T)k;
+    }
+    const VEC vshift = V(set1)(MODE == TWOPASS_MODE_EXTEXP ? 0 : shift), vexponent = V(set1)(exponent),
+              vscale = V(set1)(scale);
     if (NT) {
         const uintptr_t vector_bytes = VLEN * sizeof(ELEM);
         size_t head = (((uintptr_t)0 - (uintptr_t)y) & (vector_bytes - 1)) / sizeof(ELEM); /* y is ELEM-aligned */
