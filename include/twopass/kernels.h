@@ -40,6 +40,17 @@
 extern "C" {
 #endif
 
+/* The columns pass 1 (raddextexp_columns) walks strips of TWOPASS_COLUMN_STRIP vectors down the
+ * rows, its accumulators in registers, merging TWOPASS_COLUMN_GROUP rows per update, and prefetches
+ * each row piece it reads one call's worth of rows ahead (the driver's next block of rows): measured
+ * on the AMD EPYC here (AVX2), 4096x4096 float32 axis 0, pass 1 went from 2.8 to 1.8 cycles per
+ * element with the prefetch; strips of 2 vectors and groups of 2 rows were the best of the tried
+ * 1/2/4 x 2/4. The _MAX_ bound the arrays of the templates. */
+#define TWOPASS_COLUMN_STRIP 2
+#define TWOPASS_COLUMN_GROUP 2
+#define TWOPASS_COLUMN_MAX_STRIP 4
+#define TWOPASS_COLUMN_MAX_ROWS 4
+
 /* Function types, one per pass, for one dtype: elements of type E (in memory), arithmetic and
  * scalars of type T. float32 and float64 compute in their own type; float16 elements (IEEE binary16
  * bits in a uint16_t) are converted on load and store (F16C) and computed in float32. */

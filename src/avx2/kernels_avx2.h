@@ -299,31 +299,69 @@ TWOPASS_INLINE void constants_store(T* c, size_t width, size_t v, VEC value)
     }
 }
 
-/* Per lane: acc = (p, n) += extexp(x[r]) for every row, the update of raddextexp one term at a time. */
+/* Pass 1 on one strip of NS vectors (NS VLEN columns from x, the first `width` of them wanted): per
+ * lane, the extended sum of its column over `rows` rows in registers, G rows per update as in
+ * raddextexp:  e = max(acc_n, n_1 .. n_G);  acc_p = acc_p 2^(acc_n - e) + sum_g p_g 2^(n_g - e);
+ * acc_n = e. Lanes are independent, so a column's sum does not depend on the strip it falls in.
+ * Each row read is prefetched `rows` rows ahead: the same strip of the driver's next block of rows. */
+TWOPASS_INLINE void columns_strip_sum(size_t rows, size_t width, const ELEM* x, ptrdiff_t ld, T* mantissa,
+                                      T* exponent, const size_t NS, const size_t G)
+{
+    VEC acc_p[TWOPASS_COLUMN_MAX_STRIP], acc_n[TWOPASS_COLUMN_MAX_STRIP];
+    TWOPASS_UNROLL for (size_t v = 0; v < NS; v++) {
+        acc_p[v] = V(setzero)();
+        acc_n[v] = V(set1)(-INFINITY);
+    }
+    const ptrdiff_t ahead = (ptrdiff_t)rows * ld;
+    size_t r = 0;
+    for (; r + G <= rows; r += G, x += (ptrdiff_t)G * ld) {
+        VEC p[TWOPASS_COLUMN_MAX_ROWS][TWOPASS_COLUMN_MAX_STRIP], pn[TWOPASS_COLUMN_MAX_ROWS][TWOPASS_COLUMN_MAX_STRIP];
+        TWOPASS_UNROLL for (size_t g = 0; g < G; g++) {
+            TWOPASS_UNROLL for (size_t b = 0; b < NS * VLEN * sizeof(ELEM); b += 64) {
+                _mm_prefetch((const char*)(x + g * ld + ahead) + b, _MM_HINT_T0);
+            }
+            TWOPASS_UNROLL for (size_t v = 0; v < NS; v++) {
+                p[g][v] = EXP(extexp)(column_load(x + g * ld, width, v), &pn[g][v]);
+            }
+        }
+        TWOPASS_UNROLL for (size_t v = 0; v < NS; v++) {
+            VEC e = acc_n[v];
+            TWOPASS_UNROLL for (size_t g = 0; g < G; g++) e = V(max)(e, pn[g][v]);
+            VEC sum = EXP(mul_exp2)(acc_p[v], V(sub)(acc_n[v], e));
+            TWOPASS_UNROLL for (size_t g = 0; g < G; g++) {
+                sum = V(add)(sum, EXP(mul_exp2)(p[g][v], V(sub)(pn[g][v], e)));
+            }
+            acc_p[v] = sum, acc_n[v] = e;
+        }
+    }
+    for (; r < rows; r++, x += ld) { /* the last rows % G, one at a time */
+        TWOPASS_UNROLL for (size_t v = 0; v < NS; v++) {
+            VEC vn;
+            const VEC p = EXP(extexp)(column_load(x, width, v), &vn);
+            const VEC e = V(max)(acc_n[v], vn);
+            acc_p[v] = V(add)(EXP(mul_exp2)(acc_p[v], V(sub)(acc_n[v], e)), EXP(mul_exp2)(p, V(sub)(vn, e)));
+            acc_n[v] = e;
+        }
+    }
+    TWOPASS_UNROLL for (size_t v = 0; v < NS; v++) {
+        constants_store(mantissa, width, v, acc_p[v]);
+        constants_store(exponent, width, v, acc_n[v]);
+    }
+}
+
+/* Per column j < width: mantissa[j] * 2^exponent[j] = sum_r exp(x[r, j]), by whole strips of
+ * TWOPASS_COLUMN_STRIP vectors, then single vectors (the last one masked). */
 TWOPASS_INLINE void raddextexp_columns_impl(size_t rows, size_t width, const ELEM* x, ptrdiff_t ld,
                                             T* mantissa, T* exponent, const size_t U)
 {
-    T acc_p[TWOPASS_MAX_COLUMNS], acc_n[TWOPASS_MAX_COLUMNS];
+    const size_t S = TWOPASS_COLUMN_STRIP, G = TWOPASS_COLUMN_GROUP;
     (void)U;
-    const size_t nv = (width + VLEN - 1) / VLEN;
-    for (size_t v = 0; v < nv; v++) {
-        V(storeu)(acc_p + v * VLEN, V(setzero)());
-        V(storeu)(acc_n + v * VLEN, V(set1)(-INFINITY));
+    size_t c = 0;
+    for (; c + S * VLEN <= width; c += S * VLEN) {
+        columns_strip_sum(rows, S * VLEN, x + c, ld, mantissa + c, exponent + c, S, G);
     }
-    for (size_t r = 0; r < rows; r++, x += ld) {
-        for (size_t v = 0; v < nv; v++) {
-            VEC vn;
-            const VEC p = EXP(extexp)(column_load(x, width, v), &vn);
-            const VEC old_p = V(loadu)(acc_p + v * VLEN), old_n = V(loadu)(acc_n + v * VLEN);
-            const VEC e = V(max)(old_n, vn);
-            V(storeu)(acc_p + v * VLEN, V(add)(EXP(mul_exp2)(old_p, V(sub)(old_n, e)),
-                                                             EXP(mul_exp2)(p, V(sub)(vn, e))));
-            V(storeu)(acc_n + v * VLEN, e);
-        }
-    }
-    for (size_t v = 0; v < nv; v++) {
-        constants_store(mantissa, width, v, V(loadu)(acc_p + v * VLEN));
-        constants_store(exponent, width, v, V(loadu)(acc_n + v * VLEN));
+    for (; c < width; c += VLEN) {
+        columns_strip_sum(rows, width - c, x + c, ld, mantissa + c, exponent + c, 1, G);
     }
 }
 
