@@ -696,7 +696,9 @@ def test_reductions(emu):
 # Columns: softmax over a non-contiguous axis, each lane following one column
 
 @pytest.mark.parametrize("rows, cols", [(1, 1), (5, 7), (3, 16), (300, 9), (17, 33), (256, 255), (257, 256),
-                                        (513, 257), (40, 600)], ids=str)
+                                        (513, 257), (40, 600),
+                                        # around pass 1's strips (32 columns) and row groups and blocks
+                                        (2, 31), (63, 32), (64, 48), (65, 65), (129, 47)], ids=str)
 def test_softmax_columns(emu, rows, cols):
     rng = np.random.default_rng(rows * cols)
     x = random_f32(rng, rows * cols).reshape(rows, cols)
@@ -958,7 +960,8 @@ def test_canary_algorithms_f64(emu, algorithm):
 
 
 @pytest.mark.parametrize("rows, cols", [(1, 1), (5, 7), (3, 8), (300, 9), (17, 33), (256, 255), (257, 256),
-                                        (513, 257), (40, 600)], ids=str)
+                                        (513, 257), (40, 600),
+                                        (2, 15), (63, 16), (65, 24), (129, 33)], ids=str)
 def test_softmax_columns_f64(emu, rows, cols):
     rng = np.random.default_rng(rows * cols + 1)
     x = rng.uniform(-300, 300, (rows, cols))
