@@ -595,6 +595,11 @@ struct columns_job {
     ptrdiff_t y_ld;
     int log;    /* log_softmax, else softmax */
     int failed; /* set (atomically) when scratch memory runs out */
+    /* pass 2's per-column constants for all columns: softmax scale a = 1/f and exponent b; log_softmax
+     * logsumexp = a + b; valid: two-pass took the column (softmax skips the others in pass 2) */
+    TP_T *a, *b;
+    unsigned char* valid;
+    size_t row_chunk; /* rows per task of pass 2 */
 };
 
 /* Column j of a block, copied out (for the rare columns two-pass cannot take). */
@@ -603,9 +608,10 @@ static void copy_column(const struct columns_job* job, size_t c, TP_E* column)
     for (size_t r = 0; r < job->rows; r++) column[r] = job->x[(ptrdiff_t)r * job->x_ld + c];
 }
 
-/* One block of columns c0 .. c0 + width (width <= the kernels' columns_width). Pass 1: the
+/* Pass 1 on one block of columns c0 .. c0 + width (width <= the kernels' columns_width): the
  * extended sums down the columns, over blocks of rows merged per column in double as in
- * chunk_extsum(). Pass 2: softmax scales exp(x) by them; log_softmax subtracts their logarithm. */
+ * chunk_extsum(), turned into pass 2's constants (softmax: scale and exponent; log_softmax:
+ * logsumexp as hi + lo). Columns two-pass cannot take (NaN, +-inf, huge) get three-pass on a copy. */
 static void columns_block(void* ctx, size_t block)
 {
     enum { MAX_WIDTH = TWOPASS_MAX_COLUMNS };
@@ -616,8 +622,9 @@ static void columns_block(void* ctx, size_t block)
     const TP_E* x = job->x + c0;
     TP_E* y = job->y + c0;
     struct extsum_acc acc[MAX_WIDTH];
-    TP_T a[MAX_WIDTH], b[MAX_WIDTH]; /* pass 2's per-column constants */
-    int valid[MAX_WIDTH];
+    TP_T* a = job->a + c0;
+    TP_T* b = job->b + c0;
+    unsigned char* valid = job->valid + c0;
     for (size_t j = 0; j < width; j++) {
         acc[j] = EXTSUM_EMPTY;
     }
@@ -653,8 +660,8 @@ static void columns_block(void* ctx, size_t block)
             const double f = frexp(acc[j].mantissa, &q);
             a[j] = (TP_T)(1.0 / f), b[j] = (TP_T)(acc[j].exponent + q);
         } else {
-            /* softmax by three-pass on a copy, written back; pass 2 below skips the column, so
-             * this is safe in place too */
+            /* softmax by three-pass on a copy, written back; pass 2 skips the column, and no other
+             * block reads it, so this is safe in place too */
             struct slice s;
             copy_column(job, c0 + j, scratch);
             slice_init(&s, k, rows, scratch, scratch, 1);
@@ -663,40 +670,68 @@ static void columns_block(void* ctx, size_t block)
         }
     }
     free(scratch);
+}
+
+/* Pass 2 on rows r0 .. r0 + row_chunk, whole rows at a time: softmax scales exp(x) by each column's
+ * constants (on each run of valid columns); log_softmax subtracts each column's logsumexp. Whole
+ * rows are long contiguous streams, which the prefetchers follow; blocks of columns would walk
+ * short pieces of rows far apart (measured: 2.7 against 0.9 cycles per element on 4096x4096). */
+static void columns_pass2(void* ctx, size_t chunk)
+{
+    const struct columns_job* job = ctx;
+    const TP_KERNELS* k = job->k;
+    const size_t r0 = chunk * job->row_chunk;
+    const size_t rows = job->rows - r0 < job->row_chunk ? job->rows - r0 : job->row_chunk;
+    const TP_E* x = job->x + (ptrdiff_t)r0 * job->x_ld;
+    TP_E* y = job->y + (ptrdiff_t)r0 * job->y_ld;
     if (job->log) {
-        k->vsubc_columns(rows, width, x, job->x_ld, y, job->y_ld, a, b);
+        k->vsubc_columns(rows, job->cols, x, job->x_ld, y, job->y_ld, job->a, job->b);
         return;
     }
-    for (size_t j = 0; j < width;) { /* softmax pass 2 on each run of valid columns */
-        size_t end = j;
-        while (end < width && valid[end]) end++;
-        if (end > j) {
-            k->vscaleextexp_columns(rows, end - j, x + j, job->x_ld, y + j, job->y_ld, a + j, b + j);
+    for (size_t c = 0; c < job->cols;) { /* each run of valid columns */
+        size_t end = c;
+        while (end < job->cols && job->valid[end]) end++;
+        if (end > c) {
+            k->vscaleextexp_columns(rows, end - c, x + c, job->x_ld, y + c, job->y_ld, job->a + c, job->b + c);
         }
-        j = end + 1;
+        c = end + 1;
     }
 }
 
 static int run_columns(struct columns_job* job, int threads)
 {
-    if (job->rows == 0) {
+    if (job->rows == 0 || job->cols == 0) {
         return 0;
     }
-    const size_t blocks = (job->cols + job->k->columns_width - 1) / job->k->columns_width;
-    twopass_parallel_for(twopass_useful_threads(threads, job->rows * job->cols), blocks, columns_block, job);
+    job->a = malloc(sizeof(TP_T) * job->cols);
+    job->b = malloc(sizeof(TP_T) * job->cols);
+    job->valid = malloc(job->cols);
+    if (job->a == NULL || job->b == NULL || job->valid == NULL) {
+        job->failed = 1;
+    } else {
+        threads = twopass_useful_threads(threads, job->rows * job->cols);
+        const size_t blocks = (job->cols + job->k->columns_width - 1) / job->k->columns_width;
+        twopass_parallel_for(threads, blocks, columns_block, job);
+        if (!job->failed) {
+            const size_t tasks = (size_t)threads < job->rows ? (size_t)threads : job->rows;
+            job->row_chunk = (job->rows + tasks - 1) / tasks;
+            twopass_parallel_for(threads, (job->rows + job->row_chunk - 1) / job->row_chunk, columns_pass2, job);
+        }
+    }
+    free(job->a), free(job->b), free(job->valid);
     return job->failed ? -1 : 0;
 }
 
 int TP_PUB(softmax, _columns)(const TP_KERNELS* k, size_t rows, size_t cols,
                                 const TP_E* x, ptrdiff_t x_ld, TP_E* y, ptrdiff_t y_ld, int threads)
 {
-    struct columns_job job = {k, rows, cols, x, x_ld, y, y_ld, 0, 0};
+    struct columns_job job = {k, rows, cols, x, x_ld, y, y_ld, 0, 0, NULL, NULL, NULL, 0};
     return run_columns(&job, threads);
 }
 
 int TP_PUB(log_softmax, _columns)(const TP_KERNELS* k, size_t rows, size_t cols,
                                     const TP_E* x, ptrdiff_t x_ld, TP_E* y, ptrdiff_t y_ld, int threads)
 {
-    struct columns_job job = {k, rows, cols, x, x_ld, y, y_ld, 1, 0};
+    struct columns_job job = {k, rows, cols, x, x_ld, y, y_ld, 1, 0, NULL, NULL, NULL, 0};
     return run_columns(&job, threads);
 }

@@ -17,7 +17,8 @@
  *                         online normaliser, rescaling its running sum as the max grows (online, pass 1)
  *
  * Columns (softmax over a non-contiguous axis without a transposing copy): each lane follows its own
- * column of a (rows x width) block whose rows are `ld` floats apart, width <= the variant's u:
+ * column of a (rows x width) block whose rows are `ld` elements apart (raddextexp_columns: width <=
+ * the variant's u; the pass 2 kernels walk whole rows of any width, row after row):
  *   raddextexp_columns    mantissa[j] * 2^exponent[j] = sum_r exp(x[r, j])      (two-pass, pass 1)
  *   vscaleextexp_columns  y[r, j] = exp(x[r, j]) * scale[j] * 2^-exponent[j]   (two-pass, pass 2)
  *   vsubc_columns         y[r, j] = (x[r, j] - c_hi[j]) - c_lo[j]               (log_softmax, pass 2)
