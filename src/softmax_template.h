@@ -85,6 +85,15 @@ static int extsum_done(const struct extsum_acc* acc)
     return acc->valid && acc->blocks > 0 && acc->exponent >= -TP_EXPONENT_LIMIT;
 }
 
+/* The merged sum with its mantissa in [1, 2), the exponent taking the rest exactly: the kernels'
+ * block mantissas are not normalised (up to 2^75), and log(M) of a large M would carry its rounding
+ * into logsumexp (float64: 48 * 2^-53 absolute at M = 2^70). */
+static void extsum_normalized(const struct extsum_acc* acc, double* mantissa, double* exponent)
+{
+    int q;
+    *mantissa = 2.0 * frexp(acc->mantissa, &q), *exponent = acc->exponent + (q - 1);
+}
+
 /* A slice and the scalars of the pass running on it, with one partial result per chunk. */
 struct slice {
     const TP_KERNELS* k;
@@ -305,8 +314,12 @@ static int slice_extsum(struct slice* s, double* mantissa, double* exponent)
     run_chunks(s, chunk_extsum);
     struct extsum_acc acc = s->acc[0];
     for (size_t c = 1; c < s->chunks; c++) extsum_merge(&acc, &s->acc[c]);
-    *mantissa = acc.mantissa, *exponent = acc.exponent;
-    return extsum_done(&acc);
+    if (!extsum_done(&acc)) {
+        *mantissa = acc.mantissa, *exponent = acc.exponent;
+        return 0;
+    }
+    extsum_normalized(&acc, mantissa, exponent);
+    return 1;
 }
 
 /* Pass 2 of two-pass for a sum M * 2^E: y = exp(x) / M * 2^-E, with M = f * 2^q, f in [0.5, 1). */

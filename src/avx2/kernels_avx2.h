@@ -99,19 +99,17 @@ TWOPASS_INLINE void raddextexp_impl(size_t n, const ELEM* x, T* sum, const size_
         acc_p[0] = V(add)(acc_p[0], V(and)(term, V(castsi256)(mask)));
         n -= step, x += step;
     }
-    /* Reduce the accumulators, then the lanes, to sum * 2^emax; n >= 1 makes every lane's e finite
-     * (or NaN). Then normalised to sum[0] in [1, 2): sum[1] = floor(log2 of the total), which lies
-     * within [max n - 1, max n + log2(n) + 1]. A NaN or infinite total is returned as it is. */
+    /* Reduce the accumulators, then the lanes, to sum[0] * 2^sum[1] with sum[1] the largest n (n >= 1
+     * makes every lane's e finite, or NaN). sum[0] is at least the largest term's p (about 0.7) and
+     * below 2^75, not normalised: the drivers merge blocks in double (a frexp per block here cost
+     * 3-4% of an in-cache pass). A NaN or infinite total is returned as it is. */
     const T emax = HMAX(ez);
     VEC total = V(setzero)();
     TWOPASS_UNROLL for (size_t a = 0; a < ACC; a++) {
         total = V(add)(total, EXP(mul_exp2)(acc_p[a], V(sub)(ez, V(set1)(emax))));
     }
-    const T s = HSUM(total);
-    int e2 = 0;
-    const T m = s > 0 && s < INFINITY ? (T)(2 * frexp(s, &e2)) : s;
-    sum[0] = m;
-    sum[1] = (emax - EXP_MAGIC) + (s > 0 && s < INFINITY ? e2 - 1 : 0);
+    sum[0] = HSUM(total);
+    sum[1] = emax - EXP_MAGIC;
 }
 
 /* Online normaliser (Milakov and Gimelshein 2018), per lane and accumulator: a running max m and
