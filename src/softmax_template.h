@@ -612,7 +612,12 @@ struct columns_job {
      * logsumexp = a + b; valid: two-pass took the column (softmax skips the others in pass 2) */
     TP_T *a, *b;
     unsigned char* valid;
-    size_t row_chunk; /* rows per task of pass 2 */
+    /* pass 1's per-column state: each block of rows' sum m * 2^e (the kernel's, of type TP_T), and
+     * the running sum M * 2^E of the blocks so far, in double */
+    TP_T *m, *e;
+    double *sum_m, *sum_e;
+    size_t block_cols; /* columns per task of pass 1 */
+    size_t row_chunk;  /* rows per task of pass 2 */
 };
 
 /* Column j of a block, copied out (for the rare columns two-pass cannot take). */
@@ -621,37 +626,58 @@ static void copy_column(const struct columns_job* job, size_t c, TP_E* column)
     for (size_t r = 0; r < job->rows; r++) column[r] = job->x[(ptrdiff_t)r * job->x_ld + c];
 }
 
-/* Pass 1 on one block of columns c0 .. c0 + width (width <= the kernels' columns_width): the
- * extended sums down the columns, over blocks of rows merged per column in double as in
- * chunk_extsum(), turned into pass 2's constants (softmax: scale and exponent; log_softmax:
- * logsumexp as hi + lo). Columns two-pass cannot take (NaN, +-inf, huge) get three-pass on a copy. */
+/* 2^d for an integral d <= 0 (NaN, or below -1022: 0), branch-free so the merge loop vectorises:
+ * d + 0x1.8p52 + 1023 holds 1023 + d in its low bits, shifted into the exponent field. */
+static double exp2_nonpositive_bits(double d)
+{
+    union { double value; uint64_t bits; } w = {(d > -1023.0 ? d : -1023.0) + (0x1.8p52 + 1023.0)};
+    w.bits <<= 52;
+    return w.value;
+}
+
+/* Pass 1 on one block of columns c0 .. c0 + width: the extended sums down the columns, by the
+ * kernel over blocks of TWOPASS_COLUMN_SUM_BLOCK rows (each row streamed across the block), each
+ * block's (m, e) merged per column in double as extsum_add does:  E' = max(E, e),
+ * M = M 2^(E - E') + m 2^(e - E'); a NaN, infinite or non-positive m or an e above the exact range
+ * marks the column invalid. Then turned into pass 2's constants (softmax: scale and exponent;
+ * log_softmax: logsumexp as hi + lo). Columns two-pass cannot take (NaN, +-inf, huge) get three-pass
+ * on a copy. Each column's arithmetic is its own, so results do not depend on the blocks of
+ * columns, hence not on the thread count. */
 static void columns_block(void* ctx, size_t block)
 {
-    enum { MAX_WIDTH = TWOPASS_MAX_COLUMNS };
     struct columns_job* job = ctx;
     const TP_KERNELS* k = job->k;
-    const size_t rows = job->rows, c0 = block * k->columns_width;
-    const size_t width = job->cols - c0 < k->columns_width ? job->cols - c0 : k->columns_width;
+    const size_t rows = job->rows, c0 = block * job->block_cols;
+    const size_t width = job->cols - c0 < job->block_cols ? job->cols - c0 : job->block_cols;
     const TP_E* x = job->x + c0;
     TP_E* y = job->y + c0;
-    struct extsum_acc acc[MAX_WIDTH];
     TP_T* a = job->a + c0;
     TP_T* b = job->b + c0;
+    TP_T *m = job->m + c0, *e = job->e + c0;
+    double *sum_m = job->sum_m + c0, *sum_e = job->sum_e + c0;
     unsigned char* valid = job->valid + c0;
     for (size_t j = 0; j < width; j++) {
-        acc[j] = EXTSUM_EMPTY;
+        sum_m[j] = 0.0, sum_e[j] = -INFINITY, valid[j] = 1;
     }
     for (size_t r0 = 0; r0 < rows; r0 += TWOPASS_COLUMN_SUM_BLOCK) {
-        TP_T m[MAX_WIDTH], e[MAX_WIDTH];
         const size_t block_rows = rows - r0 < TWOPASS_COLUMN_SUM_BLOCK ? rows - r0 : TWOPASS_COLUMN_SUM_BLOCK;
         k->raddextexp_columns(block_rows, width, x + (ptrdiff_t)r0 * job->x_ld, job->x_ld, m, e);
         for (size_t j = 0; j < width; j++) {
-            extsum_add(&acc[j], m[j], e[j]);
+            const double mj = m[j], ej = e[j], E = sum_e[j];
+            const double E_new = ej > E ? ej : E;
+            valid[j] &= (unsigned char)((mj > 0.0) & (mj < INFINITY) & (ej <= TP_EXPONENT_LIMIT));
+            sum_m[j] = sum_m[j] * exp2_nonpositive_bits(E - E_new) + mj * exp2_nonpositive_bits(ej - E_new);
+            sum_e[j] = E_new;
         }
     }
     TP_E* scratch = NULL; /* one column */
     for (size_t j = 0; j < width; j++) {
-        valid[j] = extsum_done(&acc[j]);
+        valid[j] = valid[j] && sum_e[j] >= -TP_EXPONENT_LIMIT; /* as extsum_done */
+        if (valid[j]) { /* M = f 2^q, f in [0.5, 1): the kernel's lazy scaling leaves M up to ~2^72,
+                         * and log(M) must stay small beside E ln2 */
+            int q;
+            sum_m[j] = frexp(sum_m[j], &q), sum_e[j] += q;
+        }
         if (!valid[j] && scratch == NULL && (scratch = malloc(sizeof(TP_E) * rows)) == NULL) {
             __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
             return;
@@ -660,7 +686,7 @@ static void columns_block(void* ctx, size_t block)
             /* logsumexp = log(M) + E ln2, or three-pass on a copy (NaN, +-inf, huge), as hi + lo */
             struct lse_parts parts;
             if (valid[j]) {
-                lse_of_extsum(acc[j].mantissa, acc[j].exponent, &parts);
+                lse_of_extsum(sum_m[j], sum_e[j], &parts);
             } else {
                 struct slice s;
                 copy_column(job, c0 + j, scratch);
@@ -669,9 +695,8 @@ static void columns_block(void* ctx, size_t block)
             }
             a[j] = parts.hi, b[j] = parts.lo;
         } else if (valid[j]) {
-            int q; /* M = f * 2^q: scale by 1/f and 2^-(E + q), as softmax_scale_extexp */
-            const double f = frexp(acc[j].mantissa, &q);
-            a[j] = (TP_T)(1.0 / f), b[j] = (TP_T)(acc[j].exponent + q);
+            /* scale by 1/f and 2^-(E + q), as softmax_scale_extexp */
+            a[j] = (TP_T)(1.0 / sum_m[j]), b[j] = (TP_T)sum_e[j];
         } else {
             /* softmax by three-pass on a copy, written back; pass 2 skips the column, and no other
              * block reads it, so this is safe in place too */
@@ -716,35 +741,46 @@ static int run_columns(struct columns_job* job, int threads)
     if (job->rows == 0 || job->cols == 0) {
         return 0;
     }
-    job->a = malloc(sizeof(TP_T) * job->cols);
-    job->b = malloc(sizeof(TP_T) * job->cols);
-    job->valid = malloc(job->cols);
-    if (job->a == NULL || job->b == NULL || job->valid == NULL) {
+    const size_t cols = job->cols;
+    job->a = malloc(sizeof(TP_T) * cols);
+    job->b = malloc(sizeof(TP_T) * cols);
+    job->m = malloc(sizeof(TP_T) * cols);
+    job->e = malloc(sizeof(TP_T) * cols);
+    job->sum_m = malloc(sizeof(double) * cols);
+    job->sum_e = malloc(sizeof(double) * cols);
+    job->valid = malloc(cols);
+    if (job->a == NULL || job->b == NULL || job->m == NULL || job->e == NULL || job->sum_m == NULL
+        || job->sum_e == NULL || job->valid == NULL) {
         job->failed = 1;
     } else {
-        threads = twopass_useful_threads(threads, job->rows * job->cols);
-        const size_t blocks = (job->cols + job->k->columns_width - 1) / job->k->columns_width;
-        twopass_parallel_for(threads, blocks, columns_block, job);
+        threads = twopass_useful_threads(threads, job->rows * cols);
+        /* pass 1: about equal blocks of whole cache lines of columns, at least one per thread and at
+         * most TWOPASS_COLUMN_PASS1_WIDTH columns wide */
+        const size_t line = 64 / sizeof(TP_E);
+        size_t blocks = (cols + TWOPASS_COLUMN_PASS1_WIDTH - 1) / TWOPASS_COLUMN_PASS1_WIDTH;
+        blocks = blocks < (size_t)threads ? (size_t)threads : blocks;
+        job->block_cols = ((cols + blocks - 1) / blocks + line - 1) / line * line;
+        twopass_parallel_for(threads, (cols + job->block_cols - 1) / job->block_cols, columns_block, job);
         if (!job->failed) {
             const size_t tasks = (size_t)threads < job->rows ? (size_t)threads : job->rows;
             job->row_chunk = (job->rows + tasks - 1) / tasks;
             twopass_parallel_for(threads, (job->rows + job->row_chunk - 1) / job->row_chunk, columns_pass2, job);
         }
     }
-    free(job->a), free(job->b), free(job->valid);
+    free(job->a), free(job->b), free(job->m), free(job->e), free(job->sum_m), free(job->sum_e), free(job->valid);
     return job->failed ? -1 : 0;
 }
 
 int TP_PUB(softmax, _columns)(const TP_KERNELS* k, size_t rows, size_t cols,
                                 const TP_E* x, ptrdiff_t x_ld, TP_E* y, ptrdiff_t y_ld, int threads)
 {
-    struct columns_job job = {k, rows, cols, x, x_ld, y, y_ld, 0, 0, NULL, NULL, NULL, 0};
+    struct columns_job job = {k, rows, cols, x, x_ld, y, y_ld, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0};
     return run_columns(&job, threads);
 }
 
 int TP_PUB(log_softmax, _columns)(const TP_KERNELS* k, size_t rows, size_t cols,
                                     const TP_E* x, ptrdiff_t x_ld, TP_E* y, ptrdiff_t y_ld, int threads)
 {
-    struct columns_job job = {k, rows, cols, x, x_ld, y, y_ld, 1, 0, NULL, NULL, NULL, 0};
+    struct columns_job job = {k, rows, cols, x, x_ld, y, y_ld, 1, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0};
     return run_columns(&job, threads);
 }

@@ -105,6 +105,9 @@ void twopass_set_sum_block(size_t elements);
 size_t twopass_sum_block(void);
 /* The same for the columns driver, whose lanes each sum one term per row in a single accumulator. */
 #define TWOPASS_COLUMN_SUM_BLOCK 64
+/* Columns pass 1 streams each row across a block of at most this many columns (one per thread at
+ * least), keeping each column's state in memory: wide blocks make long contiguous reads. */
+#define TWOPASS_COLUMN_PASS1_WIDTH 4096
 
 /* Threads. Every driver takes `threads` (1: the calling thread alone) and runs on OpenMP threads:
  * whole rows per thread when there are many rows, else each slice cut into about equal chunks of

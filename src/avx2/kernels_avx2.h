@@ -297,69 +297,77 @@ TWOPASS_INLINE void constants_store(T* c, size_t width, size_t v, VEC value)
     }
 }
 
-/* Pass 1 on one strip of NS vectors (NS VLEN columns from x, the first `width` of them wanted): per
- * lane, the extended sum of its column over `rows` rows in registers, G rows per update as in
- * raddextexp:  e = max(acc_n, n_1 .. n_G);  acc_p = acc_p 2^(acc_n - e) + sum_g p_g 2^(n_g - e);
- * acc_n = e. Lanes are independent, so a column's sum does not depend on the strip it falls in.
- * Each row read is prefetched `rows` rows ahead: the same strip of the driver's next block of rows. */
-TWOPASS_INLINE void columns_strip_sum(size_t rows, size_t width, const ELEM* x, ptrdiff_t ld, T* mantissa,
-                                      T* exponent, const size_t NS, const size_t G)
+/* Pass 1 down the columns of a block of `rows` rows, streamed row after row across all `width`
+ * columns (long contiguous reads, which the prefetchers follow), with per-column state in the output
+ * arrays while it runs: mantissa[j] = acc_p and exponent[j] = k = e - EXP_BIAS, where the column's
+ * sum is acc_p * 2^e, in the lazy-rescaling form of raddextexp_impl: a term p * 2^n (z = n +
+ * EXP_MAGIC) is added as p2 * pow2_biased(z - k) = p * 2^(n - e) while n <= e + 64; a larger n (the
+ * first row, or a column max that grows by 64 binades) first raises that lane's e to n, acc_p <-
+ * acc_p * 2^(e - e'). Only the lanes over their limit are raised, so a column's sum never depends on
+ * its neighbours (nor on where a block of columns starts). G rows per update: one state load, limit
+ * check and store per G terms. The last, partial vector keeps its state in registers. At the end
+ * exponent[j] = e, so mantissa[j] * 2^exponent[j] = sum_r exp(x[r, j]). */
+TWOPASS_INLINE void columns_add_rows(VEC* acc, VEC* k, const VEC* p, const VEC* z, const size_t G)
 {
-    VEC acc_p[TWOPASS_COLUMN_MAX_STRIP], acc_n[TWOPASS_COLUMN_MAX_STRIP];
-    TWOPASS_UNROLL for (size_t v = 0; v < NS; v++) {
-        acc_p[v] = V(setzero)();
-        acc_n[v] = V(set1)(-INFINITY);
+    const VEC kbias = V(set1)(EXP_MAGIC + EXP_BIAS), headroom = V(set1)(EXP_MAGIC + EXP_BIAS + EXTEXP_HEADROOM);
+    VEC zmax = z[0];
+    TWOPASS_UNROLL for (size_t g = 1; g < G; g++) zmax = V(max)(zmax, z[g]);
+    const VEC over = V(cmp)(zmax, V(add)(*k, headroom), _CMP_GT_OQ); /* z > ez + 64 */
+    if (V(movemask)(over) != 0) {
+        const VEC k_new = V(blendv)(*k, V(sub)(zmax, kbias), over);
+        *acc = EXP(mul_exp2)(*acc, V(sub)(*k, k_new));
+        *k = k_new;
     }
-    const ptrdiff_t ahead = (ptrdiff_t)rows * ld;
-    size_t r = 0;
-    for (; r + G <= rows; r += G, x += (ptrdiff_t)G * ld) {
-        VEC p[TWOPASS_COLUMN_MAX_ROWS][TWOPASS_COLUMN_MAX_STRIP], pn[TWOPASS_COLUMN_MAX_ROWS][TWOPASS_COLUMN_MAX_STRIP];
-        TWOPASS_UNROLL for (size_t g = 0; g < G; g++) {
-            TWOPASS_UNROLL for (size_t b = 0; b < NS * VLEN * sizeof(ELEM); b += 64) {
-                _mm_prefetch((const char*)(x + g * ld + ahead) + b, _MM_HINT_T0);
-            }
-            TWOPASS_UNROLL for (size_t v = 0; v < NS; v++) {
-                p[g][v] = EXP(extexp)(column_load(x + g * ld, width, v), &pn[g][v]);
-            }
-        }
-        TWOPASS_UNROLL for (size_t v = 0; v < NS; v++) {
-            VEC e = acc_n[v];
-            TWOPASS_UNROLL for (size_t g = 0; g < G; g++) e = V(max)(e, pn[g][v]);
-            VEC sum = EXP(mul_exp2)(acc_p[v], V(sub)(acc_n[v], e));
-            TWOPASS_UNROLL for (size_t g = 0; g < G; g++) {
-                sum = V(add)(sum, EXP(mul_exp2)(p[g][v], V(sub)(pn[g][v], e)));
-            }
-            acc_p[v] = sum, acc_n[v] = e;
-        }
-    }
-    for (; r < rows; r++, x += ld) { /* the last rows % G, one at a time */
-        TWOPASS_UNROLL for (size_t v = 0; v < NS; v++) {
-            VEC vn;
-            const VEC p = EXP(extexp)(column_load(x, width, v), &vn);
-            const VEC e = V(max)(acc_n[v], vn);
-            acc_p[v] = V(add)(EXP(mul_exp2)(acc_p[v], V(sub)(acc_n[v], e)), EXP(mul_exp2)(p, V(sub)(vn, e)));
-            acc_n[v] = e;
-        }
-    }
-    TWOPASS_UNROLL for (size_t v = 0; v < NS; v++) {
-        constants_store(mantissa, width, v, acc_p[v]);
-        constants_store(exponent, width, v, acc_n[v]);
-    }
+    VEC sum = *acc;
+    TWOPASS_UNROLL for (size_t g = 0; g < G; g++) sum = V(add)(sum, V(mul)(p[g], EXP(pow2_biased)(V(sub)(z[g], *k))));
+    *acc = sum;
 }
 
-/* Per column j < width: mantissa[j] * 2^exponent[j] = sum_r exp(x[r, j]), by whole strips of
- * TWOPASS_COLUMN_STRIP vectors, then single vectors (the last one masked). */
 TWOPASS_INLINE void raddextexp_columns_impl(size_t rows, size_t width, const ELEM* x, ptrdiff_t ld,
                                             T* mantissa, T* exponent, const size_t U)
 {
-    const size_t S = TWOPASS_COLUMN_STRIP, G = TWOPASS_COLUMN_GROUP;
+    const size_t G = TWOPASS_COLUMN_GROUP, full = width / VLEN, tail = width % VLEN;
     (void)U;
-    size_t c = 0;
-    for (; c + S * VLEN <= width; c += S * VLEN) {
-        columns_strip_sum(rows, S * VLEN, x + c, ld, mantissa + c, exponent + c, S, G);
+    for (size_t v = 0; v < full; v++) {
+        V(storeu)(mantissa + v * VLEN, V(setzero)());
+        V(storeu)(exponent + v * VLEN, V(set1)(-INFINITY));
     }
-    for (; c < width; c += VLEN) {
-        columns_strip_sum(rows, width - c, x + c, ld, mantissa + c, exponent + c, 1, G);
+    VEC tail_acc = V(setzero)(), tail_k = V(set1)(-INFINITY);
+    size_t r = 0;
+    for (; r + G <= rows; r += G, x += (ptrdiff_t)G * ld) {
+        for (size_t v = 0; v < full; v++) {
+            VEC p[TWOPASS_COLUMN_MAX_ROWS], z[TWOPASS_COLUMN_MAX_ROWS];
+            TWOPASS_UNROLL for (size_t g = 0; g < G; g++) p[g] = EXP(extexp_biased)(LOAD(x + g * ld + v * VLEN), &z[g]);
+            VEC acc = V(loadu)(mantissa + v * VLEN), k = V(loadu)(exponent + v * VLEN);
+            columns_add_rows(&acc, &k, p, z, G);
+            V(storeu)(mantissa + v * VLEN, acc), V(storeu)(exponent + v * VLEN, k);
+        }
+        if (tail != 0) {
+            VEC p[TWOPASS_COLUMN_MAX_ROWS], z[TWOPASS_COLUMN_MAX_ROWS];
+            TWOPASS_UNROLL for (size_t g = 0; g < G; g++) p[g] = EXP(extexp_biased)(column_load(x + g * ld, width, full), &z[g]);
+            columns_add_rows(&tail_acc, &tail_k, p, z, G);
+        }
+    }
+    for (; r < rows; r++, x += ld) { /* the last rows % G, one at a time */
+        for (size_t v = 0; v < full; v++) {
+            VEC z, acc = V(loadu)(mantissa + v * VLEN), k = V(loadu)(exponent + v * VLEN);
+            const VEC p = EXP(extexp_biased)(LOAD(x + v * VLEN), &z);
+            columns_add_rows(&acc, &k, &p, &z, 1);
+            V(storeu)(mantissa + v * VLEN, acc), V(storeu)(exponent + v * VLEN, k);
+        }
+        if (tail != 0) {
+            VEC z;
+            const VEC p = EXP(extexp_biased)(column_load(x, width, full), &z);
+            columns_add_rows(&tail_acc, &tail_k, &p, &z, 1);
+        }
+    }
+    const VEC bias = V(set1)(EXP_BIAS);
+    for (size_t v = 0; v < full; v++) {
+        V(storeu)(exponent + v * VLEN, V(add)(V(loadu)(exponent + v * VLEN), bias));
+    }
+    if (tail != 0) {
+        constants_store(mantissa, width, full, tail_acc);
+        constants_store(exponent, width, full, V(add)(tail_k, bias));
     }
 }
 
