@@ -63,3 +63,71 @@ def test_strided_rows_and_threads(level):
     for threads in (2, 3):
         np.testing.assert_array_equal(twopass.softmax(view, axis=0, threads=threads).view(np.uint32),
                                       one.view(np.uint32))
+
+
+# Pass 1 on AVX2 streams each row across a block of columns (at most TWOPASS_COLUMN_PASS1_WIDTH = 4096
+# wide, at least one block per thread), per-column lazily rescaled sums in memory (the last, partial
+# vector in registers), 2 rows per update, merged in double every 64 rows.
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16], ids=lambda d: np.dtype(d).name)
+def test_each_column_alone_bitwise(level, dtype):
+    """A column's result does not depend on its neighbours, its lane, the vector (in memory or the
+    partial one in registers) or the block of columns it falls in: bitwise as when it is alone."""
+    rng = np.random.default_rng(11)
+    rows, width = 131, 45
+    x = rng.uniform(-40, 40, (rows, width))
+    # columns whose max grows by more than 64 binades (a lane over its limit, rescaled alone)
+    x[100:, 3] += 60.0
+    x[1::2, 20] -= 200.0
+    x[64, 41] = 90.0
+    x = x.astype(dtype)
+    y, ly = twopass.softmax(x, axis=0), twopass.log_softmax(x, axis=0)
+    for j in range(width):
+        col = np.ascontiguousarray(x[:, j:j + 1])
+        np.testing.assert_array_equal(twopass.softmax(col, axis=0), y[:, j:j + 1], err_msg=str(j))
+        np.testing.assert_array_equal(twopass.log_softmax(col, axis=0), ly[:, j:j + 1], err_msg=str(j))
+    expected = reference_softmax(x.astype(np.float64), axis=0)
+    if dtype == np.float16:  # float16 results below its smallest normal lose relative precision
+        np.testing.assert_allclose(y.astype(np.float64), expected, rtol=1e-3, atol=float(np.finfo(np.float16).tiny))
+    else:
+        assert max_relative_error(y, expected) <= (1e-6 if dtype == np.float32 else 1e-13)
+
+
+@pytest.mark.parametrize("cols", [4095, 4096, 4097, 4096 + 17, 2 * 4096 + 40])
+def test_wide_blocks_and_threads(level, cols):
+    """Several blocks of columns (and the block split between threads): accurate, and bitwise the
+    same for every thread count; a special value in the first column of the second block."""
+    rng = np.random.default_rng(cols)
+    x = rng.uniform(-80, 80, (67, cols)).astype(np.float32)
+    if cols > 4096:
+        x[5, 4096] = np.inf
+    one = twopass.softmax(x, axis=0, threads=1)
+    with np.errstate(all="ignore"):
+        expected = scipy.special.softmax(x.astype(np.float64), axis=0)
+    ok = ~np.isnan(expected)
+    np.testing.assert_array_equal(np.isnan(one), ~ok)
+    np.testing.assert_allclose(one[ok], expected[ok], rtol=1e-6, atol=FLUSH32)
+    lone = twopass.log_softmax(x, axis=0, threads=1)
+    for threads in (2, 3):
+        np.testing.assert_array_equal(twopass.softmax(x, axis=0, threads=threads).view(np.uint32),
+                                      one.view(np.uint32))
+        np.testing.assert_array_equal(twopass.log_softmax(x, axis=0, threads=threads).view(np.uint32),
+                                      lone.view(np.uint32))
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 63, 64, 65, 66, 128, 129])
+@pytest.mark.parametrize("value", [np.nan, np.inf, 3e38, -np.inf])
+def test_special_value_at_row_edges(level, rows, value):
+    """A special value in the last row of a 64-row block, the odd row after the 2-row updates, or
+    the first row: only its column falls back; a full vector and the partial one."""
+    rng = np.random.default_rng(rows)
+    for column in (2, 9, 12):
+        for row in {0, rows - 1, min(63, rows - 1)}:
+            x = rng.uniform(-30, 30, (rows, 13)).astype(np.float32)
+            x[row, column] = value
+            with np.errstate(all="ignore"):
+                expected = scipy.special.softmax(x.astype(np.float64), axis=0)
+            y = twopass.softmax(x, axis=0)
+            np.testing.assert_array_equal(np.isnan(y), np.isnan(expected), err_msg=f"{row} {column}")
+            ok = ~np.isnan(expected)
+            np.testing.assert_allclose(y[ok], expected[ok], rtol=1e-6, atol=FLUSH32, err_msg=f"{row} {column}")
