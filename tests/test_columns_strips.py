@@ -67,7 +67,7 @@ def test_strided_rows_and_threads(level):
 
 # Pass 1 on AVX2 streams each row across a block of columns (at most TWOPASS_COLUMN_PASS1_WIDTH = 4096
 # wide, at least one block per thread), per-column lazily rescaled sums in memory (the last, partial
-# vector in registers), 2 rows per update, merged in double every 64 rows.
+# vector in registers), 4 rows per update (TWOPASS_COLUMN_ROW_GROUP), merged in double every 64 rows.
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16], ids=lambda d: np.dtype(d).name)
 def test_each_column_alone_bitwise(level, dtype):
@@ -115,10 +115,10 @@ def test_wide_blocks_and_threads(level, cols):
                                       lone.view(np.uint32))
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3, 63, 64, 65, 66, 128, 129])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 7, 63, 64, 65, 66, 67, 68, 128, 129])
 @pytest.mark.parametrize("value", [np.nan, np.inf, 3e38, -np.inf])
 def test_special_value_at_row_edges(level, rows, value):
-    """A special value in the last row of a 64-row block, the odd row after the 2-row updates, or
+    """A special value in the last row of a 64-row block, the rows after the 4-row updates, or
     the first row: only its column falls back; a full vector and the partial one."""
     rng = np.random.default_rng(rows)
     for column in (2, 9, 12):

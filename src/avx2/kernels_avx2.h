@@ -304,9 +304,9 @@ TWOPASS_INLINE void constants_store(T* c, size_t width, size_t v, VEC value)
  * EXP_MAGIC) is added as p2 * pow2_biased(z - k) = p * 2^(n - e) while n <= e + 64; a larger n (the
  * first row, or a column max that grows by 64 binades) first raises that lane's e to n, acc_p <-
  * acc_p * 2^(e - e'). Only the lanes over their limit are raised, so a column's sum never depends on
- * its neighbours (nor on where a block of columns starts). G rows per update: one state load, limit
- * check and store per G terms. The last, partial vector keeps its state in registers. At the end
- * exponent[j] = e, so mantissa[j] * 2^exponent[j] = sum_r exp(x[r, j]). */
+ * its neighbours (nor on where a block of columns starts). G = TWOPASS_COLUMN_ROW_GROUP rows per
+ * update: one state load, limit check and store per G terms. The last, partial vector keeps its
+ * state in registers. At the end exponent[j] = e, so mantissa[j] * 2^exponent[j] = sum_r exp(x[r, j]). */
 TWOPASS_INLINE void columns_add_rows(VEC* acc, VEC* k, const VEC* p, const VEC* z, const size_t G)
 {
     const VEC kbias = V(set1)(EXP_MAGIC + EXP_BIAS), headroom = V(set1)(EXP_MAGIC + EXP_BIAS + EXTEXP_HEADROOM);
@@ -326,7 +326,7 @@ TWOPASS_INLINE void columns_add_rows(VEC* acc, VEC* k, const VEC* p, const VEC* 
 TWOPASS_INLINE void raddextexp_columns_impl(size_t rows, size_t width, const ELEM* x, ptrdiff_t ld,
                                             T* mantissa, T* exponent, const size_t U)
 {
-    const size_t G = TWOPASS_COLUMN_GROUP, full = width / VLEN, tail = width % VLEN;
+    const size_t G = TWOPASS_COLUMN_ROW_GROUP, full = width / VLEN, tail = width % VLEN;
     (void)U;
     for (size_t v = 0; v < full; v++) {
         V(storeu)(mantissa + v * VLEN, V(setzero)());
