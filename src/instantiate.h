@@ -63,16 +63,17 @@
     void TP_VNAME(raddextexp_columns, isa, U)(size_t rows, size_t width, const TP_E* x,    \
                                                        ptrdiff_t ld, TP_T* mantissa, TP_T* exponent) \
     { raddextexp_columns_impl(rows, width, x, ld, mantissa, exponent, U); }
+/* The columns pass 2 (NT: the non-temporal variant, listed with N). */
+#define DEFINE_vscaleextexp_columns_E(name, U, NT)                                                 \
+    void name(size_t rows, size_t width, const TP_E* x, ptrdiff_t x_ld, TP_E* y, ptrdiff_t y_ld,  \
+              const TP_T* scale, const TP_T* exponent)                                             \
+    { vscaleextexp_columns_impl(rows, width, x, x_ld, y, y_ld, scale, exponent, U, NT); }
 #define DEFINE_vscaleextexp_columns_V(isa, U)                                                      \
-    void TP_VNAME(vscaleextexp_columns, isa, U)(size_t rows, size_t width, const TP_E* x,  \
-                                                         ptrdiff_t x_ld, TP_E* y, ptrdiff_t y_ld,    \
-                                                         const TP_T* scale, const TP_T* exponent)   \
-    { vscaleextexp_columns_impl(rows, width, x, x_ld, y, y_ld, scale, exponent, U); }
-
-#define DEFINE_vsubc_columns_V(isa, U)                                                             \
-    void TP_VNAME(vsubc_columns, isa, U)(size_t rows, size_t width, const TP_E* x,         \
-                                                  ptrdiff_t x_ld, TP_E* y, ptrdiff_t y_ld,          \
-                                                  const TP_T* c_hi, const TP_T* c_lo)              \
-    { vsubc_columns_impl(rows, width, x, x_ld, y, y_ld, c_hi, c_lo, U); }
+    DEFINE_vscaleextexp_columns_E(TP_VNAME(vscaleextexp_columns, isa, U), U, 0)
+#define DEFINE_vsubc_columns_E(name, U, NT)                                                        \
+    void name(size_t rows, size_t width, const TP_E* x, ptrdiff_t x_ld, TP_E* y, ptrdiff_t y_ld,  \
+              const TP_T* c_hi, const TP_T* c_lo)                                                  \
+    { vsubc_columns_impl(rows, width, x, x_ld, y, y_ld, c_hi, c_lo, U, NT); }
+#define DEFINE_vsubc_columns_V(isa, U) DEFINE_vsubc_columns_E(TP_VNAME(vsubc_columns, isa, U), U, 0)
 
 #endif /* TWOPASS_INSTANTIATE_H */

@@ -601,6 +601,7 @@ void TP_PUB(softmax_from_extsum, _rows)(const TP_KERNELS* k, size_t rows, size_t
 
 struct columns_job {
     const TP_KERNELS* k;
+    const TP_KERNELS* k2; /* pass 2's: the streaming table (non-temporal stores) for large outputs */
     size_t rows, cols;
     const TP_E* x;
     ptrdiff_t x_ld;
@@ -717,7 +718,7 @@ static void columns_block(void* ctx, size_t block)
 static void columns_pass2(void* ctx, size_t chunk)
 {
     const struct columns_job* job = ctx;
-    const TP_KERNELS* k = job->k;
+    const TP_KERNELS* k = job->k2;
     const size_t r0 = chunk * job->row_chunk;
     const size_t rows = job->rows - r0 < job->row_chunk ? job->rows - r0 : job->row_chunk;
     const TP_E* x = job->x + (ptrdiff_t)r0 * job->x_ld;
@@ -762,6 +763,9 @@ static int run_columns(struct columns_job* job, int threads)
         job->block_cols = ((cols + blocks - 1) / blocks + line - 1) / line * line;
         twopass_parallel_for(threads, (cols + job->block_cols - 1) / job->block_cols, columns_block, job);
         if (!job->failed) {
+            /* whole rows, as the rows driver's elementwise passes: streamed stores past the threshold */
+            const int streaming = job->k->streaming != NULL && twopass_streaming_job(job->rows * cols, sizeof(TP_E));
+            job->k2 = streaming ? job->k->streaming : job->k;
             const size_t tasks = (size_t)threads < job->rows ? (size_t)threads : job->rows;
             job->row_chunk = (job->rows + tasks - 1) / tasks;
             twopass_parallel_for(threads, (job->rows + job->row_chunk - 1) / job->row_chunk, columns_pass2, job);
@@ -774,13 +778,13 @@ static int run_columns(struct columns_job* job, int threads)
 int TP_PUB(softmax, _columns)(const TP_KERNELS* k, size_t rows, size_t cols,
                                 const TP_E* x, ptrdiff_t x_ld, TP_E* y, ptrdiff_t y_ld, int threads)
 {
-    struct columns_job job = {k, rows, cols, x, x_ld, y, y_ld, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0};
+    struct columns_job job = {k, k, rows, cols, x, x_ld, y, y_ld, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0};
     return run_columns(&job, threads);
 }
 
 int TP_PUB(log_softmax, _columns)(const TP_KERNELS* k, size_t rows, size_t cols,
                                     const TP_E* x, ptrdiff_t x_ld, TP_E* y, ptrdiff_t y_ld, int threads)
 {
-    struct columns_job job = {k, rows, cols, x, x_ld, y, y_ld, 1, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0};
+    struct columns_job job = {k, k, rows, cols, x, x_ld, y, y_ld, 1, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0};
     return run_columns(&job, threads);
 }

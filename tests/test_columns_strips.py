@@ -7,6 +7,7 @@ import pytest
 import scipy.special
 
 import twopass
+from twopass import kernels
 
 from conftest import FLUSH32, max_relative_error, reference_softmax
 
@@ -131,3 +132,40 @@ def test_special_value_at_row_edges(level, rows, value):
             np.testing.assert_array_equal(np.isnan(y), np.isnan(expected), err_msg=f"{row} {column}")
             ok = ~np.isnan(expected)
             np.testing.assert_allclose(y[ok], expected[ok], rtol=1e-6, atol=FLUSH32, err_msg=f"{row} {column}")
+
+
+@pytest.fixture
+def restore_threshold():
+    saved = kernels.streaming_threshold()
+    yield
+    kernels.set_streaming_threshold(saved)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("function", [twopass.softmax, twopass.log_softmax], ids=lambda f: f.__name__)
+def test_streamed_pass2_same_bits(level, dtype, function, restore_threshold):
+    """Pass 2 over whole rows with non-temporal stores (outputs past the streaming threshold): each
+    row's elements before its first aligned vector and its tail stored ordinarily; bitwise the same
+    as ordinary stores, nothing written outside the output (rows of out ld apart, at any offset)."""
+    sentinel = -7.25
+    rng = np.random.default_rng(5)
+    for rows, width in ((1, 1), (3, 7), (5, 8), (9, 17), (66, 33), (7, 100)):
+        x = rng.uniform(-50, 50, (rows, width)).astype(dtype)
+        results = []
+        for streaming in (False, True):
+            for offset in (0, 1, 3, 9):
+                kernels.set_streaming_threshold(1 if streaming else (1 << 62))
+                ld = width + 5  # rows of out further apart than the width: each row's own misalignment
+                buf = np.full(rows * ld + 64, sentinel, dtype)
+                start = (-buf.ctypes.data % 64) // buf.itemsize + offset
+                y = buf[start:start + rows * ld].reshape(rows, ld)[:, :width]
+                before = kernels.thread_stats()["streaming_jobs"]
+                function(x, axis=0, out=y, threads=1)
+                if level != "python":
+                    assert kernels.thread_stats()["streaming_jobs"] - before == int(streaming)
+                mask = np.ones(buf.shape, bool)
+                mask[start:start + rows * ld].reshape(rows, ld)[:, :width] = False
+                assert np.all(buf[mask] == sentinel), (rows, width, streaming, offset)
+                results.append(y.copy())
+        for r in results[1:]:
+            np.testing.assert_array_equal(r.view(np.uint8), results[0].view(np.uint8), err_msg=f"{rows} {width}")

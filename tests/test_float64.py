@@ -259,7 +259,8 @@ def test_streaming_stores_float64_same_bits(level_name):
     saved = kernels.streaming_threshold()
     rng = np.random.default_rng(9)
     names = kernels.streaming_kernel_names(twopass.LEVELS.index(level_name), "float64")
-    assert set(names) == {"vscaleextexp", "vscaleexpminusmax", "vsubc"}
+    assert {"vscaleextexp", "vscaleexpminusmax", "vsubc"} <= set(names) <= {
+        "vscaleextexp", "vscaleexpminusmax", "vsubc", "vscaleextexp_columns", "vsubc_columns"}
     assert all(n.startswith("twopass_f64_") and n.endswith("_nt") for n in names.values())
     try:
         with twopass.use_isa(level_name):

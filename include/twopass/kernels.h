@@ -152,7 +152,9 @@ TWOPASS_KERNEL_TYPES(f16, uint16_t, float)
     R(raddonline, avx2, 64, 2)                                                                     \
     N(vscaleextexp, avx2, 32)                                                                      \
     N(vscaleexpminusmax, avx2, 32)                                                                 \
-    N(vsubc, avx2, 32)
+    N(vsubc, avx2, 32)                                                                             \
+    N(vscaleextexp_columns, avx2, 256)                                                             \
+    N(vsubc_columns, avx2, 256)
 
 #define TWOPASS_F32_KERNELS(R, V, N) TWOPASS_F32_AVX512F_KERNELS(R, V, N) TWOPASS_F32_AVX2_KERNELS(R, V, N)
 
@@ -215,7 +217,9 @@ TWOPASS_F32_KERNELS(TWOPASS_DECLARE_R, TWOPASS_DECLARE_V, TWOPASS_DECLARE_N)
     V(vscaleextexp, avx2, 32)                                                                      \
     N(vscaleextexp, avx2, 16)                                                                      \
     N(vscaleexpminusmax, avx2, 16)                                                                 \
-    N(vsubc, avx2, 16)
+    N(vsubc, avx2, 16)                                                                             \
+    N(vscaleextexp_columns, avx2, 256)                                                             \
+    N(vsubc_columns, avx2, 256)
 
 #define TWOPASS_F64_KERNELS(R, V, N) TWOPASS_F64_AVX512F_KERNELS(R, V, N) TWOPASS_F64_AVX2_KERNELS(R, V, N)
 
@@ -269,7 +273,9 @@ TWOPASS_F64_KERNELS(TWOPASS_DECLARE_R, TWOPASS_DECLARE_V, TWOPASS_DECLARE_N)
     V(vsubc_columns, avx2, 256)                                                                    \
     N(vscaleextexp, avx2, 32)                                                                      \
     N(vscaleexpminusmax, avx2, 32)                                                                 \
-    N(vsubc, avx2, 32)
+    N(vsubc, avx2, 32)                                                                             \
+    N(vscaleextexp_columns, avx2, 256)                                                             \
+    N(vsubc_columns, avx2, 256)
 
 #define TWOPASS_F16_KERNELS(R, V, N) TWOPASS_F16_AVX512F_KERNELS(R, V, N) TWOPASS_F16_AVX2_KERNELS(R, V, N)
 

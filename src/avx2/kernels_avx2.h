@@ -371,31 +371,63 @@ TWOPASS_INLINE void raddextexp_columns_impl(size_t rows, size_t width, const ELE
     }
 }
 
-TWOPASS_INLINE void vscaleextexp_columns_impl(size_t rows, size_t width, const ELEM* x, ptrdiff_t x_ld,
-                                              ELEM* y, ptrdiff_t y_ld, const T* scale,
-                                              const T* exponent, const size_t U)
+/* Pass 2 on whole rows, row after row: y[r, j] = exp(x[r, j]) * a[j] * 2^-b[j] (softmax) or
+ * (x[r, j] - a[j]) - b[j] (LOG). NT (a constant): non-temporal stores as in vscale_impl, each row's
+ * elements before y's first vector boundary and its tail through masked ordinary stores. */
+TWOPASS_INLINE VEC columns_pass2_op(VEC v, VEC a, VEC b, const int LOG)
 {
-    (void)U;
-    const size_t nv = (width + VLEN - 1) / VLEN;
+    return LOG ? V(sub)(V(sub)(v, a), b) : scaleextexp(v, a, b);
+}
+
+TWOPASS_INLINE void columns_pass2_impl(size_t rows, size_t width, const ELEM* x, ptrdiff_t x_ld, ELEM* y,
+                                       ptrdiff_t y_ld, const T* a, const T* b, const int LOG, const int NT)
+{
     for (size_t r = 0; r < rows; r++, x += x_ld, y += y_ld) {
-        for (size_t v = 0; v < nv; v++) {
-            column_store(y, width, v, scaleextexp(column_load(x, width, v), constants_load(scale, width, v),
-                                                  constants_load(exponent, width, v)));
+        size_t c = 0;
+        if (NT) {
+            const uintptr_t vector_bytes = VLEN * sizeof(ELEM);
+            size_t head = (((uintptr_t)0 - (uintptr_t)y) & (vector_bytes - 1)) / sizeof(ELEM); /* y is ELEM-aligned */
+            head = head < width ? head : width;
+            if (head != 0) {
+                const __m256i mask = EXP(tail_mask)(head);
+                STORE_PART(y, mask, head, columns_pass2_op(LOAD_PART(x, mask, head), V(maskload)(a, mask),
+                                                           V(maskload)(b, mask), LOG));
+                c = head;
+            }
+        }
+        for (; c + VLEN <= width; c += VLEN) {
+            const VEC v = columns_pass2_op(LOAD(x + c), V(loadu)(a + c), V(loadu)(b + c), LOG);
+            if (NT) {
+                STREAM(y + c, v);
+            } else {
+                STORE(y + c, v);
+            }
+        }
+        if (c < width) {
+            const size_t lanes = width - c;
+            const __m256i mask = EXP(tail_mask)(lanes);
+            STORE_PART(y + c, mask, lanes, columns_pass2_op(LOAD_PART(x + c, mask, lanes), V(maskload)(a + c, mask),
+                                                            V(maskload)(b + c, mask), LOG));
         }
     }
+    if (NT) {
+        _mm_sfence();
+    }
+}
+
+TWOPASS_INLINE void vscaleextexp_columns_impl(size_t rows, size_t width, const ELEM* x, ptrdiff_t x_ld,
+                                              ELEM* y, ptrdiff_t y_ld, const T* scale,
+                                              const T* exponent, const size_t U, const int NT)
+{
+    (void)U;
+    columns_pass2_impl(rows, width, x, x_ld, y, y_ld, scale, exponent, 0, NT);
 }
 
 /* y[r, j] = (x[r, j] - c_hi[j]) - c_lo[j]: log_softmax down the columns. */
 TWOPASS_INLINE void vsubc_columns_impl(size_t rows, size_t width, const ELEM* x, ptrdiff_t x_ld, ELEM* y,
-                                       ptrdiff_t y_ld, const T* c_hi, const T* c_lo, const size_t U)
+                                       ptrdiff_t y_ld, const T* c_hi, const T* c_lo, const size_t U,
+                                       const int NT)
 {
     (void)U;
-    const size_t nv = (width + VLEN - 1) / VLEN;
-    for (size_t r = 0; r < rows; r++, x += x_ld, y += y_ld) {
-        for (size_t v = 0; v < nv; v++) {
-            const VEC d = V(sub)(column_load(x, width, v), constants_load(c_hi, width, v));
-            column_store(y, width, v, V(sub)(d, constants_load(c_lo, width, v)));
-        }
-    }
+    columns_pass2_impl(rows, width, x, x_ld, y, y_ld, c_hi, c_lo, 1, NT);
 }
-

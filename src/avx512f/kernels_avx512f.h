@@ -327,9 +327,9 @@ TWOPASS_INLINE void raddextexp_columns_impl(size_t rows, size_t width, const ELE
 
 TWOPASS_INLINE void vscaleextexp_columns_impl(size_t rows, size_t width, const ELEM* x, ptrdiff_t x_ld,
                                               ELEM* y, ptrdiff_t y_ld, const T* scale,
-                                              const T* exponent, const size_t U)
+                                              const T* exponent, const size_t U, const int NT)
 {
-    (void)U;
+    (void)U, (void)NT; /* no non-temporal variant listed on AVX-512F */
     const size_t nv = (width + VLEN - 1) / VLEN;
     for (size_t r = 0; r < rows; r++, x += x_ld, y += y_ld) {
         for (size_t v = 0; v < nv; v++) {
@@ -342,9 +342,10 @@ TWOPASS_INLINE void vscaleextexp_columns_impl(size_t rows, size_t width, const E
 
 /* y[r, j] = (x[r, j] - c_hi[j]) - c_lo[j]: log_softmax down the columns. */
 TWOPASS_INLINE void vsubc_columns_impl(size_t rows, size_t width, const ELEM* x, ptrdiff_t x_ld, ELEM* y,
-                                       ptrdiff_t y_ld, const T* c_hi, const T* c_lo, const size_t U)
+                                       ptrdiff_t y_ld, const T* c_hi, const T* c_lo, const size_t U,
+                                       const int NT)
 {
-    (void)U;
+    (void)U, (void)NT; /* no non-temporal variant listed on AVX-512F */
     const size_t nv = (width + VLEN - 1) / VLEN;
     for (size_t r = 0; r < rows; r++, x += x_ld, y += y_ld) {
         for (size_t v = 0; v < nv; v++) {
