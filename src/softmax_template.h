@@ -16,6 +16,10 @@
  * Per-row results (sums, logsumexp, extsum) are doubles for both dtypes. The algorithms and the
  * threads: see src/softmax.c.
  */
+#if defined(__SSE2__)
+#include <emmintrin.h> /* baseline on x86-64: the columns merge */
+#endif
+
 /* In softmax.c: body(ctx, i) for i < count on up to `threads` OpenMP threads; and the threads worth
  * using on `elements` elements in all. */
 void twopass_parallel_for(int threads, size_t count, void (*body)(void* ctx, size_t i), void* ctx);
@@ -636,6 +640,47 @@ static double exp2_nonpositive_bits(double d)
     return w.value;
 }
 
+/* Per column j < width: merge a block's m[j] * 2^e[j] into the running sum_m[j] * 2^sum_e[j] in
+ * double, E' = max(E, e), M = M 2^(E - E') + m 2^(e - E'); valid[j] = 0 on a NaN, infinite or
+ * non-positive m or an e above the exact range. Two columns at a time with SSE2 (gcc does not
+ * vectorise the scalar loop: its selects may trap), the same operations in the same order, so the
+ * bits are those of the scalar loop (maxpd(a, b) = a > b ? a : b). */
+static void columns_merge(size_t width, const TP_T* m, const TP_T* e, double* sum_m, double* sum_e,
+                          unsigned char* valid)
+{
+    size_t j = 0;
+#if defined(__SSE2__)
+    const __m128d zero = _mm_setzero_pd(), inf = _mm_set1_pd(INFINITY), limit = _mm_set1_pd(TP_EXPONENT_LIMIT),
+                  floor = _mm_set1_pd(-1023.0), magic = _mm_set1_pd(0x1.8p52 + 1023.0);
+    for (; j + 2 <= width; j += 2) {
+#if TP_F64
+        const __m128d mj = _mm_loadu_pd(m + j), ej = _mm_loadu_pd(e + j);
+#else
+        const __m128d mj = _mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i*)(m + j))));
+        const __m128d ej = _mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i*)(e + j))));
+#endif
+        const __m128d E = _mm_loadu_pd(sum_e + j), E_new = _mm_max_pd(ej, E);
+        const __m128d ok = _mm_and_pd(_mm_and_pd(_mm_cmpgt_pd(mj, zero), _mm_cmplt_pd(mj, inf)), _mm_cmple_pd(ej, limit));
+        const int bits = _mm_movemask_pd(ok);
+        valid[j] &= (unsigned char)(bits & 1), valid[j + 1] &= (unsigned char)(bits >> 1);
+        /* 2^d as exp2_nonpositive_bits */
+        const __m128d f_old = _mm_castsi128_pd(_mm_slli_epi64(
+            _mm_castpd_si128(_mm_add_pd(_mm_max_pd(_mm_sub_pd(E, E_new), floor), magic)), 52));
+        const __m128d f_new = _mm_castsi128_pd(_mm_slli_epi64(
+            _mm_castpd_si128(_mm_add_pd(_mm_max_pd(_mm_sub_pd(ej, E_new), floor), magic)), 52));
+        _mm_storeu_pd(sum_m + j, _mm_add_pd(_mm_mul_pd(_mm_loadu_pd(sum_m + j), f_old), _mm_mul_pd(mj, f_new)));
+        _mm_storeu_pd(sum_e + j, E_new);
+    }
+#endif
+    for (; j < width; j++) {
+        const double mj = m[j], ej = e[j], E = sum_e[j];
+        const double E_new = ej > E ? ej : E;
+        valid[j] &= (unsigned char)((mj > 0.0) & (mj < INFINITY) & (ej <= TP_EXPONENT_LIMIT));
+        sum_m[j] = sum_m[j] * exp2_nonpositive_bits(E - E_new) + mj * exp2_nonpositive_bits(ej - E_new);
+        sum_e[j] = E_new;
+    }
+}
+
 /* Pass 1 on one block of columns c0 .. c0 + width: the extended sums down the columns, by the
  * kernel over blocks of TWOPASS_COLUMN_SUM_BLOCK rows (each row streamed across the block), each
  * block's (m, e) merged per column in double as extsum_add does:  E' = max(E, e),
@@ -663,13 +708,7 @@ static void columns_block(void* ctx, size_t block)
     for (size_t r0 = 0; r0 < rows; r0 += TWOPASS_COLUMN_SUM_BLOCK) {
         const size_t block_rows = rows - r0 < TWOPASS_COLUMN_SUM_BLOCK ? rows - r0 : TWOPASS_COLUMN_SUM_BLOCK;
         k->raddextexp_columns(block_rows, width, x + (ptrdiff_t)r0 * job->x_ld, job->x_ld, m, e);
-        for (size_t j = 0; j < width; j++) {
-            const double mj = m[j], ej = e[j], E = sum_e[j];
-            const double E_new = ej > E ? ej : E;
-            valid[j] &= (unsigned char)((mj > 0.0) & (mj < INFINITY) & (ej <= TP_EXPONENT_LIMIT));
-            sum_m[j] = sum_m[j] * exp2_nonpositive_bits(E - E_new) + mj * exp2_nonpositive_bits(ej - E_new);
-            sum_e[j] = E_new;
-        }
+        columns_merge(width, m, e, sum_m, sum_e, valid);
     }
     TP_E* scratch = NULL; /* one column */
     for (size_t j = 0; j < width; j++) {
