@@ -106,7 +106,8 @@ size_t twopass_sum_block(void);
 /* The same for the columns driver, whose lanes each sum one term per row in a single accumulator. */
 #define TWOPASS_COLUMN_SUM_BLOCK 64
 /* Columns pass 1 streams each row across a block of at most this many columns (one per thread at
- * least), keeping each column's state in memory: wide blocks make long contiguous reads. */
+ * least), keeping each column's state in memory: wide blocks make long contiguous reads (4096x4096
+ * float32, axis 0 / axis 1, 1 thread: 1024 wide 1.09, 2048 1.04, 4096 1.02; medians of 7, twice). */
 #define TWOPASS_COLUMN_PASS1_WIDTH 4096
 
 /* Threads. Every driver takes `threads` (1: the calling thread alone) and runs on OpenMP threads:
