@@ -89,6 +89,18 @@ def test_float16_runs_on_its_kernels(level_name):
         assert kernels.call_counts()[level_name] == before + 3
 
 
+def test_default_tiles_are_float32s():
+    """kernels.h lists float16's variants as float32's default tiles (one list each, by hand): they
+    must stay the same, or one of the two lists was changed without the other."""
+    for level in range(1, len(twopass.available_levels())):
+        f16 = kernels.kernel_names(level, "float16")
+        f32 = kernels.kernel_names(level, "float32")
+        assert f16 == {op: name.replace("twopass_f32_", "twopass_f16_") for op, name in f32.items()}
+        s16 = kernels.streaming_kernel_names(level, "float16")
+        s32 = kernels.streaming_kernel_names(level, "float32")
+        assert s16 == {op: name.replace("twopass_f32_", "twopass_f16_") for op, name in s32.items()}
+
+
 @pytest.mark.parametrize("level_name", KERNEL_LEVELS)
 @pytest.mark.parametrize("axis", [0, 1])
 def test_no_float32_copy(level_name, axis):

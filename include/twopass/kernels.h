@@ -238,7 +238,8 @@ TWOPASS_F64_KERNELS(TWOPASS_DECLARE_R, TWOPASS_DECLARE_V, TWOPASS_DECLARE_N)
 /* ---- float16: the same passes on IEEE binary16 elements, computed in float32 (scalars, sums and
  * exponents are floats): each load converts 8 (AVX2, F16C) or 16 (AVX-512F) halves to floats, each
  * store rounds floats to the nearest half (ties to even), so no float32 copy of the array exists.
- * The tiles are float32's defaults; unrolls count halves. ---- */
+ * The tiles are float32's defaults (tests/test_float16.py::test_default_tiles_are_float32s keeps
+ * the two lists in step); unrolls count halves. ---- */
 #define TWOPASS_F16_OPS(OP) TWOPASS_F32_OPS(OP)
 
 #define TWOPASS_F16_AVX512F_KERNELS(R, V, N)                                                       \
