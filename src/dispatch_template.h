@@ -1,10 +1,23 @@
 /* The registry and per-level tables of one dtype, included once per dtype by dispatch.c with
+ *   TD_DT, TD_DTU   the dtype's name in lower and upper case (f32 and F32, ...)
+ * from which the names below come:
  *   TD_KERNELS   the dtype's list from kernels.h (TWOPASS_F32_KERNELS ...)
  *   TD_OPS       its op list (TWOPASS_F32_OPS ...)
  *   TD_RNAME, TD_VNAME, TD_NNAME   its name makers
- *   TD(name)     a name of this dtype: TD(twopass, kernels_for) -> twopass_f32_kernels_for
+ *   TD(a, b)     a name of this dtype: TD(twopass, kernels_for) -> twopass_f32_kernels_for
  *   TD_TABLE     its table type (struct twopass_f32_kernels ...), TD_FN(op) its op's function type
  */
+#define TD_PASTE(a, b, c) TD_PASTE_(a, b, c) /* a##b##c after expanding a, b and c */
+#define TD_PASTE_(a, b, c) a##b##c
+#define TD_KERNELS TD_PASTE(TWOPASS_, TD_DTU, _KERNELS)
+#define TD_OPS TD_PASTE(TWOPASS_, TD_DTU, _OPS)
+#define TD_RNAME TD_PASTE(TWOPASS_, TD_DTU, _RNAME)
+#define TD_VNAME TD_PASTE(TWOPASS_, TD_DTU, _VNAME)
+#define TD_NNAME TD_PASTE(TWOPASS_, TD_DTU, _NNAME)
+#define TD(a, b) TD_PASTE(a, TD_PASTE(_, TD_DT, _), b)
+#define TD_TABLE struct TD(twopass, kernels)
+#define TD_FN(op) TD(twopass, op##_fn)
+
 #define TD_REGISTER_R(op, isa, u, acc)                                                             \
     {TWOPASS_XSTR(TD_RNAME(op, isa, u, acc)), TWOPASS_F32_OP_##op, TWOPASS_LEVEL_OF_##isa, u, acc, 0, \
      (void (*)(void))TD_RNAME(op, isa, u, acc)},
@@ -63,9 +76,6 @@ static void TD(build_tables, )(void)
         if (!r->streaming) {
             TD(twopass, kernels_with)(&TD(tables, )[r->level], r);
         }
-        if (r->op == TWOPASS_F32_OP_raddextexp_columns) {
-            TD(tables, )[r->level].columns_width = (size_t)r->unroll;
-        }
     }
     for (int level = 0; level < TWOPASS_LEVEL_COUNT; level++) {
         TD(streaming_tables, )[level] = TD(tables, )[level];
@@ -90,3 +100,14 @@ const TD_TABLE* TD(twopass, kernels_for)(enum twopass_level level)
     }
     return TD(tables, )[level].rmax != NULL ? &TD(tables, )[level] : NULL;
 }
+
+#undef TD_PASTE
+#undef TD_PASTE_
+#undef TD_KERNELS
+#undef TD_OPS
+#undef TD_RNAME
+#undef TD_VNAME
+#undef TD_NNAME
+#undef TD
+#undef TD_TABLE
+#undef TD_FN

@@ -38,18 +38,18 @@ struct extsum_acc {
 };
 static const struct extsum_acc EXTSUM_EMPTY = {0.0, 0.0, 0, 1};
 
-/* 2^d for an integral d <= 0, built in the exponent field (ldexp is a libm call per block, 7% of
- * an in-cache two-pass pass): exact for d >= -1022, 0 below. Flushing there changes nothing: every
- * mantissa merged here is below 2^64, so m * 2^d < 2^-958, while the sum it joins is at least about
- * 0.7 (each block's largest term contributes its p >= 1/sqrt(2)), and such a term is lost in the
- * rounding of the addition anyway. A NaN d (never passed) would give 0 too. */
+/* 2^d for an integral d <= 0, built in the exponent field without a branch (ldexp is a libm call
+ * per block, 7% of an in-cache two-pass pass; the columns merge below vectorises the same steps):
+ * d + 0x1.8p52 + 1023 holds 1023 + d in its low bits, shifted into the exponent field. Exact for
+ * d >= -1022; 0 below (and for a NaN d, never passed). Flushing there changes nothing: every
+ * mantissa merged here is below 2^75, so m * 2^d < 2^-947, while the sum it joins is at least about
+ * 0.7 (each block's largest term contributes its p >= 1/sqrt(2)): the term is lost in the rounding
+ * of the addition anyway. */
 static double exp2_nonpositive(double d)
 {
-    if (!(d >= -1022.0)) {
-        return 0.0;
-    }
-    const union { uint64_t bits; double value; } two_to_d = {(uint64_t)(1023 + (int64_t)d) << 52};
-    return two_to_d.value;
+    union { double value; uint64_t bits; } w = {(d > -1023.0 ? d : -1023.0) + (0x1.8p52 + 1023.0)};
+    w.bits <<= 52;
+    return w.value;
 }
 
 /* Add one block's (m, e). A NaN or infinite mantissa (NaN or +inf in the block) or an exponent above
@@ -631,15 +631,6 @@ static void copy_column(const struct columns_job* job, size_t c, TP_E* column)
     for (size_t r = 0; r < job->rows; r++) column[r] = job->x[(ptrdiff_t)r * job->x_ld + c];
 }
 
-/* 2^d for an integral d <= 0 (NaN, or below -1022: 0), branch-free so the merge loop vectorises:
- * d + 0x1.8p52 + 1023 holds 1023 + d in its low bits, shifted into the exponent field. */
-static double exp2_nonpositive_bits(double d)
-{
-    union { double value; uint64_t bits; } w = {(d > -1023.0 ? d : -1023.0) + (0x1.8p52 + 1023.0)};
-    w.bits <<= 52;
-    return w.value;
-}
-
 /* Per column j < width: merge a block's m[j] * 2^e[j] into the running sum_m[j] * 2^sum_e[j] in
  * double, E' = max(E, e), M = M 2^(E - E') + m 2^(e - E'); valid[j] = 0 on a NaN, infinite or
  * non-positive m or an e above the exact range. Two columns at a time with SSE2 (gcc does not
@@ -663,7 +654,7 @@ static void columns_merge(size_t width, const TP_T* m, const TP_T* e, double* su
         const __m128d ok = _mm_and_pd(_mm_and_pd(_mm_cmpgt_pd(mj, zero), _mm_cmplt_pd(mj, inf)), _mm_cmple_pd(ej, limit));
         const int bits = _mm_movemask_pd(ok);
         valid[j] &= (unsigned char)(bits & 1), valid[j + 1] &= (unsigned char)(bits >> 1);
-        /* 2^d as exp2_nonpositive_bits */
+        /* 2^d as exp2_nonpositive */
         const __m128d f_old = _mm_castsi128_pd(_mm_slli_epi64(
             _mm_castpd_si128(_mm_add_pd(_mm_max_pd(_mm_sub_pd(E, E_new), floor), magic)), 52));
         const __m128d f_new = _mm_castsi128_pd(_mm_slli_epi64(
@@ -676,7 +667,7 @@ static void columns_merge(size_t width, const TP_T* m, const TP_T* e, double* su
         const double mj = m[j], ej = e[j], E = sum_e[j];
         const double E_new = ej > E ? ej : E;
         valid[j] &= (unsigned char)((mj > 0.0) & (mj < INFINITY) & (ej <= TP_EXPONENT_LIMIT));
-        sum_m[j] = sum_m[j] * exp2_nonpositive_bits(E - E_new) + mj * exp2_nonpositive_bits(ej - E_new);
+        sum_m[j] = sum_m[j] * exp2_nonpositive(E - E_new) + mj * exp2_nonpositive(ej - E_new);
         sum_e[j] = E_new;
     }
 }

@@ -179,7 +179,7 @@ class _KernelInfo(ctypes.Structure):  # struct twopass_kernel_info
 
 
 class _Kernels(ctypes.Structure):  # struct twopass_f32_kernels, _f64_ and _f16_ (same layout)
-    _fields_ = ([(op, ctypes.c_void_p) for op in OPS] + [("columns_width", ctypes.c_size_t)]
+    _fields_ = ([(op, ctypes.c_void_p) for op in OPS]
                 + [("streaming", ctypes.c_void_p), ("names", ctypes.c_char_p * len(OPS))])
 
 

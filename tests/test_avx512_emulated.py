@@ -49,11 +49,19 @@ REQUIRE = os.environ.get("TWOPASS_REQUIRE_EMULATION") == "1"
 
 def _kernel_list(dt="f32"):
     """(name, op, isa, unroll) of every variant of a dtype (f32, f64, f16) listed in
-    include/twopass/kernels.h (the lists TWOPASS_F32_*_KERNELS, TWOPASS_F64_*_KERNELS ...)."""
+    include/twopass/kernels.h (the lists TWOPASS_F32_*_KERNELS, TWOPASS_F64_*_KERNELS ...), with the
+    sub-lists they name (TWOPASS_F32_AVX2_DEFAULTS(R, V) ...) expanded in place."""
     text = (emx.ROOT / "include" / "twopass" / "kernels.h").read_text()
+
+    def body(name):  # the continuation lines of #define name(...)
+        m = re.search(r"#define %s\([RVN, ]*\)((?:.*\\\n)*.*)" % name, text)
+        assert m, f"{name} is not defined in kernels.h"
+        return re.sub(r"\b(TWOPASS_\w+)\([RVN, ]*\)", lambda ref: body(ref.group(1)), m.group(1))
+
     out = []
-    for block in re.finditer(r"#define TWOPASS_%s_(AVX512F|AVX2)_KERNELS\(R, V, N\)((?:.*\\\n)*.*)" % dt.upper(), text):
-        for m in re.finditer(r"\b([RVN])\((\w+), (avx512f|avx2), (\d+)(?:, (\d+))?\)", block.group(2)):
+    for isa_list in ("AVX512F", "AVX2"):
+        for m in re.finditer(r"\b([RVN])\((\w+), (avx512f|avx2), (\d+)(?:, (\d+))?\)",
+                             body(f"TWOPASS_{dt.upper()}_{isa_list}_KERNELS")):
             kind, op, isa, unroll, acc = m.groups()
             name = (f"twopass_{dt}_{op}__{isa}_u{unroll}_acc{acc}" if kind == "R"
                     else f"twopass_{dt}_{op}__{isa}_u{unroll}" + ("_nt" if kind == "N" else ""))

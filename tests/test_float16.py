@@ -90,8 +90,8 @@ def test_float16_runs_on_its_kernels(level_name):
 
 
 def test_default_tiles_are_float32s():
-    """kernels.h lists float16's variants as float32's default tiles (one list each, by hand): they
-    must stay the same, or one of the two lists was changed without the other."""
+    """kernels.h builds float16's variant lists from float32's default and streaming lists: the
+    tables the dispatcher builds from them must name the same tiles."""
     for level in range(1, len(twopass.available_levels())):
         f16 = kernels.kernel_names(level, "float16")
         f32 = kernels.kernel_names(level, "float32")

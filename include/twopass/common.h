@@ -24,7 +24,8 @@
 #define TWOPASS_MAX_ACC 8
 /* Most vectors any reduction variant may process per main-loop iteration. */
 #define TWOPASS_MAX_VECTORS 16
-/* Widest block of columns (floats) the *_columns kernels take (elementwise unrolls stay below it). */
+/* Bound on the unroll U of the elementwise and columns variants (the columns kernels take any width;
+ * their U only names them). */
 #define TWOPASS_MAX_COLUMNS 256
 
 /* What an elementwise pass computes (the MODE constant of the vscale template). */

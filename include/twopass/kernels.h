@@ -89,14 +89,16 @@ TWOPASS_KERNEL_TYPES(f16, uint16_t, float)
     OP(vscaleexpminusmax) OP(vscale) OP(vsubc) OP(raddonline) OP(raddextexp_columns)                \
     OP(vscaleextexp_columns) OP(vsubc_columns)
 
-/* Every compiled variant, one list per ISA. R(op, isa, unroll, accumulators) is a reduction,
+/* Every compiled variant, one list per ISA (its defaults, the sweep's other variants, its streaming
+ * variants: the defaults and streaming ones are lists of their own for float16 to share).
+ * R(op, isa, unroll, accumulators) is a reduction,
  * V(op, isa, unroll) an elementwise pass, N(op, isa, unroll) one with non-temporal stores (the
  * streaming table of a level: the first listed N of an op replaces its V there). The first variant
  * listed for an (op, isa) is the one the
  * dispatcher uses; the others exist for the tuning sweep of the benchmarks (python -m benchmarks
  * --sweep; the AVX2 defaults are its winners on this project's machine, benchmarks/RESULTS.md; the
  * AVX-512F ones are untuned: no machine here has had AVX-512). */
-#define TWOPASS_F32_AVX512F_KERNELS(R, V, N)                                                       \
+#define TWOPASS_F32_AVX512F_DEFAULTS(R, V)                                                         \
     R(rmax, avx512f, 128, 4)                                                                       \
     R(raddextexp, avx512f, 128, 4)                                                                 \
     V(vscaleextexp, avx512f, 64)                                                                   \
@@ -108,7 +110,15 @@ TWOPASS_KERNEL_TYPES(f16, uint16_t, float)
     R(raddonline, avx512f, 128, 1)                                                                 \
     V(raddextexp_columns, avx512f, 256)                                                            \
     V(vscaleextexp_columns, avx512f, 256)                                                          \
-    V(vsubc_columns, avx512f, 256)                                                                 \
+    V(vsubc_columns, avx512f, 256)
+
+#define TWOPASS_F32_AVX512F_STREAMING(N)                                                           \
+    N(vscaleextexp, avx512f, 64)                                                                   \
+    N(vscaleexpminusmax, avx512f, 64)                                                              \
+    N(vsubc, avx512f, 64)
+
+#define TWOPASS_F32_AVX512F_KERNELS(R, V, N)                                                       \
+    TWOPASS_F32_AVX512F_DEFAULTS(R, V)                                                             \
     R(rmax, avx512f, 64, 2)                                                                        \
     R(raddextexp, avx512f, 64, 2)                                                                  \
     R(raddextexp, avx512f, 192, 3)                                                                 \
@@ -121,11 +131,9 @@ TWOPASS_KERNEL_TYPES(f16, uint16_t, float)
     V(vscale, avx512f, 128)                                                                        \
     R(raddonline, avx512f, 64, 1)                                                                  \
     R(raddonline, avx512f, 128, 2)                                                                 \
-    N(vscaleextexp, avx512f, 64)                                                                   \
-    N(vscaleexpminusmax, avx512f, 64)                                                              \
-    N(vsubc, avx512f, 64)
+    TWOPASS_F32_AVX512F_STREAMING(N)
 
-#define TWOPASS_F32_AVX2_KERNELS(R, V, N)                                                          \
+#define TWOPASS_F32_AVX2_DEFAULTS(R, V)                                                            \
     R(rmax, avx2, 64, 4)                                                                           \
     R(raddextexp, avx2, 32, 2)                                                                     \
     V(vscaleextexp, avx2, 32)                                                                      \
@@ -137,7 +145,17 @@ TWOPASS_KERNEL_TYPES(f16, uint16_t, float)
     R(raddonline, avx2, 64, 1)                                                                     \
     V(raddextexp_columns, avx2, 256)                                                               \
     V(vscaleextexp_columns, avx2, 256)                                                             \
-    V(vsubc_columns, avx2, 256)                                                                    \
+    V(vsubc_columns, avx2, 256)
+
+#define TWOPASS_F32_AVX2_STREAMING(N)                                                              \
+    N(vscaleextexp, avx2, 32)                                                                      \
+    N(vscaleexpminusmax, avx2, 32)                                                                 \
+    N(vsubc, avx2, 32)                                                                             \
+    N(vscaleextexp_columns, avx2, 256)                                                             \
+    N(vsubc_columns, avx2, 256)
+
+#define TWOPASS_F32_AVX2_KERNELS(R, V, N)                                                          \
+    TWOPASS_F32_AVX2_DEFAULTS(R, V)                                                                \
     R(rmax, avx2, 32, 2)                                                                           \
     R(raddextexp, avx2, 64, 4)                                                                     \
     R(raddextexp, avx2, 96, 3)                                                                     \
@@ -150,11 +168,7 @@ TWOPASS_KERNEL_TYPES(f16, uint16_t, float)
     V(vscale, avx2, 64)                                                                            \
     R(raddonline, avx2, 32, 1)                                                                     \
     R(raddonline, avx2, 64, 2)                                                                     \
-    N(vscaleextexp, avx2, 32)                                                                      \
-    N(vscaleexpminusmax, avx2, 32)                                                                 \
-    N(vsubc, avx2, 32)                                                                             \
-    N(vscaleextexp_columns, avx2, 256)                                                             \
-    N(vsubc_columns, avx2, 256)
+    TWOPASS_F32_AVX2_STREAMING(N)
 
 #define TWOPASS_F32_KERNELS(R, V, N) TWOPASS_F32_AVX512F_KERNELS(R, V, N) TWOPASS_F32_AVX2_KERNELS(R, V, N)
 
@@ -172,7 +186,7 @@ TWOPASS_F32_KERNELS(TWOPASS_DECLARE_R, TWOPASS_DECLARE_V, TWOPASS_DECLARE_N)
 #undef TWOPASS_DECLARE_N
 
 /* ---- float64: the same passes on doubles, with the same contracts (exponents and scalars are
- * doubles, the columns kernels take up to TWOPASS_MAX_COLUMNS doubles per row). ---- */
+ * doubles). ---- */
 /* The float64 passes: the same ops in the same order (enum twopass_f32_op indexes both tables). */
 #define TWOPASS_F64_OPS(OP) TWOPASS_F32_OPS(OP)
 
@@ -238,45 +252,15 @@ TWOPASS_F64_KERNELS(TWOPASS_DECLARE_R, TWOPASS_DECLARE_V, TWOPASS_DECLARE_N)
 /* ---- float16: the same passes on IEEE binary16 elements, computed in float32 (scalars, sums and
  * exponents are floats): each load converts 8 (AVX2, F16C) or 16 (AVX-512F) halves to floats, each
  * store rounds floats to the nearest half (ties to even), so no float32 copy of the array exists.
- * The tiles are float32's defaults (tests/test_float16.py::test_default_tiles_are_float32s keeps
- * the two lists in step); unrolls count halves. ---- */
+ * The variants are float32's defaults and streaming ones (the lists below name float32's); unrolls
+ * count halves. ---- */
 #define TWOPASS_F16_OPS(OP) TWOPASS_F32_OPS(OP)
 
 #define TWOPASS_F16_AVX512F_KERNELS(R, V, N)                                                       \
-    R(rmax, avx512f, 128, 4)                                                                       \
-    R(raddextexp, avx512f, 128, 4)                                                                 \
-    V(vscaleextexp, avx512f, 64)                                                                   \
-    R(raddexpminusmax, avx512f, 128, 4)                                                            \
-    R(raddstoreexpminusmax, avx512f, 128, 4)                                                       \
-    V(vscaleexpminusmax, avx512f, 64)                                                              \
-    V(vscale, avx512f, 64)                                                                         \
-    V(vsubc, avx512f, 64)                                                                          \
-    R(raddonline, avx512f, 128, 1)                                                                 \
-    V(raddextexp_columns, avx512f, 256)                                                            \
-    V(vscaleextexp_columns, avx512f, 256)                                                          \
-    V(vsubc_columns, avx512f, 256)                                                                 \
-    N(vscaleextexp, avx512f, 64)                                                                   \
-    N(vscaleexpminusmax, avx512f, 64)                                                              \
-    N(vsubc, avx512f, 64)
+    TWOPASS_F32_AVX512F_DEFAULTS(R, V) TWOPASS_F32_AVX512F_STREAMING(N)
 
 #define TWOPASS_F16_AVX2_KERNELS(R, V, N)                                                          \
-    R(rmax, avx2, 64, 4)                                                                           \
-    R(raddextexp, avx2, 32, 2)                                                                     \
-    V(vscaleextexp, avx2, 32)                                                                      \
-    R(raddexpminusmax, avx2, 32, 2)                                                                \
-    R(raddstoreexpminusmax, avx2, 64, 4)                                                           \
-    V(vscaleexpminusmax, avx2, 32)                                                                 \
-    V(vscale, avx2, 32)                                                                            \
-    V(vsubc, avx2, 32)                                                                             \
-    R(raddonline, avx2, 64, 1)                                                                     \
-    V(raddextexp_columns, avx2, 256)                                                               \
-    V(vscaleextexp_columns, avx2, 256)                                                             \
-    V(vsubc_columns, avx2, 256)                                                                    \
-    N(vscaleextexp, avx2, 32)                                                                      \
-    N(vscaleexpminusmax, avx2, 32)                                                                 \
-    N(vsubc, avx2, 32)                                                                             \
-    N(vscaleextexp_columns, avx2, 256)                                                             \
-    N(vsubc_columns, avx2, 256)
+    TWOPASS_F32_AVX2_DEFAULTS(R, V) TWOPASS_F32_AVX2_STREAMING(N)
 
 #define TWOPASS_F16_KERNELS(R, V, N) TWOPASS_F16_AVX512F_KERNELS(R, V, N) TWOPASS_F16_AVX2_KERNELS(R, V, N)
 

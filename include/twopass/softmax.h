@@ -69,7 +69,6 @@ struct twopass_kernel_info {
         twopass_##dt##_raddextexp_columns_fn* raddextexp_columns;                                  \
         twopass_##dt##_vscaleextexp_columns_fn* vscaleextexp_columns;                              \
         twopass_##dt##_vsubc_columns_fn* vsubc_columns;                                            \
-        size_t columns_width; /* most columns one call of the *_columns kernels takes */           \
         /* the same level with non-temporal stores in the elementwise passes (itself for that table) */ \
         const struct twopass_##dt##_kernels* streaming;                                            \
         const char* names[TWOPASS_F32_OP_COUNT];                                                   \

@@ -62,7 +62,6 @@ cdef extern from "twopass/softmax.h" nogil:
         void (*vscale)(size_t n, const float* x, float* y, float scale) noexcept nogil
         void (*vsubc)(size_t n, const float* x, float* y, float c_hi, float c_lo) noexcept nogil
         void (*raddonline)(size_t n, const float* x, float* result) noexcept nogil
-        size_t columns_width
         const twopass_f32_kernels* streaming
         const char** names
     const twopass_f32_kernels* twopass_f32_kernels_for(int level)
@@ -79,7 +78,6 @@ cdef extern from "twopass/softmax.h" nogil:
         void (*vscale)(size_t n, const double* x, double* y, double scale) noexcept nogil
         void (*vsubc)(size_t n, const double* x, double* y, double c_hi, double c_lo) noexcept nogil
         void (*raddonline)(size_t n, const double* x, double* result) noexcept nogil
-        size_t columns_width
         const twopass_f64_kernels* streaming
         const char** names
     const twopass_f64_kernels* twopass_f64_kernels_for(int level)
@@ -96,7 +94,6 @@ cdef extern from "twopass/softmax.h" nogil:
         void (*vscale)(size_t n, const uint16_t* x, uint16_t* y, float scale) noexcept nogil
         void (*vsubc)(size_t n, const uint16_t* x, uint16_t* y, float c_hi, float c_lo) noexcept nogil
         void (*raddonline)(size_t n, const uint16_t* x, float* result) noexcept nogil
-        size_t columns_width
         const twopass_f16_kernels* streaming
         const char** names
     const twopass_f16_kernels* twopass_f16_kernels_for(int level)
@@ -362,11 +359,6 @@ cdef int _check_level(int level) except -1:
 cdef const twopass_f32_kernels* _table(int level) except NULL:
     _check_level(level)
     return twopass_f32_kernels_for(level)
-
-
-cdef const twopass_f64_kernels* _table64(int level) except NULL:
-    _check_level(level)
-    return twopass_f64_kernels_for(level)
 
 
 cdef _rows(bint log, const element[:, ::1] x, element[:, ::1] out, int algorithm, int level, threads):

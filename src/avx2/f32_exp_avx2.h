@@ -33,8 +33,6 @@ TWOPASS_INLINE __m256 f32x8_exp_poly_scaled(__m256 t, const float scale)
     return _mm256_fmadd_ps(p, t, _mm256_set1_ps(scale));
 }
 
-TWOPASS_INLINE __m256 f32x8_exp_poly(__m256 t) { return f32x8_exp_poly_scaled(t, 1.0f); }
-
 /* Rounding by the magic number: for |v| < 2^22 and an integral b with 2^23 + 2^22 + b in [2^23, 2^24),
  * where floats are the integers, fma(x, log2e, 0x1.8p23 + b) = 0x1.8p23 + b + n with n = round(x * log2e)
  * (one rounding, ties to even), so its low mantissa bits hold n + b and subtracting the constant
