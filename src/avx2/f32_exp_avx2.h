@@ -22,15 +22,19 @@ TWOPASS_INLINE __m256 f32x8_mul_exp2(__m256 v, __m256 d)
     return _mm256_mul_ps(v, f32x8_exp2_small(_mm256_max_ps(d, _mm256_set1_ps(-127.0f))));
 }
 
-/* scale * e^t ~ scale * (1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))) on |t| <= ln2/2, Horner with
- * FMA; scale is a power of two (a constant once inlined), so the scaled coefficients are exact. */
-TWOPASS_INLINE __m256 f32x8_exp_poly_scaled(__m256 t, const float scale)
+/* s * e^t ~ s * (1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))) on |t| <= ln2/2, Horner with FMA on
+ * the coefficients times s. Wherever s is loop-invariant (a power-of-two constant, or a pass's scale)
+ * the products are computed once, outside the loop, so s costs no multiply per vector. A power of two
+ * scales them exactly; any other s rounds s*c1..s*c5 once each, which moves the result by at most
+ * 0.3 ULP (|t c1| <= 0.35, |t^2 c2| <= 0.06, ...: less than the 0.5 ULP of a separate multiply). */
+TWOPASS_INLINE __m256 f32x8_exp_poly_times(__m256 t, __m256 s)
 {
-    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(scale * TWOPASS_F32_EXP_C5), t, _mm256_set1_ps(scale * TWOPASS_F32_EXP_C4));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(scale * TWOPASS_F32_EXP_C3));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(scale * TWOPASS_F32_EXP_C2));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(scale * TWOPASS_F32_EXP_C1));
-    return _mm256_fmadd_ps(p, t, _mm256_set1_ps(scale));
+    __m256 p = _mm256_fmadd_ps(_mm256_mul_ps(s, _mm256_set1_ps(TWOPASS_F32_EXP_C5)), t,
+                               _mm256_mul_ps(s, _mm256_set1_ps(TWOPASS_F32_EXP_C4)));
+    p = _mm256_fmadd_ps(p, t, _mm256_mul_ps(s, _mm256_set1_ps(TWOPASS_F32_EXP_C3)));
+    p = _mm256_fmadd_ps(p, t, _mm256_mul_ps(s, _mm256_set1_ps(TWOPASS_F32_EXP_C2)));
+    p = _mm256_fmadd_ps(p, t, _mm256_mul_ps(s, _mm256_set1_ps(TWOPASS_F32_EXP_C1)));
+    return _mm256_fmadd_ps(p, t, s);
 }
 
 /* Rounding by the magic number: for |v| < 2^22 and an integral b with 2^23 + 2^22 + b in [2^23, 2^24),
@@ -39,12 +43,12 @@ TWOPASS_INLINE __m256 f32x8_exp_poly_scaled(__m256 t, const float scale)
  * gives n exactly. Saves the vroundps and the separate multiply. */
 #define TWOPASS_F32_MAGIC 0x1.8p23f
 
-/* t = x - n * ln2 by Cody-Waite with two FMA steps; returns scale * e^t (scale a power of two). */
-TWOPASS_INLINE __m256 f32x8_exp_reduced(__m256 x, __m256 n, const float scale)
+/* t = x - n * ln2 by Cody-Waite with two FMA steps; returns s * e^t. */
+TWOPASS_INLINE __m256 f32x8_exp_reduced(__m256 x, __m256 n, __m256 s)
 {
     __m256 t = _mm256_fmadd_ps(n, _mm256_set1_ps(TWOPASS_F32_MINUS_LN2_HI), x);
     t = _mm256_fmadd_ps(n, _mm256_set1_ps(TWOPASS_F32_LN2_LO), t);
-    return f32x8_exp_poly_scaled(t, scale);
+    return f32x8_exp_poly_times(t, s);
 }
 
 /* Extended exponent: exp(x) = p * 2^n, x clamped at TWOPASS_F32_EXTEXP_X_MIN (max(c, x) keeps NaN).
@@ -56,7 +60,7 @@ TWOPASS_INLINE __m256 f32x8_extexp(__m256 x, __m256* n)
     const __m256 magic = _mm256_set1_ps(TWOPASS_F32_MAGIC);
     x = _mm256_max_ps(_mm256_set1_ps(TWOPASS_F32_EXTEXP_X_MIN), x);
     *n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(TWOPASS_F32_LOG2E), magic), magic);
-    return f32x8_exp_reduced(x, *n, 1.0f);
+    return f32x8_exp_reduced(x, *n, _mm256_set1_ps(1.0f));
 }
 
 /* The pieces of raddextexp's accumulation (kernels_avx2.h): p2 = 2 e^t (coefficients doubled, exact)
@@ -68,7 +72,7 @@ TWOPASS_INLINE __m256 f32x8_extexp_biased(__m256 x, __m256* z)
     const __m256 magic = _mm256_set1_ps(TWOPASS_F32_MAGIC);
     x = _mm256_max_ps(_mm256_set1_ps(TWOPASS_F32_EXTEXP_X_MIN), x);
     *z = _mm256_fmadd_ps(x, _mm256_set1_ps(TWOPASS_F32_LOG2E), magic);
-    return f32x8_exp_reduced(x, _mm256_sub_ps(*z, magic), 2.0f);
+    return f32x8_exp_reduced(x, _mm256_sub_ps(*z, magic), _mm256_set1_ps(2.0f));
 }
 
 /* For w = 0x1.8p23 + 126 + d (d integral, <= 128): 2^(d - 1) for d >= -125, +0.0 for d <= -126 (so
@@ -80,22 +84,28 @@ TWOPASS_INLINE __m256 f32x8_pow2_biased(__m256 w)
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(wc), 23));
 }
 
-/* exp(x - shift) * 2^-exponent, the caller's split of exp(x - max) (kernels.h): u = x - shift is
- * exact for every element that matters. The magic constant carries the bias 126 - exponent, so
+/* exp(x - shift) * 2^-exponent * scale, the caller's split of exp(x - max) (kernels.h) times the
+ * pass's scale: u = x - shift is exact for every element that matters. The magic constant carries
+ * the bias 126 - exponent, so
  * z = fma(u, log2e, 0x1.8p23 + 126 - exponent) holds d + 126 (d = n - exponent) in its low bits:
  * clamped at d >= -126 and shifted into the exponent field, it is 2^(d - 1) for d >= -125 and +0.0
- * for d = -126, and p is taken twice as large (the polynomial's coefficients doubled, exact).
+ * for d = -126, and p is taken as 2 scale e^t (exp_poly_times: scale costs no multiply per vector).
  * Results below 2^-125 (d <= -126) are flushed to 0, so no subnormal (slow on x86) is ever formed.
  * u is clamped at -2^21 so that |u * log2e| + |exponent| + 126 < 2^22 (|exponent| <= 2^17, common.h);
  * max(c, u) keeps a NaN u, and p (NaN) then makes the product NaN whatever the power of two. */
-TWOPASS_INLINE __m256 f32x8_exp_shifted(__m256 x, __m256 shift, __m256 exponent)
+TWOPASS_INLINE __m256 f32x8_exp_shifted_scaled(__m256 x, __m256 shift, __m256 exponent, __m256 scale)
 {
     const __m256 bias = _mm256_sub_ps(_mm256_set1_ps(TWOPASS_F32_MAGIC + 126.0f), exponent); /* exact */
     const __m256 u = _mm256_max_ps(_mm256_set1_ps(-0x1.0p21f), _mm256_sub_ps(x, shift));
     const __m256 z = _mm256_fmadd_ps(u, _mm256_set1_ps(TWOPASS_F32_LOG2E), bias);
-    const __m256 p = f32x8_exp_reduced(u, _mm256_sub_ps(z, bias), 2.0f);
+    const __m256 p = f32x8_exp_reduced(u, _mm256_sub_ps(z, bias), _mm256_add_ps(scale, scale));
     const __m256 zc = _mm256_max_ps(_mm256_set1_ps(TWOPASS_F32_MAGIC), z); /* d >= -126 */
     return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(zc), 23)));
+}
+
+TWOPASS_INLINE __m256 f32x8_exp_shifted(__m256 x, __m256 shift, __m256 exponent)
+{
+    return f32x8_exp_shifted_scaled(x, shift, exponent, _mm256_set1_ps(1.0f));
 }
 
 /* The largest lane and the sum of the lanes (added pairwise: upper half + lower half, ...). */

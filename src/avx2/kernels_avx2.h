@@ -198,7 +198,7 @@ TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, cons
     if (MODE == TWOPASS_MODE_SUB) return V(sub)(V(sub)(v, vshift), vexponent);
     /* exp(x) * 2^-exponent is exp_shifted with shift 0: one rounding fewer than scaleextexp's
      * extexp, scale, then 2^(n - exponent) */
-    if (MODE == TWOPASS_MODE_EXTEXP || MODE == TWOPASS_MODE_EXP) v = EXP(exp_shifted)(v, vshift, vexponent);
+    if (MODE == TWOPASS_MODE_EXTEXP || MODE == TWOPASS_MODE_EXP) return EXP(exp_shifted_scaled)(v, vshift, vexponent, vscale);
     return V(mul)(v, vscale);
 }
 
