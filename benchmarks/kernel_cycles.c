@@ -40,7 +40,7 @@ static double core_ghz(void)
 }
 
 static size_t N;
-static float *X, *Y, *Z, SUM[2];
+static float *X, *Y, *Z, *E, SUM[2];
 static volatile float SINK;
 
 static int cmp(const void* a, const void* b)
@@ -66,8 +66,9 @@ static double time_kernel(run_fn* run, void* f)
 }
 
 /* One runner per kernel type, with the arguments the softmax drivers pass: shift 0 and EXPONENT =
- * round(max * log2 e); the scales 1 / sum; vscale scales the output Y of raddstoreexpminusmax into Z
- * (denormal results are slow on this CPU, so realistic scales and inputs matter). */
+ * round(max * log2 e); the scales 1 / sum; vscale scales E, the output of raddstoreexpminusmax
+ * kept aside (not Y, which the kernels before it overwrite with products that may be subnormal:
+ * subnormal inputs cost vscale twice its time on this CPU), into Z. */
 static float EXPONENT, SCALE, EXT_SCALE, EXT_EXPONENT;
 static void run_rmax(void* f) { SINK = ((twopass_f32_rmax_fn*)f)(N, X); }
 static void run_raddextexp(void* f) { ((twopass_f32_raddextexp_fn*)f)(N, X, SUM); }
@@ -84,7 +85,7 @@ static void run_vscaleexpminusmax(void* f)
 {
     ((twopass_f32_vscaleexpminusmax_fn*)f)(N, X, Y, 0, EXPONENT, SCALE);
 }
-static void run_vscale(void* f) { ((twopass_f32_vscale_fn*)f)(N, Y, Z, SCALE); }
+static void run_vscale(void* f) { ((twopass_f32_vscale_fn*)f)(N, E, Z, SCALE); }
 static void run_vsubc(void* f) { ((twopass_f32_vsubc_fn*)f)(N, X, Y, 1.5f, 0x1p-20f); }
 static void run_raddonline(void* f) { ((twopass_f32_raddonline_fn*)f)(N, X, SUM); }
 
@@ -119,6 +120,7 @@ int main(int argc, char** argv)
     X = aligned_alloc(64, (N * 4 + 63) / 64 * 64);
     Y = aligned_alloc(64, (N * 4 + 63) / 64 * 64);
     Z = aligned_alloc(64, (N * 4 + 63) / 64 * 64);
+    E = aligned_alloc(64, (N * 4 + 63) / 64 * 64);
     srand(1);
     float m = -INFINITY;
     for (size_t i = 0; i < N; i++) {
@@ -126,7 +128,7 @@ int main(int argc, char** argv)
         m = X[i] > m ? X[i] : m;
     }
     EXPONENT = rintf(m * TWOPASS_F32_LOG2E);
-    SCALE = 1.0f / TWOPASS_F32_RNAME(raddstoreexpminusmax, avx2, 64, 4)(N, X, Y, 0, EXPONENT);
+    SCALE = 1.0f / TWOPASS_F32_RNAME(raddstoreexpminusmax, avx2, 64, 4)(N, X, E, 0, EXPONENT);
     TWOPASS_F32_RNAME(raddextexp, avx2, 32, 2)(N, X, SUM);
     EXT_SCALE = 1.0f / SUM[0], EXT_EXPONENT = SUM[1];
     if (getenv("FTZ")) _mm_setcsr(_mm_getcsr() | 0x8040); /* FTZ=1: flush denormals (to compare) */

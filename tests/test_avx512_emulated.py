@@ -550,6 +550,17 @@ def test_kernel_vscale(emu, spec):
         y = np.empty(n, F32)
         k(x, y, F32(0.3))
         np.testing.assert_array_equal(bits(y), bits(x * F32(0.3)), err_msg=f"n={n}")
+    # magnitudes below tiny / scale are set to 0 instead of forming subnormal products
+    tiny = np.finfo(F32).tiny
+    floor = F32(tiny / np.float64(F32(0.3)))
+    edge = np.array([floor, np.nextafter(floor, F32(0)), tiny, 1.0, -floor, -tiny, np.nan, np.inf, 0.0], F32)
+    for n in _lengths(k.unroll):
+        x = np.resize(edge, n)
+        y = np.empty(n, F32)
+        k(x, y, F32(0.3))
+        with np.errstate(under="ignore", invalid="ignore"):
+            expected = np.where(np.abs(x) < floor, F32(0), x * F32(0.3))
+        np.testing.assert_array_equal(bits(y), bits(expected), err_msg=f"n={n}")
 
 
 # ---------------------------------------------------------------------------------------------

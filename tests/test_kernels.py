@@ -277,3 +277,27 @@ def test_exp_f64_is_within_2_ulp(level, op):
         err = np.abs(y[keep].astype(LD) - ref[keep]) / np.spacing(ref[keep].astype(np.float64)).astype(LD)
         worst = max(worst, float(err.max(initial=0)))
     assert worst <= 2.0, worst
+
+
+VSCALE_VARIANTS = [v for v in VARIANTS + VARIANTS_F64 if v["op"] == "vscale"]
+
+
+@pytest.mark.parametrize("variant", VSCALE_VARIANTS, ids=lambda v: v["name"])
+def test_vscale_never_forms_a_subnormal(variant):
+    """vscale (reload's pass 3) sets the elements of magnitude below floor = tiny / scale to 0 instead
+    of forming their subnormal products (those cost it twice its time); every other product is
+    x * scale exactly and normal, on both signs, and NaN, inf and 0 pass through."""
+    dtype = np.float32 if variant in VARIANTS else np.float64
+    tiny, scale = np.finfo(dtype).tiny, dtype(0.3)
+    floor = dtype(tiny / np.float64(scale))  # the smallest magnitude kept, rounded as the kernel
+    edge = [floor, np.nextafter(floor, dtype(0)), np.nextafter(floor, dtype(1)), tiny, 4 * tiny, 1.0, 7e3]
+    base = np.array(edge + [-v for v in edge] + [np.nan, np.inf, -np.inf, 0.0], dtype)
+    for n in lengths(variant["unroll"]):
+        x = np.resize(base, n)
+        y = np.full(n, 5.0, dtype)
+        _dispatch._kernels.run_kernel(variant["name"], x, y, float(scale))
+        with np.errstate(under="ignore", invalid="ignore"):
+            exact = x * scale
+        expected = np.where(np.abs(x) < floor, dtype(0), exact)
+        np.testing.assert_array_equal(y, expected, err_msg=f"n={n}")
+        assert not np.any((y != 0) & (np.abs(y) < tiny))

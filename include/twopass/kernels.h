@@ -11,7 +11,7 @@
  *   raddexpminusmax       return sum_i e_i                               (three-pass recompute, pass 2)
  *   raddstoreexpminusmax  y_i = e_i, return sum_i e_i                    (three-pass reload, pass 2)
  *   vscaleexpminusmax     y_i = e_i * scale                              (three-pass recompute, pass 3)
- *   vscale                y_i = x_i * scale                              (three-pass reload, pass 3)
+ *   vscale                y_i = x_i * scale, 0 below the smallest normal  (three-pass reload, pass 3)
  *   vsubc                 y_i = (x_i - c_hi) - c_lo                      (log_softmax, last pass)
  *   raddonline            result = (m, sum_i exp(x_i - m)) with m = max_i x_i, in one read: the
  *                         online normaliser, rescaling its running sum as the max grows (online, pass 1)

@@ -15,6 +15,7 @@
 
 #define T float
 #define T_MAX FLT_MAX
+#define T_MIN FLT_MIN
 #define ELEM uint16_t
 #define VEC __m256
 #define VLEN 8
