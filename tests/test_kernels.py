@@ -121,12 +121,15 @@ def float32_sample(lo, hi, step):
     return np.concatenate(parts)
 
 
+@pytest.mark.parametrize("scale, bound", [(1.0, 2.0), (0.7391, 2.5)])
 @pytest.mark.parametrize("level", twopass.available_levels()[1:])
 @pytest.mark.parametrize("op", ["vscaleextexp", "vscaleexpminusmax"])
-def test_exp_is_within_2_ulp(level, op):
+def test_exp_is_within_2_ulp(level, op, scale, bound):
     """exp through the two-pass (extended exponent) and the three-pass paths, on a dense sample of
-    the float32 domain where exp is normal: every 257th float32 (8e6 inputs) in [-87.3, 88.7], in slices of width 16
-    scaled by 2^-E with E = round(max * log2 e), as the softmax drivers call them."""
+    the float32 domain where exp is normal: every 257th float32 (8e6 inputs) in [-87.3, 88.7], in
+    slices of width 16 scaled by 2^-E with E = round(max * log2 e), as the softmax drivers call them.
+    Times a scale that is not a power of two, folded into the polynomial: within 2.5 ULP (2.3
+    measured; exp rounded, then multiplied by the scale, gave 3.0 on this sample)."""
     name = _dispatch._kernels.kernel_names(twopass.LEVELS.index(level))[op]
     x_all = float32_sample(-87.3, 88.7, 257)
     worst = (0.0, None)
@@ -135,14 +138,14 @@ def test_exp_is_within_2_ulp(level, op):
         exponent = float(np.rint(x.max() * np.float32(LOG2E)))
         y = np.empty_like(x)
         if op == "vscaleextexp":
-            _dispatch._kernels.run_kernel(name, x, y, 1.0, exponent)        # exp(x) * 1 * 2^-E
+            _dispatch._kernels.run_kernel(name, x, y, scale, exponent)        # exp(x) * scale * 2^-E
         else:
-            _dispatch._kernels.run_kernel(name, x, y, 0.0, exponent, 1.0)   # exp(x - 0) * 2^-E * 1
-        ref = np.exp(x.astype(np.float64)) * 2.0**-exponent
+            _dispatch._kernels.run_kernel(name, x, y, 0.0, exponent, scale)   # exp(x - 0) * 2^-E * scale
+        ref = np.exp(x.astype(np.float64)) * float(np.float32(scale)) * 2.0**-exponent
         err = np.abs(y - ref) / np.spacing(ref.astype(np.float32)).astype(np.float64)
         if err.max() > worst[0]:
             worst = (float(err.max()), float(x[err.argmax()]))
-    assert worst[0] <= 2.0, worst
+    assert worst[0] <= bound, worst
 
 
 # ---- float64 kernels: the same checks against longdouble references, to a few float64 ULPs ----

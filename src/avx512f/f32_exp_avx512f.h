@@ -5,14 +5,18 @@
 #include <immintrin.h>
 #include "twopass/common.h"
 
-/* e^t ~ 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))) on |t| <= ln2/2, Horner with FMA. */
-TWOPASS_INLINE __m512 f32x16_exp_poly(__m512 t)
+/* s * e^t ~ s * (1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))) on |t| <= ln2/2, Horner with FMA on the
+ * coefficients times s, computed once outside the loops wherever s is loop-invariant: a scale costs
+ * no multiply per vector, and rounds s*c1..s*c5 once each (at most 0.3 ULP, less than a multiply's
+ * 0.5; as on AVX2). */
+TWOPASS_INLINE __m512 f32x16_exp_poly_times(__m512 t, __m512 s)
 {
-    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(TWOPASS_F32_EXP_C5), t, _mm512_set1_ps(TWOPASS_F32_EXP_C4));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(TWOPASS_F32_EXP_C3));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(TWOPASS_F32_EXP_C2));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(TWOPASS_F32_EXP_C1));
-    return _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.0f));
+    __m512 p = _mm512_fmadd_ps(_mm512_mul_ps(s, _mm512_set1_ps(TWOPASS_F32_EXP_C5)), t,
+                               _mm512_mul_ps(s, _mm512_set1_ps(TWOPASS_F32_EXP_C4)));
+    p = _mm512_fmadd_ps(p, t, _mm512_mul_ps(s, _mm512_set1_ps(TWOPASS_F32_EXP_C3)));
+    p = _mm512_fmadd_ps(p, t, _mm512_mul_ps(s, _mm512_set1_ps(TWOPASS_F32_EXP_C2)));
+    p = _mm512_fmadd_ps(p, t, _mm512_mul_ps(s, _mm512_set1_ps(TWOPASS_F32_EXP_C1)));
+    return _mm512_fmadd_ps(p, t, s);
 }
 
 /* v * 2^d for integral d <= 0 (or NaN), with d < -126 flushed to 0 (as on AVX2): those lanes become
@@ -24,41 +28,51 @@ TWOPASS_INLINE __m512 f32x16_mul_exp2(__m512 v, __m512 d)
     return _mm512_mask_scalef_ps(_mm512_mul_ps(v, _mm512_setzero_ps()), normal, v, d);
 }
 
-/* n = round(x * log2(e)); t = x - n * ln2 by Cody-Waite with two FMA steps; returns e^t. */
-TWOPASS_INLINE __m512 f32x16_exp_reduce(__m512 x, __m512* n)
+/* n = round(x * log2(e)); t = x - n * ln2 by Cody-Waite with two FMA steps; returns s * e^t. */
+TWOPASS_INLINE __m512 f32x16_exp_reduce(__m512 x, __m512* n, __m512 s)
 {
     *n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(TWOPASS_F32_LOG2E)),
                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 t = _mm512_fmadd_ps(*n, _mm512_set1_ps(TWOPASS_F32_MINUS_LN2_HI), x);
     t = _mm512_fmadd_ps(*n, _mm512_set1_ps(TWOPASS_F32_LN2_LO), t);
-    return f32x16_exp_poly(t);
+    return f32x16_exp_poly_times(t, s);
 }
 
-/* Extended exponent: exp(x) = p * 2^n with p in [0.7, 1.42] and n kept as a float, so no x overflows.
- * x is clamped at TWOPASS_F32_EXTEXP_X_MIN (max(c, x) keeps a NaN x). */
-TWOPASS_INLINE __m512 f32x16_extexp(__m512 x, __m512* n)
+/* Extended exponent: s * exp(x) = p * 2^n with p in s * [0.7, 1.42] and n kept as a float, so no x
+ * overflows. x is clamped at TWOPASS_F32_EXTEXP_X_MIN (max(c, x) keeps a NaN x). */
+TWOPASS_INLINE __m512 f32x16_extexp_times(__m512 x, __m512* n, __m512 s)
 {
     x = _mm512_max_ps(_mm512_set1_ps(TWOPASS_F32_EXTEXP_X_MIN), x);
-    return f32x16_exp_reduce(x, n);
+    return f32x16_exp_reduce(x, n, s);
 }
 
-/* exp(x - shift) * 2^-exponent, the caller's split of exp(x - max) (kernels.h): u = x - shift is
- * exact for every element that matters, clamped like an extended-exponent input; results below
- * 2^-126 are flushed to 0. */
-TWOPASS_INLINE __m512 f32x16_exp_shifted(__m512 x, __m512 shift, __m512 exponent)
+TWOPASS_INLINE __m512 f32x16_extexp(__m512 x, __m512* n)
+{
+    return f32x16_extexp_times(x, n, _mm512_set1_ps(1.0f));
+}
+
+/* exp(x - shift) * 2^-exponent * scale, the caller's split of exp(x - max) (kernels.h) times the
+ * pass's scale: u = x - shift is exact for every element that matters, clamped like an
+ * extended-exponent input; results whose power of two is below 2^-126 are flushed to 0. */
+TWOPASS_INLINE __m512 f32x16_exp_shifted_scaled(__m512 x, __m512 shift, __m512 exponent, __m512 scale)
 {
     __m512 n;
-    const __m512 p = f32x16_extexp(_mm512_sub_ps(x, shift), &n);
+    const __m512 p = f32x16_extexp_times(_mm512_sub_ps(x, shift), &n, scale);
     return f32x16_mul_exp2(p, _mm512_sub_ps(n, exponent));
 }
 
-/* Mask of the first `rem` lanes, 0 < rem < 16. */
+TWOPASS_INLINE __m512 f32x16_exp_shifted(__m512 x, __m512 shift, __m512 exponent)
+{
+    return f32x16_exp_shifted_scaled(x, shift, exponent, _mm512_set1_ps(1.0f));
+}
+
 /* v with the lanes of magnitude below floor set to 0 (NaN lanes kept). */
 TWOPASS_INLINE __m512 f32x16_zero_below(__m512 v, __m512 floor)
 {
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_abs_ps(v), floor, _CMP_NLT_UQ), v);
 }
 
+/* Mask of the first `rem` lanes, 0 < rem < 16. */
 TWOPASS_INLINE __mmask16 f32x16_tail_mask(size_t rem)
 {
     return _cvtu32_mask16((1u << rem) - 1u);

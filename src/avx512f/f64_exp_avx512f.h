@@ -77,6 +77,18 @@ TWOPASS_INLINE __m512d f64x8_exp_shifted(__m512d x, __m512d shift, __m512d expon
     return f64x8_mul_exp2(p, _mm512_sub_pd(n, exponent));
 }
 
+/* s * exp(x) as extexp's p * 2^n, and exp(x - shift) * 2^-exponent * scale: the float32 cores fold
+ * the scale into their polynomial; here it is one multiply. */
+TWOPASS_INLINE __m512d f64x8_extexp_times(__m512d x, __m512d* n, __m512d s)
+{
+    return _mm512_mul_pd(f64x8_extexp(x, n), s);
+}
+
+TWOPASS_INLINE __m512d f64x8_exp_shifted_scaled(__m512d x, __m512d shift, __m512d exponent, __m512d scale)
+{
+    return _mm512_mul_pd(f64x8_exp_shifted(x, shift, exponent), scale);
+}
+
 /* Mask of the first `rem` lanes, 0 < rem < 8 (plain C: _cvtu32_mask8 is AVX512DQ). */
 /* v with the lanes of magnitude below floor set to 0 (NaN lanes kept). */
 TWOPASS_INLINE __m512d f64x8_zero_below(__m512d v, __m512d floor)

@@ -180,8 +180,12 @@ TWOPASS_INLINE VEC scaleextexp(VEC x, VEC vscale, VEC vexponent)
 TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, VEC vfloor, const int MODE)
 {
     if (MODE == TWOPASS_MODE_SUB) return V(sub)(V(sub)(v, vshift), vexponent);
-    if (MODE == TWOPASS_MODE_EXTEXP) return scaleextexp(v, vscale, vexponent);
-    if (MODE == TWOPASS_MODE_EXP) return V(mul)(EXP(exp_shifted)(v, vshift, vexponent), vscale);
+    if (MODE == TWOPASS_MODE_EXTEXP) { /* scaleextexp with the scale folded into the polynomial */
+        VEC vn;
+        const VEC p = EXP(extexp_times)(v, &vn, vscale);
+        return EXP(mul_exp2)(p, V(sub)(vn, vexponent));
+    }
+    if (MODE == TWOPASS_MODE_EXP) return EXP(exp_shifted_scaled)(v, vshift, vexponent, vscale);
     return V(mul)(EXP(zero_below)(v, vfloor), vscale);
 }
 
