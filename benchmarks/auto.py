@@ -29,27 +29,35 @@ ALGORITHMS = ["auto", "two_pass", "three_pass_reload", "three_pass_recompute", "
 TOLERANCE = 1.05
 
 
-def run(shapes, rounds, repeats, progress=True):
-    caches = harness.cache_sizes()
-    rows = []
+def interleaved(shapes, calls, rounds, repeats, progress=True):
+    """{shape: {name: [seconds per round]}} for calls {name: call(x, y)}, each round timing every call
+    once (a median of `repeats` samples), the next round starting one call later."""
+    caches, names, result = harness.cache_sizes(), list(calls), {}
     for shape in shapes:
         buffers = harness.Buffers(shape, caches)
-        samples = {a: [] for a in ALGORITHMS}
+        samples = {name: [] for name in names}
         for r in range(rounds):
-            for algorithm in ALGORITHMS[r % len(ALGORITHMS):] + ALGORITHMS[:r % len(ALGORITHMS)]:
-                samples[algorithm].append(harness.measure(
-                    lambda x, y, a=algorithm: twopass.softmax(x, axis=-1, out=y, algorithm=a, threads=1),
-                    buffers, repeats)[0])
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                samples[name].append(harness.measure(calls[name], buffers, repeats)[0])
             if progress:
                 sys.stderr.write(f"\r{'x'.join(map(str, shape))}: round {r + 1}/{rounds}    ")
                 sys.stderr.flush()
+        result[shape] = samples
+    if progress:
+        sys.stderr.write("\n")
+    return result
+
+
+def run(shapes, rounds, repeats, progress=True):
+    caches = harness.cache_sizes()
+    calls = {a: (lambda x, y, a=a: twopass.softmax(x, axis=-1, out=y, algorithm=a, threads=1)) for a in ALGORITHMS}
+    rows = []
+    for shape, samples in interleaved(shapes, calls, rounds, repeats, progress).items():
         median = {a: float(np.median(s)) for a, s in samples.items()}
         best = min(ALGORITHMS[1:], key=median.get)
         spread = (min(samples[best]) / median[best], max(samples[best]) / median[best])
         chosen = twopass._dispatch.auto_algorithm(twopass.runtime_info()["active_level"], shape[-1])
         rows.append((shape, harness.cache_label(8 * int(np.prod(shape)), caches), median, best, chosen, spread))
-    if progress:
-        sys.stderr.write("\n")
     return rows
 
 

@@ -1,0 +1,63 @@
+"""python -m benchmarks.versus [--quick] [--rounds R] [--no-progress]: twopass against ONNX Runtime
+(the fastest peer) and torch, in interleaved rounds (issue 3's >= 1.3x ORT and >= 2x torch targets).
+
+The main benchmark times each column once after another; on a shared machine a slow spell then
+lands on one column only (out of cache, two columns running the same code differ by up to 30% in
+one run). Here, as in benchmarks.auto, every shape is measured in rounds that time each contender
+once, the next round starting one contender later, and each figure is the median over the rounds.
+Like is compared with like: `out=` against ONNX Runtime's preallocated (io-binding) output and
+torch's out=, fresh outputs against the peers that allocate. Single thread (peers pinned to one),
+float32, softmax over the last axis, the main benchmark's shapes and buffers.
+"""
+import argparse
+
+from benchmarks.peers import available_peers, pin_one_thread
+
+pin_one_thread()
+
+import numpy as np  # noqa: E402
+
+import twopass  # noqa: E402
+from benchmarks import harness  # noqa: E402
+from benchmarks.__main__ import FULL_BATCHES, FULL_SIZES, QUICK_BATCHES, QUICK_SIZES  # noqa: E402
+from benchmarks.auto import interleaved  # noqa: E402
+
+
+def contenders():
+    calls = {"twopass out=": lambda x, y: twopass.softmax(x, axis=-1, out=y, threads=1),
+             "twopass fresh": lambda x, y: twopass.softmax(x, axis=-1, threads=1)}
+    for name, (call, _) in available_peers().items():
+        if name.startswith(("onnxruntime", "torch")):
+            calls[name] = call
+    return calls
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the quick shapes, 3 rounds (smoke run)")
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds per shape (default 9)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    args = parser.parse_args(argv)
+    sizes, batches = (QUICK_SIZES, QUICK_BATCHES) if args.quick else (FULL_SIZES, FULL_BATCHES)
+    rounds = 3 if args.quick else args.rounds
+    shapes = [(1, n) for n in sizes] + list(batches)
+    calls = contenders()
+    result = interleaved(shapes, calls, rounds, 3, progress=not args.no_progress)
+    caches = harness.cache_sizes()
+    names = list(calls)
+    print(f"level {twopass.runtime_info()['active_level']}, single thread; ns per element, medians of "
+          f"{rounds} interleaved rounds; ratios: peer time / twopass time of the same kind (out= or fresh)")
+    peers = [n for n in names if not n.startswith("twopass")]
+    print(f"{'shape':>12} {'cache':>5} " + " ".join(f"{n:>26}" for n in names)
+          + " " + " ".join(f"{n + ' / twopass':>36}" for n in peers))
+    for shape, samples in result.items():
+        n = int(np.prod(shape))
+        median = {k: float(np.median(v)) for k, v in samples.items()}
+        ratios = [median[p] / median["twopass out=" if p.endswith("out=") else "twopass fresh"] for p in peers]
+        print(f"{'x'.join(map(str, shape)):>12} {harness.cache_label(8 * n, caches):>5} "
+              + " ".join(f"{median[k] * 1e9 / n:>26.3f}" for k in names)
+              + " " + " ".join(f"{r:>36.2f}" for r in ratios))
+
+
+if __name__ == "__main__":
+    main()
