@@ -61,17 +61,23 @@ def run(shapes, rounds, repeats, progress=True):
     return rows
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_interleaved_args(argv, doc, default_rounds):
+    """(shapes, rounds, progress) from [--quick] [--rounds R] [--no-progress]: the main benchmark's
+    shapes, or its quick ones with 3 rounds."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the quick shapes, 3 rounds (smoke run)")
-    parser.add_argument("--rounds", type=int, default=11, help="interleaved rounds per shape (default 11)")
+    parser.add_argument("--rounds", type=int, default=default_rounds,
+                        help=f"interleaved rounds per shape (default {default_rounds})")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     args = parser.parse_args(argv)
     sizes, batches = (QUICK_SIZES, QUICK_BATCHES) if args.quick else (FULL_SIZES, FULL_BATCHES)
-    rounds = 3 if args.quick else args.rounds
-    shapes = [(1, n) for n in sizes] + list(batches)
+    return [(1, n) for n in sizes] + list(batches), 3 if args.quick else args.rounds, not args.no_progress
+
+
+def main(argv=None):
+    shapes, rounds, progress = parse_interleaved_args(argv, __doc__, 11)
     level = twopass.runtime_info()["active_level"]
-    rows = run(shapes, rounds, 3, progress=not args.no_progress)
+    rows = run(shapes, rounds, 3, progress=progress)
     print(f"level {level}, single thread, out=; ns per element, medians of {rounds} interleaved rounds")
     print(f"{'shape':>12} {'cache':>5} " + " ".join(f"{a:>20}" for a in ALGORITHMS)
           + f" {'auto runs':>18} {'auto/best':>10} {'best spread':>12}")

@@ -9,8 +9,6 @@ Like is compared with like: `out=` against ONNX Runtime's preallocated (io-bindi
 torch's out=, fresh outputs against the peers that allocate. Single thread (peers pinned to one),
 float32, softmax over the last axis, the main benchmark's shapes and buffers.
 """
-import argparse
-
 from benchmarks.peers import available_peers, pin_one_thread
 
 pin_one_thread()
@@ -19,8 +17,7 @@ import numpy as np  # noqa: E402
 
 import twopass  # noqa: E402
 from benchmarks import harness  # noqa: E402
-from benchmarks.__main__ import FULL_BATCHES, FULL_SIZES, QUICK_BATCHES, QUICK_SIZES  # noqa: E402
-from benchmarks.auto import interleaved  # noqa: E402
+from benchmarks.auto import interleaved, parse_interleaved_args  # noqa: E402
 
 
 def contenders():
@@ -33,16 +30,9 @@ def contenders():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the quick shapes, 3 rounds (smoke run)")
-    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds per shape (default 9)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
-    args = parser.parse_args(argv)
-    sizes, batches = (QUICK_SIZES, QUICK_BATCHES) if args.quick else (FULL_SIZES, FULL_BATCHES)
-    rounds = 3 if args.quick else args.rounds
-    shapes = [(1, n) for n in sizes] + list(batches)
+    shapes, rounds, progress = parse_interleaved_args(argv, __doc__, 9)
     calls = contenders()
-    result = interleaved(shapes, calls, rounds, 3, progress=not args.no_progress)
+    result = interleaved(shapes, calls, rounds, 3, progress=progress)
     caches = harness.cache_sizes()
     names = list(calls)
     print(f"level {twopass.runtime_info()['active_level']}, single thread; ns per element, medians of "
