@@ -143,16 +143,9 @@ int twopass_useful_threads(int threads, size_t elements)
     return elements < TWOPASS_PARALLEL_MIN ? 1 : threads;
 }
 
-#define TP_T float
+#include "softmax_f32_scalars.h"
 #define TP_E float
 #define TP_E_ISNAN(e) isnan(e)
-#define TP_F64 0
 #define TP_KERNELS struct twopass_f32_kernels
 #define TP_PUB(name, suffix) twopass_##name##_f32##suffix
-#define TP_EXPONENT_LIMIT TWOPASS_EXTEXP_EXPONENT_LIMIT
-#define TP_SHIFT_LIMIT TWOPASS_EXP_SHIFT_LIMIT
-#define TP_LOG2E TWOPASS_F32_LOG2E
-#define TP_MAX FLT_MAX
-#define TP_FABS fabsf
-#define TP_NEARBYINT nearbyintf
 #include "softmax_template.h"

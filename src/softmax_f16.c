@@ -10,17 +10,10 @@
 #include "twopass/common.h"
 #include "twopass/softmax.h"
 
-#define TP_T float
+#include "softmax_f32_scalars.h"
 #define TP_E uint16_t
 /* NaN halves: exponent bits all ones and a non-zero fraction */
 #define TP_E_ISNAN(e) (((e) & 0x7FFFu) > 0x7C00u)
-#define TP_F64 0
 #define TP_KERNELS struct twopass_f16_kernels
 #define TP_PUB(name, suffix) twopass_##name##_f16##suffix
-#define TP_EXPONENT_LIMIT TWOPASS_EXTEXP_EXPONENT_LIMIT
-#define TP_SHIFT_LIMIT TWOPASS_EXP_SHIFT_LIMIT
-#define TP_LOG2E TWOPASS_F32_LOG2E
-#define TP_MAX FLT_MAX
-#define TP_FABS fabsf
-#define TP_NEARBYINT nearbyintf
 #include "softmax_template.h"

@@ -7,20 +7,7 @@
 #include <math.h>
 #include <stdint.h>
 #include "twopass/kernels.h"
-#include "f32_exp_avx2.h"
-
-#define T float
-#define T_MAX FLT_MAX
-#define T_MIN FLT_MIN
-#define VEC __m256
-#define VLEN 8
-#define V(op) _mm256_##op##_ps
-#define EXP(name) f32x8_##name
-#define ALL_LANES _mm256_set1_epi32(-1)
-#define HMAX hmax_f32x8
-#define EXP_MAGIC TWOPASS_F32_EXP_MAGIC
-#define EXP_BIAS TWOPASS_F32_EXP_BIAS
-#define HSUM hsum_f32x8
+#include "f32_arith_avx2.h"
 
 #include "kernels_avx2.h"
 

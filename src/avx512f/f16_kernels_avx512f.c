@@ -11,18 +11,9 @@
 #include <stdint.h>
 #include <string.h>
 #include "twopass/kernels.h"
-#include "f32_exp_avx512f.h"
+#include "f32_arith_avx512f.h"
 
-#define T float
-#define T_MAX FLT_MAX
-#define T_MIN FLT_MIN
 #define ELEM uint16_t
-#define VEC __m512
-#define VLEN 16
-#define MASK __mmask16
-#define ALL_LANES ((__mmask16)0xFFFF)
-#define V(op) _mm512_##op##_ps
-#define EXP(name) f32x16_##name
 
 #define F16_ROUNDING (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 

@@ -7,17 +7,7 @@
 #include <math.h>
 #include <stdint.h>
 #include "twopass/kernels.h"
-#include "f32_exp_avx512f.h"
-
-#define T float
-#define T_MAX FLT_MAX
-#define T_MIN FLT_MIN
-#define VEC __m512
-#define VLEN 16
-#define MASK __mmask16
-#define ALL_LANES ((__mmask16)0xFFFF)
-#define V(op) _mm512_##op##_ps
-#define EXP(name) f32x16_##name
+#include "f32_arith_avx512f.h"
 
 #include "kernels_avx512f.h"
 

@@ -1,0 +1,14 @@
+/* The float32 arithmetic of the AVX-512F templates (kernels_avx512f.h): 16-float vectors, the float32
+ * exp of f32_exp_avx512f.h. Shared by the float32 kernels and the float16 ones, which compute in
+ * float32 and differ only in their element type and its loads and stores. */
+#include "f32_exp_avx512f.h"
+
+#define T float
+#define T_MAX FLT_MAX
+#define T_MIN FLT_MIN
+#define VEC __m512
+#define VLEN 16
+#define MASK __mmask16
+#define ALL_LANES ((__mmask16)0xFFFF)
+#define V(op) _mm512_##op##_ps
+#define EXP(name) f32x16_##name
