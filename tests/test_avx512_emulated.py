@@ -817,6 +817,23 @@ def exp_scaled(x, exponent):
     return np.exp((np.asarray(x, F64).astype(LD) - e * LN2_HI_LD) - e * LN2_LO_LD)
 
 
+@pytest.mark.parametrize("spec", [pytest.param(k, id=k[0]) for k in ROW_KERNELS_F64 if k[0].startswith("twopass_f64_vscale_")])
+def test_kernel_f64_vscale_never_forms_a_subnormal(emu, spec):
+    """float64 vscale (avx512f emulated, avx2 native): magnitudes below tiny / scale are set to 0
+    instead of forming subnormal products; the others are x * scale bit for bit."""
+    k = emu.kernel(spec[0])
+    tiny = np.finfo(F64).tiny
+    floor = tiny / 0.3
+    edge = np.array([floor, np.nextafter(floor, 0.0), tiny, 1.0, -floor, -tiny, np.nan, np.inf, 0.0], F64)
+    for n in _lengths(k.unroll):
+        x = np.resize(edge, n)
+        y = np.empty(n, F64)
+        k(x, y, 0.3)
+        with np.errstate(under="ignore", invalid="ignore"):
+            expected = np.where(np.abs(x) < floor, 0.0, x * 0.3)
+        np.testing.assert_array_equal(bits64(y), bits64(expected), err_msg=f"{k.name} n={n}")
+
+
 @pytest.mark.parametrize("spec", [pytest.param(k, id=k[0]) for k in ROW_KERNELS_F64])
 def test_kernel_f64(emu, spec):
     """Every float64 row variant (avx512f emulated, avx2 native) over 1 .. 2 * unroll + 1 elements

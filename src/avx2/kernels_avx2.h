@@ -202,8 +202,7 @@ TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, VEC 
     /* exp(x) * 2^-exponent is exp_shifted with shift 0: one rounding fewer than scaleextexp's
      * extexp, scale, then 2^(n - exponent) */
     if (MODE == TWOPASS_MODE_EXTEXP || MODE == TWOPASS_MODE_EXP) return EXP(exp_shifted_scaled)(v, vshift, vexponent, vscale);
-    const VEC magnitude = V(andnot)(V(set1)(-0.0), v);
-    return V(mul)(V(and)(v, V(cmp)(magnitude, vfloor, _CMP_NLT_UQ)), vscale);
+    return V(mul)(EXP(zero_below)(v, vfloor), vscale);
 }
 
 /* The elementwise passes (MODE is a constant, common.h): y = x * scale (TWOPASS_MODE_SCALE),
