@@ -36,6 +36,7 @@ TOL = {np.dtype(np.float16): 2 * 2.0**-10, np.dtype(np.float32): 1e-6, np.dtype(
 def client():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as c:
+        c.wait_for_workers(2, timeout=120)
         yield c
 
 
@@ -341,6 +342,8 @@ def test_blockwise_plan_is_one_task_per_block():
 
 def test_runs_on_every_worker(client):
     """The split plan runs on both worker processes, and agrees with twopass on one machine."""
+    # both must be there: on a loaded machine (CI under ASan) the nanny may be restarting one
+    client.wait_for_workers(2, timeout=120)
     x = np.random.default_rng(6).standard_normal((16, 40000)).astype(np.float32)
     dx = da.from_array(x, chunks=(4, 5000))
     from dask.distributed import get_task_stream
