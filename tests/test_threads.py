@@ -215,6 +215,16 @@ def test_bad_thread_counts_are_rejected(bad, error):
     assert twopass.get_num_threads() >= 1
 
 
+@pytest.mark.parametrize("count", [1, 2, 1 << 16, (1 << 16) + 1, 1 << 70])
+def test_huge_thread_counts_are_capped(count):
+    """Any int >= 1 is a thread count (the kernels cap it); the answer does not depend on it."""
+    x = data((3, 100_000))
+    y = twopass.softmax(x, axis=-1, threads=count)
+    assert np.array_equal(y, twopass.softmax(x, axis=-1, threads=1))
+    assert np.array_equal(twopass.log_softmax(x, axis=-1, threads=count),
+                          twopass.log_softmax(x, axis=-1, threads=1))
+
+
 def test_numpy_integers_are_thread_counts():
     x = data(100_000)
     assert np.array_equal(twopass.softmax(x, threads=np.int64(2)), twopass.softmax(x, threads=1))

@@ -247,6 +247,8 @@ cdef inline int _threads(threads) except -1:
         return 1
     if threads is None:
         return min(_num_threads, openmp.omp_get_max_threads())
+    if type(threads) is int and 1 <= threads <= _max_threads:  # what _check_threads accepts unchanged
+        return threads
     if _check_threads is None:
         raise RuntimeError("twopass.kernels is not configured (import twopass)")
     return _check_threads(threads)
@@ -553,14 +555,16 @@ cdef object _slow_log_softmax = None
 cdef cnp.npy_intp _auto_two_pass_from = 1 << 62  # auto: two_pass for rows at least this long
 cdef dict _ALGORITHM_INDEX = {}     # name -> kernel algorithm index, "auto" -1 (from twopass._api)
 cdef dict _LEVEL_INDEX = {"python": 0, "avx2": 1, "avx512f": 2}
+cdef int _max_threads = 0           # twopass._dispatch.MAX_THREADS, the most threads= gives
 
 
 def configure_fast_path(level_var, slow_softmax, slow_log_softmax, auto_two_pass_from, check_threads,
-                        kernel_algorithms):
+                        int max_threads, kernel_algorithms):
     """Called once by twopass at import; kernel_algorithms: {name: index} of the kernel algorithms."""
     global _level_var, _slow_softmax, _slow_log_softmax, _auto_two_pass_from, _check_threads, _ALGORITHM_INDEX
+    global _max_threads
     _level_var, _slow_softmax, _slow_log_softmax = level_var, slow_softmax, slow_log_softmax
-    _auto_two_pass_from, _check_threads = auto_two_pass_from, check_threads
+    _auto_two_pass_from, _check_threads, _max_threads = auto_two_pass_from, check_threads, max_threads
     _ALGORITHM_INDEX = {"auto": -1, **kernel_algorithms}
 
 
