@@ -57,6 +57,18 @@ TWOPASS_INLINE T rmax_impl(size_t n, const ELEM* x, const size_t U, const size_t
  * accumulators:  acc_p <- acc_p * 2^(e - e'). e never exceeds the largest n seen, so no term that the
  * old rescale-every-step update kept (n - max >= -126) is lost; terms with n - e <= -126 are 0. */
 #define EXTEXP_HEADROOM 64
+/* The rare step: a lane's z above its limit raises e to max(e, z) and rescales the accumulators,
+ * with the limit and k = e - EXP_BIAS (ez - EXP_MAGIC - EXP_BIAS) that follow from it. */
+TWOPASS_INLINE void extexp_raise(VEC z, VEC* acc_p, const size_t ACC, VEC* ez, VEC* limit, VEC* k)
+{
+    if (V(movemask)(V(cmp)(z, *limit, _CMP_GT_OQ)) != 0) {
+        const VEC ez_new = V(max)(*ez, z);
+        TWOPASS_UNROLL for (size_t a = 0; a < ACC; a++) acc_p[a] = EXP(mul_exp2)(acc_p[a], V(sub)(*ez, ez_new));
+        *ez = ez_new;
+        *limit = V(add)(ez_new, V(set1)(EXTEXP_HEADROOM));
+        *k = V(sub)(V(sub)(ez_new, V(set1)(EXP_MAGIC)), V(set1)(EXP_BIAS));
+    }
+}
 TWOPASS_INLINE void raddextexp_impl(size_t n, const ELEM* x, T* sum, const size_t U, const size_t ACC)
 {
     const size_t NV = U / VLEN;
@@ -70,13 +82,7 @@ TWOPASS_INLINE void raddextexp_impl(size_t n, const ELEM* x, T* sum, const size_
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) p[j] = EXP(extexp_biased)(LOAD(x + j * VLEN), &z[j]);
         VEC zmax = z[0];
         TWOPASS_UNROLL for (size_t j = 1; j < NV; j++) zmax = V(max)(zmax, z[j]);
-        if (V(movemask)(V(cmp)(zmax, limit, _CMP_GT_OQ)) != 0) {
-            const VEC ez_new = V(max)(ez, zmax);
-            TWOPASS_UNROLL for (size_t a = 0; a < ACC; a++) acc_p[a] = EXP(mul_exp2)(acc_p[a], V(sub)(ez, ez_new));
-            ez = ez_new;
-            limit = V(add)(ez, V(set1)(EXTEXP_HEADROOM));
-            k = V(sub)(V(sub)(ez, V(set1)(EXP_MAGIC)), V(set1)(EXP_BIAS));
-        }
+        extexp_raise(zmax, acc_p, ACC, &ez, &limit, &k);
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
             acc_p[j % ACC] = V(add)(acc_p[j % ACC], V(mul)(p[j], EXP(pow2_biased)(V(sub)(z[j], k))));
         }
@@ -88,13 +94,7 @@ TWOPASS_INLINE void raddextexp_impl(size_t n, const ELEM* x, T* sum, const size_
         const size_t step = n >= VLEN ? VLEN : n;
         VEC z;
         const VEC p = EXP(extexp_biased)(load_tail(x, mask, step, V(set1)(-INFINITY)), &z);
-        if (V(movemask)(V(cmp)(z, limit, _CMP_GT_OQ)) != 0) {
-            const VEC ez_new = V(max)(ez, z);
-            TWOPASS_UNROLL for (size_t a = 0; a < ACC; a++) acc_p[a] = EXP(mul_exp2)(acc_p[a], V(sub)(ez, ez_new));
-            ez = ez_new;
-            limit = V(add)(ez, V(set1)(EXTEXP_HEADROOM));
-            k = V(sub)(V(sub)(ez, V(set1)(EXP_MAGIC)), V(set1)(EXP_BIAS));
-        }
+        extexp_raise(z, acc_p, ACC, &ez, &limit, &k);
         const VEC term = V(mul)(p, EXP(pow2_biased)(V(sub)(z, k)));
         acc_p[0] = V(add)(acc_p[0], V(and)(term, V(castsi256)(mask)));
         n -= step, x += step;
