@@ -9,6 +9,7 @@
 #define TWOPASS_COMMON_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #if defined(__GNUC__) || defined(__clang__)
 #define TWOPASS_INLINE static inline __attribute__((always_inline))
@@ -27,6 +28,18 @@
 /* Bound on the unroll U of the elementwise and columns variants (the columns kernels take any width;
  * their U only names them). */
 #define TWOPASS_MAX_COLUMNS 256
+
+/* The exp passes prefetch their input this many bytes ahead of the main loop. Out of cache their
+ * exp work fills the out-of-order window, which then reaches too few cache lines ahead to keep
+ * the memory busy (6.4e7 float32 on AVX2, pass 1 alone: 1.10x on 1 thread, 1.24x on 2). */
+#ifndef TWOPASS_PREFETCH_AHEAD
+#define TWOPASS_PREFETCH_AHEAD 8192
+#endif
+/* Prefetch (for reading, prefetcht0) the `bytes` at p + TWOPASS_PREFETCH_AHEAD, a line at a time:
+ * one main-loop iteration's worth. A prefetch never faults, past the end of the input included. */
+#define TWOPASS_PREFETCH_ITERATION(p, bytes)                                                       \
+    TWOPASS_UNROLL for (size_t pf_ = 0; pf_ < (bytes); pf_ += 64)                                  \
+        __builtin_prefetch((const void*)((uintptr_t)(p) + TWOPASS_PREFETCH_AHEAD + pf_), 0, 3)
 
 /* What an elementwise pass computes (the MODE constant of the vscale template). */
 #define TWOPASS_MODE_SCALE 0 /* y = x * scale */

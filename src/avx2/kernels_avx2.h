@@ -78,6 +78,7 @@ TWOPASS_INLINE void raddextexp_impl(size_t n, const ELEM* x, T* sum, const size_
      * the sum NaN whatever the scaling) */
     VEC ez = V(set1)(-INFINITY), limit = ez, k = ez;
     for (; n >= U; n -= U, x += U) {
+        TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
         VEC p[TWOPASS_MAX_VECTORS], z[TWOPASS_MAX_VECTORS];
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) p[j] = EXP(extexp_biased)(LOAD(x + j * VLEN), &z[j]);
         VEC zmax = z[0];
@@ -126,6 +127,7 @@ TWOPASS_INLINE void raddonline_impl(size_t n, const ELEM* x, T* result, const si
         d[k] = zero;
     }
     for (; n >= U; n -= U, x += U) {
+        TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
         VEC v[TWOPASS_MAX_VECTORS], mn[TWOPASS_MAX_ACC];
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) v[j] = LOAD(x + j * VLEN);
         TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) mn[k] = m[k];
@@ -174,6 +176,7 @@ TWOPASS_INLINE T raddexpminusmax_impl(size_t n, const ELEM* x, ELEM* y, T shift,
     VEC acc[TWOPASS_MAX_ACC];
     TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc[k] = V(setzero)();
     for (; n >= U; n -= U, x += U, y += STORE_Y ? U : 0) {
+        TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
             const VEC v = EXP(exp_shifted)(LOAD(x + j * VLEN), vshift, vexponent);
             if (STORE_Y) STORE(y + j * VLEN, v);
@@ -236,6 +239,9 @@ TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exp
         }
     }
     for (; n >= U; n -= U, x += U, y += U) {
+        if (MODE == TWOPASS_MODE_EXP || MODE == TWOPASS_MODE_EXTEXP) {
+            TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
+        }
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
             const VEC v = apply_mode(LOAD(x + j * VLEN), vshift, vexponent, vscale, vfloor, MODE);
             if (NT) {

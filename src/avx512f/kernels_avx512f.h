@@ -55,6 +55,7 @@ TWOPASS_INLINE void raddextexp_impl(size_t n, const ELEM* x, T* sum, const size_
         acc_n[k] = V(set1)(-INFINITY);
     }
     for (; n >= U; n -= U, x += U) {
+        TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
         VEC p[TWOPASS_MAX_VECTORS], e[TWOPASS_MAX_ACC], pn[TWOPASS_MAX_VECTORS];
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) p[j] = EXP(extexp)(LOAD(x + j * VLEN), &pn[j]);
         TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) e[k] = acc_n[k];
@@ -108,6 +109,7 @@ TWOPASS_INLINE void raddonline_impl(size_t n, const ELEM* x, T* result, const si
         d[k] = zero;
     }
     for (; n >= U; n -= U, x += U) {
+        TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
         VEC v[TWOPASS_MAX_VECTORS], mn[TWOPASS_MAX_ACC];
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) v[j] = LOAD(x + j * VLEN);
         TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) mn[k] = m[k];
@@ -148,6 +150,7 @@ TWOPASS_INLINE T raddexpminusmax_impl(size_t n, const ELEM* x, ELEM* y, T shift,
     VEC acc[TWOPASS_MAX_ACC];
     TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc[k] = V(setzero)();
     for (; n >= U; n -= U, x += U, y += STORE_Y ? U : 0) {
+        TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
             const VEC v = EXP(exp_shifted)(LOAD(x + j * VLEN), vshift, vexponent);
             if (STORE_Y) STORE(y + j * VLEN, v);
@@ -211,6 +214,9 @@ TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exp
         }
     }
     for (; n >= U; n -= U, x += U, y += U) {
+        if (MODE == TWOPASS_MODE_EXP || MODE == TWOPASS_MODE_EXTEXP) {
+            TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
+        }
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
             const VEC v = apply_mode(LOAD(x + j * VLEN), vshift, vexponent, vscale, vfloor, MODE);
             if (NT) {
