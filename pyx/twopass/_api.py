@@ -80,7 +80,9 @@ def _rows(x, axes, work):
     xt = x if order == list(range(x.ndim)) else x.transpose(order)
     n = math.prod(x.shape[a] for a in axes)
     rows = xt.size // n if n else math.prod(xt.shape[: x.ndim - len(axes)])
-    return np.require(xt, dtype=work, requirements=["C", "A"]).reshape(rows, n), order, xt.shape
+    if not (xt.dtype == work and xt.flags.c_contiguous and xt.flags.aligned):  # else as it is: np.require
+        xt = np.require(xt, dtype=work, requirements=["C", "A"])         # costs 5 us even then
+    return xt.reshape(rows, n), order, xt.shape
 
 
 # dtypes the kernels take, and their names in twopass.kernels' functions
@@ -249,8 +251,9 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
         run = getattr(_dispatch._kernels, f"logsumexp_{_KERNEL_DTYPES[work]}_rows")
         run(x2, values, 0, _dispatch.LEVELS.index(level), threads)
         result = values.reshape(shape).astype(dtype)
-        with np.errstate(invalid="ignore"):
-            sign = np.where(np.isnan(result), np.nan, np.where(result == -np.inf, 0.0, 1.0)).astype(dtype)
+        if return_sign:
+            with np.errstate(invalid="ignore"):
+                sign = np.where(np.isnan(result), np.nan, np.where(result == -np.inf, 0.0, 1.0)).astype(dtype)
     else:
         fallback_calls["python"] += 1
         result, sign = _fallback.logsumexp(a, axes, b, keepdims, dtype, return_sign)
