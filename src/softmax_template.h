@@ -104,7 +104,6 @@ struct slice {
     size_t n, chunk, chunks; /* chunks of `chunk` elements (the last shorter), a multiple of blocks */
     size_t block;            /* elements per sum block: twopass_sum_block() */
     const TP_E* x;
-    const TP_E* next_x; /* the next row's x, prefetched by the exp-sum passes (NULL: none) */
     TP_E* y;
     int threads;
     TP_T shift, exponent, scale, c_lo;
@@ -123,18 +122,7 @@ static void slice_init(struct slice* s, const TP_KERNELS* k, size_t n, const TP_
     const size_t blocks = n / s->block + (n % s->block != 0);
     s->chunk = (blocks + chunks - 1) / chunks * s->block;
     s->chunks = n == 0 ? 0 : (n + s->chunk - 1) / s->chunk;
-    s->k = k, s->n = n, s->x = x, s->next_x = NULL, s->y = y, s->threads = twopass_useful_threads(threads, n);
-}
-
-/* Prefetch elements [begin, begin + len) of the next row, if any, one cache line at a time. */
-static void prefetch_next_row(const struct slice* s, size_t begin, size_t len)
-{
-    if (s->next_x != NULL) {
-        const char* p = (const char*)(s->next_x + begin);
-        for (size_t b = 0; b < len * sizeof(TP_E); b += 64) {
-            __builtin_prefetch(p + b, 0, 3); /* for reading, into all levels (prefetcht0) */
-        }
-    }
+    s->k = k, s->n = n, s->x = x, s->y = y, s->threads = twopass_useful_threads(threads, n);
 }
 
 /* Where chunk c starts, and its length. */
@@ -196,7 +184,6 @@ static void chunk_sum_exp(void* ctx, size_t c)
     const TP_E* x = s->x + chunk_begin(s, c);
     double sum = 0.0;
     for (size_t i = 0; i < len; i += s->block) {
-        prefetch_next_row(s, chunk_begin(s, c) + i, block_len(s, len, i));
         sum += s->k->raddexpminusmax(block_len(s, len, i), x + i, s->shift, s->exponent);
     }
     s->sum[c] = sum;
@@ -207,7 +194,6 @@ static void chunk_store_sum_exp(void* ctx, size_t c)
     const size_t len = chunk_len(s, c), begin = chunk_begin(s, c);
     double sum = 0.0;
     for (size_t i = 0; i < len; i += s->block) {
-        prefetch_next_row(s, begin + i, block_len(s, len, i));
         sum += s->k->raddstoreexpminusmax(block_len(s, len, i), s->x + begin + i, s->y + begin + i, s->shift,
                                           s->exponent);
     }
@@ -520,8 +506,6 @@ struct rows_job {
     const double* in2; /* per-row sums given to pass 2 (softmax from extsum) */
     void (*row)(struct slice* s, const struct rows_job* job, size_t r);
     int row_threads;
-    size_t rows;
-    int prefetch; /* each row prefetches the next one (TWOPASS_PREFETCH_ROW_MAX_BYTES) */
 };
 
 static void rows_body(void* ctx, size_t r)
@@ -530,9 +514,6 @@ static void rows_body(void* ctx, size_t r)
     struct slice s;
     slice_init(&s, job->k, job->n, job->x + (ptrdiff_t)r * job->x_stride,
                job->y ? job->y + (ptrdiff_t)r * job->y_stride : NULL, job->row_threads);
-    if (job->prefetch && r + 1 < job->rows) {
-        s.next_x = job->x + (ptrdiff_t)(r + 1) * job->x_stride;
-    }
     job->row(&s, job, r);
 }
 
@@ -543,9 +524,6 @@ static void run_rows(struct rows_job* job, size_t rows, int threads)
     if (job->y != NULL && job->k->streaming != NULL && twopass_streaming_job(rows * job->n, sizeof(TP_E))) {
         job->k = job->k->streaming;
     }
-    job->rows = rows;
-    job->prefetch = job->n * sizeof(TP_E) <= TWOPASS_PREFETCH_ROW_MAX_BYTES
-                    && 2 * rows * job->n >= twopass_streaming_threshold() / sizeof(TP_E);
     threads = twopass_useful_threads(threads, rows * job->n);
     if (threads > 1 && rows > 1 && (rows >= 4 * (size_t)threads || job->n < 2 * TWOPASS_CHUNK_MIN)) {
         job->row_threads = 1;

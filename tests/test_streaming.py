@@ -60,23 +60,3 @@ def test_default_threshold_is_half_the_last_level_cache():
                                         "vsubc_columns"}
         assert {"vscaleextexp", "vscaleexpminusmax", "vsubc"} <= set(info["kernels"])
         assert all(name.endswith("_nt") for name in info["kernels"].values())
-
-
-@pytest.mark.parametrize("level", KERNEL_LEVELS)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
-def test_rows_that_prefetch_the_next_row_give_the_same_bits(level, dtype, restore_threshold):
-    """Batches whose x and y reach the streaming threshold prefetch each next row (rows of at most
-    32 KiB) while the exp-sum pass runs: the same results as without, strided rows and threads too."""
-    rng = np.random.default_rng(5)
-    wide = rng.uniform(-60, 60, (37, 1100)).astype(dtype)
-    x = wide[:, 3:1003]  # rows 1100 apart: the next row is not where this one ends
-    with twopass.use_isa(level):
-        for algorithm in twopass.ALGORITHMS:
-            for function in (twopass.softmax, twopass.log_softmax):
-                results = []
-                for threshold in (1 << 62, 1):  # no prefetch, then prefetch (and streaming stores)
-                    kernels.set_streaming_threshold(threshold)
-                    for threads in (1, 2):
-                        results.append(function(x, axis=-1, algorithm=algorithm, threads=threads))
-                for y in results[1:]:
-                    np.testing.assert_array_equal(y, results[0], err_msg=f"{function.__name__} {algorithm}")

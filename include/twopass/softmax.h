@@ -108,12 +108,6 @@ size_t twopass_sum_block(void);
  * least), keeping each column's state in memory: wide blocks make long contiguous reads (4096x4096
  * float32, axis 0 / axis 1, 1 thread: 1024 wide 1.09, 2048 1.04, 4096 1.02; medians of 7, twice). */
 #define TWOPASS_COLUMN_PASS1_WIDTH 4096
-/* Rows of at most this many bytes, in jobs whose x and y together reach the streaming threshold (so
- * x comes from memory): while the pass that sums exp(x - max) over a row runs on it from cache, the
- * next row is prefetched, and the max pass that starts it finds it in cache. Float32 reload, 1 thread, medians
- * of 6 runs against the build without it: rows of 1000 1.15-1.29x, 4000 1.07-1.09x, 8000 1.05x,
- * 16000 1.02x, 32000 0.98x (longer rows stream well through the hardware prefetchers). */
-#define TWOPASS_PREFETCH_ROW_MAX_BYTES (32 * 1024)
 
 /* Threads. Every driver takes `threads` (1: the calling thread alone) and runs on OpenMP threads:
  * whole rows per thread when there are many rows, else each slice cut into about equal chunks of
