@@ -223,10 +223,13 @@ def test_byteswapped_and_misaligned_input(level, algorithm):
     misaligned = buffer[1:].view(np.float32)
     misaligned[:] = x
     expected = reference_softmax(x)
+    expected_lse = scipy.special.logsumexp(x.astype(np.float64))
     for variant in (swapped, misaligned):
         y = twopass.softmax(variant, algorithm=algorithm)
         assert y.dtype == np.float32
         assert max_relative_error(y, expected) <= 1e-6
+        # logsumexp lays out its rows with the same helper
+        assert abs(twopass.logsumexp(variant) - expected_lse) <= 1e-6 * abs(expected_lse)
 
 
 def test_readonly_input(level):
