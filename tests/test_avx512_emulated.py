@@ -550,17 +550,24 @@ def test_kernel_vscale(emu, spec):
         y = np.empty(n, F32)
         k(x, y, F32(0.3))
         np.testing.assert_array_equal(bits(y), bits(x * F32(0.3)), err_msg=f"n={n}")
-    # magnitudes below tiny / scale are set to 0 instead of forming subnormal products
-    tiny = np.finfo(F32).tiny
-    floor = F32(tiny / np.float64(F32(0.3)))
-    edge = np.array([floor, np.nextafter(floor, F32(0)), tiny, 1.0, -floor, -tiny, np.nan, np.inf, 0.0], F32)
+    check_vscale_flush(k, F32)
+
+
+def check_vscale_flush(k, dtype):
+    """vscale kernel k sets magnitudes below floor = tiny / scale to 0 instead of forming subnormal
+    products; the others are x * scale bit for bit (both signs, NaN, inf, 0), at every length."""
+    scale = dtype(0.3)
+    tiny = np.finfo(dtype).tiny
+    floor = dtype(tiny / np.float64(scale))  # rounded as the kernel rounds it
+    edge = np.array([floor, np.nextafter(floor, dtype(0)), tiny, 1.0, -floor, -tiny, np.nan, np.inf, 0.0], dtype)
+    as_bits = np.uint32 if dtype == F32 else np.uint64
     for n in _lengths(k.unroll):
         x = np.resize(edge, n)
-        y = np.empty(n, F32)
-        k(x, y, F32(0.3))
+        y = np.empty(n, dtype)
+        k(x, y, scale)
         with np.errstate(under="ignore", invalid="ignore"):
-            expected = np.where(np.abs(x) < floor, F32(0), x * F32(0.3))
-        np.testing.assert_array_equal(bits(y), bits(expected), err_msg=f"n={n}")
+            expected = np.where(np.abs(x) < floor, dtype(0), x * scale)
+        np.testing.assert_array_equal(y.view(as_bits), expected.view(as_bits), err_msg=f"{k.name} n={n}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -821,17 +828,7 @@ def exp_scaled(x, exponent):
 def test_kernel_f64_vscale_never_forms_a_subnormal(emu, spec):
     """float64 vscale (avx512f emulated, avx2 native): magnitudes below tiny / scale are set to 0
     instead of forming subnormal products; the others are x * scale bit for bit."""
-    k = emu.kernel(spec[0])
-    tiny = np.finfo(F64).tiny
-    floor = tiny / 0.3
-    edge = np.array([floor, np.nextafter(floor, 0.0), tiny, 1.0, -floor, -tiny, np.nan, np.inf, 0.0], F64)
-    for n in _lengths(k.unroll):
-        x = np.resize(edge, n)
-        y = np.empty(n, F64)
-        k(x, y, 0.3)
-        with np.errstate(under="ignore", invalid="ignore"):
-            expected = np.where(np.abs(x) < floor, 0.0, x * 0.3)
-        np.testing.assert_array_equal(bits64(y), bits64(expected), err_msg=f"{k.name} n={n}")
+    check_vscale_flush(emu.kernel(spec[0]), F64)
 
 
 @pytest.mark.parametrize("spec", [pytest.param(k, id=k[0]) for k in ROW_KERNELS_F64])
