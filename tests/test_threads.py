@@ -217,12 +217,15 @@ def test_bad_thread_counts_are_rejected(bad, error):
 
 @pytest.mark.parametrize("count", [1, 2, 1 << 16, (1 << 16) + 1, 1 << 70])
 def test_huge_thread_counts_are_capped(count):
-    """Any int >= 1 is a thread count (the kernels cap it); the answer does not depend on it."""
+    """Any int >= 1 is a thread count (capped at MAX_THREADS); the answer does not depend on it, on
+    the typed layer's fast path (kernel levels) and on twopass._api's (python level) alike."""
     x = data((3, 100_000))
-    y = twopass.softmax(x, axis=-1, threads=count)
-    assert np.array_equal(y, twopass.softmax(x, axis=-1, threads=1))
-    assert np.array_equal(twopass.log_softmax(x, axis=-1, threads=count),
-                          twopass.log_softmax(x, axis=-1, threads=1))
+    for level in twopass.available_levels():
+        with twopass.use_isa(level):
+            y = twopass.softmax(x, axis=-1, threads=count)
+            assert np.array_equal(y, twopass.softmax(x, axis=-1, threads=1)), level
+            assert np.array_equal(twopass.log_softmax(x, axis=-1, threads=count),
+                                  twopass.log_softmax(x, axis=-1, threads=1)), level
 
 
 def test_numpy_integers_are_thread_counts():
