@@ -345,8 +345,6 @@ static void softmax_two_pass(struct slice* s)
     softmax_scale_extexp(s, mantissa, exponent);
 }
 
-/* logsumexp of a slice the extended sum cannot take (NaN, +-inf, or |max| beyond ~2e6), as SciPy:
- * NaN if any NaN; else +inf if any +inf; else -inf if all are -inf; else max + log sum exp(x - max). */
 /* logsumexp as two floats, lse ~ hi + lo, for log_softmax's y = (x - hi) - lo: x - hi is exact for
  * the x near the max. Beyond the extended range, hi is the max itself and lo = log sum exp(x - max):
  * then y is SciPy's (x - max) - log(sum), exact at the max (a double lse could not even hold log 3
@@ -354,7 +352,6 @@ static void softmax_two_pass(struct slice* s)
 struct lse_parts {
     TP_T hi, lo;
 };
-
 
 static double lse_split(double lse, struct lse_parts* parts)
 {
