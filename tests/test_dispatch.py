@@ -150,3 +150,56 @@ def test_algorithm_indices_match_the_c_enum():
         return
     assert sorted(_api._KERNEL_ALGORITHM.values()) == list(range(_dispatch._kernels.ALGORITHM_COUNT))
     assert set(twopass.ALGORITHMS) == {"auto"} | set(_api._KERNEL_ALGORITHM)
+
+
+def test_auto_rule():
+    """auto_algorithm: reload in cache; two_pass for rows beyond the last-level cache, for float16,
+    and for rows of AUTO_TWO_PASS_ROW_BYTES or more in jobs whose output streams; python: reload."""
+    auto, row = _dispatch.auto_algorithm, _dispatch.AUTO_TWO_PASS_ROW_BYTES
+    rows_to_stream = -(-_dispatch.STREAMING_FROM_BYTES // row)  # rows of `row` bytes that reach it
+    for level in LEVELS:
+        native = level != "python"
+        assert auto(level, 1000, 4, 1000) == "three_pass_reload"
+        assert auto(level, _dispatch.AUTO_TWO_PASS_FROM, 4) == ("two_pass" if native else "three_pass_reload")
+        assert auto(level, _dispatch.AUTO_TWO_PASS_FROM // 2, 8) == ("two_pass" if native else "three_pass_reload")
+        assert auto(level, 1000, 2, 1000) == ("two_pass" if native else "three_pass_reload")
+        for itemsize in (4, 8):
+            n = row // itemsize
+            assert auto(level, n, itemsize, n * rows_to_stream) == ("two_pass" if native else "three_pass_reload")
+            assert auto(level, n, itemsize, n * (rows_to_stream - 1)) == "three_pass_reload"
+            assert auto(level, n - 1, itemsize, n * rows_to_stream * 2) == "three_pass_reload"
+
+
+@pytest.fixture
+def small_streaming_threshold():
+    """Jobs of 256 KiB and more stream (and so take auto's streaming-job rule)."""
+    kernels = _dispatch._kernels
+    saved = kernels.streaming_threshold()
+    kernels.set_streaming_threshold(256 * 1024)
+    yield
+    kernels.set_streaming_threshold(saved)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_auto_runs_the_algorithm_of_its_rule(level, dtype, small_streaming_threshold):
+    """softmax and log_softmax with "auto" give bitwise the results of the algorithm auto_algorithm
+    names for the job, on the typed layer's fast path and on twopass._api's (byteswapped input);
+    the python level always reloads."""
+    rng = np.random.default_rng(5)
+    itemsize = np.dtype(dtype).itemsize
+    n_long = _dispatch.AUTO_TWO_PASS_ROW_BYTES // itemsize
+    for shape in [(2, n_long - 8), (2, n_long), (300, 1000)]:
+        x = rng.uniform(-80, 80, shape).astype(dtype)
+        chosen = _dispatch.auto_algorithm(level, shape[1], itemsize, x.size)
+        other = "two_pass" if chosen == "three_pass_reload" else "three_pass_reload"
+        for function in (twopass.softmax, twopass.log_softmax):
+            expected = function(x, axis=-1, algorithm=chosen)
+            if function is twopass.softmax and dtype == np.float32 and level != "python":
+                # the choice shows in the bits (log_softmax: x - lse alike; float64 often agrees too)
+                assert not np.array_equal(function(x, axis=-1, algorithm=other), expected)
+            for given in (x, x.astype(x.dtype.newbyteorder())):
+                np.testing.assert_array_equal(function(given, axis=-1, algorithm="auto"), expected,
+                                              err_msg=f"{shape} {function.__name__} {given.dtype}")
+    assert _dispatch.auto_algorithm(level, n_long, itemsize, 64 * n_long) == (
+        "two_pass" if level != "python" else "three_pass_reload")
+    assert _dispatch.auto_algorithm(level, n_long - 8, itemsize, 64 * n_long) == "three_pass_reload"

@@ -268,7 +268,7 @@ def test_streaming_stores_float64_same_bits(level_name):
                 x = rng.uniform(-300, 300, n)
                 for offset in (0, 1, 3, 7):
                     for function in (twopass.softmax, twopass.log_softmax):
-                        for algorithm in twopass.ALGORITHMS:
+                        for algorithm in twopass.ALGORITHMS[1:]:  # auto: one of these, by job (test_dispatch)
                             results = []
                             for threshold in (1 << 62, 1):
                                 kernels.set_streaming_threshold(threshold)

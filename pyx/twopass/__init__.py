@@ -15,7 +15,8 @@ from twopass._dispatch import LEVELS, available_levels, get_num_threads, set_num
 
 if _dispatch._kernels is not None:
     _dispatch._kernels.configure_fast_path(_dispatch._level, _api.softmax, _api.log_softmax,
-                                           _dispatch.AUTO_TWO_PASS_FROM, _dispatch.check_threads,
+                                           _dispatch.AUTO_TWO_PASS_FROM, _dispatch.AUTO_TWO_PASS_ROW_BYTES,
+                                           _dispatch.check_threads,
                                            _dispatch.MAX_THREADS, _api._KERNEL_ALGORITHM)
     _dispatch._kernels.set_streaming_threshold(_dispatch.STREAMING_FROM_BYTES)
     softmax, log_softmax = _dispatch._kernels.softmax, _dispatch._kernels.log_softmax
@@ -56,8 +57,9 @@ def runtime_info():
             "longdouble": fallback,
         },
         "auto_algorithm": (f"three_pass_reload for rows under {_dispatch.AUTO_TWO_PASS_FROM} elements "
-                           f"(float64: {max(1, _dispatch.AUTO_TWO_PASS_FROM // 2)}), two_pass from there; "
-                           "float16: two_pass"
+                           f"(float64: {max(1, _dispatch.AUTO_TWO_PASS_FROM // 2)}), two_pass from there "
+                           f"and for rows of {_dispatch.AUTO_TWO_PASS_ROW_BYTES} bytes or more in jobs whose "
+                           f"output reaches {_dispatch.STREAMING_FROM_BYTES} bytes; float16: two_pass"
                            if level != "python" else "three_pass_reload"),
         "streaming_stores": ({"from_output_bytes": _dispatch.STREAMING_FROM_BYTES,
                               "kernels": kernels.streaming_kernel_names(LEVELS.index(level)),

@@ -76,15 +76,27 @@ AUTO_TWO_PASS_FROM = max(1, LAST_LEVEL_CACHE // 8)
 # least as large) they exceed the last-level cache, so the lines written would be evicted anyway,
 # and streaming them skips reading each line before writing it (benchmarks/RESULTS.md).
 STREAMING_FROM_BYTES = max(1, LAST_LEVEL_CACHE // 2)
+# In such a streaming job, rows of at least this many bytes run two_pass too: its second pass
+# rereads the row from the caches and streams y out, while reload's second pass stores into y, whose
+# lines come from memory first. Float32 rows in jobs of 32 MiB and more, reload time / two_pass time
+# (interleaved rounds, several runs): rows of 262144 1.09 and 0.91, 349525 1.05, 524288 1.64 and
+# 1.15, 1048576 1.55, 2097152 1.63. Shorter rows (16 KiB to 1 MiB) swing both ways between runs
+# (256x32000: 1.25 in one, 0.79-0.85 in others), so they stay with reload (benchmarks/RESULTS.md).
+AUTO_TWO_PASS_ROW_BYTES = 1 << 20
 
 
-def auto_algorithm(level, n, itemsize=4):
-    """The algorithm "auto" runs for rows of n elements of `itemsize` bytes (float32 4, float64 8:
-    half as many elements fill the cache; float16 2: always two_pass, since three_pass_reload would
-    round its stored exp(x - max) to float16 before scaling it) on `level`."""
-    if level != "python" and itemsize == 2:
+def auto_algorithm(level, n, itemsize=4, size=None):
+    """The algorithm "auto" runs for rows of n elements of `itemsize` bytes, `size` elements in all
+    (None: one row), on `level`: two_pass for rows that outgrow the last-level cache (float64: half as
+    many elements), and for rows of AUTO_TWO_PASS_ROW_BYTES or more in jobs whose output reaches the
+    streaming threshold; float16 always two_pass, since three_pass_reload would round its stored
+    exp(x - max) to float16 before scaling it; three_pass_reload otherwise."""
+    if level == "python":
+        return "three_pass_reload"
+    if itemsize == 2 or n >= (AUTO_TWO_PASS_FROM if itemsize <= 4 else max(1, AUTO_TWO_PASS_FROM // 2)):
         return "two_pass"
-    if level != "python" and n >= (AUTO_TWO_PASS_FROM if itemsize <= 4 else max(1, AUTO_TWO_PASS_FROM // 2)):
+    streaming = _kernels is not None and (n if size is None else size) >= _kernels.streaming_threshold() // itemsize
+    if streaming and n * itemsize >= AUTO_TWO_PASS_ROW_BYTES:
         return "two_pass"
     return "three_pass_reload"
 

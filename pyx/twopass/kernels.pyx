@@ -553,18 +553,20 @@ cdef object _level_var = None        # twopass._dispatch's ContextVar of the lev
 cdef object _slow_softmax = None     # twopass._api.softmax: every case the fast path does not take
 cdef object _slow_log_softmax = None
 cdef cnp.npy_intp _auto_two_pass_from = 1 << 62  # auto: two_pass for rows at least this long
+cdef cnp.npy_intp _auto_two_pass_row_bytes = 1 << 62  # ... and for rows of this many bytes in streaming jobs
 cdef dict _ALGORITHM_INDEX = {}     # name -> kernel algorithm index, "auto" -1 (from twopass._api)
 cdef dict _LEVEL_INDEX = {"python": 0, "avx2": 1, "avx512f": 2}
 cdef int _max_threads = 0           # twopass._dispatch.MAX_THREADS, the most threads= gives
 
 
-def configure_fast_path(level_var, slow_softmax, slow_log_softmax, auto_two_pass_from, check_threads,
-                        int max_threads, kernel_algorithms):
+def configure_fast_path(level_var, slow_softmax, slow_log_softmax, auto_two_pass_from, auto_two_pass_row_bytes,
+                        check_threads, int max_threads, kernel_algorithms):
     """Called once by twopass at import; kernel_algorithms: {name: index} of the kernel algorithms."""
     global _level_var, _slow_softmax, _slow_log_softmax, _auto_two_pass_from, _check_threads, _ALGORITHM_INDEX
-    global _max_threads
+    global _max_threads, _auto_two_pass_row_bytes
     _level_var, _slow_softmax, _slow_log_softmax = level_var, slow_softmax, slow_log_softmax
-    _auto_two_pass_from, _check_threads, _max_threads = auto_two_pass_from, check_threads, max_threads
+    _auto_two_pass_from, _auto_two_pass_row_bytes = auto_two_pass_from, auto_two_pass_row_bytes
+    _check_threads, _max_threads = check_threads, max_threads
     _ALGORITHM_INDEX = {"auto": -1, **kernel_algorithms}
 
 
@@ -616,12 +618,16 @@ cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
             y_end = <char*>cnp.PyArray_DATA(ya) + cnp.PyArray_NBYTES(ya)
             if <char*>cnp.PyArray_DATA(ya) < x_end and <char*>cnp.PyArray_DATA(xa) < y_end:
                 return None
-    if alg == -1:  # auto: two-pass once a row (in and out) outgrows the last-level cache; always for
-        # float16, where reload would round its stored exp(x - max) to float16 before scaling it
-        if typenum == cnp.NPY_FLOAT16:
+    cdef cnp.npy_intp itemsize
+    if alg == -1:  # auto: twopass._dispatch.auto_algorithm's rule (float16 always two-pass)
+        itemsize = cnp.PyArray_ITEMSIZE(xa)
+        if typenum == cnp.NPY_FLOAT16 or n >= (_auto_two_pass_from if itemsize == 4 else _auto_two_pass_from // 2):
+            alg = 0
+        elif (cnp.PyArray_SIZE(xa) >= <cnp.npy_intp>(twopass_streaming_threshold() // <size_t>itemsize)
+              and n * itemsize >= _auto_two_pass_row_bytes):
             alg = 0
         else:
-            alg = 0 if n >= (_auto_two_pass_from if typenum == cnp.NPY_FLOAT32 else _auto_two_pass_from // 2) else 1
+            alg = 1
     rows = cnp.PyArray_SIZE(xa) // n
     cdef int t = _threads(threads)
     _check_level(level)
