@@ -1,5 +1,5 @@
-"""python -m benchmarks.auto [--quick] [--rounds R] [--no-progress]: is algorithm="auto" within 5%
-of the best fixed algorithm at every benchmarked shape (issue 3)?
+"""python -m benchmarks.auto [--quick] [--rounds R] [--no-progress] [--row-lengths N,...]: auto vs the best
+fixed algorithm. Is algorithm="auto" within 5% of the best at every benchmarked shape (issue 3)?
 
 auto runs the same kernels as one of the fixed algorithms, so a single run of the main benchmark
 cannot tell a wrong choice from the noise of a shared machine (two columns that run the same code
@@ -56,26 +56,38 @@ def run(shapes, rounds, repeats, progress=True):
         median = {a: float(np.median(s)) for a, s in samples.items()}
         best = min(ALGORITHMS[1:], key=median.get)
         spread = (min(samples[best]) / median[best], max(samples[best]) / median[best])
-        chosen = twopass._dispatch.auto_algorithm(twopass.runtime_info()["active_level"], shape[-1])
+        chosen = twopass._dispatch.auto_algorithm(twopass.runtime_info()["active_level"], shape[-1], 4,
+                                                 int(np.prod(shape)))
         rows.append((shape, harness.cache_label(8 * int(np.prod(shape)), caches), median, best, chosen, spread))
     return rows
 
 
-def parse_interleaved_args(argv, doc, default_rounds):
-    """(shapes, rounds, progress) from [--quick] [--rounds R] [--no-progress]: the main benchmark's
-    shapes, or its quick ones with 3 rounds."""
+# --row-lengths: each length n as a batch of JOB_ELEMENTS // n rows (32 MiB of float32 in, as much
+# out: beyond the last-level cache here, so the job streams), for auto's out-of-cache row rule.
+JOB_ELEMENTS = 1 << 23
+
+
+def parse_interleaved_args(argv, doc, default_rounds, row_lengths=False):
+    """(shapes, rounds, progress) from [--quick] [--rounds R] [--no-progress] (and, if row_lengths,
+    [--row-lengths N,N,...]): the main benchmark's shapes, or its quick ones with 3 rounds."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the quick shapes, 3 rounds (smoke run)")
     parser.add_argument("--rounds", type=int, default=default_rounds,
                         help=f"interleaved rounds per shape (default {default_rounds})")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    if row_lengths:
+        parser.add_argument("--row-lengths", help=f"instead of the shapes: batches of {JOB_ELEMENTS} "
+                            "elements in rows of these lengths (comma-separated)")
     args = parser.parse_args(argv)
     sizes, batches = (QUICK_SIZES, QUICK_BATCHES) if args.quick else (FULL_SIZES, FULL_BATCHES)
-    return [(1, n) for n in sizes] + list(batches), 3 if args.quick else args.rounds, not args.no_progress
+    shapes = [(1, n) for n in sizes] + list(batches)
+    if getattr(args, "row_lengths", None):
+        shapes = [(max(1, JOB_ELEMENTS // int(n)), int(n)) for n in args.row_lengths.split(",")]
+    return shapes, 3 if args.quick else args.rounds, not args.no_progress
 
 
 def main(argv=None):
-    shapes, rounds, progress = parse_interleaved_args(argv, __doc__, 11)
+    shapes, rounds, progress = parse_interleaved_args(argv, __doc__, 11, row_lengths=True)
     level = twopass.runtime_info()["active_level"]
     rows = run(shapes, rounds, 3, progress=progress)
     print(f"level {level}, single thread, out=; ns per element, medians of {rounds} interleaved rounds")
