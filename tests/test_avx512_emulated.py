@@ -452,6 +452,10 @@ def test_kernel_rmax(emu, spec):
         x = np.full(n, -np.inf, F32)
         x[n - 1] = -3.0  # the max in the last (tail) lane
         assert k(x) == -3.0, f"n={n}"
+        for i in range(n):  # a NaN anywhere makes the max NaN (test_kernels.py: why)
+            x = data[:n].copy()
+            x[i] = np.nan
+            assert np.isnan(k(x)), f"n={n}, NaN at {i}"
     assert k(np.full(5, -np.inf, F32)) == -np.inf
 
 

@@ -91,6 +91,33 @@ def test_every_op_of_every_level_is_tested():
         assert {v["op"] for v in VARIANTS if v["level"] == level} == ops
 
 
+RMAX_VARIANTS = [dict(v, dtype=dtype) for dtype in ("float32", "float64", "float16")
+                 for v in _dispatch._kernels.registry(dtype)
+                 if v["op"] == "rmax" and v["level"] in twopass.available_levels()]
+
+
+@pytest.mark.parametrize("variant", RMAX_VARIANTS, ids=lambda v: v["name"])
+def test_rmax_is_nan_if_any_element_is(variant):
+    """As np.max: one NaN anywhere (any accumulator, vector, lane or the tail; before or after the
+    max, beside +inf or -inf) makes the max NaN. A max instruction returns one operand of a pair
+    holding a NaN, so a kernel that only takes maxima keeps or drops a NaN by where it lies."""
+    run, dtype = _dispatch._kernels.run_kernel, np.dtype(variant["dtype"])
+    rng = np.random.default_rng(1)
+    y = np.zeros(4 * variant["unroll"], dtype)
+    as_arg = (lambda a: a.view(np.uint16)) if dtype == np.float16 else (lambda a: a)
+    for n in range(1, 2 * variant["unroll"] + 2):
+        for fill in ("numbers", "+inf", "-inf"):
+            x = rng.uniform(-100, 100, n).astype(dtype)
+            if fill != "numbers":
+                x[:] = float(fill)
+            for i in range(n):
+                x_nan = x.copy()
+                x_nan[i] = np.nan
+                got = run(variant["name"], as_arg(x_nan), as_arg(y[:n]))
+                assert np.isnan(got), f"n={n}, fill {fill}, NaN at {i}: max {got}"
+            assert run(variant["name"], as_arg(x), as_arg(y[:n])) == x.max()
+
+
 @pytest.mark.parametrize("level", twopass.available_levels()[1:])
 @pytest.mark.parametrize("algorithm", [0, 1, 2, 3])
 def test_softmax_rows_stay_inside_their_arrays(level, algorithm):

@@ -114,6 +114,23 @@ def test_nan_and_inf_rows_in_a_batch(level, algorithm):
     np.testing.assert_allclose(y[ok], expected[ok], rtol=1e-6, atol=FLUSH32)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_nan_anywhere_makes_every_output_nan(level, algorithm, dtype):
+    """As SciPy: a NaN anywhere in a slice, whatever surrounds it (here +inf first, then -inf or
+    numbers), makes softmax, log_softmax and logsumexp NaN. A max taken with max instructions alone
+    loses a NaN in some positions (then +inf - (-inf) gave inf)."""
+    for n in (1, 2, 7, 8, 9, 16, 17, 33, 64, 100, 129, 257):
+        for fill in (-np.inf, 1.5):
+            for i in range(n):
+                x = np.full(n, fill, dtype)
+                x[0] = np.inf
+                x[i] = np.nan
+                what = (n, fill, i)
+                assert np.isnan(twopass.softmax(x, algorithm=algorithm)).all(), what
+                assert np.isnan(twopass.log_softmax(x, algorithm=algorithm)).all(), what
+                assert np.isnan(twopass.logsumexp(x)), what
+
+
 # ---- SciPy semantics: shapes, axes, dtypes ----
 
 SHAPES_AXES = [((7,), None), ((7,), 0), ((7,), -1), ((4, 5), None), ((4, 5), 0), ((4, 5), 1),

@@ -29,24 +29,40 @@ TWOPASS_INLINE VEC load_tail(const ELEM* x, __m256i mask, size_t count, VEC fill
     return V(blendv)(fill, LOAD_PART(x, mask, count), V(castsi256)(mask));
 }
 
+/* max x, NaN if any x is NaN. VMAXPS returns its second operand where either is NaN, so a NaN that
+ * reached an accumulator is lost to the next number there: the lanes that have seen only numbers are
+ * tracked apart (one ordered-compare per pair of vectors, ANDed into a lane mask per accumulator). */
 TWOPASS_INLINE T rmax_impl(size_t n, const ELEM* x, const size_t U, const size_t ACC)
 {
     const size_t NV = U / VLEN;
-    VEC vmax[TWOPASS_MAX_ACC];
-    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) vmax[k] = V(set1)(-INFINITY);
+    VEC vmax[TWOPASS_MAX_ACC], numbers[TWOPASS_MAX_ACC];
+    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) {
+        vmax[k] = V(set1)(-INFINITY), numbers[k] = V(castsi256)(ALL_LANES);
+    }
     for (; n >= U; n -= U, x += U) {
-        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
-            vmax[j % ACC] = V(max)(vmax[j % ACC], LOAD(x + j * VLEN));
+        VEC v[TWOPASS_MAX_VECTORS];
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) v[j] = LOAD(x + j * VLEN);
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) vmax[j % ACC] = V(max)(vmax[j % ACC], v[j]);
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j += 2) {
+            const size_t k = j / 2 % ACC;
+            numbers[k] = V(and)(numbers[k], V(cmp)(v[j], v[j + 1 < NV ? j + 1 : j], _CMP_ORD_Q));
         }
     }
     for (; n >= VLEN; n -= VLEN, x += VLEN) {
-        vmax[0] = V(max)(vmax[0], LOAD(x));
+        const VEC v = LOAD(x);
+        vmax[0] = V(max)(vmax[0], v);
+        numbers[0] = V(and)(numbers[0], V(cmp)(v, v, _CMP_ORD_Q));
     }
     if (n != 0) {
-        vmax[0] = V(max)(vmax[0], load_tail(x, EXP(tail_mask)(n), n, V(set1)(-INFINITY)));
+        const VEC v = load_tail(x, EXP(tail_mask)(n), n, V(set1)(-INFINITY));
+        vmax[0] = V(max)(vmax[0], v);
+        numbers[0] = V(and)(numbers[0], V(cmp)(v, v, _CMP_ORD_Q));
     }
-    TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) vmax[0] = V(max)(vmax[0], vmax[k]);
-    return HMAX(vmax[0]);
+    TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) {
+        vmax[0] = V(max)(vmax[0], vmax[k]);
+        numbers[0] = V(and)(numbers[0], numbers[k]);
+    }
+    return V(movemask)(numbers[0]) == (1 << VLEN) - 1 ? HMAX(vmax[0]) : (T)NAN;
 }
 
 /* Accumulators hold sum = acc_p * 2^e per lane, e one exponent per lane shared by the ACC accumulators

@@ -11,4 +11,5 @@
 #define MASK __mmask16
 #define ALL_LANES ((__mmask16)0xFFFF)
 #define V(op) _mm512_##op##_ps
+#define CMP_MASK(a, b, predicate) _mm512_cmp_ps_mask(a, b, predicate)
 #define EXP(name) f32x16_##name

@@ -21,7 +21,10 @@ TWOPASS_INLINE __m512 f32x16_exp_poly_times(__m512 t, __m512 s)
 
 /* v * 2^d for integral d <= 0 (or NaN), with d < -126 flushed to 0 (as on AVX2): those lanes become
  * v * 0 instead of going through slow subnormal arithmetic, so a NaN v stays NaN even when its d is
- * finite (max() drops NaN exponents, the mantissa must carry the NaN). */
+ * finite (max() drops NaN exponents, the mantissa must carry the NaN). d = +inf is outside: there
+ * VSCALEF gives +inf even for a NaN v (its special-case table; SIMDe gives NaN). The passes never
+ * pass it: only x = +inf has n = +inf, and then the max they subtract is +inf too (rmax keeps
+ * NaN, so a NaN elsewhere cannot hide it) and d is NaN. */
 TWOPASS_INLINE __m512 f32x16_mul_exp2(__m512 v, __m512 d)
 {
     const __mmask16 normal = _mm512_cmp_ps_mask(d, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);

@@ -29,7 +29,10 @@ TWOPASS_INLINE __m512d f64x8_exp_poly(__m512d t)
 
 /* v * 2^d for integral d <= 0 (or NaN), with d < -1022 flushed to 0 (as on AVX2): those lanes become
  * v * 0 instead of going through slow subnormal arithmetic, so a NaN v stays NaN even when its d is
- * finite (max() drops NaN exponents, the mantissa must carry the NaN). */
+ * finite (max() drops NaN exponents, the mantissa must carry the NaN). d = +inf is outside: there
+ * VSCALEF gives +inf even for a NaN v (its special-case table; SIMDe gives NaN). The passes never
+ * pass it: only x = +inf has n = +inf, and then the max they subtract is +inf too (rmax keeps
+ * NaN, so a NaN elsewhere cannot hide it) and d is NaN. */
 TWOPASS_INLINE __m512d f64x8_mul_exp2(__m512d v, __m512d d)
 {
     const __mmask8 normal = _mm512_cmp_pd_mask(d, _mm512_set1_pd(-1022.0), _CMP_NLT_UQ);

@@ -17,6 +17,7 @@
 #define MASK __mmask8
 #define ALL_LANES ((__mmask8)0xFF)
 #define V(op) _mm512_##op##_pd
+#define CMP_MASK(a, b, predicate) _mm512_cmp_pd_mask(a, b, predicate)
 #define EXP(name) f64x8_##name
 
 #include "kernels_avx512f.h"

@@ -1,9 +1,10 @@
 /* The AVX-512F templates of every pass, for one dtype: included by f32_kernels_avx512f.c,
  * f64_kernels_avx512f.c and f16_kernels_avx512f.c, which define the arithmetic type T (and T_MAX),
  * the vector type VEC of VLEN lanes, MASK (its __mmask type) and ALL_LANES, V(op) (the
- * _mm512_<op>_ps or _pd intrinsic) and EXP(name) (the dtype's core from f32_exp_avx512f.h or
- * f64_exp_avx512f.h); and, when the elements in memory are not of type T (float16), the element type
- * ELEM and its vector accesses LOAD, LOAD_PART, STORE, STORE_PART and STREAM (below: their meaning).
+ * _mm512_<op>_ps or _pd intrinsic), CMP_MASK (a compare into a MASK) and EXP(name) (the dtype's
+ * core from f32_exp_avx512f.h or f64_exp_avx512f.h); and, when the elements in memory are not of
+ * type T (float16), the element type ELEM and its vector accesses LOAD, LOAD_PART, STORE, STORE_PART
+ * and STREAM (below: their meaning).
  *
  * Each pass is one template (an always-inline function whose unroll U and accumulator count ACC are
  * constants once instantiated). Main loop: U elements (U/VLEN vectors) per iteration, vector j
@@ -22,25 +23,40 @@
 #define STREAM(p, v) V(stream)(p, v)
 #endif
 
+/* max x, NaN if any x is NaN. VMAXPS returns its second operand where either is NaN, so a NaN that
+ * reached an accumulator is lost to the next number there: the lanes that have seen only numbers are
+ * tracked apart (one ordered-compare per pair of vectors, ANDed into a mask per accumulator). */
 TWOPASS_INLINE T rmax_impl(size_t n, const ELEM* x, const size_t U, const size_t ACC)
 {
     const size_t NV = U / VLEN;
     VEC vmax[TWOPASS_MAX_ACC];
-    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) vmax[k] = V(set1)(-INFINITY);
+    MASK numbers[TWOPASS_MAX_ACC];
+    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) vmax[k] = V(set1)(-INFINITY), numbers[k] = ALL_LANES;
     for (; n >= U; n -= U, x += U) {
-        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
-            vmax[j % ACC] = V(max)(vmax[j % ACC], LOAD(x + j * VLEN));
+        VEC v[TWOPASS_MAX_VECTORS];
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) v[j] = LOAD(x + j * VLEN);
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) vmax[j % ACC] = V(max)(vmax[j % ACC], v[j]);
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j += 2) {
+            const size_t k = j / 2 % ACC;
+            numbers[k] &= CMP_MASK(v[j], v[j + 1 < NV ? j + 1 : j], _CMP_ORD_Q);
         }
     }
     for (; n >= VLEN; n -= VLEN, x += VLEN) {
-        vmax[0] = V(max)(vmax[0], LOAD(x));
+        const VEC v = LOAD(x);
+        vmax[0] = V(max)(vmax[0], v);
+        numbers[0] &= CMP_MASK(v, v, _CMP_ORD_Q);
     }
     if (n != 0) {
         const MASK mask = EXP(tail_mask)(n);
-        vmax[0] = V(mask_max)(vmax[0], mask, vmax[0], LOAD_PART(x, mask, n));
+        const VEC v = LOAD_PART(x, mask, n); /* 0 in the lanes past the end */
+        vmax[0] = V(mask_max)(vmax[0], mask, vmax[0], v);
+        numbers[0] &= CMP_MASK(v, v, _CMP_ORD_Q);
     }
-    TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) vmax[0] = V(max)(vmax[0], vmax[k]);
-    return V(reduce_max)(vmax[0]);
+    TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) {
+        vmax[0] = V(max)(vmax[0], vmax[k]);
+        numbers[0] &= numbers[k];
+    }
+    return numbers[0] == ALL_LANES ? V(reduce_max)(vmax[0]) : (T)NAN;
 }
 
 /* Accumulators hold sum = acc_p * 2^acc_n per lane. Adding terms p_j * 2^n_j:
