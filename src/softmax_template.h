@@ -27,6 +27,9 @@ int twopass_useful_threads(int threads, size_t elements);
 /* 1 (and counted) if a job writing `elements` outputs of element_size bytes should use the level's
  * streaming table (non-temporal stores): at least the streaming threshold of bytes. */
 int twopass_streaming_job(size_t elements, size_t element_size);
+/* Set MXCSR.FTZ, returning the MXCSR to restore: every job runs its kernels with it (softmax.c). */
+unsigned int twopass_flush_to_zero_begin(void);
+void twopass_flush_to_zero_end(unsigned int csr);
 
 /* ---- one slice, cut into chunks ---- */
 
@@ -522,6 +525,7 @@ static void run_rows(struct rows_job* job, size_t rows, int threads)
         job->k = job->k->streaming;
     }
     threads = twopass_useful_threads(threads, rows * job->n);
+    const unsigned int csr = twopass_flush_to_zero_begin();
     if (threads > 1 && rows > 1 && (rows >= 4 * (size_t)threads || job->n < 2 * TWOPASS_CHUNK_MIN)) {
         job->row_threads = 1;
         twopass_parallel_for(threads, rows, rows_body, job);
@@ -529,6 +533,7 @@ static void run_rows(struct rows_job* job, size_t rows, int threads)
         job->row_threads = threads;
         twopass_parallel_for(1, rows, rows_body, job);
     }
+    twopass_flush_to_zero_end(csr);
 }
 
 static void softmax_row(struct slice* s, const struct rows_job* job, size_t r)
@@ -782,6 +787,7 @@ static int run_columns(struct columns_job* job, int threads)
         job->failed = 1;
     } else {
         threads = twopass_useful_threads(threads, job->rows * cols);
+        const unsigned int csr = twopass_flush_to_zero_begin();
         /* pass 1: about equal blocks of whole cache lines of columns, at least one per thread and at
          * most TWOPASS_COLUMN_PASS1_WIDTH columns wide */
         const size_t line = 64 / sizeof(TP_E);
@@ -797,6 +803,7 @@ static int run_columns(struct columns_job* job, int threads)
             job->row_chunk = (job->rows + tasks - 1) / tasks;
             twopass_parallel_for(threads, (job->rows + job->row_chunk - 1) / job->row_chunk, columns_pass2, job);
         }
+        twopass_flush_to_zero_end(csr);
     }
     free(job->a), free(job->b), free(job->m), free(job->e), free(job->sum_m), free(job->sum_e), free(job->valid);
     return job->failed ? -1 : 0;
