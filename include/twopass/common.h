@@ -31,16 +31,25 @@
 
 /* The exp passes prefetch their input this many bytes ahead of the main loop. Out of cache their
  * exp work fills the out-of-order window, which then reaches too few cache lines ahead to keep
- * the memory busy (6.4e7 float32 on AVX2: pass 1 alone 1.24x on 1 thread and 1.22x on 2, the whole
- * two-pass softmax 1.28x and 1.09x; 16 KiB ahead gained no more). */
+ * the memory busy (Zen 3, 6.4e7 float32 on AVX2: pass 1 alone 1.24x on 1 thread and 1.22x on 2, the
+ * whole two-pass softmax 1.28x and 1.09x; 16 KiB ahead gained no more). */
 #ifndef TWOPASS_PREFETCH_AHEAD
 #define TWOPASS_PREFETCH_AHEAD 8192
 #endif
-/* Prefetch (for reading, prefetcht0) the `bytes` at p + TWOPASS_PREFETCH_AHEAD, a line at a time:
- * one main-loop iteration's worth. A prefetch never faults, past the end of the input included. */
-#define TWOPASS_PREFETCH_ITERATION(p, bytes)                                                       \
+/* Passes that store non-temporally prefetch only this far ahead. On an Intel Xeon (family 6 model
+ * 167) 8 KiB ahead made them 1.5x slower than no prefetch (6.4e7 float32, the two-pass softmax's
+ * pass 2 alone: avx512f 0.50 against 0.32 ns/elem, avx2 0.49 against 0.36; the non-temporal copy
+ * loop 0.30): prefetches that far ahead wait on DRAM in the line-fill buffers that the streamed
+ * stores need too. 2 KiB ahead: avx512f 0.32, avx2 0.32. */
+#ifndef TWOPASS_PREFETCH_AHEAD_STREAMING
+#define TWOPASS_PREFETCH_AHEAD_STREAMING 2048
+#endif
+/* Prefetch (for reading, prefetcht0) the `bytes` at p + ahead, a line at a time: one main-loop
+ * iteration's worth. A prefetch never faults, past the end of the input included. */
+#define TWOPASS_PREFETCH_ITERATION_AT(p, bytes, ahead)                                             \
     TWOPASS_UNROLL for (size_t pf_ = 0; pf_ < (bytes); pf_ += 64)                                  \
-        __builtin_prefetch((const void*)((uintptr_t)(p) + TWOPASS_PREFETCH_AHEAD + pf_), 0, 3)
+        __builtin_prefetch((const void*)((uintptr_t)(p) + (ahead) + pf_), 0, 3)
+#define TWOPASS_PREFETCH_ITERATION(p, bytes) TWOPASS_PREFETCH_ITERATION_AT(p, bytes, TWOPASS_PREFETCH_AHEAD)
 
 /* What an elementwise pass computes (the MODE constant of the vscale template). */
 #define TWOPASS_MODE_SCALE 0 /* y = x * scale */
