@@ -19,6 +19,10 @@ void twopass_detect_cpu(struct twopass_cpu_features* f)
     unsigned int eax, ebx, ecx, edx, max_leaf;
     memset(f, 0, sizeof(*f));
     max_leaf = __get_cpuid_max(0, NULL);
+    if (max_leaf >= 1) { /* leaf 0: the vendor string in EBX, EDX, ECX */
+        __cpuid(0, eax, ebx, ecx, edx);
+        f->intel = ebx == 0x756e6547u && edx == 0x49656e69u && ecx == 0x6c65746eu; /* "Genu" "ineI" "ntel" */
+    }
     if (max_leaf < 1 || !__get_cpuid(1, &eax, &ebx, &ecx, &edx)) {
         return;
     }

@@ -112,6 +112,17 @@ def test_runtime_info_and_show_runtime(capsys):
     assert "active_level" in shown and info["best_level"] in shown
 
 
+def test_cpu_vendor_is_the_one_linux_reports():
+    """cpu_features()["intel"] (CPUID leaf 0) agrees with /proc/cpuinfo's vendor_id."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            vendors = {line.split(":")[1].strip() for line in f if line.startswith("vendor_id")}
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    assert len(vendors) == 1
+    assert twopass.runtime_info()["cpu_features"]["intel"] is (vendors.pop() == "GenuineIntel")
+
+
 def test_main_module_runs():
     result = subprocess.run([sys.executable, "-m", "twopass", "--rows", "8", "--cols", "1000", "--repeats", "1"],
                             capture_output=True, text=True)
@@ -152,9 +163,11 @@ def test_algorithm_indices_match_the_c_enum():
     assert set(twopass.ALGORITHMS) == {"auto"} | set(_api._KERNEL_ALGORITHM)
 
 
-def test_auto_rule():
+def test_auto_rule(monkeypatch):
     """auto_algorithm: reload in cache; two_pass for rows beyond the last-level cache, for float16,
-    and for rows of AUTO_TWO_PASS_ROW_BYTES or more in jobs whose output streams; python: reload."""
+    and for rows of AUTO_TWO_PASS_ROW_BYTES or more in jobs whose output streams; python: reload.
+    (The Intel clause, off here: test_auto_rule_beyond_l2.)"""
+    monkeypatch.setattr(_dispatch, "AUTO_TWO_PASS_L2_JOB_BYTES", 1 << 62)
     auto, row = _dispatch.auto_algorithm, _dispatch.AUTO_TWO_PASS_ROW_BYTES
     rows_to_stream = -(-_dispatch.STREAMING_FROM_BYTES // row)  # rows of `row` bytes that reach it
     for level in LEVELS:
@@ -170,6 +183,26 @@ def test_auto_rule():
             assert auto(level, n - 1, itemsize, n * rows_to_stream * 2) == "three_pass_reload"
 
 
+def test_auto_rule_beyond_l2(monkeypatch):
+    """The Intel clause: two_pass for float32 rows of AUTO_TWO_PASS_L2_ROW_BYTES or more once the job,
+    input and output, exceeds AUTO_TWO_PASS_L2_JOB_BYTES (the L2 there; off elsewhere), whatever this
+    CPU is; float64 keeps reload."""
+    assert _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES == (
+        _dispatch.L2_CACHE if twopass.runtime_info()["cpu_features"].get("intel") else 1 << 62)
+    monkeypatch.setattr(_dispatch, "AUTO_TWO_PASS_L2_JOB_BYTES", 1 << 21)
+    auto, row = _dispatch.auto_algorithm, _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES
+    for level in LEVELS:
+        native = level != "python"
+        for itemsize in (4, 8):
+            n, job = row // itemsize, (1 << 21) // (2 * itemsize)  # job: elements that fill 2 MiB in and out
+            expected = "two_pass" if native and itemsize == 4 else "three_pass_reload"
+            assert auto(level, n, itemsize, job + 1) == expected
+            assert auto(level, job + 1, itemsize) == expected
+            assert auto(level, n, itemsize, job) == "three_pass_reload"
+            assert auto(level, job, itemsize) == "three_pass_reload"
+            assert auto(level, n - 1, itemsize, 64 * job) == "three_pass_reload"
+
+
 @pytest.fixture
 def small_streaming_threshold():
     """Jobs of 256 KiB and more stream (and so take auto's streaming-job rule)."""
@@ -180,15 +213,32 @@ def small_streaming_threshold():
     kernels.set_streaming_threshold(saved)
 
 
+@pytest.fixture(params=["off", "small"])
+def l2_job_bytes(request, monkeypatch):
+    """auto's Intel clause off, or on for jobs over 256 KiB (in twopass._dispatch and the fast path)."""
+    kernels = _dispatch._kernels
+    job = 1 << 62 if request.param == "off" else 256 * 1024
+    monkeypatch.setattr(_dispatch, "AUTO_TWO_PASS_L2_JOB_BYTES", job)
+
+    def configure():
+        kernels.configure_auto(_dispatch.AUTO_TWO_PASS_FROM, _dispatch.AUTO_TWO_PASS_ROW_BYTES,
+                               _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES, _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES)
+    configure()
+    yield job
+    monkeypatch.undo()
+    configure()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_auto_runs_the_algorithm_of_its_rule(level, dtype, small_streaming_threshold):
+def test_auto_runs_the_algorithm_of_its_rule(level, dtype, small_streaming_threshold, l2_job_bytes):
     """softmax and log_softmax with "auto" give bitwise the results of the algorithm auto_algorithm
     names for the job, on the typed layer's fast path and on twopass._api's (byteswapped input);
     the python level always reloads."""
     rng = np.random.default_rng(5)
     itemsize = np.dtype(dtype).itemsize
     n_long = _dispatch.AUTO_TWO_PASS_ROW_BYTES // itemsize
-    for shape in [(2, n_long - 8), (2, n_long), (300, 1000)]:
+    n_l2 = _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES // itemsize
+    for shape in [(2, n_long - 8), (2, n_long), (300, 1000), (8, n_l2), (8, n_l2 - 8)]:
         x = rng.uniform(-80, 80, shape).astype(dtype)
         chosen = _dispatch.auto_algorithm(level, shape[1], itemsize, x.size)
         other = "two_pass" if chosen == "three_pass_reload" else "three_pass_reload"
@@ -202,4 +252,7 @@ def test_auto_runs_the_algorithm_of_its_rule(level, dtype, small_streaming_thres
                                               err_msg=f"{shape} {function.__name__} {given.dtype}")
     assert _dispatch.auto_algorithm(level, n_long, itemsize, 64 * n_long) == (
         "two_pass" if level != "python" else "three_pass_reload")
-    assert _dispatch.auto_algorithm(level, n_long - 8, itemsize, 64 * n_long) == "three_pass_reload"
+    l2_clause = level != "python" and l2_job_bytes < 1 << 62 and itemsize == 4
+    assert _dispatch.auto_algorithm(level, n_long - 8, itemsize, 64 * n_long) == (
+        "two_pass" if l2_clause else "three_pass_reload")
+    assert _dispatch.auto_algorithm(level, n_l2, itemsize, 8 * n_l2) == ("two_pass" if l2_clause else "three_pass_reload")

@@ -15,9 +15,9 @@ from twopass._dispatch import LEVELS, available_levels, get_num_threads, set_num
 
 if _dispatch._kernels is not None:
     _dispatch._kernels.configure_fast_path(_dispatch._level, _api.softmax, _api.log_softmax,
-                                           _dispatch.AUTO_TWO_PASS_FROM, _dispatch.AUTO_TWO_PASS_ROW_BYTES,
-                                           _dispatch.check_threads,
-                                           _dispatch.MAX_THREADS, _api._KERNEL_ALGORITHM)
+                                           _dispatch.check_threads, _dispatch.MAX_THREADS, _api._KERNEL_ALGORITHM)
+    _dispatch._kernels.configure_auto(_dispatch.AUTO_TWO_PASS_FROM, _dispatch.AUTO_TWO_PASS_ROW_BYTES,
+                                      _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES, _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES)
     _dispatch._kernels.set_streaming_threshold(_dispatch.STREAMING_FROM_BYTES)
     softmax, log_softmax = _dispatch._kernels.softmax, _dispatch._kernels.log_softmax
 else:
@@ -59,7 +59,11 @@ def runtime_info():
         "auto_algorithm": (f"three_pass_reload for rows under {_dispatch.AUTO_TWO_PASS_FROM} elements "
                            f"(float64: {max(1, _dispatch.AUTO_TWO_PASS_FROM // 2)}), two_pass from there "
                            f"and for rows of {_dispatch.AUTO_TWO_PASS_ROW_BYTES} bytes or more in jobs whose "
-                           f"output reaches {_dispatch.STREAMING_FROM_BYTES} bytes; float16: two_pass"
+                           f"output reaches {_dispatch.STREAMING_FROM_BYTES} bytes"
+                           + (f"; float32 rows of {_dispatch.AUTO_TWO_PASS_L2_ROW_BYTES} bytes or more in jobs over "
+                              f"{_dispatch.AUTO_TWO_PASS_L2_JOB_BYTES} bytes in and out (Intel: beyond L2)"
+                              if _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES < 1 << 62 else "")
+                           + "; float16: two_pass"
                            if level != "python" else "three_pass_reload"),
         "streaming_stores": ({"from_output_bytes": _dispatch.STREAMING_FROM_BYTES,
                               "kernels": kernels.streaming_kernel_names(LEVELS.index(level)),

@@ -48,25 +48,29 @@ if _kernels is not None:
 _level = contextvars.ContextVar("twopass_level", default=PROCESS_LEVEL)
 
 
-def _last_level_cache_bytes(default=32 * 1024 * 1024):
-    """Size of the CPU's last-level data cache (Linux sysfs), or `default`."""
-    best = 0
+def _data_cache_bytes():
+    """{level: bytes} of cpu0's data (or unified) caches (Linux sysfs); {} if unknown."""
+    sizes = {}
     for index in range(8):
         path = f"/sys/devices/system/cpu/cpu0/cache/index{index}/"
         try:
             with open(path + "type") as f:
                 if f.read().strip() == "Instruction":
                     continue
+            with open(path + "level") as f:
+                level = int(f.read().strip())
             with open(path + "size") as f:
                 size = f.read().strip()
-        except OSError:
+        except (OSError, ValueError):
             continue
         unit = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(size[-1:], 1)
-        best = max(best, int(size.rstrip("KMG")) * unit)
-    return best or default
+        sizes[level] = max(sizes.get(level, 0), int(size.rstrip("KMG")) * unit)
+    return sizes
 
 
-LAST_LEVEL_CACHE = _last_level_cache_bytes()
+_CACHES = _data_cache_bytes()
+LAST_LEVEL_CACHE = max(_CACHES.values(), default=0) or 32 * 1024 * 1024
+L2_CACHE = _CACHES.get(2, 0) or 512 * 1024
 # "auto", chosen from the benchmarks (benchmarks/RESULTS.md): in cache the reloading three-pass
 # algorithm does half the exp work of the others and wins; once a row (input and output, 8 bytes per
 # element) no longer fits in the last-level cache, every pass is memory-bound and two-pass wins.
@@ -83,20 +87,37 @@ STREAMING_FROM_BYTES = max(1, LAST_LEVEL_CACHE // 2)
 # 1.15, 1048576 1.55, 2097152 1.63. Shorter rows (16 KiB to 1 MiB) swing both ways between runs
 # (256x32000: 1.25 in one, 0.79-0.85 in others), so they stay with reload (benchmarks/RESULTS.md).
 AUTO_TWO_PASS_ROW_BYTES = 1 << 20
+# On Intel CPUs float32 two_pass wins as soon as a job (input and output) outgrows a core's L2, for
+# rows of AUTO_TWO_PASS_L2_ROW_BYTES or more: there the rows come from an L3 that is slow for one core, and
+# two-pass overlaps that traffic with its exps. Intel Xeon (family 6 model 167, L2 2 MiB), float32,
+# reload time / two_pass time, interleaved (benchmarks.auto): avx512f 1 row of 393216 1.13, 524288
+# 1.17, 1e6 1.17, 1e7 1.18, 256x32000 1.13, 32x128256 1.16; 64 MiB jobs in rows of 8192 1.08, 16384
+# 1.12, 131072 1.13 (4096: 1.03); avx2 1e6 1.19, 1e7 1.12, 32x128256 1.07, rows of 8192-32000
+# 0.98-1.02. Reload keeps jobs within L2 (one row of 262144, a 2 MiB job: 0.96) and shorter rows
+# (4096x1000: 0.87). Not on AMD: on Zen 3 (L2 512 KiB, a fast 32 MiB L3) reload still won a row of
+# 1e5, an 800 KB job (0.84), and rows of 16 KiB-1 MiB in L3-sized jobs went both ways. Not float64,
+# whose exp costs more: on the same Xeon reload won 256x16000 (0.93), 32x64128 (0.93) and 1024x4096
+# (0.88), and one row only broke even from 196608 elements (1.01; 500000: 1.06).
+AUTO_TWO_PASS_L2_JOB_BYTES = L2_CACHE if CPU_FEATURES.get("intel") else 1 << 62
+AUTO_TWO_PASS_L2_ROW_BYTES = 32 * 1024
 
 
 def auto_algorithm(level, n, itemsize=4, size=None):
     """The algorithm "auto" runs for rows of n elements of `itemsize` bytes, `size` elements in all
     (None: one row), on `level`: two_pass for rows that outgrow the last-level cache (float64: half as
-    many elements), and for rows of AUTO_TWO_PASS_ROW_BYTES or more in jobs whose output reaches the
-    streaming threshold; float16 always two_pass, since three_pass_reload would round its stored
-    exp(x - max) to float16 before scaling it; three_pass_reload otherwise."""
+    many elements), for rows of AUTO_TWO_PASS_ROW_BYTES or more in jobs whose output reaches the
+    streaming threshold, and (Intel, float32) for rows of AUTO_TWO_PASS_L2_ROW_BYTES or more in jobs of
+    over AUTO_TWO_PASS_L2_JOB_BYTES, input and output; float16 always two_pass, since three_pass_reload
+    would round its stored exp(x - max) to float16 before scaling it; three_pass_reload otherwise."""
     if level == "python":
         return "three_pass_reload"
     if itemsize == 2 or n >= (AUTO_TWO_PASS_FROM if itemsize <= 4 else max(1, AUTO_TWO_PASS_FROM // 2)):
         return "two_pass"
-    streaming = _kernels is not None and (n if size is None else size) >= _kernels.streaming_threshold() // itemsize
+    size = n if size is None else size
+    streaming = _kernels is not None and size >= _kernels.streaming_threshold() // itemsize
     if streaming and n * itemsize >= AUTO_TWO_PASS_ROW_BYTES:
+        return "two_pass"
+    if itemsize == 4 and 2 * size * 4 > AUTO_TWO_PASS_L2_JOB_BYTES and n * 4 >= AUTO_TWO_PASS_L2_ROW_BYTES:
         return "two_pass"
     return "three_pass_reload"
 

@@ -38,7 +38,7 @@ ctypedef fused element:
 cdef extern from "twopass/softmax.h" nogil:
     struct twopass_cpu_features:
         int sse2, sse4_1, avx, f16c, fma, avx2, avx512f, avx512bw, avx512dq, avx512vl
-        int os_ymm, os_zmm
+        int os_ymm, os_zmm, intel
     void twopass_detect_cpu(twopass_cpu_features* features)
     int twopass_best_level(const twopass_cpu_features* features)
 
@@ -552,22 +552,32 @@ def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, dou
 cdef object _level_var = None        # twopass._dispatch's ContextVar of the level name
 cdef object _slow_softmax = None     # twopass._api.softmax: every case the fast path does not take
 cdef object _slow_log_softmax = None
-cdef cnp.npy_intp _auto_two_pass_from = 1 << 62  # auto: two_pass for rows at least this long
-cdef cnp.npy_intp _auto_two_pass_row_bytes = 1 << 62  # ... and for rows of this many bytes in streaming jobs
+# auto: twopass._dispatch.auto_algorithm's rule (configure_auto)
+cdef cnp.npy_intp _auto_two_pass_from = 1 << 62  # two_pass for rows at least this long
+cdef cnp.npy_intp _auto_two_pass_row_bytes = 1 << 62  # ... for rows of this many bytes in streaming jobs
+cdef cnp.npy_intp _auto_two_pass_l2_job_bytes = 1 << 62  # ... for rows of _l2_row_bytes in jobs over this
+cdef cnp.npy_intp _auto_two_pass_l2_row_bytes = 1 << 62
 cdef dict _ALGORITHM_INDEX = {}     # name -> kernel algorithm index, "auto" -1 (from twopass._api)
 cdef dict _LEVEL_INDEX = {"python": 0, "avx2": 1, "avx512f": 2}
 cdef int _max_threads = 0           # twopass._dispatch.MAX_THREADS, the most threads= gives
 
 
-def configure_fast_path(level_var, slow_softmax, slow_log_softmax, auto_two_pass_from, auto_two_pass_row_bytes,
-                        check_threads, int max_threads, kernel_algorithms):
+def configure_fast_path(level_var, slow_softmax, slow_log_softmax, check_threads, int max_threads,
+                        kernel_algorithms):
     """Called once by twopass at import; kernel_algorithms: {name: index} of the kernel algorithms."""
-    global _level_var, _slow_softmax, _slow_log_softmax, _auto_two_pass_from, _check_threads, _ALGORITHM_INDEX
-    global _max_threads, _auto_two_pass_row_bytes
+    global _level_var, _slow_softmax, _slow_log_softmax, _check_threads, _ALGORITHM_INDEX, _max_threads
     _level_var, _slow_softmax, _slow_log_softmax = level_var, slow_softmax, slow_log_softmax
-    _auto_two_pass_from, _auto_two_pass_row_bytes = auto_two_pass_from, auto_two_pass_row_bytes
     _check_threads, _max_threads = check_threads, max_threads
     _ALGORITHM_INDEX = {"auto": -1, **kernel_algorithms}
+
+
+def configure_auto(cnp.npy_intp two_pass_from, cnp.npy_intp row_bytes, cnp.npy_intp l2_job_bytes,
+                   cnp.npy_intp l2_row_bytes):
+    """The fast path's copy of twopass._dispatch's auto rule (AUTO_TWO_PASS_FROM, AUTO_TWO_PASS_ROW_BYTES,
+    AUTO_TWO_PASS_L2_JOB_BYTES, AUTO_TWO_PASS_L2_ROW_BYTES): set by twopass at import (and by tests)."""
+    global _auto_two_pass_from, _auto_two_pass_row_bytes, _auto_two_pass_l2_job_bytes, _auto_two_pass_l2_row_bytes
+    _auto_two_pass_from, _auto_two_pass_row_bytes = two_pass_from, row_bytes
+    _auto_two_pass_l2_job_bytes, _auto_two_pass_l2_row_bytes = l2_job_bytes, l2_row_bytes
 
 
 cdef inline bint _plain(cnp.ndarray a, int typenum) noexcept:
@@ -625,6 +635,9 @@ cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
             alg = 0
         elif (cnp.PyArray_SIZE(xa) >= <cnp.npy_intp>(twopass_streaming_threshold() // <size_t>itemsize)
               and n * itemsize >= _auto_two_pass_row_bytes):
+            alg = 0
+        elif (itemsize == 4 and cnp.PyArray_SIZE(xa) > _auto_two_pass_l2_job_bytes // 8
+              and n * 4 >= _auto_two_pass_l2_row_bytes):
             alg = 0
         else:
             alg = 1
