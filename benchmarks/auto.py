@@ -29,12 +29,13 @@ ALGORITHMS = ["auto", "two_pass", "three_pass_reload", "three_pass_recompute", "
 TOLERANCE = 1.05
 
 
-def interleaved(shapes, calls, rounds, repeats, progress=True):
+def interleaved(shapes, calls, rounds, repeats, progress=True, value_range=100.0):
     """{shape: {name: [seconds per round]}} for calls {name: call(x, y)}, each round timing every call
-    once (a median of `repeats` samples), the next round starting one call later."""
+    once (a median of `repeats` samples), the next round starting one call later; inputs uniform in
+    [-value_range, value_range]."""
     caches, names, result = harness.cache_sizes(), list(calls), {}
     for shape in shapes:
-        buffers = harness.Buffers(shape, caches)
+        buffers = harness.Buffers(shape, caches, lo=-value_range, hi=value_range)
         samples = {name: [] for name in names}
         for r in range(rounds):
             for name in names[r % len(names):] + names[:r % len(names)]:
@@ -67,7 +68,7 @@ def run(shapes, rounds, repeats, progress=True):
 JOB_ELEMENTS = 1 << 23
 
 
-def parse_interleaved_args(argv, doc, default_rounds, row_lengths=False):
+def parse_interleaved_args(argv, doc, default_rounds, row_lengths=False, value_range=False):
     """(shapes, rounds, progress) from [--quick] [--rounds R] [--no-progress] (and, if row_lengths,
     [--row-lengths N,N,...]): the main benchmark's shapes, or its quick ones with 3 rounds."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
@@ -75,6 +76,9 @@ def parse_interleaved_args(argv, doc, default_rounds, row_lengths=False):
     parser.add_argument("--rounds", type=int, default=default_rounds,
                         help=f"interleaved rounds per shape (default {default_rounds})")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    if value_range:
+        parser.add_argument("--range", type=float, default=100.0,
+                            help="inputs uniform in [-RANGE, RANGE] (default 100, as the main benchmark)")
     if row_lengths:
         parser.add_argument("--row-lengths", help=f"instead of the shapes: batches of {JOB_ELEMENTS} "
                             "elements in rows of these lengths (comma-separated)")
@@ -83,7 +87,8 @@ def parse_interleaved_args(argv, doc, default_rounds, row_lengths=False):
     shapes = [(1, n) for n in sizes] + list(batches)
     if getattr(args, "row_lengths", None):
         shapes = [(max(1, JOB_ELEMENTS // int(n)), int(n)) for n in args.row_lengths.split(",")]
-    return shapes, 3 if args.quick else args.rounds, not args.no_progress
+    parsed = (shapes, 3 if args.quick else args.rounds, not args.no_progress)
+    return parsed + (args.range,) if value_range else parsed
 
 
 def main(argv=None):

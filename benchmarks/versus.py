@@ -1,4 +1,4 @@
-"""python -m benchmarks.versus [--quick] [--rounds R] [--no-progress]: twopass against ONNX Runtime
+"""python -m benchmarks.versus [--quick] [--rounds R] [--range R] [--no-progress]: twopass against ONNX Runtime
 (the fastest peer) and torch, in interleaved rounds (issue 3's >= 1.3x ORT and >= 2x torch targets).
 
 The main benchmark times each column once after another; on a shared machine a slow spell then
@@ -30,12 +30,13 @@ def contenders():
 
 
 def main(argv=None):
-    shapes, rounds, progress = parse_interleaved_args(argv, __doc__, 9)
+    shapes, rounds, progress, value_range = parse_interleaved_args(argv, __doc__, 9, value_range=True)
     calls = contenders()
-    result = interleaved(shapes, calls, rounds, 3, progress=progress)
+    result = interleaved(shapes, calls, rounds, 3, progress=progress, value_range=value_range)
     caches = harness.cache_sizes()
     names = list(calls)
-    print(f"level {twopass.runtime_info()['active_level']}, single thread; ns per element, medians of "
+    print(f"level {twopass.runtime_info()['active_level']}, single thread, inputs in [-{value_range:g}, {value_range:g}]; "
+          f"ns per element, medians of "
           f"{rounds} interleaved rounds; ratios: peer time / twopass time of the same kind (out= or fresh)")
     peers = [n for n in names if not n.startswith("twopass")]
     print(f"{'shape':>12} {'cache':>5} " + " ".join(f"{n:>26}" for n in names)
