@@ -27,9 +27,6 @@ int twopass_useful_threads(int threads, size_t elements);
 /* 1 (and counted) if a job writing `elements` outputs of element_size bytes should use the level's
  * streaming table (non-temporal stores): at least the streaming threshold of bytes. */
 int twopass_streaming_job(size_t elements, size_t element_size);
-/* Set MXCSR.FTZ, returning the MXCSR to restore: every job runs its kernels with it (softmax.c). */
-unsigned int twopass_flush_to_zero_begin(void);
-void twopass_flush_to_zero_end(unsigned int csr);
 
 /* ---- one slice, cut into chunks ---- */
 

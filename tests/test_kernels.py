@@ -331,3 +331,34 @@ def test_vscale_never_forms_a_subnormal(variant):
         expected = np.where(np.abs(x) < floor, dtype(0), exact)
         np.testing.assert_array_equal(y, expected, err_msg=f"n={n}")
         assert not np.any((y != 0) & (np.abs(y) < tiny))
+
+
+EXP_STORE_VARIANTS = [v for v in VARIANTS if v["op"] in ("vscaleextexp", "vscaleexpminusmax", "raddstoreexpminusmax")]
+
+
+@pytest.mark.parametrize("variant", EXP_STORE_VARIANTS, ids=lambda v: v["name"])
+def test_exp_kernels_run_alone_flush_subnormals_and_restore_the_mxcsr(variant):
+    """run_kernel runs a kernel with MXCSR.FTZ as the drivers do (the AVX-512F exp passes rely on it to
+    flush results below 2^-126): outputs of exp(x) * 2^-exponent * scale that straddle 2^-126 are 0
+    or normal and within 2e-6 of exact, and NumPy makes subnormals again after the call."""
+    name, op = variant["name"], variant["op"]
+    tiny = np.finfo(np.float32).tiny
+    n = 4096 + 17
+    x = np.linspace(-95.0, -80.0, n).astype(np.float32)  # exp(x) * 2^-exponent from 2^-137 to 2^-115
+    exponent, scale = 0.0, 0.75
+    y = np.full(n, 5.0, np.float32)
+    if op == "vscaleextexp":
+        _dispatch._kernels.run_kernel(name, x, y, scale, exponent)
+        exact = np.exp(x.astype(np.float64)) * scale
+    elif op == "vscaleexpminusmax":
+        _dispatch._kernels.run_kernel(name, x, y, 0.0, exponent, scale)
+        exact = np.exp(x.astype(np.float64)) * scale
+    else:
+        _dispatch._kernels.run_kernel(name, x, y, 0.0, exponent)
+        exact = np.exp(x.astype(np.float64))
+    assert not np.any((y != 0) & (np.abs(y) < tiny)), "subnormal outputs"
+    assert np.any(y == 0) and np.any(y > 0)
+    kept = y != 0
+    assert np.all(np.abs(y[kept] - exact[kept]) <= 2e-6 * exact[kept])
+    assert np.all(exact[~kept] < 2 * tiny)
+    assert np.float32(tiny) * np.float32(0.25) == tiny / 4  # MXCSR.FTZ is off again

@@ -22,6 +22,11 @@ struct twopass_cpu_features {
 };
 void twopass_detect_cpu(struct twopass_cpu_features* features);
 
+/* Set MXCSR.FTZ, returning the MXCSR to restore: every caller of the kernels runs them with it
+ * (softmax.c), and the AVX-512F exp passes rely on it to flush results below the smallest normal. */
+unsigned int twopass_flush_to_zero_begin(void);
+void twopass_flush_to_zero_end(unsigned int csr);
+
 /* ---- ISA levels, in priority order ---- */
 enum twopass_level {
     TWOPASS_LEVEL_PYTHON = 0,  /* no kernels: the NumPy fallback */

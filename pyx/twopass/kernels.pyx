@@ -40,6 +40,8 @@ cdef extern from "twopass/softmax.h" nogil:
         int sse2, sse4_1, avx, f16c, fma, avx2, avx512f, avx512bw, avx512dq, avx512vl
         int os_ymm, os_zmm, intel
     void twopass_detect_cpu(twopass_cpu_features* features)
+    unsigned int twopass_flush_to_zero_begin()
+    void twopass_flush_to_zero_end(unsigned int csr)
     int twopass_best_level(const twopass_cpu_features* features)
 
     int TWOPASS_F32_OP_COUNT
@@ -480,7 +482,9 @@ def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, dou
         twopass_f16_kernels_with(&t16, &r[i])
     op = r[i].op  # index into OP_NAMES
     _calls[r[i].level] += 1
+    cdef unsigned int csr
     with nogil:
+        csr = twopass_flush_to_zero_begin()  # as the drivers run the kernels
         if element is float:
             if op == 0:
                 result = t.rmax(n, &x[0])
@@ -538,6 +542,7 @@ def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, dou
                 t16.vsubc(n, &x[0], &y[0], <float>a, <float>b)
             else:
                 t16.raddonline(n, &x[0], pair)
+        twopass_flush_to_zero_end(csr)
     if op == 1 or op == 8:
         if element is double:
             return (pair64[0], pair64[1])

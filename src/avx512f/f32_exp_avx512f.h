@@ -19,16 +19,20 @@ TWOPASS_INLINE __m512 f32x16_exp_poly_times(__m512 t, __m512 s)
     return _mm512_fmadd_ps(p, t, s);
 }
 
-/* v * 2^d for integral d <= 0 (or NaN), with d < -126 flushed to 0 (as on AVX2): those lanes become
- * v * 0 instead of going through slow subnormal arithmetic, so a NaN v stays NaN even when its d is
- * finite (max() drops NaN exponents, the mantissa must carry the NaN). d = +inf is outside: there
- * VSCALEF gives +inf even for a NaN v (its special-case table; SIMDe gives NaN). The passes never
- * pass it: only x = +inf has n = +inf, and then the max they subtract is +inf too (rmax keeps
- * NaN, so a NaN elsewhere cannot hide it) and d is NaN. */
+/* v * 2^d for integral d <= 0 (or NaN): one VSCALEFPS. A result below 2^-126 is flushed to 0 by
+ * MXCSR.FTZ, which every caller of the kernels sets (the drivers, and run_kernel for tests and
+ * benchmarks; softmax.c): without it such a result is subnormal, and Intel forms each through a
+ * microcode assist (about 40 ns). An explicit flush of d < -126 (a compare, a multiply and a masked
+ * VSCALEF) cost 2 of the 12-15 operations per vector of the exp passes (in L1, raddextexp 0.171 and
+ * 0.141 ns per element with and without it); FTZ zeroes the same results for |v| < 2, and keeps the
+ * normal results of a larger v (a sum's mantissa) that it zeroed. NaN v or d gives
+ * NaN, d = -inf gives 0 (inf v: NaN). d = +inf is outside: there VSCALEF gives +inf even for a NaN v
+ * (its special-case table; SIMDe gives NaN). The passes never pass it: only x = +inf has n = +inf, and
+ * then the max they subtract is +inf too (rmax keeps NaN, so a NaN elsewhere cannot hide it) and d is
+ * NaN. */
 TWOPASS_INLINE __m512 f32x16_mul_exp2(__m512 v, __m512 d)
 {
-    const __mmask16 normal = _mm512_cmp_ps_mask(d, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
-    return _mm512_mask_scalef_ps(_mm512_mul_ps(v, _mm512_setzero_ps()), normal, v, d);
+    return _mm512_scalef_ps(v, d);
 }
 
 /* n = round(x * log2(e)); t = x - n * ln2 by Cody-Waite with two FMA steps; returns s * e^t. */
