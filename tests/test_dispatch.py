@@ -256,3 +256,26 @@ def test_auto_runs_the_algorithm_of_its_rule(level, dtype, small_streaming_thres
     assert _dispatch.auto_algorithm(level, n_long - 8, itemsize, 64 * n_long) == (
         "two_pass" if l2_clause else "three_pass_reload")
     assert _dispatch.auto_algorithm(level, n_l2, itemsize, 8 * n_l2) == ("two_pass" if l2_clause else "three_pass_reload")
+
+
+def test_prefetch_distance_is_tuned_for_the_cpu_and_changes_no_result(level):
+    """The exp passes prefetch 2 KiB ahead on Intel and 8 KiB elsewhere (common.h); the distance is a
+    hint only: every algorithm gives the same bits with any distance."""
+    kernels = _dispatch._kernels
+    intel = twopass.runtime_info()["cpu_features"]["intel"]
+    assert kernels.prefetch_ahead() == (2048 if intel else 8192)
+    with pytest.raises(ValueError):
+        kernels.set_prefetch_ahead((1 << 20) + 1)
+    x = np.random.default_rng(3).uniform(-50, 50, (3, 50_000)).astype(np.float32)
+    saved = kernels.prefetch_ahead()
+    try:
+        for algorithm in twopass.ALGORITHMS:
+            results = []
+            for distance in (0, 2048, 8192, 1 << 20):
+                kernels.set_prefetch_ahead(distance)
+                results.append(twopass.softmax(x, axis=-1, algorithm=algorithm))
+            for y in results[1:]:
+                np.testing.assert_array_equal(y, results[0], err_msg=algorithm)
+    finally:
+        kernels.set_prefetch_ahead(saved)
+    assert kernels.prefetch_ahead() == saved

@@ -29,27 +29,22 @@
  * their U only names them). */
 #define TWOPASS_MAX_COLUMNS 256
 
-/* The exp passes prefetch their input this many bytes ahead of the main loop. Out of cache their
- * exp work fills the out-of-order window, which then reaches too few cache lines ahead to keep
- * the memory busy (Zen 3, 6.4e7 float32 on AVX2: pass 1 alone 1.24x on 1 thread and 1.22x on 2, the
- * whole two-pass softmax 1.28x and 1.09x; 16 KiB ahead gained no more). */
-#ifndef TWOPASS_PREFETCH_AHEAD
-#define TWOPASS_PREFETCH_AHEAD 8192
-#endif
-/* Passes that store non-temporally prefetch only this far ahead. On an Intel Xeon (family 6 model
- * 167) 8 KiB ahead made them 1.5x slower than no prefetch (6.4e7 float32, the two-pass softmax's
- * pass 2 alone: avx512f 0.50 against 0.32 ns/elem, avx2 0.49 against 0.36; the non-temporal copy
- * loop 0.30): prefetches that far ahead wait on DRAM in the line-fill buffers that the streamed
- * stores need too. 2 KiB ahead: avx512f 0.32, avx2 0.32. */
-#ifndef TWOPASS_PREFETCH_AHEAD_STREAMING
-#define TWOPASS_PREFETCH_AHEAD_STREAMING 2048
-#endif
-/* Prefetch (for reading, prefetcht0) the `bytes` at p + ahead, a line at a time: one main-loop
- * iteration's worth. A prefetch never faults, past the end of the input included. */
-#define TWOPASS_PREFETCH_ITERATION_AT(p, bytes, ahead)                                             \
+/* The exp passes prefetch their input twopass_prefetch_ahead bytes ahead of the main loop, a line at
+ * a time, one main-loop iteration's worth (a prefetch never faults, past the end included). Out of
+ * cache their exp work fills the out-of-order window, which then reaches too few lines ahead to keep
+ * the memory busy. The distance depends on the CPU (twopass_tune_for_cpu, dispatch.c):
+ * - 8 KiB, except on Intel. Zen 3, 6.4e7 float32 on AVX2: pass 1 alone 1.24x on 1 thread and 1.22x
+ *   on 2, the whole two-pass softmax 1.28x and 1.09x; 16 KiB ahead gained no more.
+ * - 2 KiB on Intel. On the Xeon of family 6 model 167, 4 KiB or more made the DRAM speed of a pass
+ *   swing with its loop's shape (avx512f pass 1 at 6.4e7: u128 0.25-0.29, u64 0.35, u192 0.48 ns per
+ *   element with 8 KiB; 0.21-0.25 for all three with 2 KiB or none; the read loop 0.25), and made the
+ *   non-temporal passes 1.5x slower (pass 2 alone: avx512f 0.50 against 0.32, avx2 0.49 against
+ *   0.32; the non-temporal copy 0.30): prefetches that far ahead wait on DRAM in the fill buffers that
+ *   the streamed stores need too. */
+extern size_t twopass_prefetch_ahead;
+#define TWOPASS_PREFETCH_ITERATION(p, bytes)                                                       \
     TWOPASS_UNROLL for (size_t pf_ = 0; pf_ < (bytes); pf_ += 64)                                  \
-        __builtin_prefetch((const void*)((uintptr_t)(p) + (ahead) + pf_), 0, 3)
-#define TWOPASS_PREFETCH_ITERATION(p, bytes) TWOPASS_PREFETCH_ITERATION_AT(p, bytes, TWOPASS_PREFETCH_AHEAD)
+        __builtin_prefetch((const void*)((uintptr_t)(p) + twopass_prefetch_ahead + pf_), 0, 3)
 
 /* What an elementwise pass computes (the MODE constant of the vscale template). */
 #define TWOPASS_MODE_SCALE 0 /* y = x * scale */

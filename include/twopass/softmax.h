@@ -27,6 +27,10 @@ void twopass_detect_cpu(struct twopass_cpu_features* features);
 unsigned int twopass_flush_to_zero_begin(void);
 void twopass_flush_to_zero_end(unsigned int csr);
 
+/* Tune what depends on the CPU rather than on its ISA: the exp passes' prefetch distance (common.h).
+ * Called once at import, before any kernel runs. */
+void twopass_tune_for_cpu(const struct twopass_cpu_features* features);
+
 /* ---- ISA levels, in priority order ---- */
 enum twopass_level {
     TWOPASS_LEVEL_PYTHON = 0,  /* no kernels: the NumPy fallback */

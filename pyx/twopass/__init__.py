@@ -65,6 +65,7 @@ def runtime_info():
                               if _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES < 1 << 62 else "")
                            + "; float16: two_pass"
                            if level != "python" else "three_pass_reload"),
+        "prefetch_ahead_bytes": kernels.prefetch_ahead() if kernels is not None else None,
         "streaming_stores": ({"from_output_bytes": _dispatch.STREAMING_FROM_BYTES,
                               "kernels": kernels.streaming_kernel_names(LEVELS.index(level)),
                               "kernels_float64": kernels.streaming_kernel_names(LEVELS.index(level), "float64"),

@@ -40,6 +40,7 @@ cdef extern from "twopass/softmax.h" nogil:
         int sse2, sse4_1, avx, f16c, fma, avx2, avx512f, avx512bw, avx512dq, avx512vl
         int os_ymm, os_zmm, intel
     void twopass_detect_cpu(twopass_cpu_features* features)
+    void twopass_tune_for_cpu(const twopass_cpu_features* features)
     unsigned int twopass_flush_to_zero_begin()
     void twopass_flush_to_zero_end(unsigned int csr)
     int twopass_best_level(const twopass_cpu_features* features)
@@ -191,6 +192,7 @@ ALGORITHM_COUNT = TWOPASS_ALGORITHM_COUNT
 
 cdef twopass_cpu_features _features
 twopass_detect_cpu(&_features)
+twopass_tune_for_cpu(&_features)
 # The best level the CPU supports that this build has kernels for (none on other architectures).
 # Asking for the tables here also builds them, once, under the GIL, before any nogil caller.
 cdef int _best_level = twopass_best_level(&_features)
@@ -898,6 +900,23 @@ def softmax_from_extsum_f16_rows(x, out, const double[::1] mantissa, const doubl
 
 
 # ---- benchmarks ----
+
+cdef extern from "twopass/common.h" nogil:
+    size_t twopass_prefetch_ahead
+
+
+def prefetch_ahead():
+    """Bytes ahead of their main loop that the exp passes prefetch (set for this CPU at import)."""
+    return twopass_prefetch_ahead
+
+
+def set_prefetch_ahead(size_t nbytes):
+    """Benchmarks only (never while kernels run): the exp passes' prefetch distance, 0 to 1 MiB."""
+    global twopass_prefetch_ahead
+    if nbytes > 1 << 20:
+        raise ValueError("prefetch distance above 1 MiB")
+    twopass_prefetch_ahead = nbytes
+
 
 def set_sum_block(size_t elements):
     """Elements per sum block of the drivers (0: the default, TWOPASS_SUM_BLOCK). Benchmarks only: a block

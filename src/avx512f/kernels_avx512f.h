@@ -231,8 +231,7 @@ TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exp
     }
     for (; n >= U; n -= U, x += U, y += U) {
         if (MODE == TWOPASS_MODE_EXP || MODE == TWOPASS_MODE_EXTEXP) {
-            TWOPASS_PREFETCH_ITERATION_AT(x, U * sizeof(ELEM),
-                                          NT ? TWOPASS_PREFETCH_AHEAD_STREAMING : TWOPASS_PREFETCH_AHEAD);
+            TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
         }
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
             const VEC v = apply_mode(LOAD(x + j * VLEN), vshift, vexponent, vscale, vfloor, MODE);
