@@ -188,7 +188,7 @@ def test_auto_rule_beyond_l2(monkeypatch):
     input and output, exceeds AUTO_TWO_PASS_L2_JOB_BYTES (the L2 there; off elsewhere), whatever this
     CPU is; float64 keeps reload."""
     assert _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES == (
-        _dispatch.L2_CACHE if twopass.runtime_info()["cpu_features"].get("intel") else 1 << 62)
+        3 * _dispatch.L2_CACHE // 4 if twopass.runtime_info()["cpu_features"].get("intel") else 1 << 62)
     monkeypatch.setattr(_dispatch, "AUTO_TWO_PASS_L2_JOB_BYTES", 1 << 21)
     auto, row = _dispatch.auto_algorithm, _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES
     for level in LEVELS:
@@ -238,7 +238,7 @@ def test_auto_runs_the_algorithm_of_its_rule(level, dtype, small_streaming_thres
     itemsize = np.dtype(dtype).itemsize
     n_long = _dispatch.AUTO_TWO_PASS_ROW_BYTES // itemsize
     n_l2 = _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES // itemsize
-    for shape in [(2, n_long - 8), (2, n_long), (300, 1000), (8, n_l2), (8, n_l2 - 8)]:
+    for shape in [(2, n_long - 8), (2, n_long), (300, 1000), (16, n_l2), (16, n_l2 - 8)]:
         x = rng.uniform(-80, 80, shape).astype(dtype)
         chosen = _dispatch.auto_algorithm(level, shape[1], itemsize, x.size)
         other = "two_pass" if chosen == "three_pass_reload" else "three_pass_reload"
@@ -255,7 +255,7 @@ def test_auto_runs_the_algorithm_of_its_rule(level, dtype, small_streaming_thres
     l2_clause = level != "python" and l2_job_bytes < 1 << 62 and itemsize == 4
     assert _dispatch.auto_algorithm(level, n_long - 8, itemsize, 64 * n_long) == (
         "two_pass" if l2_clause else "three_pass_reload")
-    assert _dispatch.auto_algorithm(level, n_l2, itemsize, 8 * n_l2) == ("two_pass" if l2_clause else "three_pass_reload")
+    assert _dispatch.auto_algorithm(level, n_l2, itemsize, 16 * n_l2) == ("two_pass" if l2_clause else "three_pass_reload")
 
 
 def test_prefetch_distance_is_tuned_for_the_cpu_and_changes_no_result(level):

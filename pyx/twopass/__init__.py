@@ -61,7 +61,7 @@ def runtime_info():
                            f"and for rows of {_dispatch.AUTO_TWO_PASS_ROW_BYTES} bytes or more in jobs whose "
                            f"output reaches {_dispatch.STREAMING_FROM_BYTES} bytes"
                            + (f"; float32 rows of {_dispatch.AUTO_TWO_PASS_L2_ROW_BYTES} bytes or more in jobs over "
-                              f"{_dispatch.AUTO_TWO_PASS_L2_JOB_BYTES} bytes in and out (Intel: beyond L2)"
+                              f"{_dispatch.AUTO_TWO_PASS_L2_JOB_BYTES} bytes in and out (Intel: 3/4 of L2)"
                               if _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES < 1 << 62 else "")
                            + "; float16: two_pass"
                            if level != "python" else "three_pass_reload"),

@@ -87,19 +87,19 @@ STREAMING_FROM_BYTES = max(1, LAST_LEVEL_CACHE // 2)
 # 1.15, 1048576 1.55, 2097152 1.63. Shorter rows (16 KiB to 1 MiB) swing both ways between runs
 # (256x32000: 1.25 in one, 0.79-0.85 in others), so they stay with reload (benchmarks/RESULTS.md).
 AUTO_TWO_PASS_ROW_BYTES = 1 << 20
-# On Intel CPUs float32 two_pass wins as soon as a job (input and output) outgrows a core's L2, for
-# rows of AUTO_TWO_PASS_L2_ROW_BYTES or more: there the rows come from an L3 that is slow for one core, and
-# two-pass overlaps that traffic with its exps. Intel Xeon (family 6 model 167, L2 2 MiB), float32,
-# reload time / two_pass time, interleaved (benchmarks.auto): avx512f 1 row of 393216 1.13, 524288
-# 1.17, 1e6 1.17, 1e7 1.18, 256x32000 1.13, 32x128256 1.16; 64 MiB jobs in rows of 8192 1.08, 16384
-# 1.12, 131072 1.13 (4096: 1.03); avx2 1e6 1.19, 1e7 1.12, 32x128256 1.07, rows of 8192-32000
-# 0.98-1.02. Reload keeps jobs within L2 (one row of 262144, a 2 MiB job: 0.96) and shorter rows
-# (4096x1000: 0.87). Not on AMD: on Zen 3 (L2 512 KiB, a fast 32 MiB L3) reload still won a row of
+# On Intel CPUs float32 two_pass wins as soon as a job (input and output) outgrows 3/4 of a core's L2,
+# for rows of AUTO_TWO_PASS_L2_ROW_BYTES or more: there the rows come from an L3 that is slow for one
+# core, and two-pass overlaps that traffic with its exps. Intel Xeon (family 6 model 167, L2 2 MiB),
+# float32, avx512f, reload time / two_pass time, interleaved (benchmarks.auto, final build of the
+# eighth session): one row of 262144 (a 2 MiB job) 1.11, 393216 1.19, 1e6 1.30, 1e7 1.23, 256x32000
+# 1.11, 32x128256 1.22; 64 MiB jobs in rows of 4096 1.10, 8192 1.13, 16384 1.14, 131072 1.20 (2048:
+# 1.03, 1000: 0.98). Reload keeps jobs within 3/4 of L2 (one row of 196608, 1.5 MiB: 0.94) and shorter
+# rows (4096x1000: 0.94). Not on AMD: on Zen 3 (L2 512 KiB, a fast 32 MiB L3) reload still won a row of
 # 1e5, an 800 KB job (0.84), and rows of 16 KiB-1 MiB in L3-sized jobs went both ways. Not float64,
 # whose exp costs more: on the same Xeon reload won 256x16000 (0.93), 32x64128 (0.93) and 1024x4096
 # (0.88), and one row only broke even from 196608 elements (1.01; 500000: 1.06).
-AUTO_TWO_PASS_L2_JOB_BYTES = L2_CACHE if CPU_FEATURES.get("intel") else 1 << 62
-AUTO_TWO_PASS_L2_ROW_BYTES = 32 * 1024
+AUTO_TWO_PASS_L2_JOB_BYTES = 3 * L2_CACHE // 4 if CPU_FEATURES.get("intel") else 1 << 62
+AUTO_TWO_PASS_L2_ROW_BYTES = 16 * 1024
 
 
 def auto_algorithm(level, n, itemsize=4, size=None):
