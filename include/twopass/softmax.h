@@ -18,7 +18,7 @@ struct twopass_cpu_features {
     int sse2, sse4_1, avx, f16c, fma, avx2, avx512f, avx512bw, avx512dq, avx512vl;
     int os_ymm;  /* XCR0 & 0x06: the OS saves SSE and AVX state */
     int os_zmm;  /* XCR0 & 0xE6: ... and the AVX-512 opmask and ZMM state */
-    int intel;   /* vendor "GenuineIntel" (auto's rule depends on it: twopass._dispatch) */
+    int intel;   /* vendor "GenuineIntel": the prefetch distance (common.h) and auto's rule depend on it */
 };
 void twopass_detect_cpu(struct twopass_cpu_features* features);
 

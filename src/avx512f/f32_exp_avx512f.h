@@ -25,7 +25,7 @@ TWOPASS_INLINE __m512 f32x16_exp_poly_times(__m512 t, __m512 s)
  * microcode assist (about 40 ns). An explicit flush of d < -126 (a compare, a multiply and a masked
  * VSCALEF) cost 2 of the 12-15 operations per vector of the exp passes (in L1, raddextexp 0.171 and
  * 0.141 ns per element with and without it); FTZ zeroes the same results for |v| < 2, and keeps the
- * normal results of a larger v (a sum's mantissa) that it zeroed. NaN v or d gives
+ * normal results of a larger v (a sum's mantissa) that the explicit flush zeroed. NaN v or d gives
  * NaN, d = -inf gives 0 (inf v: NaN). d = +inf is outside: there VSCALEF gives +inf even for a NaN v
  * (its special-case table; SIMDe gives NaN). The passes never pass it: only x = +inf has n = +inf, and
  * then the max they subtract is +inf too (rmax keeps NaN, so a NaN elsewhere cannot hide it) and d is
