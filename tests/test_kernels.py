@@ -361,7 +361,7 @@ def test_exp_kernels_run_alone_flush_subnormals_and_restore_the_mxcsr(variant):
     kept = y != 0
     assert np.all(np.abs(y[kept] - exact[kept]) <= 2e-6 * exact[kept])
     assert np.all(exact[~kept] < 2 * tiny)
-    assert np.float32(tiny) * np.float32(0.25) == tiny / 4  # MXCSR.FTZ is off again
+    assert np.float32(tiny) * np.float32(0.25) > 0  # MXCSR.FTZ is off again: NumPy forms the subnormal
 
 
 def test_kernel_cycles_tool_builds_and_runs(tmp_path):

@@ -87,7 +87,7 @@ def test_kernels_flush_subnormal_outputs_and_restore_the_mxcsr(level, algorithm,
         assert not subnormal.any(), f"{subnormal.sum()} subnormal outputs"
     assert np.all(np.abs(y - ref) <= 1e-6 * ref + 2 * info.tiny)
     tiny = np.full(8, info.tiny, dtype)
-    assert np.all(tiny * dtype(0.25) == info.tiny / 4)  # MXCSR.FTZ is off again
+    assert np.all(tiny * dtype(0.25) > 0)  # MXCSR.FTZ is off again: NumPy forms the subnormal
 
 
 EDGE_ROWS = [
