@@ -5,27 +5,16 @@ enough (>= ~2 ms) for the clock, and the result is the median time per call with
 (min and max of the samples). Out-of-cache cases rotate over enough input/output pairs that each
 call finds its data evicted, as the paper's benchmark does; in-cache cases reuse one warm pair.
 """
-import glob
-import os
 import time
 
 import numpy as np
 
 
 def cache_sizes():
-    """{'L1': bytes, 'L2': bytes, 'L3': bytes} of one core's data caches, from sysfs."""
-    sizes = {}
-    for index in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
-        try:
-            level = open(os.path.join(index, "level")).read().strip()
-            kind = open(os.path.join(index, "type")).read().strip()
-            size = open(os.path.join(index, "size")).read().strip()
-        except OSError:
-            continue
-        if kind == "Instruction":
-            continue
-        unit = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(size[-1], 1)
-        sizes[f"L{level}"] = int(size.rstrip("KMG")) * unit
+    """{'L1': bytes, 'L2': bytes, 'L3': bytes} of one core's data caches, from sysfs (as twopass reads
+    them for its own thresholds), or typical sizes if unknown."""
+    from twopass import _dispatch
+    sizes = {f"L{level}": size for level, size in sorted(_dispatch._data_cache_bytes().items())}
     return sizes or {"L1": 32 * 1024, "L2": 512 * 1024, "L3": 32 * 1024**2}
 
 
