@@ -69,6 +69,20 @@ size_t twopass_sum_block(void)
     return sum_block;
 }
 
+/* ---- row groups ---- */
+
+static size_t row_group_bytes = TWOPASS_ROW_GROUP_BYTES;
+
+void twopass_set_row_group_bytes(size_t bytes)
+{
+    row_group_bytes = bytes == SIZE_MAX ? TWOPASS_ROW_GROUP_BYTES : bytes;
+}
+
+size_t twopass_row_group_bytes(void)
+{
+    return row_group_bytes;
+}
+
 /* ---- parallel loops ---- */
 
 /* libgomp cannot run a team in a child forked after the parent ran one (its pool's threads are not

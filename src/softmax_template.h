@@ -115,14 +115,19 @@ struct slice {
 static void slice_init(struct slice* s, const TP_KERNELS* k, size_t n, const TP_E* x,
                        TP_E* y, int threads)
 {
+    s->k = k, s->n = n, s->x = x, s->y = y;
+    s->block = twopass_sum_block();
+    if (n <= s->block) { /* one block: the common short row, without the divisions below */
+        s->chunk = s->block, s->chunks = n != 0, s->threads = 1;
+        return;
+    }
     /* about equal chunks of whole blocks, n / TWOPASS_CHUNK_MIN of them (at most TWOPASS_MAX_CHUNKS) */
     size_t chunks = (n + TWOPASS_CHUNK_MIN - 1) / TWOPASS_CHUNK_MIN;
     chunks = chunks < 1 ? 1 : chunks > TWOPASS_MAX_CHUNKS ? TWOPASS_MAX_CHUNKS : chunks;
-    s->block = twopass_sum_block();
     const size_t blocks = n / s->block + (n % s->block != 0);
     s->chunk = (blocks + chunks - 1) / chunks * s->block;
     s->chunks = n == 0 ? 0 : (n + s->chunk - 1) / s->chunk;
-    s->k = k, s->n = n, s->x = x, s->y = y, s->threads = twopass_useful_threads(threads, n);
+    s->threads = twopass_useful_threads(threads, n);
 }
 
 /* Where chunk c starts, and its length. */
@@ -226,6 +231,10 @@ static void chunk_subtract(void* ctx, size_t c)
 
 static void run_chunks(struct slice* s, void (*pass)(void*, size_t))
 {
+    if (s->chunks == 1) {
+        pass(s, 0);
+        return;
+    }
     twopass_parallel_for(s->threads, s->chunks, pass, s);
 }
 
@@ -262,13 +271,17 @@ static double exp_remainder(double max, TP_T shift, TP_T exponent)
  * exp(x - max) ~ exp(x) * 2^-exponent is computed without subtracting at all, and every term is at
  * most exp(ln2/2) ~ 1.42. For |max| beyond the extended-exponent range, shift = max: x - max is then
  * exact wherever exp(x - max) is not 0. A NaN or infinite max gives NaN sums, as it should. */
-static void exp_shift(struct slice* s, TP_T max)
+static void exp_split(TP_T max, TP_T* shift, TP_T* exponent)
 {
     if (TP_FABS(max) <= TP_SHIFT_LIMIT) {
-        s->shift = 0, s->exponent = TP_NEARBYINT(max * TP_LOG2E);
+        *shift = 0, *exponent = TP_NEARBYINT(max * TP_LOG2E);
     } else {
-        s->shift = max, s->exponent = 0;
+        *shift = max, *exponent = 0;
     }
+}
+static void exp_shift(struct slice* s, TP_T max)
+{
+    exp_split(max, &s->shift, &s->exponent);
 }
 
 static void softmax_three_pass_recompute(struct slice* s)
@@ -503,15 +516,63 @@ struct rows_job {
     const double* in2; /* per-row sums given to pass 2 (softmax from extsum) */
     void (*row)(struct slice* s, const struct rows_job* job, size_t r);
     int row_threads;
+    size_t rows, group; /* group > 1: rows_body runs rows [i * group, (i + 1) * group) by reload_group */
 };
+
+/* Short rows in three-pass reload run a group at a time, pass by pass: the max of every row of the
+ * group, then every row's exps and sum, then every row's scaling. Row after row, each row waited on
+ * its own chain (max, reduced; exps, summed; 1/sum; the scaling), the next row's loads queued behind
+ * it; here the chains of a group's rows overlap. The group's input and output, at most
+ * TWOPASS_ROW_GROUP_BYTES each, stay in L1 between the passes. The kernels are called with the
+ * same arguments as row by row (one sum block per row), so the results are the same bits. */
+static void reload_group(const struct rows_job* job, size_t first, size_t count)
+{
+    const TP_KERNELS* k = job->k;
+    const size_t n = job->n;
+    TP_T shift[TWOPASS_ROW_GROUP_MAX], exponent[TWOPASS_ROW_GROUP_MAX], scale[TWOPASS_ROW_GROUP_MAX];
+    const TP_E* x = job->x + (ptrdiff_t)first * job->x_stride;
+    TP_E* y = job->y + (ptrdiff_t)first * job->y_stride;
+    for (size_t i = 0; i < count; i++) {
+        exp_split(k->rmax(n, x + (ptrdiff_t)i * job->x_stride), &shift[i], &exponent[i]);
+    }
+    for (size_t i = 0; i < count; i++) {
+        const double sum = k->raddstoreexpminusmax(n, x + (ptrdiff_t)i * job->x_stride,
+                                                   y + (ptrdiff_t)i * job->y_stride, shift[i], exponent[i]);
+        scale[i] = (TP_T)(1.0 / sum);
+    }
+    for (size_t i = 0; i < count; i++) {
+        TP_E* row = y + (ptrdiff_t)i * job->y_stride;
+        k->vscale(n, row, row, scale[i]);
+    }
+}
 
 static void rows_body(void* ctx, size_t r)
 {
     const struct rows_job* job = ctx;
+    if (job->group > 1) {
+        const size_t first = r * job->group;
+        reload_group(job, first, job->rows - first < job->group ? job->rows - first : job->group);
+        return;
+    }
     struct slice s;
     slice_init(&s, job->k, job->n, job->x + (ptrdiff_t)r * job->x_stride,
                job->y ? job->y + (ptrdiff_t)r * job->y_stride : NULL, job->row_threads);
     job->row(&s, job, r);
+}
+
+static void softmax_row(struct slice* s, const struct rows_job* job, size_t r);
+
+/* Rows per group for reload_group (1: row by row): softmax by three-pass reload on rows of at most
+ * TWOPASS_ROW_GROUP_ROW_BYTES (and one sum block), as many as fit twopass_row_group_bytes(). */
+static size_t row_group(const struct rows_job* job)
+{
+    const size_t row_bytes = job->n * sizeof(TP_E);
+    if (job->row != softmax_row || job->algorithm != TWOPASS_THREE_PASS_RELOAD || job->n == 0
+        || job->n > twopass_sum_block() || row_bytes > TWOPASS_ROW_GROUP_ROW_BYTES) {
+        return 1;
+    }
+    const size_t group = twopass_row_group_bytes() / row_bytes;
+    return group < 1 ? 1 : group < TWOPASS_ROW_GROUP_MAX ? group : TWOPASS_ROW_GROUP_MAX;
 }
 
 /* Rows are shared out whole when there are enough of them to balance the threads (or they are too
@@ -522,8 +583,13 @@ static void run_rows(struct rows_job* job, size_t rows, int threads)
         job->k = job->k->streaming;
     }
     threads = twopass_useful_threads(threads, rows * job->n);
+    job->rows = rows, job->group = row_group(job);
+    const size_t bodies = (rows + job->group - 1) / job->group;
     const unsigned int csr = twopass_flush_to_zero_begin();
-    if (threads > 1 && rows > 1 && (rows >= 4 * (size_t)threads || job->n < 2 * TWOPASS_CHUNK_MIN)) {
+    if (job->group > 1) {
+        job->row_threads = 1;
+        twopass_parallel_for(threads, bodies, rows_body, job);
+    } else if (threads > 1 && rows > 1 && (rows >= 4 * (size_t)threads || job->n < 2 * TWOPASS_CHUNK_MIN)) {
         job->row_threads = 1;
         twopass_parallel_for(threads, rows, rows_body, job);
     } else {

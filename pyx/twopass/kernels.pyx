@@ -159,6 +159,8 @@ cdef extern from "twopass/softmax.h" nogil:
     int TWOPASS_PARALLEL_MIN
     void twopass_set_sum_block(size_t elements)
     size_t twopass_sum_block()
+    void twopass_set_row_group_bytes(size_t nbytes)
+    size_t twopass_row_group_bytes()
     void twopass_set_streaming_threshold(size_t bytes)
     size_t twopass_streaming_threshold()
     int TWOPASS_ALGORITHM_COUNT
@@ -927,6 +929,17 @@ def set_sum_block(size_t elements):
 def sum_block():
     """Elements per sum block of the drivers."""
     return twopass_sum_block()
+
+
+def set_row_group_bytes(nbytes=None):
+    """For tests and benchmarks: short rows in three-pass reload run in groups whose input fits
+    nbytes (0: row by row; None: the default). The results are the same bits either way."""
+    twopass_set_row_group_bytes(<size_t>-1 if nbytes is None else <size_t>nbytes)
+
+
+def row_group_bytes():
+    """The input bytes of a group of short rows (0: row by row)."""
+    return twopass_row_group_bytes()
 
 
 BANDWIDTH_LOOPS = ("read", "copy", "copy_nt", "scale")
