@@ -1,4 +1,4 @@
-"""python -m benchmarks.auto [--quick] [--rounds R] [--no-progress] [--row-lengths N,...]: auto vs the best
+"""python -m benchmarks.auto [--quick] [--rounds R] [--no-progress] [--row-lengths N,...] [--shapes RxN,...]: auto vs the best
 fixed algorithm. Is algorithm="auto" within 5% of the best at every benchmarked shape (issue 3)?
 
 auto runs the same kernels as one of the fixed algorithms, so a single run of the main benchmark
@@ -68,9 +68,21 @@ def run(shapes, rounds, repeats, progress=True):
 JOB_ELEMENTS = 1 << 23
 
 
+def _shapes(text):
+    """ROWSxN,ROWSxN,... -> [(rows, n), ...], each at least 1x1."""
+    try:
+        shapes = [tuple(int(v) for v in item.split("x")) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shapes are ROWSxN,...: {text!r}") from None
+    if not shapes or any(len(s) != 2 or min(s) < 1 for s in shapes):
+        raise argparse.ArgumentTypeError(f"shapes are ROWSxN,... with both at least 1: {text!r}")
+    return shapes
+
+
 def parse_interleaved_args(argv, doc, default_rounds, row_lengths=False, value_range=False):
-    """(shapes, rounds, progress) from [--quick] [--rounds R] [--no-progress] (and, if row_lengths,
-    [--row-lengths N,N,...]): the main benchmark's shapes, or its quick ones with 3 rounds."""
+    """(shapes, rounds, progress) from [--quick] [--rounds R] [--no-progress] [--shapes RxN,...] (and,
+    if row_lengths, [--row-lengths N,N,...]; if value_range, [--range R], returned fourth): the main
+    benchmark's shapes, or its quick ones with 3 rounds."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the quick shapes, 3 rounds (smoke run)")
     parser.add_argument("--rounds", type=int, default=default_rounds,
@@ -82,9 +94,11 @@ def parse_interleaved_args(argv, doc, default_rounds, row_lengths=False, value_r
     if row_lengths:
         parser.add_argument("--row-lengths", help=f"instead of the shapes: batches of {JOB_ELEMENTS} "
                             "elements in rows of these lengths (comma-separated)")
+    parser.add_argument("--shapes", type=_shapes, help="instead of the shapes: these, as ROWSxN,... "
+                        "(e.g. 65536x64,8192x512)")
     args = parser.parse_args(argv)
     sizes, batches = (QUICK_SIZES, QUICK_BATCHES) if args.quick else (FULL_SIZES, FULL_BATCHES)
-    shapes = [(1, n) for n in sizes] + list(batches)
+    shapes = args.shapes or [(1, n) for n in sizes] + list(batches)
     if getattr(args, "row_lengths", None):
         shapes = [(max(1, JOB_ELEMENTS // int(n)), int(n)) for n in args.row_lengths.split(",")]
     parsed = (shapes, 3 if args.quick else args.rounds, not args.no_progress)

@@ -1,4 +1,4 @@
-"""python -m benchmarks.versus [--quick] [--rounds R] [--range R] [--no-progress]: twopass against ONNX Runtime
+"""python -m benchmarks.versus [--quick] [--rounds R] [--range R] [--shapes RxN,...] [--no-progress]: twopass against ONNX Runtime
 (the fastest peer) and torch, in interleaved rounds (issue 3's >= 1.3x ORT and >= 2x torch targets).
 
 The main benchmark times each column once after another; on a shared machine a slow spell then
