@@ -37,12 +37,6 @@ TWOPASS_INLINE __m256 f32x8_exp_poly_times(__m256 t, __m256 s)
     return _mm256_fmadd_ps(p, t, s);
 }
 
-/* Rounding by the magic number: for |v| < 2^22 and an integral b with 2^23 + 2^22 + b in [2^23, 2^24),
- * where floats are the integers, fma(x, log2e, 0x1.8p23 + b) = 0x1.8p23 + b + n with n = round(x * log2e)
- * (one rounding, ties to even), so its low mantissa bits hold n + b and subtracting the constant
- * gives n exactly. Saves the vroundps and the separate multiply. */
-#define TWOPASS_F32_MAGIC 0x1.8p23f
-
 /* t = x - n * ln2 by Cody-Waite with two FMA steps; returns s * e^t. */
 TWOPASS_INLINE __m256 f32x8_exp_reduced(__m256 x, __m256 n, __m256 s)
 {
