@@ -84,7 +84,9 @@ TWOPASS_INLINE __m256 f32x8_pow2_biased(__m256 w)
  * z = fma(u, log2e, 0x1.8p23 + 126 - exponent) holds d + 126 (d = n - exponent) in its low bits:
  * clamped at d >= -126 and shifted into the exponent field, it is 2^(d - 1) for d >= -125 and +0.0
  * for d = -126, and p is taken as 2 scale e^t (exp_poly_times: scale costs no multiply per vector).
- * Results below 2^-125 (d <= -126) are flushed to 0, so no subnormal (slow on x86) is ever formed.
+ * Results whose power of two is below 2^-125 (d <= -126) are flushed to 0; a product p 2^(d - 1)
+ * below 2^-126 (p < 1 at d = -125) would still be subnormal, and MXCSR.FTZ, which every caller of
+ * the kernels sets (softmax.c), makes it 0.
  * u is clamped at -2^21 so that |u * log2e| + |exponent| + 126 < 2^22 (|exponent| <= 2^17, common.h);
  * max(c, u) keeps a NaN u, and p (NaN) then makes the product NaN whatever the power of two. */
 TWOPASS_INLINE __m256 f32x8_exp_shifted_scaled(__m256 x, __m256 shift, __m256 exponent, __m256 scale)
