@@ -91,11 +91,12 @@ def parse_interleaved_args(argv, doc, default_rounds, row_lengths=False, value_r
     if value_range:
         parser.add_argument("--range", type=float, default=100.0,
                             help="inputs uniform in [-RANGE, RANGE] (default 100, as the main benchmark)")
+    instead = parser.add_mutually_exclusive_group()
     if row_lengths:
-        parser.add_argument("--row-lengths", help=f"instead of the shapes: batches of {JOB_ELEMENTS} "
-                            "elements in rows of these lengths (comma-separated)")
-    parser.add_argument("--shapes", type=_shapes, help="instead of the shapes: these, as ROWSxN,... "
-                        "(e.g. 65536x64,8192x512)")
+        instead.add_argument("--row-lengths", help=f"instead of the shapes: batches of {JOB_ELEMENTS} "
+                             "elements in rows of these lengths (comma-separated)")
+    instead.add_argument("--shapes", type=_shapes, help="instead of the shapes: these, as ROWSxN,... "
+                         "(e.g. 65536x64,8192x512)")
     args = parser.parse_args(argv)
     sizes, batches = (QUICK_SIZES, QUICK_BATCHES) if args.quick else (FULL_SIZES, FULL_BATCHES)
     shapes = args.shapes or [(1, n) for n in sizes] + list(batches)

@@ -116,6 +116,12 @@ void twopass_get_thread_stats(struct twopass_thread_stats* out)
     out->teams = __atomic_load_n(&stats.teams, __ATOMIC_RELAXED);
     out->team_threads = __atomic_load_n(&stats.team_threads, __ATOMIC_RELAXED);
     out->streaming_jobs = __atomic_load_n(&stats.streaming_jobs, __ATOMIC_RELAXED);
+    out->grouped_jobs = __atomic_load_n(&stats.grouped_jobs, __ATOMIC_RELAXED);
+}
+
+void twopass_count_grouped_job(void)
+{
+    __atomic_add_fetch(&stats.grouped_jobs, 1, __ATOMIC_RELAXED);
 }
 
 int twopass_streaming_job(size_t elements, size_t element_size)

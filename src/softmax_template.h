@@ -516,19 +516,32 @@ struct rows_job {
     const double* in2; /* per-row sums given to pass 2 (softmax from extsum) */
     void (*row)(struct slice* s, const struct rows_job* job, size_t r);
     int row_threads;
-    size_t rows, group; /* group > 1: rows_body runs rows [i * group, (i + 1) * group) by reload_group */
+    size_t rows;
+    size_t group; /* > 1: softmax by reload on groups of this many short rows (reload_group) */
 };
+
+static void rows_body(void* ctx, size_t r)
+{
+    const struct rows_job* job = ctx;
+    struct slice s;
+    slice_init(&s, job->k, job->n, job->x + (ptrdiff_t)r * job->x_stride,
+               job->y ? job->y + (ptrdiff_t)r * job->y_stride : NULL, job->row_threads);
+    job->row(&s, job, r);
+}
 
 /* Short rows in three-pass reload run a group at a time, pass by pass: the max of every row of the
  * group, then every row's exps and sum, then every row's scaling. Row after row, each row waited on
  * its own chain (max, reduced; exps, summed; 1/sum; the scaling), the next row's loads queued behind
- * it; here the chains of a group's rows overlap. The group's input and output, at most
- * TWOPASS_ROW_GROUP_BYTES each, stay in L1 between the passes. The kernels are called with the
- * same arguments as row by row (one sum block per row), so the results are the same bits. */
-static void reload_group(const struct rows_job* job, size_t first, size_t count)
+ * it; here the chains of a group's rows overlap. The group's input and output stay in L1 between the
+ * passes. For a row of one sum block the slice path computes scale = 1 / (0 + (0 + sum)) in double:
+ * the same as 1 / sum, since a sum of exps is never -0; so the kernels get the same arguments as
+ * row by row, and the results are the same bits. */
+static void reload_group(void* ctx, size_t g)
 {
+    const struct rows_job* job = ctx;
     const TP_KERNELS* k = job->k;
-    const size_t n = job->n;
+    const size_t n = job->n, first = g * job->group;
+    const size_t count = job->rows - first < job->group ? job->rows - first : job->group;
     TP_T shift[TWOPASS_ROW_GROUP_MAX], exponent[TWOPASS_ROW_GROUP_MAX], scale[TWOPASS_ROW_GROUP_MAX];
     const TP_E* x = job->x + (ptrdiff_t)first * job->x_stride;
     TP_E* y = job->y + (ptrdiff_t)first * job->y_stride;
@@ -546,29 +559,13 @@ static void reload_group(const struct rows_job* job, size_t first, size_t count)
     }
 }
 
-static void rows_body(void* ctx, size_t r)
+/* Rows per group for softmax by three-pass reload (1: row by row): rows of at most
+ * TWOPASS_ROW_GROUP_ROW_BYTES and one sum block, as many as fit twopass_row_group_bytes(). */
+static size_t row_group(enum twopass_algorithm algorithm, size_t n)
 {
-    const struct rows_job* job = ctx;
-    if (job->group > 1) {
-        const size_t first = r * job->group;
-        reload_group(job, first, job->rows - first < job->group ? job->rows - first : job->group);
-        return;
-    }
-    struct slice s;
-    slice_init(&s, job->k, job->n, job->x + (ptrdiff_t)r * job->x_stride,
-               job->y ? job->y + (ptrdiff_t)r * job->y_stride : NULL, job->row_threads);
-    job->row(&s, job, r);
-}
-
-static void softmax_row(struct slice* s, const struct rows_job* job, size_t r);
-
-/* Rows per group for reload_group (1: row by row): softmax by three-pass reload on rows of at most
- * TWOPASS_ROW_GROUP_ROW_BYTES (and one sum block), as many as fit twopass_row_group_bytes(). */
-static size_t row_group(const struct rows_job* job)
-{
-    const size_t row_bytes = job->n * sizeof(TP_E);
-    if (job->row != softmax_row || job->algorithm != TWOPASS_THREE_PASS_RELOAD || job->n == 0
-        || job->n > twopass_sum_block() || row_bytes > TWOPASS_ROW_GROUP_ROW_BYTES) {
+    const size_t row_bytes = n * sizeof(TP_E);
+    if (algorithm != TWOPASS_THREE_PASS_RELOAD || n == 0 || n > twopass_sum_block()
+        || row_bytes > TWOPASS_ROW_GROUP_ROW_BYTES) {
         return 1;
     }
     const size_t group = twopass_row_group_bytes() / row_bytes;
@@ -576,19 +573,19 @@ static size_t row_group(const struct rows_job* job)
 }
 
 /* Rows are shared out whole when there are enough of them to balance the threads (or they are too
- * short to cut); otherwise they run one after another, each cut into chunks across the threads. */
+ * short to cut), or by groups of short rows (job->group > 1); otherwise they run one after another,
+ * each cut into chunks across the threads. */
 static void run_rows(struct rows_job* job, size_t rows, int threads)
 {
     if (job->y != NULL && job->k->streaming != NULL && twopass_streaming_job(rows * job->n, sizeof(TP_E))) {
         job->k = job->k->streaming;
     }
     threads = twopass_useful_threads(threads, rows * job->n);
-    job->rows = rows, job->group = row_group(job);
-    const size_t bodies = (rows + job->group - 1) / job->group;
+    job->rows = rows;
     const unsigned int csr = twopass_flush_to_zero_begin();
     if (job->group > 1) {
-        job->row_threads = 1;
-        twopass_parallel_for(threads, bodies, rows_body, job);
+        twopass_count_grouped_job();
+        twopass_parallel_for(threads, (rows + job->group - 1) / job->group, reload_group, job);
     } else if (threads > 1 && rows > 1 && (rows >= 4 * (size_t)threads || job->n < 2 * TWOPASS_CHUNK_MIN)) {
         job->row_threads = 1;
         twopass_parallel_for(threads, rows, rows_body, job);
@@ -630,6 +627,7 @@ void TP_PUB(softmax, _rows)(const TP_KERNELS* k, enum twopass_algorithm algorith
                               ptrdiff_t y_stride, int threads)
 {
     struct rows_job job = {k, algorithm, n, x, x_stride, y, y_stride, NULL, NULL, NULL, NULL, softmax_row, 1};
+    job.group = row_group(algorithm, n);
     run_rows(&job, rows, threads);
 }
 

@@ -1,6 +1,8 @@
 """Short rows in three-pass reload run in groups, pass by pass (softmax_template.h, reload_group):
 the same bits as row by row (kernels.set_row_group_bytes(0)), on every kernel level and dtype, with
-special rows between ordinary ones, strided inputs and outputs, and any thread count."""
+special rows between ordinary ones, subnormal-range outputs, in place, and on one and two threads;
+only rows of at most 512 bytes and one sum block are grouped (kernels.thread_stats()["grouped_jobs"]).
+Strided rows through the C API: tests/test_cython_api.py."""
 import numpy as np
 import pytest
 
@@ -9,13 +11,14 @@ from twopass import kernels
 
 KERNEL_LEVELS = twopass.available_levels()[1:]
 ROW_GROUP_ROW_BYTES = 512  # TWOPASS_ROW_GROUP_ROW_BYTES
+PARALLEL_MIN = 32 * 1024  # TWOPASS_PARALLEL_MIN: smaller jobs run on one thread
 
 
-def rows_with_specials(rows, n, dtype, seed):
-    """Uniform [-30, 30] rows, with a NaN row, a +inf row, an all -inf row, a row beyond the
+def rows_with_specials(rows, n, dtype, seed, spread=30.0):
+    """Uniform [-spread, spread] rows, with a NaN row, a +inf row, an all -inf row, a row beyond the
     extended-exponent shift (or float16's range), a constant row and rows holding a single -inf."""
     rng = np.random.default_rng(seed)
-    x = rng.uniform(-30.0, 30.0, (rows, n))
+    x = rng.uniform(-spread, spread, (rows, n))
     x[1, n // 2] = np.nan
     x[4, 0] = np.inf
     x[6] = -np.inf
@@ -28,6 +31,18 @@ def rows_with_specials(rows, n, dtype, seed):
 
 def bits(a):
     return a.view(f"u{a.dtype.itemsize}")
+
+
+def grouped_jobs():
+    return kernels.thread_stats()["grouped_jobs"]
+
+
+def row_by_row(x, **kwargs):
+    try:
+        kernels.set_row_group_bytes(0)
+        return twopass.softmax(x, axis=-1, algorithm="three_pass_reload", **kwargs)
+    finally:
+        kernels.set_row_group_bytes()
 
 
 def test_row_group_switch_resets():
@@ -45,21 +60,27 @@ def test_row_group_switch_resets():
 @pytest.mark.parametrize("dtype, n", [(dtype, n) for dtype in (np.float32, np.float64, np.float16)
                                       for n in (1, 3, 16, 37, 64, 100, 128, 256)
                                       if n * np.dtype(dtype).itemsize <= ROW_GROUP_ROW_BYTES])
-def test_groups_give_the_bits_of_row_by_row(level_name, dtype, n):
-    x = rows_with_specials(203, n, dtype, seed=n)
+@pytest.mark.parametrize("spread", [30.0, 120.0])  # 120: outputs down to e^-240, flushed below 2^-126
+def test_groups_give_the_bits_of_row_by_row(level_name, dtype, n, spread):
+    rows = max(203, PARALLEL_MIN // n + 7)  # enough for two threads to run
+    x = rows_with_specials(rows, n, dtype, seed=n, spread=spread)
     with twopass.use_isa(level_name):
-        try:
-            kernels.set_row_group_bytes(0)
-            expected = twopass.softmax(x, axis=-1, algorithm="three_pass_reload", threads=1)
-        finally:
-            kernels.set_row_group_bytes()
+        before = grouped_jobs()
+        expected = row_by_row(x, threads=1)
+        assert grouped_jobs() == before
         for threads in (1, 2):
+            teams = kernels.thread_stats()["teams"]
             got = twopass.softmax(x, axis=-1, algorithm="three_pass_reload", threads=threads)
+            assert kernels.thread_stats()["teams"] - teams == threads - 1  # two threads share the groups
             assert np.array_equal(bits(got), bits(expected)), (threads, np.argwhere(bits(got) != bits(expected))[:5])
             if dtype != np.float16:  # auto is three_pass_reload on short rows (float16: two_pass)
                 auto = twopass.softmax(x, axis=-1, threads=threads)
                 assert np.array_equal(bits(auto), bits(expected))
-    # and the rows are right: each one alone, against the reference row by row
+        assert grouped_jobs() - before == (2 if dtype == np.float16 else 4)
+        inplace = x.copy()
+        twopass.softmax(inplace, axis=-1, algorithm="three_pass_reload", out=inplace, threads=2)
+        assert np.array_equal(bits(inplace), bits(expected))
+    # and the rows are right: against the reference, row by row
     assert np.isnan(expected[1]).all() and np.isnan(expected[4]).all() and np.isnan(expected[6]).all()
     with np.errstate(all="ignore"):
         x64 = x.astype(np.float64)
@@ -67,22 +88,31 @@ def test_groups_give_the_bits_of_row_by_row(level_name, dtype, n):
         ref = e / e.sum(axis=1, keepdims=True)
     finite = np.isfinite(ref).all(axis=1)
     tol = {np.float32: 1e-5, np.float64: 1e-13, np.float16: 2e-3}[dtype]
-    np.testing.assert_allclose(expected[finite], ref[finite], rtol=tol, atol=1e-30 if dtype != np.float16 else 1e-7)
+    # float16 results below 2^-14 are float16 subnormals (spacing 2^-24); float32 and float64 ones
+    # below 2^-125 and 2^-1021 may be flushed to 0
+    atol = 2.0**-23 if dtype == np.float16 else 0.0
+    floor = {np.float32: 2.0**-125, np.float64: 2.0**-1021, np.float16: 0.0}[dtype]
+    got, want = expected[finite].astype(np.float64), ref[finite]
+    assert np.all((np.abs(got - want) <= tol * want + atol) | ((want < floor) & (np.abs(got) <= floor)))
 
 
 @pytest.mark.parametrize("level_name", KERNEL_LEVELS)
-def test_groups_on_strided_rows_write_only_their_outputs(level_name):
-    n, rows = 40, 300
-    x_wide = rows_with_specials(rows, n + 24, np.float32, seed=1)
-    x = x_wide[:, 5:5 + n]  # rows 64 floats apart
-    out_wide = np.full((rows, n + 9), 123.0, dtype=np.float32)
-    out = out_wide[:, 2:2 + n]
+def test_only_short_rows_of_one_sum_block_are_grouped(level_name):
     with twopass.use_isa(level_name):
-        twopass.softmax(x, axis=-1, algorithm="three_pass_reload", out=out, threads=1)
+        for n, grouped in ((128, True), (129, False), (1000, False)):
+            x = np.random.default_rng(n).uniform(-30, 30, (300, n)).astype(np.float32)
+            before = grouped_jobs()
+            twopass.softmax(x, axis=-1, algorithm="three_pass_reload", threads=1)
+            assert (grouped_jobs() > before) == grouped, n
+            before = grouped_jobs()
+            twopass.softmax(x, axis=-1, algorithm="two_pass", threads=1)
+            assert grouped_jobs() == before
+        x = np.random.default_rng(0).uniform(-30, 30, (300, 64)).astype(np.float32)
         try:
-            kernels.set_row_group_bytes(0)
-            expected = twopass.softmax(np.ascontiguousarray(x), axis=-1, algorithm="three_pass_reload", threads=1)
+            kernels.set_sum_block(16)  # rows of 4 blocks: the slice path, blocked sums
+            before = grouped_jobs()
+            blocked = twopass.softmax(x, axis=-1, algorithm="three_pass_reload", threads=1)
+            assert grouped_jobs() == before
+            assert np.array_equal(bits(blocked), bits(row_by_row(x, threads=1)))
         finally:
-            kernels.set_row_group_bytes()
-    assert np.array_equal(bits(out), bits(expected))
-    assert (out_wide[:, :2] == 123.0).all() and (out_wide[:, 2 + n:] == 123.0).all()
+            kernels.set_sum_block(0)

@@ -60,19 +60,19 @@ extern size_t twopass_prefetch_ahead;
 #define TWOPASS_F32_EXP_C3 0x1.555A80p-3f
 #define TWOPASS_F32_EXP_C4 0x1.573A1Ap-5f
 #define TWOPASS_F32_EXP_C5 0x1.0F9F9Cp-7f
-/* Rounding by the magic number: for |v| < 2^22 (v = x * log2e) and an integral b with
- * 2^23 + 2^22 + b in [2^23, 2^24), where floats are the integers, fma(x, log2e, 0x1.8p23 + b) =
- * 0x1.8p23 + b + n with n = round(x * log2e) (one rounding, ties to even), so its low mantissa bits
+/* Rounding by the magic number: for v = x * log2e and an integral b with |v + b| < 2^22, the sum
+ * 0x1.8p23 + b + v lies in [2^23, 2^24), where floats are the integers, so fma(x, log2e, 0x1.8p23 + b)
+ * = 0x1.8p23 + b + n with n = round(x * log2e) (one rounding, ties to even): its low mantissa bits
  * hold n + b and subtracting the constant gives n exactly. Saves a separate multiply and the
  * rounding instruction (VROUNDPS, VRNDSCALEPS: 2 uops each on Intel), in every float32 exp. */
 #define TWOPASS_F32_MAGIC 0x1.8p23f
 
 /* Extended exponent: inputs are clamped below at -2^22, which turns -inf into a finite input whose
  * term vanishes. n = round(x * log2(e)) is computed in float32 by the magic-number rounding
- * fma(x, log2e, 0x1.8p23) - 0x1.8p23 (f32_exp_avx2.h: exact for |x * log2(e)| < 2^22, half-integral
- * below that down to the clamp, where terms vanish); the limit below keeps the 2^17 of the earlier
- * round(float32(x * log2(e))), whose reduced t stayed within the polynomial's interval only while
- * |x * log2(e)| < 2^17 (float32 spacing 2^-6 there). The two-pass
+ * fma(x, log2e, 0x1.8p23) - 0x1.8p23 (TWOPASS_F32_MAGIC above, on both levels: exact for
+ * |x * log2(e)| < 2^22, half-integral below that down to the clamp, where terms vanish); the limit
+ * below keeps the 2^17 of the earlier round(float32(x * log2(e))), whose reduced t stayed within the
+ * polynomial's interval only while |x * log2(e)| < 2^17 (float32 spacing 2^-6 there). The two-pass
  * result is therefore used only when the slice's largest exponent lies within
  * +-TWOPASS_EXTEXP_EXPONENT_LIMIT = 2^17 (|max x| < ~90850): every element within 104 of the max is
  * then reduced accurately, and every element further down (clamped or not) contributes nothing.

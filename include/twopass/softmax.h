@@ -127,11 +127,14 @@ size_t twopass_sum_block(void);
 #define TWOPASS_CHUNK_MIN (4 * TWOPASS_SUM_BLOCK)
 #define TWOPASS_MAX_CHUNKS 256
 #define TWOPASS_PARALLEL_MIN (32 * 1024)
-/* Rows of at most TWOPASS_ROW_GROUP_ROW_BYTES run three-pass reload in groups of up to
- * TWOPASS_ROW_GROUP_MAX rows whose input fits TWOPASS_ROW_GROUP_BYTES (softmax_template.h,
- * reload_group). Measured on the Xeon of family 6 model 167, float32 out of L2: 65536 x 64 took
- * 0.44-0.47 ns per element against 0.56 row by row, 2048 x 64 in L2 0.40-0.42 against 0.54; on
- * rows of 2 KiB, groups were up to 1.18x slower, so longer rows run row by row. */
+/* softmax by three-pass reload runs rows of at most TWOPASS_ROW_GROUP_ROW_BYTES (and one sum
+ * block) in groups whose input fits twopass_row_group_bytes(), TWOPASS_ROW_GROUP_BYTES by default,
+ * and of at most TWOPASS_ROW_GROUP_MAX rows (the bound of the per-row scalars on the stack; 64
+ * rows of 64 bytes fill a group). softmax_template.h, reload_group. Measured on the Xeon of family 6
+ * model 167, float32, groups against row by row (medians of 7 interleaved rounds, ns per element):
+ * 65536 x 64 0.44-0.47 against 0.56, 2048 x 64 (in L2) 0.40-0.42 against 0.54, 32768 x 128 0.32-0.34
+ * against 0.35; rows of 1 KiB (16384 x 256) 0.33-0.35 against 0.33-0.34, and of 2 KiB (8192 x 512)
+ * up to 1.18x slower in groups of 4 KiB or more, so rows longer than 512 bytes run one by one. */
 #define TWOPASS_ROW_GROUP_ROW_BYTES 512
 #define TWOPASS_ROW_GROUP_BYTES 4096
 #define TWOPASS_ROW_GROUP_MAX 64
@@ -151,11 +154,13 @@ void twopass_threads_init(void);
 /* 0 in a process forked after its parent ran a team of threads (libgomp cannot run one there):
  * the drivers then run on the calling thread only. */
 int twopass_threads_usable(void);
-/* Teams of threads the drivers have started since load, their threads in all, and the jobs that
- * wrote with non-temporal stores (for tests). */
+/* Teams of threads the drivers have started since load, their threads in all, the jobs that
+ * wrote with non-temporal stores and the jobs that ran short rows in groups (for tests). */
 struct twopass_thread_stats {
-    long teams, team_threads, streaming_jobs;
+    long teams, team_threads, streaming_jobs, grouped_jobs;
 };
+/* Count one job run in row groups (softmax_template.h). */
+void twopass_count_grouped_job(void);
 void twopass_get_thread_stats(struct twopass_thread_stats* out);
 
 /* The drivers of one dtype (dt: f32, f64, f16 with elements E: float, double, uint16_t); one

@@ -167,7 +167,7 @@ cdef extern from "twopass/softmax.h" nogil:
     void twopass_threads_init()
     int twopass_threads_usable()
     struct twopass_thread_stats:
-        long teams, team_threads, streaming_jobs
+        long teams, team_threads, streaming_jobs, grouped_jobs
     void twopass_get_thread_stats(twopass_thread_stats* out)
 
 cdef extern from "twopass/common.h" nogil:
@@ -234,11 +234,12 @@ def get_num_threads():
 
 
 def thread_stats():
-    """Teams of threads the drivers have started since import, their threads in all, and the jobs
-    written with non-temporal stores."""
+    """Teams of threads the drivers have started since import, their threads in all, the jobs
+    written with non-temporal stores and the jobs that ran short rows in groups."""
     cdef twopass_thread_stats st
     twopass_get_thread_stats(&st)
-    return {"teams": st.teams, "team_threads": st.team_threads, "streaming_jobs": st.streaming_jobs}
+    return {"teams": st.teams, "team_threads": st.team_threads, "streaming_jobs": st.streaming_jobs,
+            "grouped_jobs": st.grouped_jobs}
 
 
 PARALLEL_MIN = TWOPASS_PARALLEL_MIN

@@ -35,10 +35,13 @@ TWOPASS_INLINE __m512 f32x16_mul_exp2(__m512 v, __m512 d)
     return _mm512_scalef_ps(v, d);
 }
 
-/* n = round(x * log2(e)) by the magic number (common.h; exact for |x * log2e| < 2^22, half-integral
- * below that down to the clamp of the callers, -2^22, where the terms vanish: as on AVX2); t = x -
- * n * ln2 by Cody-Waite with two FMA steps; returns s * e^t. One FMA and one subtraction: a multiply
- * and VRNDSCALEPS (2 uops on Intel) took one operation more per vector, of 15 in exp(x - max). */
+/* n = round(x * log2(e)) by the magic number (common.h), as on AVX2; t = x - n * ln2 by Cody-Waite
+ * with two FMA steps; returns s * e^t. n is exact for |x * log2e| < 2^22. Below, down to x = -2^22
+ * (the callers' clamp; x * log2e = -2^22.53), n is within 1/2 of it and the term is 0 after the
+ * scaling. Above (only pass 1 of two-pass sees such x) n and t are inexact, and the block's
+ * exponent lies beyond TWOPASS_EXTEXP_EXPONENT_LIMIT (or its sum is NaN), so the slice goes to
+ * three-pass (softmax_template.h, extsum_add). One FMA and one subtraction: a multiply and
+ * VRNDSCALEPS (2 uops on Intel) took one operation more per vector, of 15 in exp(x - max). */
 TWOPASS_INLINE __m512 f32x16_exp_reduce(__m512 x, __m512* n, __m512 s)
 {
     const __m512 magic = _mm512_set1_ps(TWOPASS_F32_MAGIC);
