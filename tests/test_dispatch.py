@@ -242,7 +242,7 @@ def test_auto_runs_the_algorithm_of_its_rule(level, dtype, small_streaming_thres
     itemsize = np.dtype(dtype).itemsize
     n_long = _dispatch.AUTO_TWO_PASS_ROW_BYTES // itemsize
     n_l2 = _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES // itemsize
-    for shape in [(2, n_long - 8), (2, n_long), (300, 1000), (16, n_l2), (16, n_l2 - 8)]:
+    for shape in [(2, n_long - 8), (2, n_long), (300, 1000), (64, n_l2), (64, n_l2 - 8)]:
         x = rng.uniform(-80, 80, shape).astype(dtype)
         chosen = _dispatch.auto_algorithm(level, shape[1], itemsize, x.size)
         other = "two_pass" if chosen == "three_pass_reload" else "three_pass_reload"
@@ -259,7 +259,7 @@ def test_auto_runs_the_algorithm_of_its_rule(level, dtype, small_streaming_thres
     l2_clause = level != "python" and l2_job_bytes < 1 << 62 and itemsize == 4
     assert _dispatch.auto_algorithm(level, n_long - 8, itemsize, 64 * n_long) == (
         "two_pass" if l2_clause else "three_pass_reload")
-    assert _dispatch.auto_algorithm(level, n_l2, itemsize, 16 * n_l2) == ("two_pass" if l2_clause else "three_pass_reload")
+    assert _dispatch.auto_algorithm(level, n_l2, itemsize, 64 * n_l2) == ("two_pass" if l2_clause else "three_pass_reload")
 
 
 def test_prefetch_distance_is_tuned_for_the_cpu_and_changes_no_result(level):
