@@ -227,7 +227,8 @@ class Kernel:
     vscaleexpminusmax(x, y, shift, exponent, scale);  vscale(x, y, scale);  vsubc(x, y, c_hi, c_lo).
     """
 
-    def __init__(self, info):
+    def __init__(self, info, lib):
+        self.lib = lib
         self.name = info.name.decode()
         self.op = OPS[info.op]
         self.level = info.level
@@ -242,9 +243,17 @@ class Kernel:
         return f"<Kernel {self.name}>"
 
     def __call__(self, x, *args):
+        """With MXCSR.FTZ set, as the drivers (and twopass.kernels.run_kernel) run the kernels."""
         n, px = x.size, _ptr(x, dtype=self.dtype)
         if n == 0:
             raise ValueError("kernels require n >= 1")
+        csr = self.lib.twopass_flush_to_zero_begin()
+        try:
+            return self._call(n, px, x, *args)
+        finally:
+            self.lib.twopass_flush_to_zero_end(csr)
+
+    def _call(self, n, px, x, *args):
         op = self.op
         if op == "rmax":
             return self.fn(n, px)
@@ -266,6 +275,10 @@ class EmulatedAVX512:
     def __init__(self, path):
         self.path = Path(path)
         lib = self.lib = ctypes.CDLL(str(path))
+        lib.twopass_flush_to_zero_begin.restype = ctypes.c_uint
+        lib.twopass_flush_to_zero_begin.argtypes = []
+        lib.twopass_flush_to_zero_end.restype = None
+        lib.twopass_flush_to_zero_end.argtypes = [ctypes.c_uint]
         self.registry = []
         for dt, _ in DTYPES.values():
             getattr(lib, f"twopass_{dt}_kernels_for").restype = ctypes.POINTER(_Kernels)
@@ -282,7 +295,7 @@ class EmulatedAVX512:
                     ctypes.c_int]
             count = ctypes.c_size_t()
             registry = getattr(lib, f"twopass_{dt}_kernel_registry")(ctypes.byref(count))
-            self.registry += [Kernel(registry[i]) for i in range(count.value)]
+            self.registry += [Kernel(registry[i], lib) for i in range(count.value)]
         self._by_name = {k.name: k for k in self.registry}
         for name in ("scalef", "roundscale", "max", "mask_ops", "reduce", "cmp_nlt_uq", "maskz_scalef"):
             getattr(lib, "twopass_emu_probe_" + name).restype = None

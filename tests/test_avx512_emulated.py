@@ -18,6 +18,7 @@ subnormal b. Where the kernels call scalef (|a| < 4 and integral b >= -126 since
 b, or b = NaN) SIMDe is bit-exact (test_simde_scalef_in_kernel_domain), scalef(0, -inf) = +0 too.
 """
 import decimal
+from fractions import Fraction
 import os
 import re
 import shutil
@@ -558,20 +559,26 @@ def test_kernel_vscale(emu, spec):
 
 
 def check_vscale_flush(k, dtype):
-    """vscale kernel k sets magnitudes below floor = tiny / scale to 0 instead of forming subnormal
-    products; the others are x * scale bit for bit (both signs, NaN, inf, 0), at every length."""
+    """vscale kernel k is x * scale bit for bit (both signs, NaN, inf, 0), at every length, except
+    that products below the smallest normal are zeros of their sign (MXCSR.FTZ, which the kernels'
+    callers set; it detects tininess before rounding), around the edge x = tiny / scale."""
     scale = dtype(0.3)
     tiny = np.finfo(dtype).tiny
-    floor = dtype(tiny / np.float64(scale))  # rounded as the kernel rounds it
-    edge = np.array([floor, np.nextafter(floor, dtype(0)), tiny, 1.0, -floor, -tiny, np.nan, np.inf, 0.0], dtype)
+    floor = dtype(tiny / np.float64(scale))
+    edge = np.array([floor, np.nextafter(floor, dtype(0)), np.nextafter(floor, dtype(1)), tiny, 1.0,
+                     -floor, -np.nextafter(floor, dtype(0)), -tiny, np.nan, np.inf, 0.0], dtype)
     as_bits = np.uint32 if dtype == F32 else np.uint64
     for n in _lengths(k.unroll):
         x = np.resize(edge, n)
         y = np.empty(n, dtype)
         k(x, y, scale)
         with np.errstate(under="ignore", invalid="ignore"):
-            expected = np.where(np.abs(x) < floor, dtype(0), x * scale)
+            product = x * scale
+        tiny_exact = np.array([np.isfinite(v) and 0 < abs(Fraction(float(v)) * Fraction(float(scale))) < Fraction(float(tiny))
+                               for v in x])
+        expected = np.where(tiny_exact, np.copysign(dtype(0), product), product)
         np.testing.assert_array_equal(y.view(as_bits), expected.view(as_bits), err_msg=f"{k.name} n={n}")
+        assert not np.any((y != 0) & (np.abs(y) < tiny))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -830,8 +837,8 @@ def exp_scaled(x, exponent):
 
 @pytest.mark.parametrize("spec", [pytest.param(k, id=k[0]) for k in ROW_KERNELS_F64 if k[0].startswith("twopass_f64_vscale_")])
 def test_kernel_f64_vscale_never_forms_a_subnormal(emu, spec):
-    """float64 vscale (avx512f emulated, avx2 native): magnitudes below tiny / scale are set to 0
-    instead of forming subnormal products; the others are x * scale bit for bit."""
+    """float64 vscale (avx512f emulated, avx2 native): x * scale bit for bit, products below the
+    smallest normal flushed to zeros of their sign."""
     check_vscale_flush(emu.kernel(spec[0]), F64)
 
 

@@ -5,7 +5,6 @@
 
 #define T float
 #define T_MAX FLT_MAX
-#define T_MIN FLT_MIN
 #define VEC __m256
 #define VLEN 8
 #define V(op) _mm256_##op##_ps

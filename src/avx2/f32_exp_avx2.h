@@ -121,13 +121,6 @@ TWOPASS_INLINE float hsum_f32x8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* v with the lanes of magnitude below floor set to 0 (NaN lanes kept). */
-TWOPASS_INLINE __m256 f32x8_zero_below(__m256 v, __m256 floor)
-{
-    const __m256 magnitude = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
-    return _mm256_and_ps(v, _mm256_cmp_ps(magnitude, floor, _CMP_NLT_UQ));
-}
-
 /* Lane mask (all ones in the first `rem` lanes) for maskload/maskstore and blends, 0 < rem < 8. */
 TWOPASS_INLINE __m256i f32x8_tail_mask(size_t rem)
 {

@@ -117,13 +117,6 @@ TWOPASS_INLINE __m256d f64x4_pow2_biased(__m256d w)
     return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(wc), 52));
 }
 
-/* v with the lanes of magnitude below floor set to 0 (NaN lanes kept). */
-TWOPASS_INLINE __m256d f64x4_zero_below(__m256d v, __m256d floor)
-{
-    const __m256d magnitude = _mm256_andnot_pd(_mm256_set1_pd(-0.0), v);
-    return _mm256_and_pd(v, _mm256_cmp_pd(magnitude, floor, _CMP_NLT_UQ));
-}
-
 /* Lane mask (all ones in the first `rem` lanes) for maskload/maskstore and blends, 0 < rem < 4. */
 TWOPASS_INLINE __m256i f64x4_tail_mask(size_t rem)
 {

@@ -11,7 +11,6 @@
 
 #define T double
 #define T_MAX DBL_MAX
-#define T_MIN DBL_MIN
 #define VEC __m256d
 #define VLEN 4
 #define V(op) _mm256_##op##_pd

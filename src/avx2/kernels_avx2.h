@@ -212,16 +212,18 @@ TWOPASS_INLINE T raddexpminusmax_impl(size_t n, const ELEM* x, ELEM* y, T shift,
     return HSUM(acc[0]);
 }
 
-/* MODE_SCALE first sets the elements of magnitude below floor = T_MIN / scale to 0, so that no
- * product is subnormal (in three-pass reload the stored exps times 1/sum: subnormal results cost that
- * pass twice its time on Zen 3, more on Intel); results below the smallest normal are 0. */
-TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, VEC vfloor, const int MODE)
+/* MODE_SCALE is one multiply: its products below the smallest normal (reload's stored exps times
+ * 1/sum; a subnormal result costs a pass twice its time on Zen 3, more on Intel) are flushed to 0 by
+ * MXCSR.FTZ, which every caller of the kernels sets (softmax.c). Zeroing the inputs below
+ * T_MIN / scale first, as before FTZ was set everywhere, cost a division per call and two operations
+ * per vector: reload on 1e4 floats ran 1.08x faster without (avx512f, Intel Xeon). */
+TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, const int MODE)
 {
     if (MODE == TWOPASS_MODE_SUB) return V(sub)(V(sub)(v, vshift), vexponent);
     /* exp(x) * 2^-exponent is exp_shifted with shift 0: one rounding fewer than scaleextexp's
      * extexp, scale, then 2^(n - exponent) */
     if (MODE == TWOPASS_MODE_EXTEXP || MODE == TWOPASS_MODE_EXP) return EXP(exp_shifted_scaled)(v, vshift, vexponent, vscale);
-    return V(mul)(EXP(zero_below)(v, vfloor), vscale);
+    return V(mul)(v, vscale);
 }
 
 /* The elementwise passes (MODE is a constant, common.h): y = x * scale (TWOPASS_MODE_SCALE),
@@ -243,14 +245,14 @@ TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exp
         exponent -= (T)k;
     }
     const VEC vshift = V(set1)(MODE == TWOPASS_MODE_EXTEXP ? 0 : shift), vexponent = V(set1)(exponent),
-              vscale = V(set1)(scale), vfloor = V(set1)((T)((double)T_MIN / scale));
+              vscale = V(set1)(scale);
     if (NT) {
         const uintptr_t vector_bytes = VLEN * sizeof(ELEM);
         size_t head = (((uintptr_t)0 - (uintptr_t)y) & (vector_bytes - 1)) / sizeof(ELEM); /* y is ELEM-aligned */
         head = head < n ? head : n;
         if (head != 0) {
             const __m256i mask = EXP(tail_mask)(head);
-            STORE_PART(y, mask, head, apply_mode(LOAD_PART(x, mask, head), vshift, vexponent, vscale, vfloor, MODE));
+            STORE_PART(y, mask, head, apply_mode(LOAD_PART(x, mask, head), vshift, vexponent, vscale, MODE));
             n -= head, x += head, y += head;
         }
     }
@@ -259,7 +261,7 @@ TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exp
             TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
         }
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
-            const VEC v = apply_mode(LOAD(x + j * VLEN), vshift, vexponent, vscale, vfloor, MODE);
+            const VEC v = apply_mode(LOAD(x + j * VLEN), vshift, vexponent, vscale, MODE);
             if (NT) {
                 STREAM(y + j * VLEN, v);
             } else {
@@ -270,7 +272,7 @@ TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exp
     for (; n != 0;) {
         const __m256i mask = n >= VLEN ? ALL_LANES : EXP(tail_mask)(n);
         const size_t step = n >= VLEN ? VLEN : n;
-        const VEC v = apply_mode(LOAD_PART(x, mask, step), vshift, vexponent, vscale, vfloor, MODE);
+        const VEC v = apply_mode(LOAD_PART(x, mask, step), vshift, vexponent, vscale, MODE);
         if (NT && n >= VLEN) {
             STREAM(y, v);
         } else {

@@ -5,7 +5,6 @@
 
 #define T float
 #define T_MAX FLT_MAX
-#define T_MIN FLT_MIN
 #define VEC __m512
 #define VLEN 16
 #define MASK __mmask16

@@ -79,12 +79,6 @@ TWOPASS_INLINE __m512 f32x16_exp_shifted(__m512 x, __m512 shift, __m512 exponent
     return f32x16_exp_shifted_scaled(x, shift, exponent, _mm512_set1_ps(1.0f));
 }
 
-/* v with the lanes of magnitude below floor set to 0 (NaN lanes kept). */
-TWOPASS_INLINE __m512 f32x16_zero_below(__m512 v, __m512 floor)
-{
-    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_abs_ps(v), floor, _CMP_NLT_UQ), v);
-}
-
 /* Mask of the first `rem` lanes, 0 < rem < 16. */
 TWOPASS_INLINE __mmask16 f32x16_tail_mask(size_t rem)
 {

@@ -92,12 +92,6 @@ TWOPASS_INLINE __m512d f64x8_exp_shifted_scaled(__m512d x, __m512d shift, __m512
     return _mm512_mul_pd(f64x8_exp_shifted(x, shift, exponent), scale);
 }
 
-/* v with the lanes of magnitude below floor set to 0 (NaN lanes kept). */
-TWOPASS_INLINE __m512d f64x8_zero_below(__m512d v, __m512d floor)
-{
-    return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(_mm512_abs_pd(v), floor, _CMP_NLT_UQ), v);
-}
-
 /* Mask of the first `rem` lanes, 0 < rem < 8 (plain C: _cvtu32_mask8 is AVX512DQ). */
 TWOPASS_INLINE __mmask8 f64x8_tail_mask(size_t rem)
 {

@@ -11,7 +11,6 @@
 
 #define T double
 #define T_MAX DBL_MAX
-#define T_MIN DBL_MIN
 #define VEC __m512d
 #define VLEN 8
 #define MASK __mmask8
