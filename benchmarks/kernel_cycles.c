@@ -6,7 +6,8 @@
  *       -lm && /tmp/kernel_cycles [n] [range]
  *
  * n: elements (default 2048: 8 KiB in, 8 KiB out); range: inputs uniform in [-range, range] (default
- * 100, as the sweep). The core clock is measured with a chain of dependent integer adds (one per
+ * 100, as the sweep). The kernels run with MXCSR.FTZ, as the package's drivers run them; NO_FTZ set
+ * in the environment (to any value) runs them without, to compare. The core clock is measured with a chain of dependent integer adds (one per
  * cycle), so cycles are core cycles whatever the TSC rate. Each figure is the median of 15 samples of
  * about 2 ms each; variants listed first in kernels.h (the dispatcher's) are marked with '*'.
  */
@@ -136,8 +137,8 @@ int main(int argc, char** argv)
     TWOPASS_F32_RNAME(raddextexp, avx2, 32, 2)(N, X, SUM);
     EXT_SCALE = 1.0f / SUM[0], EXT_EXPONENT = SUM[1];
     if (getenv("PREFETCH_AHEAD")) twopass_prefetch_ahead = strtoul(getenv("PREFETCH_AHEAD"), NULL, 10);
-    /* MXCSR.FTZ, as the package's drivers run the kernels (softmax.c): vscale and the AVX-512F exp
-     * leave the flush of results below 2^-126 to it. NO_FTZ=1 runs without, to compare. */
+    /* MXCSR.FTZ, as the package's drivers run the kernels (softmax.c): vscale leaves the flush of
+     * its products below 2^-126 to it, and the exp passes their last few. */
     if (!getenv("NO_FTZ")) _mm_setcsr(_mm_getcsr() | _MM_FLUSH_ZERO_ON);
     GHZ = core_ghz();
     printf("n = %zu, inputs in [-%g, %g], core clock %.2f GHz\n", N, range, range, GHZ);

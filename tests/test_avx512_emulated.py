@@ -561,7 +561,9 @@ def test_kernel_vscale(emu, spec):
 def check_vscale_flush(k, dtype):
     """vscale kernel k is x * scale bit for bit (both signs, NaN, inf, 0), at every length, except
     that products below the smallest normal are zeros of their sign (MXCSR.FTZ, which the kernels'
-    callers set; it detects tininess before rounding), around the edge x = tiny / scale."""
+    callers set; tininess is detected after rounding to the format's precision with an unbounded
+    exponent: products in [tiny (1 - 2^-(p+1)), tiny) round up to tiny and stay), around the edge
+    x = tiny / scale and in that window."""
     scale = dtype(0.3)
     tiny = np.finfo(dtype).tiny
     floor = dtype(tiny / np.float64(scale))
@@ -574,11 +576,24 @@ def check_vscale_flush(k, dtype):
         k(x, y, scale)
         with np.errstate(under="ignore", invalid="ignore"):
             product = x * scale
-        tiny_exact = np.array([np.isfinite(v) and 0 < abs(Fraction(float(v)) * Fraction(float(scale))) < Fraction(float(tiny))
-                               for v in x])
-        expected = np.where(tiny_exact, np.copysign(dtype(0), product), product)
+        expected = np.where(_flushed_by_ftz(x, scale), np.copysign(dtype(0), product), product)
         np.testing.assert_array_equal(y.view(as_bits), expected.view(as_bits), err_msg=f"{k.name} n={n}")
         assert not np.any((y != 0) & (np.abs(y) < tiny))
+    p = np.finfo(dtype).nmant + 1
+    x = np.array([2 * tiny * (1 - 2.0**-(p - 1))] * 2, dtype)
+    x[1] = np.nextafter(x[1], dtype(0))
+    y = np.empty(2, dtype)
+    k(x, y, dtype(0.5 + 2.0**-p))  # x0 * s = tiny (1 - 2^-(2p-2)): rounds up to tiny; x1 * s does not
+    assert list(_flushed_by_ftz(x, dtype(0.5 + 2.0**-p))) == [False, True]
+    assert y[0] == tiny and y[1] == 0, (k.name, y)
+
+
+def _flushed_by_ftz(x, scale):
+    """Where MXCSR.FTZ makes x * scale 0: the exact product is nonzero and below tiny (1 - 2^-(p+1))
+    in magnitude (rounded to precision p with an unbounded exponent, it is below tiny)."""
+    info = np.finfo(x.dtype)
+    limit = Fraction(float(info.tiny)) * (1 - Fraction(1, 2 ** (info.nmant + 2)))
+    return np.array([bool(np.isfinite(v)) and 0 < abs(Fraction(float(v)) * Fraction(float(scale))) < limit for v in x])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ struct twopass_cpu_features {
 void twopass_detect_cpu(struct twopass_cpu_features* features);
 
 /* Set MXCSR.FTZ, returning the MXCSR to restore: every caller of the kernels runs them with it
- * (softmax.c), and the AVX-512F exp passes rely on it to flush results below the smallest normal. */
+ * (softmax.c), and the AVX-512F float32 exp passes and vscale (every level and dtype) rely on it to
+ * flush results below the smallest normal. */
 unsigned int twopass_flush_to_zero_begin(void);
 void twopass_flush_to_zero_end(unsigned int csr);
 
