@@ -18,7 +18,6 @@ subnormal b. Where the kernels call scalef (|a| < 4 and integral b >= -126 since
 b, or b = NaN) SIMDe is bit-exact (test_simde_scalef_in_kernel_domain), scalef(0, -inf) = +0 too.
 """
 import decimal
-from fractions import Fraction
 import os
 import re
 import shutil
@@ -35,6 +34,7 @@ try:
 except ImportError:  # tests/ imported as a package, or another rootdir layout
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import emulated_avx512 as emx
+from conftest import check_vscale_flushes_like_ftz  # noqa: E402 (tests/ is on sys.path by now)
 
 F32 = np.float32
 TINY = float(np.finfo(np.float32).tiny)
@@ -555,45 +555,7 @@ def test_kernel_vscale(emu, spec):
         y = np.empty(n, F32)
         k(x, y, F32(0.3))
         np.testing.assert_array_equal(bits(y), bits(x * F32(0.3)), err_msg=f"n={n}")
-    check_vscale_flush(k, F32)
-
-
-def check_vscale_flush(k, dtype):
-    """vscale kernel k is x * scale bit for bit (both signs, NaN, inf, 0), at every length, except
-    that products below the smallest normal are zeros of their sign (MXCSR.FTZ, which the kernels'
-    callers set; tininess is detected after rounding to the format's precision with an unbounded
-    exponent: products in [tiny (1 - 2^-(p+1)), tiny) round up to tiny and stay), around the edge
-    x = tiny / scale and in that window."""
-    scale = dtype(0.3)
-    tiny = np.finfo(dtype).tiny
-    floor = dtype(tiny / np.float64(scale))
-    edge = np.array([floor, np.nextafter(floor, dtype(0)), np.nextafter(floor, dtype(1)), tiny, 1.0,
-                     -floor, -np.nextafter(floor, dtype(0)), -tiny, np.nan, np.inf, 0.0], dtype)
-    as_bits = np.uint32 if dtype == F32 else np.uint64
-    for n in _lengths(k.unroll):
-        x = np.resize(edge, n)
-        y = np.empty(n, dtype)
-        k(x, y, scale)
-        with np.errstate(under="ignore", invalid="ignore"):
-            product = x * scale
-        expected = np.where(_flushed_by_ftz(x, scale), np.copysign(dtype(0), product), product)
-        np.testing.assert_array_equal(y.view(as_bits), expected.view(as_bits), err_msg=f"{k.name} n={n}")
-        assert not np.any((y != 0) & (np.abs(y) < tiny))
-    p = np.finfo(dtype).nmant + 1
-    x = np.array([2 * tiny * (1 - 2.0**-(p - 1))] * 2, dtype)
-    x[1] = np.nextafter(x[1], dtype(0))
-    y = np.empty(2, dtype)
-    k(x, y, dtype(0.5 + 2.0**-p))  # x0 * s = tiny (1 - 2^-(2p-2)): rounds up to tiny; x1 * s does not
-    assert list(_flushed_by_ftz(x, dtype(0.5 + 2.0**-p))) == [False, True]
-    assert y[0] == tiny and y[1] == 0, (k.name, y)
-
-
-def _flushed_by_ftz(x, scale):
-    """Where MXCSR.FTZ makes x * scale 0: the exact product is nonzero and below tiny (1 - 2^-(p+1))
-    in magnitude (rounded to precision p with an unbounded exponent, it is below tiny)."""
-    info = np.finfo(x.dtype)
-    limit = Fraction(float(info.tiny)) * (1 - Fraction(1, 2 ** (info.nmant + 2)))
-    return np.array([bool(np.isfinite(v)) and 0 < abs(Fraction(float(v)) * Fraction(float(scale))) < limit for v in x])
+    check_vscale_flushes_like_ftz(k, F32, _lengths(k.unroll), k.name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -854,7 +816,8 @@ def exp_scaled(x, exponent):
 def test_kernel_f64_vscale_never_forms_a_subnormal(emu, spec):
     """float64 vscale (avx512f emulated, avx2 native): x * scale bit for bit, products below the
     smallest normal flushed to zeros of their sign."""
-    check_vscale_flush(emu.kernel(spec[0]), F64)
+    k = emu.kernel(spec[0])
+    check_vscale_flushes_like_ftz(k, F64, _lengths(k.unroll), k.name)
 
 
 @pytest.mark.parametrize("spec", [pytest.param(k, id=k[0]) for k in ROW_KERNELS_F64])

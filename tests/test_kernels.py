@@ -2,13 +2,14 @@
 (1 .. 2 * tile + 1 and a few multiples), against NumPy in float64 (float32 kernels) or longdouble
 (float64 kernels), with canaries around the arrays."""
 import math
-from fractions import Fraction
 
 import numpy as np
 import pytest
 
 import twopass
 from twopass import _dispatch
+
+from conftest import check_vscale_flushes_like_ftz
 
 LOG2E = 1.4426950408889634
 CANARY = 8  # floats of sentinel before and after each array
@@ -313,47 +314,13 @@ def test_exp_f64_is_within_2_ulp(level, op):
 VSCALE_VARIANTS = [v for v in VARIANTS + VARIANTS_F64 if v["op"] == "vscale"]
 
 
-def flushed_by_ftz(x, scale):
-    """Where MXCSR.FTZ makes x * scale 0: the exact product (rational arithmetic) is nonzero and,
-    rounded to the dtype's precision p with an unbounded exponent, below the smallest normal, i.e.
-    below tiny (1 - 2^-(p+1)) in magnitude (x86 detects tininess after rounding)."""
-    info = np.finfo(x.dtype)
-    limit = Fraction(float(info.tiny)) * (1 - Fraction(1, 2 ** (info.nmant + 2)))
-    return np.array([bool(np.isfinite(v)) and 0 < abs(Fraction(float(v)) * Fraction(float(scale))) < limit for v in x])
-
-
 @pytest.mark.parametrize("variant", VSCALE_VARIANTS, ids=lambda v: v["name"])
 def test_vscale_never_forms_a_subnormal(variant):
-    """vscale (reload's pass 3) is x * scale exactly, on both signs, with NaN, inf and 0 passing
-    through, except that products below the smallest normal are zeros of their sign instead of
-    subnormals (those cost the pass twice its time): MXCSR.FTZ, set by run_kernel as by the drivers.
-    x86 detects tininess after rounding to the format's precision with an unbounded exponent, so a
-    product just below tiny that rounds up to it stays tiny; one just below that is 0."""
+    """vscale (reload's pass 3) is x * scale exactly, products below the smallest normal flushed to
+    zeros of their sign by MXCSR.FTZ, which run_kernel sets as the drivers do (conftest)."""
     dtype = np.float32 if variant in VARIANTS else np.float64
-    tiny, scale = np.finfo(dtype).tiny, dtype(0.3)
-    floor = dtype(tiny / np.float64(scale))  # x near here makes products near tiny
-    edge = [floor, np.nextafter(floor, dtype(0)), np.nextafter(floor, dtype(1)), tiny, 4 * tiny, 1.0, 7e3]
-    base = np.array(edge + [-v for v in edge] + [np.nan, np.inf, -np.inf, 0.0], dtype)
-    as_bits = np.uint32 if dtype == np.float32 else np.uint64
-    for n in lengths(variant["unroll"]):
-        x = np.resize(base, n)
-        y = np.full(n, 5.0, dtype)
-        _dispatch._kernels.run_kernel(variant["name"], x, y, float(scale))
-        with np.errstate(under="ignore", invalid="ignore"):
-            product = x * scale
-        expected = np.where(flushed_by_ftz(x, scale), np.copysign(dtype(0), product), product)
-        np.testing.assert_array_equal(y.view(as_bits), expected.view(as_bits), err_msg=f"n={n}")
-        assert not np.any((y != 0) & (np.abs(y) < tiny))
-    # the rounding window: exact products in [tiny (1 - 2^-(p+1)), tiny) round up to tiny and stay.
-    # x0 * s = tiny (1 - 2^-(2p-2)) is in it; the next x below gives about tiny (1 - 2^-p), below it.
-    p = np.finfo(dtype).nmant + 1
-    x = np.array([2 * tiny * (1 - 2.0**-(p - 1))] * 2, dtype)
-    x[1] = np.nextafter(x[1], dtype(0))
-    window_scale = dtype(0.5 + 2.0**-p)
-    y = np.empty(2, dtype)
-    _dispatch._kernels.run_kernel(variant["name"], x, y, float(window_scale))
-    assert list(flushed_by_ftz(x, window_scale)) == [False, True]
-    assert y[0] == tiny and y[1] == 0
+    check_vscale_flushes_like_ftz(lambda x, y, s: _dispatch._kernels.run_kernel(variant["name"], x, y, float(s)),
+                                  dtype, lengths(variant["unroll"]), variant["name"])
 
 
 EXP_STORE_VARIANTS = [v for v in VARIANTS if v["op"] in ("vscaleextexp", "vscaleexpminusmax", "raddstoreexpminusmax")]
