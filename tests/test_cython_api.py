@@ -32,7 +32,7 @@ MODULE = textwrap.dedent("""
         return status
 
     def run_strided_rows(const float[:, ::1] x_wide, float[:, ::1] out_wide, size_t n, int algorithm,
-                         bint reverse):
+                         bint reverse, int level):
         # rows of n floats at the start of the rows of x_wide and out_wide; reverse: the last row
         # first, with negative strides
         cdef size_t rows = x_wide.shape[0]
@@ -44,7 +44,7 @@ MODULE = textwrap.dedent("""
             x, out = &x_wide[rows - 1, 0], &out_wide[rows - 1, 0]
             x_stride, out_stride = -x_stride, -out_stride
         with nogil:
-            status = softmax_f32_strided(rows, n, x, x_stride, out, out_stride, algorithm, LEVEL_DEFAULT)
+            status = softmax_f32_strided(rows, n, x, x_stride, out, out_stride, algorithm, level)
         return status
 
     def run64(const double[:, ::1] x, double[:, ::1] out, int algorithm):
@@ -109,22 +109,24 @@ def test_cimport_from_another_cython_module(tmp_path):
         assert status == 0 and max_relative_error(out, expected) <= 1e-6
     else:
         assert status == -1 and not out.any()
-    if kernel_levels:
-        # short rows (grouped in reload, tests/test_row_groups.py) at padded and negative strides:
-        # the bits of contiguous rows row by row, and nothing written outside the rows
-        n = 40
-        x_wide = np.random.default_rng(1).uniform(-30, 30, size=(301, n + 13)).astype(np.float32)
-        x_wide[7, 3], x_wide[50, :n] = np.nan, -np.inf
-        try:
-            twopass.kernels.set_row_group_bytes(0)
-            expected = twopass.softmax(np.ascontiguousarray(x_wide[:, :n]), axis=-1,
-                                       algorithm="three_pass_reload", threads=1)
-        finally:
-            twopass.kernels.set_row_group_bytes()
+    # short rows (grouped in reload, tests/test_row_groups.py) at padded and negative strides, on every
+    # kernel level: the bits of contiguous rows row by row, and nothing written outside the rows
+    n = 40
+    x_wide = np.random.default_rng(1).uniform(-30, 30, size=(301, n + 13)).astype(np.float32)
+    x_wide[7, 3], x_wide[50, :n] = np.nan, -np.inf
+    for level in kernel_levels:
+        with twopass.use_isa(level):
+            try:
+                twopass.kernels.set_row_group_bytes(0)
+                expected = twopass.softmax(np.ascontiguousarray(x_wide[:, :n]), axis=-1,
+                                           algorithm="three_pass_reload", threads=1)
+            finally:
+                twopass.kernels.set_row_group_bytes()
         for reverse in (False, True):
             out_wide = np.full((301, n + 5), 123.0, np.float32)
             before = twopass.kernels.thread_stats()["grouped_jobs"]
-            assert uses_twopass.run_strided_rows(x_wide, out_wide, n, uses_twopass.ALGORITHMS[1], reverse) == 0
+            assert uses_twopass.run_strided_rows(x_wide, out_wide, n, uses_twopass.ALGORITHMS[1], reverse,
+                                                 twopass.LEVELS.index(level)) == 0
             assert twopass.kernels.thread_stats()["grouped_jobs"] > before
-            assert np.array_equal(out_wide[:, :n].view(np.uint32), expected.view(np.uint32))
+            assert np.array_equal(out_wide[:, :n].view(np.uint32), expected.view(np.uint32)), (level, reverse)
             assert (out_wide[:, n:] == 123.0).all()
