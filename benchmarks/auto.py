@@ -1,5 +1,6 @@
-"""python -m benchmarks.auto [--quick] [--rounds R] [--no-progress] [--row-lengths N,...] [--shapes RxN,...]: auto vs the best
-fixed algorithm. Is algorithm="auto" within 5% of the best at every benchmarked shape (issue 3)?
+"""auto against the best fixed algorithm, interleaved (issue 3: within 5% at every benchmarked shape).
+
+    python -m benchmarks.auto [--quick] [--rounds R] [--no-progress] [--row-lengths N,... | --shapes RxN,...]
 
 auto runs the same kernels as one of the fixed algorithms, so a single run of the main benchmark
 cannot tell a wrong choice from the noise of a shared machine (two columns that run the same code

@@ -1,5 +1,6 @@
-"""python -m benchmarks.versus [--quick] [--rounds R] [--range R] [--shapes RxN,...] [--no-progress]: twopass against ONNX Runtime
-(the fastest peer) and torch, in interleaved rounds (issue 3's >= 1.3x ORT and >= 2x torch targets).
+"""twopass against ONNX Runtime (the fastest peer) and torch, interleaved (issue 3's peer targets).
+
+    python -m benchmarks.versus [--quick] [--rounds R] [--range R] [--shapes RxN,...] [--no-progress]
 
 The main benchmark times each column once after another; on a shared machine a slow spell then
 lands on one column only (out of cache, two columns running the same code differ by up to 30% in

@@ -95,8 +95,9 @@ AUTO_TWO_PASS_ROW_BYTES = 1 << 20
 # 1.11, 32x128256 1.22; 64 MiB jobs in rows of 4096 1.10, 8192 1.13, 16384 1.14, 131072 1.20 (2048:
 # 1.03, 1000: 0.98). Ninth session, after reload's scaling pass lost its zeroing compare: rows of
 # 2048 0.98, 4096 1.02, 8192 1.06 (9 rounds). Reload keeps jobs within 3/4 of L2 (one row of 196608,
-# 1.5 MiB: 0.94) and shorter rows (4096x1000: 0.94). Not on AMD: on Zen 3 (L2 512 KiB, a fast 32 MiB L3) reload still won a row of
-# 1e5, an 800 KB job (0.84), and rows of 16 KiB-1 MiB in L3-sized jobs went both ways. Not float64,
+# 1.5 MiB: 0.94) and shorter rows (4096x1000: 0.94). Not on AMD: on Zen 3 (L2 512 KiB, a fast
+# 32 MiB L3) reload still won a row of 1e5, an 800 KB job (0.84), and rows of 16 KiB-1 MiB in
+# L3-sized jobs went both ways. Not float64,
 # whose exp costs more: on the same Xeon reload won 256x16000 (0.93), 32x64128 (0.93) and 1024x4096
 # (0.88), and one row only broke even from 196608 elements (1.01; 500000: 1.06).
 AUTO_TWO_PASS_L2_JOB_BYTES = 3 * L2_CACHE // 4 if CPU_FEATURES.get("intel") else 1 << 62
