@@ -173,6 +173,7 @@ cdef extern from "twopass/softmax.h" nogil:
 cdef extern from "twopass/common.h" nogil:
     double TWOPASS_EXTEXP_EXPONENT_LIMIT
     double TWOPASS_F64_EXTEXP_EXPONENT_LIMIT
+    size_t twopass_prefetch_ahead  # the exp passes' prefetch distance (set at import; benchmarks below)
 
 EXTEXP_EXPONENT_LIMIT = TWOPASS_EXTEXP_EXPONENT_LIMIT
 F64_EXTEXP_EXPONENT_LIMIT = TWOPASS_F64_EXTEXP_EXPONENT_LIMIT
@@ -903,10 +904,6 @@ def softmax_from_extsum_f16_rows(x, out, const double[::1] mantissa, const doubl
 
 
 # ---- benchmarks ----
-
-cdef extern from "twopass/common.h" nogil:
-    size_t twopass_prefetch_ahead
-
 
 def prefetch_ahead():
     """Bytes ahead of their main loop that the exp passes prefetch (set for this CPU at import)."""
