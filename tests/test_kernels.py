@@ -323,6 +323,62 @@ def test_vscale_never_forms_a_subnormal(variant):
                                   dtype, lengths(variant["unroll"]), variant["name"])
 
 
+SPLIT_VARIANTS = [dict(v, dtype=dtype) for dtype in ("float32", "float64", "float16")
+                  for v in _dispatch._kernels.registry(dtype)
+                  if v["op"] in ("raddexpminusmax", "raddstoreexpminusmax", "vscaleexpminusmax")
+                  and v["level"] in twopass.available_levels()]
+
+
+def split_kernel(variant, x, shift, exponent, scale):
+    """(sum, y) of one exp(x - shift) * 2^-exponent kernel (times scale: vscaleexpminusmax, whose sum
+    is None); y starts as zeros, which raddexpminusmax leaves."""
+    y = np.zeros_like(x)
+    xs, ys = (x.view(np.uint16), y.view(np.uint16)) if x.dtype == np.float16 else (x, y)
+    if variant["op"] == "vscaleexpminusmax":
+        _dispatch._kernels.run_kernel(variant["name"], xs, ys, shift, exponent, scale)
+        return None, y
+    return _dispatch._kernels.run_kernel(variant["name"], xs, ys, shift, exponent), y
+
+
+def assert_same_bits(a, b, what):
+    np.testing.assert_array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8), err_msg=what)
+
+
+@pytest.mark.parametrize("variant", SPLIT_VARIANTS, ids=lambda v: v["name"])
+def test_exp_split_instances_give_the_same_bits(variant):
+    """The kernels of exp(x - shift) * 2^-exponent run one of three instances (src/instantiate.h): any
+    shift; shift 0, without x - shift; shift 0 with 2^-exponent folded into the scale, where it
+    keeps every step normal (AVX-512F float32 and float16: scale 2^-exponent in [2^-119, 2^126]).
+    They must agree bit for bit. (1) Across the fold's limits e(E) = 2 e(E + 1) exactly, outputs and
+    sums, for pairs (E, scale) where one of E and E + 1 folds and the other does not (the scale only
+    counts for vscaleexpminusmax). (2) With x - 0.5 exact, exp(x - 0.5) by shift 0.5 (the general
+    instance) equals exp((x - 0.5) - 0) by shift 0."""
+    dtype = np.dtype(variant["dtype"])
+    rng = np.random.default_rng(len(variant["name"]))
+    n = 3 * variant["unroll"] + 5
+    scaled = variant["op"] == "vscaleexpminusmax"
+    pairs = [(-127, 0.75), (118, 0.75), (119, 1.0), (19, 2.0**-100), (-2, 2.0**125), (0, 0.75)]
+    for exponent, scale in pairs:
+        if dtype == np.float16 and scale not in (0.75, 1.0):
+            continue  # outputs would leave float16's normal range
+        # x near (E - log2 scale) ln2: outputs in e^-5 .. e^5, normal at E and at E + 1
+        centre = (exponent - (math.log2(scale) if scaled else 0)) * math.log(2)
+        x = (centre + rng.uniform(-5, 5, n)).astype(dtype)
+        s0, y0 = split_kernel(variant, x, 0.0, exponent, scale)
+        s1, y1 = split_kernel(variant, x, 0.0, exponent + 1, scale)
+        what = f"E={exponent} scale={scale}"
+        assert np.all(np.isfinite(y0)) and (scaled or variant["op"] == "raddexpminusmax" or np.all(y0 > 0)), what
+        assert_same_bits(y0, 2 * y1, what)
+        if s0 is not None:
+            assert s0 == 2 * s1, what
+    x = (rng.integers(-40 * 64, 40 * 64, n) / 64).astype(dtype)  # multiples of 2^-6: x - 0.5 exact
+    for exponent in (0, 20, -20, 119, 120):
+        general = split_kernel(variant, x, 0.5, exponent, 0.75)
+        shift_0 = split_kernel(variant, x - dtype.type(0.5), 0.0, exponent, 0.75)
+        assert_same_bits(general[1], shift_0[1], f"E={exponent}")
+        assert general[0] == shift_0[0], f"E={exponent}"
+
+
 EXP_STORE_VARIANTS = [v for v in VARIANTS if v["op"] in ("vscaleextexp", "vscaleexpminusmax", "raddstoreexpminusmax")]
 
 

@@ -3,6 +3,8 @@
 #define TWOPASS_F32_EXP_AVX512F_H
 
 #include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
 #include "twopass/common.h"
 
 /* s * e^t ~ s * (1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))) on |t| <= ln2/2, Horner with FMA on the
@@ -72,6 +74,24 @@ TWOPASS_INLINE __m512 f32x16_exp_shifted_scaled(__m512 x, __m512 shift, __m512 e
     __m512 n;
     const __m512 p = f32x16_extexp_times(_mm512_sub_ps(x, shift), &n, scale);
     return f32x16_mul_exp2(p, _mm512_sub_ps(n, exponent));
+}
+
+/* 2^-exponent folded into the scale, for the kernels' shift = 0 instances (instantiate.h): with
+ * folded = scale * 2^-exponent, exp_shifted_scaled(x, 0, 0, folded) is exp_shifted_scaled(x, 0,
+ * exponent, scale) without the subtraction n - exponent, one operation per vector of 13-14. The same
+ * bits wherever every step of the polynomial times `folded` stays normal: each rounding then scales
+ * by the power of two, and VSCALEF forms p' 2^n = p 2^(n - exponent) exactly (or flushes both). The
+ * steps lie in [2^-7, 1.42] times the scale (c5 > 2^-7, |t| <= ln2/2), hence folded in
+ * [2^-119, 2^126]; returns 0 (no fold) outside that, for a NaN scale, and for an exponent that is
+ * not an integer whose power of two is a normal float. */
+TWOPASS_INLINE int f32x16_fold_exponent(float exponent, float scale, float* folded)
+{
+    if (!(exponent >= -126.0f && exponent <= 126.0f) || exponent != (float)(int)exponent) return 0;
+    const uint32_t bits = (uint32_t)(127 - (int)exponent) << 23; /* 2^-exponent, exact */
+    float power;
+    memcpy(&power, &bits, sizeof power);
+    *folded = scale * power; /* exact, or out of the range below */
+    return *folded >= 0x1.0p-119f && *folded <= 0x1.0p126f;
 }
 
 TWOPASS_INLINE __m512 f32x16_exp_shifted(__m512 x, __m512 shift, __m512 exponent)

@@ -157,18 +157,19 @@ TWOPASS_INLINE void raddonline_impl(size_t n, const ELEM* x, T* result, const si
     result[1] = V(reduce_add)(total);
 }
 
-/* Sum of e = exp(x - shift) * 2^-exponent, optionally storing each e to y (STORE_Y is a constant). */
-TWOPASS_INLINE T raddexpminusmax_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exponent,
-                                          const size_t U, const size_t ACC, const int STORE_Y)
+/* Sum of e = exp(x - shift) * 2^-exponent * scale, optionally storing each e to y (STORE_Y is a
+ * constant). The kernels pass scale 1, or 2^-exponent folded into it (instantiate.h). */
+TWOPASS_INLINE T raddexpminusmax_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exponent, T scale,
+                                      const size_t U, const size_t ACC, const int STORE_Y)
 {
     const size_t NV = U / VLEN;
-    const VEC vshift = V(set1)(shift), vexponent = V(set1)(exponent);
+    const VEC vshift = V(set1)(shift), vexponent = V(set1)(exponent), vscale = V(set1)(scale);
     VEC acc[TWOPASS_MAX_ACC];
     TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc[k] = V(setzero)();
     for (; n >= U; n -= U, x += U, y += STORE_Y ? U : 0) {
         TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
-            const VEC v = EXP(exp_shifted)(LOAD(x + j * VLEN), vshift, vexponent);
+            const VEC v = EXP(exp_shifted_scaled)(LOAD(x + j * VLEN), vshift, vexponent, vscale);
             if (STORE_Y) STORE(y + j * VLEN, v);
             acc[j % ACC] = V(add)(acc[j % ACC], v);
         }
@@ -176,7 +177,7 @@ TWOPASS_INLINE T raddexpminusmax_impl(size_t n, const ELEM* x, ELEM* y, T shift,
     for (; n != 0;) {
         const MASK mask = n >= VLEN ? ALL_LANES : EXP(tail_mask)(n);
         const size_t step = n >= VLEN ? VLEN : n;
-        const VEC v = EXP(exp_shifted)(LOAD_PART(x, mask, step), vshift, vexponent);
+        const VEC v = EXP(exp_shifted_scaled)(LOAD_PART(x, mask, step), vshift, vexponent, vscale);
         if (STORE_Y) STORE_PART(y, mask, step, v);
         acc[0] = V(mask_add)(acc[0], mask, acc[0], v);
         n -= step, x += step, y += STORE_Y ? step : 0;

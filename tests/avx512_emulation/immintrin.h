@@ -7,7 +7,8 @@
  * portable simde_mm512_* version. Nothing from SIMDe is copied here; it is only #included.
  *
  * SIMDe 0.7.4 (Debian bookworm's libsimde-dev) lacks thirteen intrinsics the kernels use (six for
- * float32, five for the float64 kernels, the two float16 conversions); they are
+ * float32, five for the float64 kernels, the two float16 conversions), and its _mm512_scalef_ps
+ * differs from the hardware where the kernels need it; these fourteen are
  * written below from their documented semantics (Intel Intrinsics Guide, and GCC's avx512fintrin.h
  * for the reduction order of the _mm512_reduce_* sequences, which are not single instructions).
  * If a newer SIMDe provides them, ours take precedence (we #undef and redefine), so behaviour does
@@ -23,6 +24,7 @@
 
 #include_next <immintrin.h>
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -108,6 +110,36 @@ static inline void twopass_emu_mm512_stream_ps(void* p, simde__m512 a)
 
 #undef _mm512_stream_ps
 #define _mm512_stream_ps(p, a) twopass_emu_mm512_stream_ps(p, a)
+
+/* _mm512_scalef_ps (VSCALEFPS): a * 2^floor(b), rounded once (Intel SDM), by scalbnf, which rounds
+ * once too and, like the hardware, flushes a subnormal result to 0 under MXCSR.FTZ. SIMDe 0.7.4
+ * computes a * exp2f(floor(b)) instead, which loses every product whose power of two is not a normal
+ * float, such as 2^26 * 2^-131 (the float32 kernels scale by 2^n with n < -126 when they fold the
+ * max's exponent into the polynomial, instantiate.h), and flushes subnormal a and negative subnormal
+ * b. The SDM's special cases: a NaN operand gives it, quietened (a's first); b = -inf gives 0 of
+ * a's sign (NaN for infinite a), b = +inf gives infinity of a's sign (NaN for a = 0). */
+static inline simde__m512 twopass_emu_mm512_scalef_ps(simde__m512 a, simde__m512 b)
+{
+    float av[16], bv[16], out[16];
+    simde_mm512_storeu_ps(av, a);
+    simde_mm512_storeu_ps(bv, b);
+    for (int i = 0; i < 16; i++) {
+        const float x = av[i], e = bv[i];
+        if (x != x || e != e) {
+            out[i] = x != x ? x + 0.0f : e + 0.0f; /* the NaN, quiet */
+        } else if (e == -INFINITY || e == INFINITY) {
+            const int invalid = e < 0 ? (x == INFINITY || x == -INFINITY) : x == 0.0f;
+            out[i] = invalid ? NAN : e < 0 ? copysignf(0.0f, x) : copysignf(INFINITY, x);
+        } else {
+            const float k = floorf(e);
+            out[i] = scalbnf(x, k < -400.0f ? -400 : k > 400.0f ? 400 : (int)k); /* beyond: 0 or inf */
+        }
+    }
+    return simde_mm512_loadu_ps(out);
+}
+
+#undef _mm512_scalef_ps
+#define _mm512_scalef_ps(a, b) twopass_emu_mm512_scalef_ps(a, b)
 
 /* The float64 counterparts: _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd (8 lanes, the same
  * semantics as the ps versions), and _mm512_reduce_max_pd / _mm512_reduce_add_pd in GCC's order:
