@@ -24,7 +24,8 @@
  *            against exp(x - e ln2); e must be an integer and m in [0.7, 1.42]
  *   shifted  exp(x - shift) * 2^-exponent with (shift, exponent) split from a max M as softmax.c
  *            does, x = M - d, d in [0, 760]; a 0 is accepted where the exact value is below 2^-1021
- *            (the cores flush p * 2^d for d < -1022)
+ *            (the cores flush p * 2^d for d < -1022: AVX2 explicitly, AVX-512F by MXCSR.FTZ, set here
+ *            around its calls as the drivers set it)
  * The error is |y - ref| / ulp(ref), ulp(ref) the spacing of doubles at ref (2^-1074 below 2^-1022;
  * an infinite y counts as 2^1024).
  *
@@ -280,19 +281,27 @@ static void avx512_extexp(size_t n, const double* x, double* m, double* e)
     }
 }
 
+/* The AVX-512F mul_exp2 leaves results below 2^-1022 to MXCSR.FTZ, which every caller of the kernels
+ * sets (softmax.c): so do its two checks here. */
 static void avx512_shifted(size_t n, const double* x, const double* s, const double* e, double* y)
 {
+    const unsigned int csr = _mm_getcsr();
+    _mm_setcsr(csr | _MM_FLUSH_ZERO_ON);
     for (size_t i = 0; i < n; i += 8) {
         _mm512_storeu_pd(y + i, f64x8_exp_shifted(_mm512_loadu_pd(x + i), _mm512_loadu_pd(s + i),
                                                   _mm512_loadu_pd(e + i)));
     }
+    _mm_setcsr(csr);
 }
 
 static void avx512_mul_exp2(size_t n, const double* v, const double* d, double* y)
 {
+    const unsigned int csr = _mm_getcsr();
+    _mm_setcsr(csr | _MM_FLUSH_ZERO_ON);
     for (size_t i = 0; i < n; i += 8) {
         _mm512_storeu_pd(y + i, f64x8_mul_exp2(_mm512_loadu_pd(v + i), _mm512_loadu_pd(d + i)));
     }
+    _mm_setcsr(csr);
 }
 
 static int avx512_tail_mask_ok(void)

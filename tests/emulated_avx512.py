@@ -297,7 +297,7 @@ class EmulatedAVX512:
             registry = getattr(lib, f"twopass_{dt}_kernel_registry")(ctypes.byref(count))
             self.registry += [Kernel(registry[i], lib) for i in range(count.value)]
         self._by_name = {k.name: k for k in self.registry}
-        for name in ("scalef", "roundscale", "max", "mask_ops", "reduce", "cmp_nlt_uq", "maskz_scalef"):
+        for name in ("scalef", "scalef_pd", "roundscale", "max", "mask_ops", "reduce"):
             getattr(lib, "twopass_emu_probe_" + name).restype = None
 
     # -- kernels --
@@ -424,21 +424,15 @@ class EmulatedAVX512:
                                             _P(b.ctypes.data), _P(out.ctypes.data), _P(out2.ctypes.data))
         return out, out2
 
-    def cmp_nlt_uq(self, a, b):
-        """Lanes of _mm512_cmp_ps_mask(a, b, _CMP_NLT_UQ), as a bool array."""
-        n, padded, (va, vb) = self._lanes(a, b)
-        out = np.empty(padded, np.uint8)
-        self.lib.twopass_emu_probe_cmp_nlt_uq(_N(padded), _P(va.ctypes.data), _P(vb.ctypes.data),
-                                              _P(out.ctypes.data))
-        return out[:n].astype(bool)
-
-    def maskz_scalef(self, mask, a, b):
-        """_mm512_maskz_scalef_ps(mask, a, b) on 16 lanes."""
-        a, b = self._vec(a, 16), self._vec(b, 16)
-        out = np.empty(16, np.float32)
-        self.lib.twopass_emu_probe_maskz_scalef(ctypes.c_uint(mask), _P(a.ctypes.data), _P(b.ctypes.data),
-                                                _P(out.ctypes.data))
-        return out
+    def scalef_pd(self, a, b):
+        """_mm512_scalef_pd(a, b) over float64 arrays of one length."""
+        a, b = (np.ascontiguousarray(v, np.float64).ravel() for v in np.broadcast_arrays(a, b))
+        n = a.size
+        padded = -(-n // 8) * 8
+        va, vb = np.resize(a, padded), np.resize(b, padded)
+        out = np.empty(padded, np.float64)
+        self.lib.twopass_emu_probe_scalef_pd(_N(padded), _P(va.ctypes.data), _P(vb.ctypes.data), _P(out.ctypes.data))
+        return out[:n]
 
     def reduce_max_add(self, v):
         """(_mm512_reduce_max_ps(v), _mm512_reduce_add_ps(v)) of 16 floats."""

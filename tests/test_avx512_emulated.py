@@ -14,6 +14,8 @@ VSCALEFPS is not SIMDe 0.7.4's: it computes a * exp2f(floor(b)), which loses eve
 of two is not a normal float, so the shim has its own, from the SDM (test_emulated_scalef_is_the_hardwares).
 """
 import decimal
+import fractions
+import math
 import os
 import re
 import shutil
@@ -586,17 +588,60 @@ def test_matches_native_avx2(emu, algorithm):
 # ---------------------------------------------------------------------------------------------
 # The emulated intrinsics themselves, against the hardware semantics (Intel SDM)
 
+def scalef_special(a, b, quiet):
+    """VSCALEFPS/PD's special cases (Intel SDM table, checked on an AVX-512 CPU) as (mask, values),
+    for arrays a, b of one float dtype; quiet(v) quietens a NaN keeping its payload."""
+    dt = a.dtype
+    indefinite = -np.array(np.nan, dt)  # QNaN indefinite: sign set, payload 0
+    with np.errstate(invalid="ignore"):
+        an, bn = np.isnan(a), np.isnan(b)
+        a_snan = an & ((a.view(np.uint32 if dt == F32 else np.uint64) >> (22 if dt == F32 else 51)) & 1 == 0)
+        cases = [
+            (an & a_snan, quiet(a)),
+            (an & ~a_snan & (b == np.inf), np.full_like(a, np.inf)),
+            (an & ~a_snan & (b == -np.inf), np.zeros_like(a)),
+            (an, quiet(a)),
+            (bn, quiet(b)),
+            (np.isinf(a) & (b == -np.inf), np.full_like(a, indefinite)),
+            (np.isinf(a), a),
+            ((a == 0) & (b == np.inf), np.full_like(a, indefinite)),
+            (a == 0, a),
+            (b == np.inf, np.copysign(np.full_like(a, np.inf), a)),
+            (b == -np.inf, np.copysign(np.zeros_like(a), a)),
+        ]
+    mask = np.zeros(a.shape, bool)
+    out = np.zeros_like(a)
+    for m, v in cases:
+        m = m & ~mask
+        out[m] = v[m]
+        mask |= m
+    return mask, out
+
+
 def scalef_model(a, b):
     """VSCALEFPS with MXCSR at its default (round to nearest, DAZ = FTZ = 0): a * 2^floor(b)
-    rounded once; NaN in -> NaN; 0 * 2^+inf and inf * 2^-inf -> NaN."""
-    a, b = np.asarray(a, F32), np.asarray(b, F32)
-    a, b = np.broadcast_arrays(a, b)
+    rounded once; the special cases of scalef_special."""
+    a, b = np.broadcast_arrays(np.asarray(a, F32), np.asarray(b, F32))
     with np.errstate(all="ignore"):
         k = np.clip(np.floor(b.astype(np.float64)), -400, 400)  # beyond: 0 or inf for any float a
         k = np.where(np.isnan(k), 0, k).astype(np.int64)
         out = np.ldexp(a.astype(np.float64), k).astype(F32)  # exact in float64, then one rounding
-    invalid = np.isnan(a) | np.isnan(b) | ((a == 0) & (b == np.inf)) | (np.isinf(a) & (b == -np.inf))
-    out[invalid] = np.nan
+    special, values = scalef_special(a, b, lambda v: (v.view(np.uint32) | np.uint32(0x400000)).view(F32))
+    out[special] = values[special]
+    return out
+
+
+def scalef_pd_model(a, b):
+    """VSCALEFPD likewise: a * 2^floor(b) as an exact fraction, rounded once to float64 by Python."""
+    a, b = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))
+    special, out = scalef_special(a, b, lambda v: (v.view(np.uint64) | np.uint64(1 << 51)).view(np.float64))
+    for i in np.flatnonzero(~special):
+        k = int(min(max(math.floor(b[i]), -2200), 2200))
+        exact = fractions.Fraction(float(a[i])) * fractions.Fraction(2) ** k
+        try:
+            out[i] = float(exact)
+        except OverflowError:
+            out[i] = math.copysign(math.inf, a[i])
     return out
 
 
@@ -625,25 +670,31 @@ def test_emulated_scalef_is_the_hardwares(emu):
     assert bits(emu.scalef(F32(0), F32(-np.inf)))[0] == 0  # +0 exactly
     assert emu.scalef(F32(1.5), F32(-149))[0] == F32(2.0 ** -148)  # ties to even in the subnormals
     assert emu.scalef(F32(2.0 ** 26), F32(-131))[0] == F32(2.0 ** -105)  # 2^-131 itself is no normal float
+    # the SDM's table, as an AVX-512 CPU gave it (a quiet NaN a with b = +-inf is no NaN)
+    u = lambda *v: np.array(v, np.uint32).view(F32)
+    a_, b_ = u(0x7FC00000, 0x7FC00000, 0xFFC12345, 0x7FA12345, 0xFF800000, 0x80000000, 0x3F800000, 0xC0000000), \
+        u(0x7F800000, 0xFF800000, 0x40A00000, 0x7FC54321, 0xFF800000, 0x7F800000, 0xFFC54321, 0xFF800000)
+    np.testing.assert_array_equal(bits(emu.scalef(a_, b_)), [0x7F800000, 0x00000000, 0xFFC12345, 0x7FE12345,
+                                                            0xFFC00000, 0xFFC00000, 0xFFC54321, 0x80000000])
 
 
-def test_simde_cmp_nlt_uq_and_maskz_scalef(emu):
-    """The flush mask of the kernels: d >= -126 or unordered (NaN), then scalef on those lanes, 0
-    elsewhere (a NaN d in a masked-off lane gives 0, in a selected lane NaN)."""
-    d = np.array([np.nan, -127, -126, -125.5, -np.inf, np.inf, 0, -np.nan, -126.5, -1e30, 3, -200,
-                  -149, -0.0, 1e-40, -1e-40], F32)
-    with np.errstate(invalid="ignore"):
-        want = ~(d < F32(-126))
-    np.testing.assert_array_equal(emu.cmp_nlt_uq(d, F32(-126)), want)
-    a = np.linspace(0.7, 1.4, 16).astype(F32)
-    a[3] = 0
-    for mask in (0xFFFF, 0x0000, 0x5A5A, sum(1 << i for i in range(16) if want[i])):
-        lanes = np.array([(mask >> i) & 1 for i in range(16)], bool)
-        got = emu.maskz_scalef(mask, a, d)
-        np.testing.assert_array_equal(bits(got[~lanes]), 0)
-        model = scalef_model(a, d)
-        ok = _same(got, model) | (np.abs(d) < TINY) & (d != 0)  # subnormal d: SIMDe flushes it
-        assert np.all(ok[lanes]), (mask, got, model)
+def test_emulated_scalef_pd_is_the_hardwares(emu):
+    """The shim's _mm512_scalef_pd against the SDM bit for bit, on the float64 kernels' domain (v up to
+    a sum's mantissa, d far below -1022: results the explicit flush used to zero, which FTZ keeps when
+    normal) and its special cases."""
+    rng = np.random.default_rng(19)
+    tiny = np.finfo(np.float64).tiny
+    snan = np.array([0x7FF4000000000001], np.uint64).view(np.float64)[0]
+    a = np.concatenate([rng.uniform(0.7, 1.42, 12), rng.uniform(-3, 3, 6), [1000.0, 6e4, 0.0, -0.0, 1.0, 1.5,
+                        np.inf, -np.inf, np.nan, -np.nan, snan, tiny * 0.3, -tiny, 2.0 ** -1074, 1.7e308]])
+    b = np.concatenate([np.arange(-1100.0, -1000.0, 3.0), [-1030.0, -1074.0, -1075.0, -1076.0, -2000.0, -5e6,
+                        0.0, -1.0, 1.0, 1023.0, 1024.0, 2e6, -0.5, -3.25, 1e-310, -1e-310, np.inf, -np.inf,
+                        np.nan, snan]])
+    aa, bb = (v.ravel() for v in np.meshgrid(a, b))
+    got, want = emu.scalef_pd(aa, bb), scalef_pd_model(aa, bb)
+    bad = (got.view(np.uint64) != want.view(np.uint64))
+    assert not bad.any(), list(zip(aa[bad][:10], bb[bad][:10], got[bad][:10], want[bad][:10]))
+    assert emu.scalef_pd(1000.0, -1030.0)[0] == 1000.0 * 2.0 ** -1030  # a normal result: 2^-1030 is none
 
 
 def test_simde_roundscale_nearest_even(emu):

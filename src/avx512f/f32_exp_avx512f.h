@@ -29,7 +29,7 @@ TWOPASS_INLINE __m512 f32x16_exp_poly_times(__m512 t, __m512 s)
  * 0.141 ns per element with and without it); FTZ zeroes the same results for |v| < 2, and keeps the
  * normal results of a larger v (a sum's mantissa) that the explicit flush zeroed. NaN v or d gives
  * NaN, d = -inf gives 0 (inf v: NaN). d = +inf is outside: there VSCALEF gives +inf even for a NaN v
- * (its special-case table; SIMDe gives NaN). The passes never pass it: only x = +inf has n = +inf, and
+ * (its special-case table). The passes never pass it: only x = +inf has n = +inf, and
  * then the max they subtract is +inf too (rmax keeps NaN, so a NaN elsewhere cannot hide it) and d is
  * NaN. */
 TWOPASS_INLINE __m512 f32x16_mul_exp2(__m512 v, __m512 d)

@@ -7,8 +7,8 @@
  * portable simde_mm512_* version. Nothing from SIMDe is copied here; it is only #included.
  *
  * SIMDe 0.7.4 (Debian bookworm's libsimde-dev) lacks thirteen intrinsics the kernels use (six for
- * float32, five for the float64 kernels, the two float16 conversions), and its _mm512_scalef_ps
- * differs from the hardware where the kernels need it; these fourteen are
+ * float32, five for the float64 kernels, the two float16 conversions), and its _mm512_scalef_ps and
+ * _pd differ from the hardware where the kernels need them; these fifteen are
  * written below from their documented semantics (Intel Intrinsics Guide, and GCC's avx512fintrin.h
  * for the reduction order of the _mm512_reduce_* sequences, which are not single instructions).
  * If a newer SIMDe provides them, ours take precedence (we #undef and redefine), so behaviour does
@@ -111,35 +111,60 @@ static inline void twopass_emu_mm512_stream_ps(void* p, simde__m512 a)
 #undef _mm512_stream_ps
 #define _mm512_stream_ps(p, a) twopass_emu_mm512_stream_ps(p, a)
 
-/* _mm512_scalef_ps (VSCALEFPS): a * 2^floor(b), rounded once (Intel SDM), by scalbnf, which rounds
- * once too and, like the hardware, flushes a subnormal result to 0 under MXCSR.FTZ. SIMDe 0.7.4
- * computes a * exp2f(floor(b)) instead, which loses every product whose power of two is not a normal
- * float, such as 2^26 * 2^-131 (the float32 kernels scale by 2^n with n < -126 when they fold the
- * max's exponent into the polynomial, instantiate.h), and flushes subnormal a and negative subnormal
- * b. The SDM's special cases: a NaN operand gives it, quietened (a's first); b = -inf gives 0 of
- * a's sign (NaN for infinite a), b = +inf gives infinity of a's sign (NaN for a = 0). */
+/* _mm512_scalef_ps and _pd (VSCALEFPS/PD): a * 2^floor(b), rounded once, with the special cases of
+ * the Intel SDM's table (checked on an AVX-512 CPU), at MXCSR.DAZ = 0. SIMDe 0.7.4 computes
+ * a * exp2(floor(b)) instead, which loses every product whose power of two is not a normal number,
+ * such as 2^26 * 2^-131 (float32 kernels with the max's exponent folded into the polynomial,
+ * instantiate.h) or 1000 * 2^-1030 (a float64 sum's mantissa), and flushes subnormal a and negative
+ * subnormal b. One lane, in double: a_snan says whether a was a signalling NaN of its own type. The
+ * float32 caller rounds the result to float once more, which is its only rounding wherever that
+ * result is not 0: a float times 2^k is exact in double down to 2^-1074. scalbn, like the hardware,
+ * gives 0 for a result below the smallest normal under MXCSR.FTZ. */
+static inline double twopass_emu_scalef_lane(double a, int a_snan, double b)
+{
+    if (a != a) {                         /* QNaN(a); a quiet NaN with b = +-inf gives +inf, +0 */
+        return a_snan ? a + 0.0 : b == INFINITY ? INFINITY : b == -INFINITY ? 0.0 : a;
+    }
+    if (b != b) return b + 0.0;           /* QNaN(b) */
+    if (a == INFINITY || a == -INFINITY) return b == -INFINITY ? -NAN : a; /* -NAN: QNaN indefinite */
+    if (a == 0.0) return b == INFINITY ? -NAN : a;
+    if (b == INFINITY || b == -INFINITY) return b > 0 ? copysign(INFINITY, a) : copysign(0.0, a);
+    const double k = floor(b);
+    return scalbn(a, k < -2200.0 ? -2200 : k > 2200.0 ? 2200 : (int)k); /* beyond: 0 or inf */
+}
+
 static inline simde__m512 twopass_emu_mm512_scalef_ps(simde__m512 a, simde__m512 b)
 {
     float av[16], bv[16], out[16];
     simde_mm512_storeu_ps(av, a);
     simde_mm512_storeu_ps(bv, b);
     for (int i = 0; i < 16; i++) {
-        const float x = av[i], e = bv[i];
-        if (x != x || e != e) {
-            out[i] = x != x ? x + 0.0f : e + 0.0f; /* the NaN, quiet */
-        } else if (e == -INFINITY || e == INFINITY) {
-            const int invalid = e < 0 ? (x == INFINITY || x == -INFINITY) : x == 0.0f;
-            out[i] = invalid ? NAN : e < 0 ? copysignf(0.0f, x) : copysignf(INFINITY, x);
-        } else {
-            const float k = floorf(e);
-            out[i] = scalbnf(x, k < -400.0f ? -400 : k > 400.0f ? 400 : (int)k); /* beyond: 0 or inf */
-        }
+        uint32_t bits;
+        memcpy(&bits, &av[i], sizeof bits);
+        const int snan = (bits & 0x7FC00000u) == 0x7F800000u && (bits & 0x003FFFFFu) != 0;
+        out[i] = (float)twopass_emu_scalef_lane(av[i], snan, bv[i]);
     }
     return simde_mm512_loadu_ps(out);
 }
 
+static inline simde__m512d twopass_emu_mm512_scalef_pd(simde__m512d a, simde__m512d b)
+{
+    double av[8], bv[8], out[8];
+    simde_mm512_storeu_pd(av, a);
+    simde_mm512_storeu_pd(bv, b);
+    for (int i = 0; i < 8; i++) {
+        uint64_t bits;
+        memcpy(&bits, &av[i], sizeof bits);
+        const int snan = (bits & 0x7FF8000000000000u) == 0x7FF0000000000000u && (bits & 0x0007FFFFFFFFFFFFu) != 0;
+        out[i] = twopass_emu_scalef_lane(av[i], snan, bv[i]);
+    }
+    return simde_mm512_loadu_pd(out);
+}
+
 #undef _mm512_scalef_ps
 #define _mm512_scalef_ps(a, b) twopass_emu_mm512_scalef_ps(a, b)
+#undef _mm512_scalef_pd
+#define _mm512_scalef_pd(a, b) twopass_emu_mm512_scalef_pd(a, b)
 
 /* The float64 counterparts: _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd (8 lanes, the same
  * semantics as the ps versions), and _mm512_reduce_max_pd / _mm512_reduce_add_pd in GCC's order:

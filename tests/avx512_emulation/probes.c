@@ -44,17 +44,10 @@ void twopass_emu_probe_reduce(const float* a, float* out)
     out[1] = _mm512_reduce_add_ps(_mm512_loadu_ps(a));
 }
 
-/* out[i] = lane i of _mm512_cmp_ps_mask(a, b, _CMP_NLT_UQ) (true for unordered operands). */
-void twopass_emu_probe_cmp_nlt_uq(size_t n, const float* a, const float* b, unsigned char* out)
+/* The float64 scalef: out = _mm512_scalef_pd(a, b), n % 8 == 0. */
+void twopass_emu_probe_scalef_pd(size_t n, const double* a, const double* b, double* out)
 {
-    for (size_t i = 0; i < n; i += 16) {
-        const unsigned int m = _mm512_cmp_ps_mask(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), _CMP_NLT_UQ);
-        for (int j = 0; j < 16; j++) out[i + j] = (unsigned char)((m >> j) & 1);
+    for (size_t i = 0; i < n; i += 8) {
+        _mm512_storeu_pd(out + i, _mm512_scalef_pd(_mm512_loadu_pd(a + i), _mm512_loadu_pd(b + i)));
     }
-}
-
-/* out = _mm512_maskz_scalef_ps(k, a, b) for one vector. */
-void twopass_emu_probe_maskz_scalef(unsigned int k, const float* a, const float* b, float* out)
-{
-    _mm512_storeu_ps(out, _mm512_maskz_scalef_ps(_cvtu32_mask16(k), _mm512_loadu_ps(a), _mm512_loadu_ps(b)));
 }
