@@ -45,38 +45,7 @@
 
 #if defined(TWOPASS_TEST_EMULATED_IMMINTRIN_H)
 #define EXP64_AVX512 "avx512f (SIMDe)"
-/* SIMDe 0.7.4 computes _mm512_scalef_pd(a, b) as a * exp2(floor(b)), which is +inf at b = 1024 even
- * for a < 1 and 0 for b <= -1075 even where a * 2^b rounds to 2^-1074. VSCALEFPD (Intel SDM) rounds
- * a * 2^floor(b) once. This stand-in does that (ldexp rounds once), so the emulated core behaves as
- * on hardware at the ends of the range; -DEXP64_SIMDE_SCALEF keeps SIMDe's version. */
-#ifndef EXP64_SIMDE_SCALEF
-static inline double exp64_scalef_lane(double a, double b)
-{
-    if (isnan(a) || isnan(b)) return a + b;
-    if (isinf(b)) {
-        if (b > 0) return a == 0.0 ? NAN : copysign(INFINITY, a);
-        return isinf(a) ? NAN : copysign(0.0, a);
-    }
-    const double f = floor(b);
-    return ldexp(a, f > 4096.0 ? 4096 : f < -4096.0 ? -4096 : (int)f);
-}
-static inline __m512d exp64_scalef_pd(__m512d a, __m512d b)
-{
-    double va[8], vb[8];
-    _mm512_storeu_pd(va, a);
-    _mm512_storeu_pd(vb, b);
-    for (int i = 0; i < 8; i++) va[i] = exp64_scalef_lane(va[i], vb[i]);
-    return _mm512_loadu_pd(va);
-}
-static inline __m512d exp64_mask_scalef_pd(__m512d src, __mmask8 k, __m512d a, __m512d b)
-{
-    return _mm512_mask_mov_pd(src, k, exp64_scalef_pd(a, b));
-}
-#undef _mm512_scalef_pd
-#define _mm512_scalef_pd(a, b) exp64_scalef_pd(a, b)
-#undef _mm512_mask_scalef_pd
-#define _mm512_mask_scalef_pd(src, k, a, b) exp64_mask_scalef_pd(src, k, a, b)
-#endif
+/* _mm512_scalef_pd is the test shim's (tests/avx512_emulation/immintrin.h), which follows the SDM. */
 #elif defined(__AVX512F__)
 #define EXP64_AVX512 "avx512f"
 #define EXP64_AVX512_NATIVE 1

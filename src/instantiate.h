@@ -24,10 +24,11 @@
     { raddonline_impl(n, x, result, U, ACC); }
 /* exp(x - shift) * 2^-exponent (times a scale), the caller's split of exp(x - max) (kernels.h), by the
  * instance of the template for the split's case. exp_split's usual shift = 0 is passed as the constant
- * 0, so the compiler drops x - shift (x - 0 is x but for x = -0, and exp(-0) = exp(+0)); there the
- * exponent is folded into the scale where the exp core can (EXP(fold_exponent), AVX-512F float32).
- * One operation fewer per vector each, of 13-14 (AVX-512F, float32); the same bits as the general
- * instance, which runs for |max| beyond the shift limit (tests/test_kernels.py checks all three). */
+ * +0, so the compiler drops x - shift (x - (+0) is x; a shift of -0 also takes this instance, and
+ * x - (-0) differs only at x = -0, where exp(-0) = exp(+0)); there the exponent is folded into the
+ * scale where the exp core can (EXP(fold_exponent), AVX-512F float32). One operation fewer per vector
+ * each: 14, 13, 12 in reload's pass 2 on AVX-512F. The same bits as the general instance, which runs
+ * for |max| beyond the shift limit (tests/test_kernels.py checks the three against each other). */
 TWOPASS_INLINE TP_T raddexpminusmax_split(size_t n, const TP_E* x, TP_E* y, TP_T shift, TP_T exponent,
                                           const size_t U, const size_t ACC, const int STORE_Y)
 {

@@ -139,10 +139,10 @@ int twopass_streaming_job(size_t elements, size_t element_size)
  * and then restore the caller's MXCSR: a result below the smallest normal (2^-126 in float32,
  * 2^-1022 in float64) becomes 0 instead of a subnormal. Intel CPUs form a subnormal by a microcode
  * assist: about 40 ns each from VSCALEFPS measured here, and three-pass recompute on AVX-512 was
- * 4.5x slower on uniform [-100, 100] rows, whose outputs are 2.5% subnormal. The AVX2 kernels and
- * the float64 ones flush the results whose power of two is below the smallest normal themselves,
- * which is nearly all of them, and FTZ takes the rest (p * 2^-126 with p < 1, or a small scale); the
- * AVX-512F float32 exp leaves the whole flush to FTZ (one VSCALEF, f32_exp_avx512f.h), and so does
+ * 4.5x slower on uniform [-100, 100] rows, whose outputs are 2.5% subnormal. The AVX2 kernels flush
+ * the results whose power of two is below the smallest normal themselves, which is nearly all of
+ * them, and FTZ takes the rest (p * 2^-126 with p < 1, or a small scale); the AVX-512F exp leaves
+ * the whole flush to FTZ (one VSCALEF, f32_exp_avx512f.h and f64_exp_avx512f.h), and so does
  * vscale, reload's scaling, on every level and dtype (one multiply, kernels_*.h); so every caller of
  * the kernels must set it (run_kernel too). Only the float results change: 0 where they were
  * subnormal (below 2^-125 after the scaling, as documented), no other bit. */

@@ -23,7 +23,7 @@
  *   vsubc_columns         y[r, j] = (x[r, j] - c_hi[j]) - c_lo[j]               (log_softmax, pass 2)
  *
  * where e_i = exp(x_i - shift) * 2^-exponent stands for exp(x_i - max): the caller splits the max
- * as shift + exponent * ln2 (twopass_exp_shift in softmax.c), so that x_i - shift is exact for
+ * as shift + exponent * ln2 (exp_split in softmax_template.h), so that x_i - shift is exact for
  * every element whose exp matters and no float32 rounding of x_i - max enters the result.
  *
  * Name of a kernel: twopass_<f32|f64|f16>_<op>__<isa>_u<elements per iteration>[_acc<accumulators>][_nt].

@@ -43,7 +43,7 @@ TWOPASS_INLINE __m512 f32x16_mul_exp2(__m512 v, __m512 d)
  * scaling. Above (only pass 1 of two-pass sees such x) n and t are inexact, and the block's
  * exponent lies beyond TWOPASS_EXTEXP_EXPONENT_LIMIT (or its sum is NaN), so the slice goes to
  * three-pass (softmax_template.h, extsum_add). One FMA and one subtraction: a multiply and
- * VRNDSCALEPS (2 uops on Intel) took one operation more per vector, of 15 in exp(x - max). */
+ * VRNDSCALEPS (2 uops on Intel) took one operation more per vector (of 15 in exp(x - max) then). */
 TWOPASS_INLINE __m512 f32x16_exp_reduce(__m512 x, __m512* n, __m512 s)
 {
     const __m512 magic = _mm512_set1_ps(TWOPASS_F32_MAGIC);
@@ -78,15 +78,17 @@ TWOPASS_INLINE __m512 f32x16_exp_shifted_scaled(__m512 x, __m512 shift, __m512 e
 
 /* 2^-exponent folded into the scale, for the kernels' shift = 0 instances (instantiate.h): with
  * folded = scale * 2^-exponent, exp_shifted_scaled(x, 0, 0, folded) is exp_shifted_scaled(x, 0,
- * exponent, scale) without the subtraction n - exponent, one operation per vector of 13-14. The same
+ * exponent, scale) without the subtraction n - exponent: one operation fewer per vector. The same
  * bits wherever every step of the polynomial times `folded` stays normal: each rounding then scales
  * by the power of two, and VSCALEF forms p' 2^n = p 2^(n - exponent) exactly (or flushes both). The
- * steps lie in [2^-7, 1.42] times the scale (c5 > 2^-7, |t| <= ln2/2), hence folded in
- * [2^-119, 2^126]; returns 0 (no fold) outside that, for a NaN scale, and for an exponent that is
- * not an integer whose power of two is a normal float. */
+ * steps lie in [2^-7, 1.42] times the scale (c5 > 2^-7, |t| <= ln2/2), hence both the scale (for
+ * the instance that does not fold) and folded in [2^-119, 2^126]; returns 0 (no fold) outside that,
+ * for a NaN scale, and for an exponent that is not an integer whose power of two is a normal float.
+ * The drivers' scales, 1 and 1 / sum, always qualify. */
 TWOPASS_INLINE int f32x16_fold_exponent(float exponent, float scale, float* folded)
 {
     if (!(exponent >= -126.0f && exponent <= 126.0f) || exponent != (float)(int)exponent) return 0;
+    if (!(scale >= 0x1.0p-119f && scale <= 0x1.0p126f)) return 0;
     const uint32_t bits = (uint32_t)(127 - (int)exponent) << 23; /* 2^-exponent, exact */
     float power;
     memcpy(&power, &bits, sizeof power);

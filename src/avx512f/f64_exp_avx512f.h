@@ -29,8 +29,8 @@ TWOPASS_INLINE __m512d f64x8_exp_poly(__m512d t)
 
 /* v * 2^d for integral d <= 0 (or NaN): one VSCALEFPD. A result below 2^-1022 is flushed to 0 by
  * MXCSR.FTZ, which every caller of the kernels sets (as for float32, f32_exp_avx512f.h), where a
- * compare, a multiply and a masked VSCALEF flushed every d < -1022 (float64 raddextexp on 1e5
- * doubles, two_pass 1.10x and reload 1.05x faster without). FTZ zeroes the same results for |v| < 2
+ * compare, a multiply and a masked VSCALEF flushed every d < -1022 (float64 softmax on 1e5 doubles:
+ * two_pass 1.10x and reload 1.05x faster without). FTZ zeroes the same results for |v| < 2
  * and keeps the normal results of a larger v (a sum's mantissa). A NaN v or d gives NaN. d = +inf is
  * outside: there VSCALEF gives +inf even for a NaN v (its special-case table). The passes never pass
  * it: only x = +inf has n = +inf, and then the max they subtract is +inf too (rmax keeps NaN, so a

@@ -1,5 +1,5 @@
 /* float64 softmax passes for AVX-512F: the templates of kernels_avx512f.h on 8-double vectors with
- * the float64 exp of f64_exp_avx512f.h (powers of two below 2^-1022 flush to 0). Compiled with
+ * the float64 exp of f64_exp_avx512f.h (results below 2^-1022 flush to 0 under MXCSR.FTZ). Compiled with
  * -mavx512f -mfma; nothing here runs unless the dispatcher found AVX-512F and OS support for ZMM
  * state. TWOPASS_F64_AVX512F_KERNELS in kernels.h lists the instances.
  */

@@ -118,7 +118,7 @@ static inline void twopass_emu_mm512_stream_ps(void* p, simde__m512 a)
  * instantiate.h) or 1000 * 2^-1030 (a float64 sum's mantissa), and flushes subnormal a and negative
  * subnormal b. One lane, in double: a_snan says whether a was a signalling NaN of its own type. The
  * float32 caller rounds the result to float once more, which is its only rounding wherever that
- * result is not 0: a float times 2^k is exact in double down to 2^-1074. scalbn, like the hardware,
+ * result is not 0: a float times 2^k is exact in double down to 2^-1051. scalbn, like the hardware,
  * gives 0 for a result below the smallest normal under MXCSR.FTZ. */
 static inline double twopass_emu_scalef_lane(double a, int a_snan, double b)
 {
