@@ -133,32 +133,39 @@ static inline double twopass_emu_scalef_lane(double a, int a_snan, double b)
     return scalbn(a, k < -2200.0 ? -2200 : k > 2200.0 ? 2200 : (int)k); /* beyond: 0 or inf */
 }
 
+/* All lanes of one vector (is_double: 8 doubles, else 16 floats; a, b, out point at 64 bytes). */
+static inline void twopass_emu_scalef_lanes(int is_double, const void* a, const void* b, void* out)
+{
+    for (int i = 0; i < (is_double ? 8 : 16); i++) {
+        double x, e, r;
+        int snan;
+        if (is_double) {
+            uint64_t bits;
+            memcpy(&x, (const char*)a + 8 * i, 8), memcpy(&e, (const char*)b + 8 * i, 8), memcpy(&bits, &x, 8);
+            snan = (bits & 0x7FF8000000000000u) == 0x7FF0000000000000u && (bits & 0x0007FFFFFFFFFFFFu) != 0;
+            r = twopass_emu_scalef_lane(x, snan, e);
+            memcpy((char*)out + 8 * i, &r, 8);
+        } else {
+            float xf, ef;
+            uint32_t bits;
+            memcpy(&xf, (const char*)a + 4 * i, 4), memcpy(&ef, (const char*)b + 4 * i, 4), memcpy(&bits, &xf, 4);
+            snan = (bits & 0x7FC00000u) == 0x7F800000u && (bits & 0x003FFFFFu) != 0;
+            const float rf = (float)twopass_emu_scalef_lane(xf, snan, ef);
+            memcpy((char*)out + 4 * i, &rf, 4);
+        }
+    }
+}
 static inline simde__m512 twopass_emu_mm512_scalef_ps(simde__m512 a, simde__m512 b)
 {
-    float av[16], bv[16], out[16];
-    simde_mm512_storeu_ps(av, a);
-    simde_mm512_storeu_ps(bv, b);
-    for (int i = 0; i < 16; i++) {
-        uint32_t bits;
-        memcpy(&bits, &av[i], sizeof bits);
-        const int snan = (bits & 0x7FC00000u) == 0x7F800000u && (bits & 0x003FFFFFu) != 0;
-        out[i] = (float)twopass_emu_scalef_lane(av[i], snan, bv[i]);
-    }
-    return simde_mm512_loadu_ps(out);
+    simde__m512 out;
+    twopass_emu_scalef_lanes(0, &a, &b, &out);
+    return out;
 }
-
 static inline simde__m512d twopass_emu_mm512_scalef_pd(simde__m512d a, simde__m512d b)
 {
-    double av[8], bv[8], out[8];
-    simde_mm512_storeu_pd(av, a);
-    simde_mm512_storeu_pd(bv, b);
-    for (int i = 0; i < 8; i++) {
-        uint64_t bits;
-        memcpy(&bits, &av[i], sizeof bits);
-        const int snan = (bits & 0x7FF8000000000000u) == 0x7FF0000000000000u && (bits & 0x0007FFFFFFFFFFFFu) != 0;
-        out[i] = twopass_emu_scalef_lane(av[i], snan, bv[i]);
-    }
-    return simde_mm512_loadu_pd(out);
+    simde__m512d out;
+    twopass_emu_scalef_lanes(1, &a, &b, &out);
+    return out;
 }
 
 #undef _mm512_scalef_ps
