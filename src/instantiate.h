@@ -26,15 +26,20 @@
  * instance of the template for the split's case. exp_split's usual shift = 0 is passed as the constant
  * +0, so the compiler drops x - shift (x - (+0) is x; a shift of -0 also takes this instance, and
  * x - (-0) differs only at x = -0, where exp(-0) = exp(+0)); there the exponent is folded into the
- * scale where the exp core can (EXP(fold_exponent), AVX-512F float32). One operation fewer per vector
+ * scale where the exp core can (FOLD_EXPONENT: AVX-512F float32 and float16 define it; the AVX2
+ * float32 exp carries the exponent in its magic constant's bias for free, and the float64 ones
+ * multiply by the scale separately, so they do not fold). One operation fewer per vector
  * each: 14, 13, 12 in reload's pass 2 on AVX-512F. The same bits as the general instance, which runs
  * for |max| beyond the shift limit (tests/test_kernels.py checks the three against each other). */
+#ifndef FOLD_EXPONENT
+#define FOLD_EXPONENT(exponent, scale, folded) ((void)(exponent), (void)(scale), (void)(folded), 0)
+#endif
 TWOPASS_INLINE TP_T raddexpminusmax_split(size_t n, const TP_E* x, TP_E* y, TP_T shift, TP_T exponent,
                                           const size_t U, const size_t ACC, const int STORE_Y)
 {
     TP_T folded;
     if (shift != 0) return raddexpminusmax_impl(n, x, y, shift, exponent, 1, U, ACC, STORE_Y);
-    if (EXP(fold_exponent)(exponent, 1, &folded)) return raddexpminusmax_impl(n, x, y, 0, 0, folded, U, ACC, STORE_Y);
+    if (FOLD_EXPONENT(exponent, 1, &folded)) return raddexpminusmax_impl(n, x, y, 0, 0, folded, U, ACC, STORE_Y);
     return raddexpminusmax_impl(n, x, y, 0, exponent, 1, U, ACC, STORE_Y);
 }
 TWOPASS_INLINE void vscaleexpminusmax_split(size_t n, const TP_E* x, TP_E* y, TP_T shift, TP_T exponent,
@@ -43,7 +48,7 @@ TWOPASS_INLINE void vscaleexpminusmax_split(size_t n, const TP_E* x, TP_E* y, TP
     TP_T folded;
     if (shift != 0) {
         vscale_impl(n, x, y, shift, exponent, scale, U, TWOPASS_MODE_EXP, NT);
-    } else if (EXP(fold_exponent)(exponent, scale, &folded)) {
+    } else if (FOLD_EXPONENT(exponent, scale, &folded)) {
         vscale_impl(n, x, y, 0, 0, folded, U, TWOPASS_MODE_EXP, NT);
     } else {
         vscale_impl(n, x, y, 0, exponent, scale, U, TWOPASS_MODE_EXP, NT);

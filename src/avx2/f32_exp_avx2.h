@@ -104,14 +104,6 @@ TWOPASS_INLINE __m256 f32x8_exp_shifted(__m256 x, __m256 shift, __m256 exponent)
     return f32x8_exp_shifted_scaled(x, shift, exponent, _mm256_set1_ps(1.0f));
 }
 
-/* No fold of the exponent into the scale (instantiate.h): the exponent costs nothing per vector
- * here, as it rides in the bias of the magic constant. */
-TWOPASS_INLINE int f32x8_fold_exponent(float exponent, float scale, float* folded)
-{
-    (void)exponent, (void)scale, (void)folded;
-    return 0;
-}
-
 /* The largest lane and the sum of the lanes (added pairwise: upper half + lower half, ...). */
 TWOPASS_INLINE float hmax_f32x8(__m256 v)
 {

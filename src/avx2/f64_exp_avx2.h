@@ -98,13 +98,6 @@ TWOPASS_INLINE __m256d f64x4_exp_shifted_scaled(__m256d x, __m256d shift, __m256
     return _mm256_mul_pd(f64x4_exp_shifted(x, shift, exponent), scale);
 }
 
-/* No fold of the exponent into the scale (instantiate.h): here the scale is a multiply of its own. */
-TWOPASS_INLINE int f64x4_fold_exponent(double exponent, double scale, double* folded)
-{
-    (void)exponent, (void)scale, (void)folded;
-    return 0;
-}
-
 /* raddextexp's pieces (kernels_avx2.h; see f32x8_extexp_biased): p2 = 2 e^t and z = n + 0x1.8p52,
  * here from extexp (the doubling and the bias are exact: |n| < 2^41). */
 #define TWOPASS_F64_EXP_MAGIC 0x1.8p52

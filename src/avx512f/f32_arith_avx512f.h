@@ -12,3 +12,4 @@
 #define V(op) _mm512_##op##_ps
 #define CMP_MASK(a, b, predicate) _mm512_cmp_ps_mask(a, b, predicate)
 #define EXP(name) f32x16_##name
+#define FOLD_EXPONENT f32x16_fold_exponent /* instantiate.h */

@@ -93,13 +93,6 @@ TWOPASS_INLINE __m512d f64x8_exp_shifted_scaled(__m512d x, __m512d shift, __m512
     return _mm512_mul_pd(f64x8_exp_shifted(x, shift, exponent), scale);
 }
 
-/* No fold of the exponent into the scale (instantiate.h): here the scale is a multiply of its own. */
-TWOPASS_INLINE int f64x8_fold_exponent(double exponent, double scale, double* folded)
-{
-    (void)exponent, (void)scale, (void)folded;
-    return 0;
-}
-
 /* Mask of the first `rem` lanes, 0 < rem < 8 (plain C: _cvtu32_mask8 is AVX512DQ). */
 TWOPASS_INLINE __mmask8 f64x8_tail_mask(size_t rem)
 {
