@@ -20,7 +20,7 @@
 
 /* The exp passes' prefetch distance, which the package sets per CPU at import (dispatch.c): here
  * 8 KiB, or $PREFETCH_AHEAD bytes. In L1 it makes no difference. */
-size_t twopass_prefetch_ahead = 8192;
+size_t twopass_prefetch_ahead = TWOPASS_PREFETCH_AHEAD;
 
 static double now(void)
 {

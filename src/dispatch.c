@@ -11,11 +11,11 @@
 #define TWOPASS_STR(x) #x
 #define TWOPASS_XSTR(x) TWOPASS_STR(x)
 
-size_t twopass_prefetch_ahead = 8192;
+size_t twopass_prefetch_ahead = TWOPASS_PREFETCH_AHEAD;
 
 void twopass_tune_for_cpu(const struct twopass_cpu_features* features)
 {
-    twopass_prefetch_ahead = features->intel ? 2048 : 8192; /* measured: common.h */
+    twopass_prefetch_ahead = features->intel ? TWOPASS_PREFETCH_AHEAD_INTEL : TWOPASS_PREFETCH_AHEAD; /* common.h */
 }
 
 #define TD_DT f32

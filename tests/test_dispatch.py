@@ -267,7 +267,8 @@ def test_prefetch_distance_is_tuned_for_the_cpu_and_changes_no_result(level):
     hint only: every algorithm gives the same bits with any distance."""
     kernels = _dispatch._kernels
     intel = twopass.runtime_info()["cpu_features"]["intel"]
-    assert kernels.prefetch_ahead() == (2048 if intel else 8192)
+    assert kernels.prefetch_ahead() == (kernels.PREFETCH_AHEAD_INTEL if intel else kernels.PREFETCH_AHEAD)
+    assert (kernels.PREFETCH_AHEAD_INTEL, kernels.PREFETCH_AHEAD) == (2048, 8192)
     with pytest.raises(ValueError):
         kernels.set_prefetch_ahead((1 << 20) + 1)
     x = np.random.default_rng(3).uniform(-50, 50, (3, 50_000)).astype(np.float32)

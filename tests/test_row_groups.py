@@ -10,8 +10,8 @@ import twopass
 from twopass import kernels
 
 KERNEL_LEVELS = twopass.available_levels()[1:]
-ROW_GROUP_ROW_BYTES = 512  # TWOPASS_ROW_GROUP_ROW_BYTES
-PARALLEL_MIN = 32 * 1024  # TWOPASS_PARALLEL_MIN: smaller jobs run on one thread
+ROW_GROUP_ROW_BYTES = kernels.ROW_GROUP_ROW_BYTES  # longer rows run one by one
+PARALLEL_MIN = kernels.PARALLEL_MIN  # smaller jobs run on one thread
 
 
 def rows_with_specials(rows, n, dtype, seed, spread=30.0):
@@ -47,7 +47,7 @@ def row_by_row(x, **kwargs):
 
 def test_row_group_switch_resets():
     default = kernels.row_group_bytes()
-    assert default == 4096
+    assert default == kernels.ROW_GROUP_BYTES
     try:
         kernels.set_row_group_bytes(0)
         assert kernels.row_group_bytes() == 0
@@ -99,7 +99,8 @@ def test_groups_give_the_bits_of_row_by_row(level_name, dtype, n, spread):
 @pytest.mark.parametrize("level_name", KERNEL_LEVELS)
 def test_only_short_rows_of_one_sum_block_are_grouped(level_name):
     with twopass.use_isa(level_name):
-        for n, grouped in ((128, True), (129, False), (1000, False)):
+        longest = ROW_GROUP_ROW_BYTES // 4  # float32 elements
+        for n, grouped in ((longest, True), (longest + 1, False), (1000, False)):
             x = np.random.default_rng(n).uniform(-30, 30, (300, n)).astype(np.float32)
             before = grouped_jobs()
             twopass.softmax(x, axis=-1, algorithm="three_pass_reload", threads=1)

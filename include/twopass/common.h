@@ -41,6 +41,8 @@
  *   non-temporal passes 1.5x slower (pass 2 alone: avx512f 0.50 against 0.32, avx2 0.49 against
  *   0.32; the non-temporal copy 0.30): prefetches that far ahead wait on DRAM in the fill buffers that
  *   the streamed stores need too. */
+#define TWOPASS_PREFETCH_AHEAD 8192
+#define TWOPASS_PREFETCH_AHEAD_INTEL 2048
 extern size_t twopass_prefetch_ahead;
 #define TWOPASS_PREFETCH_ITERATION(p, bytes)                                                       \
     TWOPASS_UNROLL for (size_t pf_ = 0; pf_ < (bytes); pf_ += 64)                                  \

@@ -16,6 +16,10 @@ def kernel_names(level: int, dtype: str = ...) -> dict[str, str]: ...
 def registry(dtype: str = ...) -> list[dict[str, Any]]: ...
 DTYPES: tuple[str, ...]
 PARALLEL_MIN: int
+ROW_GROUP_ROW_BYTES: int
+ROW_GROUP_BYTES: int
+PREFETCH_AHEAD: int
+PREFETCH_AHEAD_INTEL: int
 EXTEXP_EXPONENT_LIMIT: float
 F64_EXTEXP_EXPONENT_LIMIT: float
 

@@ -157,6 +157,7 @@ cdef extern from "twopass/softmax.h" nogil:
                                               ptrdiff_t y_stride, const double* mantissa,
                                               const double* exponent, int threads)
     int TWOPASS_PARALLEL_MIN
+    int TWOPASS_ROW_GROUP_ROW_BYTES, TWOPASS_ROW_GROUP_BYTES
     void twopass_set_sum_block(size_t elements)
     size_t twopass_sum_block()
     void twopass_set_row_group_bytes(size_t nbytes)
@@ -174,6 +175,7 @@ cdef extern from "twopass/common.h" nogil:
     double TWOPASS_EXTEXP_EXPONENT_LIMIT
     double TWOPASS_F64_EXTEXP_EXPONENT_LIMIT
     size_t twopass_prefetch_ahead  # the exp passes' prefetch distance (set at import; benchmarks below)
+    int TWOPASS_PREFETCH_AHEAD, TWOPASS_PREFETCH_AHEAD_INTEL
 
 EXTEXP_EXPONENT_LIMIT = TWOPASS_EXTEXP_EXPONENT_LIMIT
 F64_EXTEXP_EXPONENT_LIMIT = TWOPASS_F64_EXTEXP_EXPONENT_LIMIT
@@ -244,6 +246,8 @@ def thread_stats():
 
 
 PARALLEL_MIN = TWOPASS_PARALLEL_MIN
+ROW_GROUP_ROW_BYTES, ROW_GROUP_BYTES = TWOPASS_ROW_GROUP_ROW_BYTES, TWOPASS_ROW_GROUP_BYTES  # softmax.h
+PREFETCH_AHEAD, PREFETCH_AHEAD_INTEL = TWOPASS_PREFETCH_AHEAD, TWOPASS_PREFETCH_AHEAD_INTEL  # common.h
 cdef object _check_threads = None  # twopass._dispatch.check_threads, for an explicit threads=
 
 
