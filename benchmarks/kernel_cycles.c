@@ -93,6 +93,11 @@ static void run_vscaleexpminusmax(void* f)
 static void run_vscale(void* f) { ((twopass_f32_vscale_fn*)f)(N, E, Z, SCALE); }
 static void run_vsubc(void* f) { ((twopass_f32_vsubc_fn*)f)(N, X, Y, 1.5f, 0x1p-20f); }
 static void run_raddonline(void* f) { ((twopass_f32_raddonline_fn*)f)(N, X, SUM); }
+/* the whole softmax of rows of 64 floats (N / 64 of them) */
+static void run_softmax_short_rows(void* f)
+{
+    ((twopass_f32_softmax_short_rows_fn*)f)(N / 64, 64, X, 64, Y, 64);
+}
 
 static double GHZ;
 static const char* SEEN[64];

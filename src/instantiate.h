@@ -23,7 +23,7 @@
     void TP_RNAME(raddonline, isa, U, ACC)(size_t n, const TP_E* x, TP_T result[2])        \
     { raddonline_impl(n, x, result, U, ACC); }
 /* exp(x - shift) * 2^-exponent (times a scale), the caller's split of exp(x - max) (kernels.h), by the
- * instance of the template for the split's case. exp_split's usual shift = 0 is passed as the constant
+ * instance of the template for the split's case. TWOPASS_EXP_SPLIT's usual shift = 0 is passed as the constant
  * +0, so the compiler drops x - shift (x - (+0) is x; a shift of -0 also takes this instance, and
  * x - (-0) differs only at x = -0, where exp(-0) = exp(+0)); there the exponent is folded into the
  * scale where the exp core can (FOLD_EXPONENT: AVX-512F float32 and float16 define it; the AVX2
@@ -34,26 +34,89 @@
 #ifndef FOLD_EXPONENT
 #define FOLD_EXPONENT(exponent, scale, folded) ((void)(exponent), (void)(scale), (void)(folded), 0)
 #endif
+enum exp_instance { EXP_GENERAL, EXP_SHIFT_0, EXP_FOLDED };
+/* The instance for a split (and scale); EXP_FOLDED sets *folded = scale * 2^-exponent. */
+TWOPASS_INLINE enum exp_instance exp_instance(TP_T shift, TP_T exponent, TP_T scale, TP_T* folded)
+{
+    if (shift != 0) return EXP_GENERAL;
+    return FOLD_EXPONENT(exponent, scale, folded) ? EXP_FOLDED : EXP_SHIFT_0;
+}
 TWOPASS_INLINE TP_T raddexpminusmax_split(size_t n, const TP_E* x, TP_E* y, TP_T shift, TP_T exponent,
                                           const size_t U, const size_t ACC, const int STORE_Y)
 {
     TP_T folded;
-    if (shift != 0) return raddexpminusmax_impl(n, x, y, shift, exponent, 1, U, ACC, STORE_Y);
-    if (FOLD_EXPONENT(exponent, 1, &folded)) return raddexpminusmax_impl(n, x, y, 0, 0, folded, U, ACC, STORE_Y);
-    return raddexpminusmax_impl(n, x, y, 0, exponent, 1, U, ACC, STORE_Y);
+    switch (exp_instance(shift, exponent, 1, &folded)) {
+    case EXP_GENERAL: return raddexpminusmax_impl(n, x, y, shift, exponent, 1, U, ACC, STORE_Y);
+    case EXP_FOLDED: return raddexpminusmax_impl(n, x, y, 0, 0, folded, U, ACC, STORE_Y);
+    default: return raddexpminusmax_impl(n, x, y, 0, exponent, 1, U, ACC, STORE_Y);
+    }
 }
 TWOPASS_INLINE void vscaleexpminusmax_split(size_t n, const TP_E* x, TP_E* y, TP_T shift, TP_T exponent,
                                             TP_T scale, const size_t U, const int NT)
 {
     TP_T folded;
-    if (shift != 0) {
-        vscale_impl(n, x, y, shift, exponent, scale, U, TWOPASS_MODE_EXP, NT);
-    } else if (FOLD_EXPONENT(exponent, scale, &folded)) {
-        vscale_impl(n, x, y, 0, 0, folded, U, TWOPASS_MODE_EXP, NT);
-    } else {
-        vscale_impl(n, x, y, 0, exponent, scale, U, TWOPASS_MODE_EXP, NT);
+    switch (exp_instance(shift, exponent, scale, &folded)) {
+    case EXP_GENERAL: vscale_impl(n, x, y, shift, exponent, scale, U, TWOPASS_MODE_EXP, NT); break;
+    case EXP_FOLDED: vscale_impl(n, x, y, 0, 0, folded, U, TWOPASS_MODE_EXP, NT); break;
+    default: vscale_impl(n, x, y, 0, exponent, scale, U, TWOPASS_MODE_EXP, NT); break;
     }
 }
+
+/* softmax_short_rows: softmax by three-pass reload of `rows` rows of n elements, at most
+ * TWOPASS_SHORT_ROWS_VECTORS vectors (rows x_stride and y_stride elements apart), a pass at a time
+ * over up to TWOPASS_SHORT_ROWS_GROUP rows: the max of every row, then every row's exps and sum, then
+ * every row's scaling. Row after row, each row waits on its own chain (max, reduced; exps, summed;
+ * 1/sum; the scaling); here the chains of the group's rows overlap, the group's rows stay in L1
+ * between the passes, and each row is straight-line code for its count of vectors NV (no call, loop
+ * or tail logic per pass). The passes do the arithmetic of rmax, raddstoreexpminusmax at (U, ACC) and
+ * vscale in their order, so with U and ACC those of the level's raddstoreexpminusmax the results are
+ * the bits of the rows one by one (tests/test_row_groups.py, tests/test_avx512_emulated.py). */
+TWOPASS_INLINE void short_rows_group(size_t rows, size_t n, const TP_E* x, ptrdiff_t x_stride, TP_E* y,
+                                     ptrdiff_t y_stride, const size_t NV, const size_t U, const size_t ACC)
+{
+    TP_T shift[TWOPASS_SHORT_ROWS_GROUP], exponent[TWOPASS_SHORT_ROWS_GROUP], scale[TWOPASS_SHORT_ROWS_GROUP];
+    for (size_t r = 0; r < rows; r++) {
+        TWOPASS_EXP_SPLIT(short_row_max(n, x + (ptrdiff_t)r * x_stride, NV), &shift[r], &exponent[r]);
+    }
+    for (size_t r = 0; r < rows; r++) {
+        const TP_E* xr = x + (ptrdiff_t)r * x_stride;
+        TP_E* yr = y + (ptrdiff_t)r * y_stride;
+        TP_T folded, sum;
+        switch (exp_instance(shift[r], exponent[r], 1, &folded)) {
+        case EXP_GENERAL: sum = short_row_exps(n, xr, yr, shift[r], exponent[r], 1, NV, U, ACC); break;
+        case EXP_FOLDED: sum = short_row_exps(n, xr, yr, 0, 0, folded, NV, U, ACC); break;
+        default: sum = short_row_exps(n, xr, yr, 0, exponent[r], 1, NV, U, ACC); break;
+        }
+        scale[r] = (TP_T)(1.0 / (double)sum);
+    }
+    for (size_t r = 0; r < rows; r++) short_row_scale(n, y + (ptrdiff_t)r * y_stride, scale[r], NV);
+}
+TWOPASS_INLINE int softmax_short_rows_impl(size_t rows, size_t n, const TP_E* x, ptrdiff_t x_stride, TP_E* y,
+                                           ptrdiff_t y_stride, const size_t U, const size_t ACC)
+{
+    if (n == 0 || n > TWOPASS_SHORT_ROWS_VECTORS * VLEN) return 0;
+    for (size_t first = 0; first < rows; first += TWOPASS_SHORT_ROWS_GROUP) {
+        const size_t count = rows - first < TWOPASS_SHORT_ROWS_GROUP ? rows - first : TWOPASS_SHORT_ROWS_GROUP;
+        const TP_E* xg = x + (ptrdiff_t)first * x_stride;
+        TP_E* yg = y + (ptrdiff_t)first * y_stride;
+        switch ((n + VLEN - 1) / VLEN) { /* NV */
+#define SHORT_ROWS_CASE(nv)                                                                        \
+        case nv:                                                                                   \
+            short_rows_group(count, n, xg, x_stride, yg, y_stride, nv, U, ACC);                    \
+            break;
+        SHORT_ROWS_CASE(1) SHORT_ROWS_CASE(2) SHORT_ROWS_CASE(3) SHORT_ROWS_CASE(4)
+        SHORT_ROWS_CASE(5) SHORT_ROWS_CASE(6) SHORT_ROWS_CASE(7) SHORT_ROWS_CASE(8)
+        SHORT_ROWS_CASE(9) SHORT_ROWS_CASE(10) SHORT_ROWS_CASE(11) SHORT_ROWS_CASE(12)
+        SHORT_ROWS_CASE(13) SHORT_ROWS_CASE(14) SHORT_ROWS_CASE(15) SHORT_ROWS_CASE(16)
+#undef SHORT_ROWS_CASE
+        }
+    }
+    return 1;
+}
+#define DEFINE_softmax_short_rows_R(isa, U, ACC)                                                   \
+    int TP_RNAME(softmax_short_rows, isa, U, ACC)(size_t rows, size_t n, const TP_E* x, ptrdiff_t x_stride, \
+                                                  TP_E* y, ptrdiff_t y_stride)                      \
+    { return softmax_short_rows_impl(rows, n, x, x_stride, y, y_stride, U, ACC); }
 #define DEFINE_raddexpminusmax_R(isa, U, ACC)                                                      \
     TP_T TP_RNAME(raddexpminusmax, isa, U, ACC)(size_t n, const TP_E* x, TP_T shift, TP_T exponent) \
     { return raddexpminusmax_split(n, x, NULL, shift, exponent, U, ACC, 0); }

@@ -15,8 +15,6 @@
 #define TP_PUB(name, suffix) twopass_##name##_f64##suffix
 #define TP_EXPONENT_LIMIT TWOPASS_F64_EXTEXP_EXPONENT_LIMIT
 #define TP_SHIFT_LIMIT TWOPASS_F64_EXP_SHIFT_LIMIT
-#define TP_LOG2E TWOPASS_F64_LOG2E
 #define TP_MAX DBL_MAX
 #define TP_FABS fabs
-#define TP_NEARBYINT nearbyint
 #include "softmax_template.h"

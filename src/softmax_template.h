@@ -10,8 +10,8 @@
  *                        float64's large exponents exact; 0 for float32
  *   TP_KERNELS           the kernel table type (struct twopass_f32_kernels ...)
  *   TP_PUB(name, suffix) a public name: TP_PUB(softmax, _rows) -> twopass_softmax_f32_rows
- *   TP_EXPONENT_LIMIT, TP_SHIFT_LIMIT, TP_LOG2E   the dtype's limits and log2(e) (common.h)
- *   TP_MAX, TP_FABS, TP_NEARBYINT                 FLT_MAX, fabsf, nearbyintf (or DBL_MAX ...)
+ *   TP_EXPONENT_LIMIT, TP_SHIFT_LIMIT   the dtype's limits (common.h)
+ *   TP_MAX, TP_FABS                     FLT_MAX, fabsf (or DBL_MAX, fabs)
  *
  * Per-row results (sums, logsumexp, extsum) are doubles for both dtypes. The algorithms and the
  * threads: see src/softmax.c.
@@ -267,21 +267,9 @@ static double exp_remainder(double max, TP_T shift, TP_T exponent)
 #endif
 }
 
-/* Split max as shift + exponent * ln2. Usually shift = 0 and exponent = round(max * log2(e)): then
- * exp(x - max) ~ exp(x) * 2^-exponent is computed without subtracting at all, and every term is at
- * most exp(ln2/2) ~ 1.42. For |max| beyond the extended-exponent range, shift = max: x - max is then
- * exact wherever exp(x - max) is not 0. A NaN or infinite max gives NaN sums, as it should. */
-static void exp_split(TP_T max, TP_T* shift, TP_T* exponent)
-{
-    if (TP_FABS(max) <= TP_SHIFT_LIMIT) {
-        *shift = 0, *exponent = TP_NEARBYINT(max * TP_LOG2E);
-    } else {
-        *shift = max, *exponent = 0;
-    }
-}
 static void exp_shift(struct slice* s, TP_T max)
 {
-    exp_split(max, &s->shift, &s->exponent);
+    TWOPASS_EXP_SPLIT(max, &s->shift, &s->exponent); /* common.h */
 }
 
 static void softmax_three_pass_recompute(struct slice* s)
@@ -529,33 +517,20 @@ static void rows_body(void* ctx, size_t r)
     job->row(&s, job, r);
 }
 
-/* Short rows in three-pass reload run a group at a time, pass by pass: the max of every row of the
- * group, then every row's exps and sum, then every row's scaling. Row after row, each row waited on
- * its own chain (max, reduced; exps, summed; 1/sum; the scaling), the next row's loads queued behind
- * it; here the chains of a group's rows overlap. The group's input and output stay in L1 between the
- * passes. For a row of one sum block the slice path computes scale = 1 / (0 + (0 + sum)) in double:
- * the same as 1 / sum, since a sum of exps is never -0; so the kernels get the same arguments as
- * row by row, and the results are the same bits. */
+/* Short rows in three-pass reload run a group at a time through the level's softmax_short_rows
+ * kernel (instantiate.h): the group's passes one after another, so the rows' chains overlap, with
+ * the bits of row by row. Rows it does not take (longer than TWOPASS_SHORT_ROWS_VECTORS vectors: only
+ * float16 rows of 129 to 256 halves on AVX2) run one by one. */
 static void reload_group(void* ctx, size_t g)
 {
     const struct rows_job* job = ctx;
-    const TP_KERNELS* k = job->k;
-    const size_t n = job->n, first = g * job->group;
+    const size_t first = g * job->group;
     const size_t count = job->rows - first < job->group ? job->rows - first : job->group;
-    TP_T shift[TWOPASS_ROW_GROUP_MAX], exponent[TWOPASS_ROW_GROUP_MAX], scale[TWOPASS_ROW_GROUP_MAX];
-    const TP_E* x = job->x + (ptrdiff_t)first * job->x_stride;
-    TP_E* y = job->y + (ptrdiff_t)first * job->y_stride;
-    for (size_t i = 0; i < count; i++) {
-        exp_split(k->rmax(n, x + (ptrdiff_t)i * job->x_stride), &shift[i], &exponent[i]);
-    }
-    for (size_t i = 0; i < count; i++) {
-        const double sum = k->raddstoreexpminusmax(n, x + (ptrdiff_t)i * job->x_stride,
-                                                   y + (ptrdiff_t)i * job->y_stride, shift[i], exponent[i]);
-        scale[i] = (TP_T)(1.0 / sum);
-    }
-    for (size_t i = 0; i < count; i++) {
-        TP_E* row = y + (ptrdiff_t)i * job->y_stride;
-        k->vscale(n, row, row, scale[i]);
+    if (!job->k->softmax_short_rows(count, job->n, job->x + (ptrdiff_t)first * job->x_stride, job->x_stride,
+                                    job->y + (ptrdiff_t)first * job->y_stride, job->y_stride)) {
+        for (size_t r = first; r < first + count; r++) {
+            rows_body(ctx, r);
+        }
     }
 }
 
@@ -569,7 +544,7 @@ static size_t row_group(enum twopass_algorithm algorithm, size_t n)
         return 1;
     }
     const size_t group = twopass_row_group_bytes() / row_bytes;
-    return group < 1 ? 1 : group < TWOPASS_ROW_GROUP_MAX ? group : TWOPASS_ROW_GROUP_MAX;
+    return group < 1 ? 1 : group < TWOPASS_SHORT_ROWS_GROUP ? group : TWOPASS_SHORT_ROWS_GROUP;
 }
 
 /* Rows are shared out whole when there are enough of them to balance the threads (or they are too

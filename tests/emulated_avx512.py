@@ -43,6 +43,8 @@ SHIM_DIR = Path(__file__).resolve().parent / "avx512_emulation"
 LEVEL_AVX2, LEVEL_AVX512F = 1, 2
 # enum twopass_f32_op order (TWOPASS_F32_OPS in kernels.h), as the installed extension reports it
 OPS = tuple(__import__("twopass.kernels").kernels.OP_NAMES)
+# the ops over one contiguous 1-D slice (the *_columns and softmax_short_rows ones take 2-D blocks)
+ROW_OPS = tuple(__import__("twopass.kernels").kernels.ROW_OPS)
 ALGORITHMS = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2, "online": 3}
 
 BASE_FLAGS = ["-O2", "-fPIC", "-fno-math-errno", "-Werror=implicit-function-declaration",
@@ -205,6 +207,7 @@ def _fn_types(_F):
     "raddextexp_columns": ctypes.CFUNCTYPE(None, _N, _N, _P, ctypes.c_ssize_t, _P, _P),
     "vscaleextexp_columns": ctypes.CFUNCTYPE(None, _N, _N, _P, ctypes.c_ssize_t, _P, ctypes.c_ssize_t, _P, _P),
     "vsubc_columns": ctypes.CFUNCTYPE(None, _N, _N, _P, ctypes.c_ssize_t, _P, ctypes.c_ssize_t, _P, _P),
+    "softmax_short_rows": ctypes.CFUNCTYPE(ctypes.c_int, _N, _N, _P, ctypes.c_ssize_t, _P, ctypes.c_ssize_t),
     }
 
 
@@ -224,7 +227,8 @@ class Kernel:
 
     rmax(x) -> float;  raddextexp(x) -> (mantissa, exponent);  vscaleextexp(x, y, scale, exponent);
     raddexpminusmax(x, shift, exponent) -> float;  raddstoreexpminusmax(x, y, shift, exponent) -> float;
-    vscaleexpminusmax(x, y, shift, exponent, scale);  vscale(x, y, scale);  vsubc(x, y, c_hi, c_lo).
+    vscaleexpminusmax(x, y, shift, exponent, scale);  vscale(x, y, scale);  vsubc(x, y, c_hi, c_lo);
+    softmax_short_rows(x, y[, rows, n, x_stride, y_stride]) -> 1, or 0 when n > unroll.
     """
 
     def __init__(self, info, lib):
@@ -263,6 +267,11 @@ class Kernel:
             return float(out[0]), float(out[1])
         if op == "raddexpminusmax":
             return self.fn(n, px, *args)
+        if op == "softmax_short_rows":  # (y, rows, n, x_stride, y_stride) over flat buffers; 1 row by default
+            y, rows, length, x_stride, y_stride = args if len(args) == 5 else (args[0], 1, n, n, n)
+            if (rows - 1) * x_stride + length > n or (rows - 1) * y_stride + length > y.size:
+                raise ValueError("the rows do not fit the buffers")
+            return self.fn(rows, length, px, x_stride, _ptr(y, writable=True, dtype=self.dtype), y_stride)
         y, rest = args[0], args[1:]
         if y.size != n:
             raise ValueError("x and y differ in size")
@@ -505,7 +514,7 @@ def guard_page_main(max_tail=40):
                 args = {"rmax": (), "raddextexp": (), "vscaleextexp": (y, 1.0, 3.0),
                         "raddexpminusmax": (0.0, 14.0), "raddstoreexpminusmax": (y, 0.0, 14.0),
                         "vscaleexpminusmax": (y, 0.0, 14.0, 0.5), "vscale": (y, 0.5),
-                        "vsubc": (y, 1.5, 1e-6), "raddonline": ()}[k.op]
+                        "vsubc": (y, 1.5, 1e-6), "raddonline": (), "softmax_short_rows": (y,)}[k.op]
                 k(x, *args)
     print(f"ok: {calls} calls, no access outside the arrays")
     return 0

@@ -40,7 +40,7 @@ DENORM_MIN = 2.0 ** -149
 FLUSH = 2.0 ** -125  # outputs below this may be flushed to 0 (tests/conftest.py FLUSH32)
 LN2 = float(np.log(2.0))
 LOG2E_F32 = F32(float.fromhex("0x1.715476p+0"))
-EXP_SHIFT_LIMIT = F32(2.0 ** 21)
+EXP_SHIFT_LIMIT = F32(2.0 ** 16)  # TWOPASS_EXP_SHIFT_LIMIT (common.h)
 RTOL = 1e-6
 ALGORITHMS = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2, "online": 3}
 REQUIRE = os.environ.get("TWOPASS_REQUIRE_EMULATION") == "1"
@@ -72,8 +72,9 @@ KERNELS = _kernel_list()
 KERNELS_F64 = _kernel_list("f64")
 KERNELS_F16 = _kernel_list("f16")
 AVX512_KERNELS = [k for k in KERNELS if k[2] == "avx512f"]
-# Kernels over one contiguous slice (the *_columns ones are tested through their driver below)
-AVX512_ROW_KERNELS = [k for k in AVX512_KERNELS if not k[1].endswith("_columns")]
+# Kernels over one contiguous slice (the *_columns ones are tested through their driver below, the
+# short-rows ones in test_short_rows_kernel)
+AVX512_ROW_KERNELS = [k for k in AVX512_KERNELS if k[1] in emx.ROW_OPS]
 
 
 def kernels_of(*ops, isas=("avx512f", "avx2")):
@@ -130,7 +131,7 @@ def rel_err(y, ref):
 
 
 def exp_shift(mx):
-    """src/softmax.c exp_shift: max = shift + exponent * ln2, in float32 arithmetic."""
+    """TWOPASS_EXP_SPLIT (common.h): max = shift + exponent * ln2, in float32 arithmetic."""
     mx = F32(mx)
     if abs(mx) <= EXP_SHIFT_LIMIT:
         return F32(0.0), F32(np.rint(mx * LOG2E_F32))
@@ -804,8 +805,8 @@ FLUSH64 = 2.0**-1021  # outputs below this may be flushed to 0 (power-of-two sca
 RTOL64 = 1e-14
 LOG2E_F64 = float.fromhex("0x1.71547652B82FEp+0")
 AVX512_KERNELS_F64 = [k for k in KERNELS_F64 if k[2] == "avx512f"]
-AVX512_ROW_KERNELS_F64 = [k for k in AVX512_KERNELS_F64 if not k[1].endswith("_columns")]
-ROW_KERNELS_F64 = [k for k in KERNELS_F64 if not k[1].endswith("_columns")]
+AVX512_ROW_KERNELS_F64 = [k for k in AVX512_KERNELS_F64 if k[1] in emx.ROW_OPS]
+ROW_KERNELS_F64 = [k for k in KERNELS_F64 if k[1] in emx.ROW_OPS]
 
 
 def ref_softmax64(x):
@@ -955,7 +956,7 @@ def test_softmax_f64_random_lengths(emu, algorithm):
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-@pytest.mark.parametrize("variant", [k[0] for k in AVX512_KERNELS_F64 if not k[1].endswith("_columns")])
+@pytest.mark.parametrize("variant", [k[0] for k in AVX512_ROW_KERNELS_F64])
 def test_softmax_f64_with_each_variant(emu, algorithm, variant):
     rng = np.random.default_rng(22)
     unroll = emu.kernel(variant).unroll
@@ -1074,7 +1075,7 @@ def test_matches_native_avx2_f64(emu, algorithm):
 # same float; the AVX2 float16 twins run natively as a control.
 
 F16 = np.float16
-ROW_KERNELS_F16 = [k for k in KERNELS_F16 if not k[1].endswith("_columns")]
+ROW_KERNELS_F16 = [k for k in KERNELS_F16 if k[1] in emx.ROW_OPS]
 F16_SENTINEL = 0x7E5A  # a NaN half with a payload no kernel writes
 
 
@@ -1135,3 +1136,64 @@ def test_softmax_f16_is_f32_rounded(emu, algorithm):
         y16 = emu.softmax_columns(x16, np.empty_like(x16), log=log)
         y32 = emu.softmax_columns(x16.astype(F32), np.empty(x16.shape, F32), log=log).astype(F16)
         np.testing.assert_array_equal(y16.view(np.uint16), y32.view(np.uint16))
+
+
+# ---------------------------------------------------------------------------------------------
+# Short rows: softmax_short_rows (instantiate.h) on strided rows, avx512f emulated and its AVX2 twins
+# natively, every dtype, against the level's own rmax, raddstoreexpminusmax and vscale run row by row
+# (the drivers' path for longer rows): the same bits, below, at and above the unroll (the order of
+# summation changes there), nothing written outside the rows, and 0 (y untouched) for rows longer than
+# TWOPASS_SHORT_ROWS_VECTORS vectors.
+
+SHORT_ROWS_KERNELS = [pytest.param(k, id=k[0]) for k in KERNELS + KERNELS_F64 + KERNELS_F16
+                      if k[1] == "softmax_short_rows"]
+
+
+def _split(mx, dtype):
+    """TWOPASS_EXP_SPLIT of float32 (float16 computes in float32) or float64."""
+    if dtype != np.float64:
+        return exp_shift(mx)
+    return (0.0, float(np.rint(mx * LOG2E_F64))) if abs(mx) <= 2.0**37 else (float(mx), 0.0)
+
+
+@pytest.mark.parametrize("spec", SHORT_ROWS_KERNELS)
+def test_short_rows_kernel(emu, spec):
+    name, _, isa, unroll = spec
+    k = emu.kernel(name)
+    dtype, level = k.dtype, (emx.LEVEL_AVX512F if isa == "avx512f" else emx.LEVEL_AVX2)
+    passes = emu.table_names(level, dtype=dtype)
+    rmax, store, vscale = (emu.kernel(passes[op]) for op in ("rmax", "raddstoreexpminusmax", "vscale"))
+    assert store.unroll == unroll and store.accumulators == k.accumulators  # the order it mirrors
+    vlen = (64 if isa == "avx512f" else 32) // (8 if dtype == np.float64 else 4)
+    longest = 16 * vlen  # TWOPASS_SHORT_ROWS_VECTORS
+    lengths = sorted({*range(1, 2 * vlen + 2), unroll - vlen - 1, unroll - vlen, unroll - 1, unroll,
+                      unroll + 1, unroll + vlen + 3, longest - 1, longest, longest + 1})
+    rows = 67  # more than one group of TWOPASS_SHORT_ROWS_GROUP = 64
+    rng = np.random.default_rng(unroll)
+    sentinel = np.array(np.nan, dtype)
+    for n in lengths:
+        x_stride, y_stride = n + 3, n + 5
+        x = np.full(rows * x_stride, sentinel)
+        grid = rng.uniform(-40, 40, (rows, n))
+        grid[1, n // 2], grid[4, 0], grid[6], grid[9], grid[10] = np.nan, np.inf, -np.inf, grid[9] * 1e30, 7.0
+        grid[12::17, -1] = -np.inf
+        with np.errstate(over="ignore"):
+            x.reshape(rows, x_stride)[:, :n] = grid.astype(dtype)
+        x_before = x.copy()
+        y = np.full(rows * y_stride, sentinel)
+        done = k(x, y, rows, n, x_stride, y_stride)
+        assert np.array_equal(x.view(np.uint8), x_before.view(np.uint8)), f"{name} n={n}: x was written"
+        if n > longest:
+            assert done == 0 and np.all(np.isnan(y)), f"{name} n={n}: longer rows are declined"
+            continue
+        assert done == 1
+        got = y.reshape(rows, y_stride)
+        assert np.all(np.isnan(got[:, n:])), f"{name} n={n}: written outside the rows"
+        for r in range(rows):
+            row = x[r * x_stride:r * x_stride + n].copy()
+            want = np.empty_like(row)
+            shift, exponent = _split(rmax(row), dtype)
+            total = store(row, want, shift, exponent)
+            vscale(want, want, (F64 if dtype == np.float64 else F32)(1.0 / total))
+            assert np.array_equal(got[r, :n].view(f"u{want.itemsize}"), want.view(f"u{want.itemsize}")), (
+                f"{name} n={n} row {r}: {got[r, :n]} against {want}")

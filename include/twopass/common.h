@@ -8,6 +8,7 @@
 #ifndef TWOPASS_COMMON_H
 #define TWOPASS_COMMON_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -85,7 +86,7 @@ extern size_t twopass_prefetch_ahead;
 #define TWOPASS_EXTEXP_EXPONENT_LIMIT 0x1.0p+17
 #define TWOPASS_EXP_SHIFT_LIMIT 0x1.0p+16f
 
-/* float64 exp, in f64_exp_avx2.h and f64_exp_avx512f.h (not yet used by kernels: the float64 passes are next).
+/* float64 exp, in f64_exp_avx2.h and f64_exp_avx512f.h.
  *
  * ln2 = LN2_HI + LN2_LO to 2^-110: LN2_HI = RN(ln2), LN2_LO = RN(ln2 - LN2_HI). With FMA,
  * t = fma(n, -LN2_HI, x) is exact (x and n*LN2_HI are multiples of 2^-54 whenever n != 0 and |t| < 1/2),
@@ -125,5 +126,30 @@ extern size_t twopass_prefetch_ahead;
 #define TWOPASS_F64_EXTEXP_X_MIN -0x1.0p+40
 #define TWOPASS_F64_EXTEXP_EXPONENT_LIMIT 0x1.0p+38
 #define TWOPASS_F64_EXP_SHIFT_LIMIT 0x1.0p+37
+
+/* exp(x - max) = exp(x - shift) * 2^-exponent with max = shift + exponent ln2 (kernels.h). Usually
+ * shift = 0 and exponent = round(max log2(e)): exp(x - max) ~ exp(x) 2^-exponent is computed without
+ * subtracting at all, every term at most exp(ln2/2) ~ 1.42. For |max| beyond the shift limit, shift
+ * = max and exponent = 0: x - max is then exact wherever exp(x - max) is not 0. A NaN or infinite max
+ * gives NaN sums, as it should. Shared by the drivers (softmax_template.h) and the short-rows kernels
+ * (instantiate.h); TWOPASS_EXP_SPLIT picks the dtype's by the type of max. */
+static inline void twopass_f32_exp_split(float max, float* shift, float* exponent)
+{
+    if (fabsf(max) <= TWOPASS_EXP_SHIFT_LIMIT) {
+        *shift = 0, *exponent = nearbyintf(max * TWOPASS_F32_LOG2E);
+    } else {
+        *shift = max, *exponent = 0;
+    }
+}
+static inline void twopass_f64_exp_split(double max, double* shift, double* exponent)
+{
+    if (fabs(max) <= TWOPASS_F64_EXP_SHIFT_LIMIT) {
+        *shift = 0, *exponent = nearbyint(max * TWOPASS_F64_LOG2E);
+    } else {
+        *shift = max, *exponent = 0;
+    }
+}
+#define TWOPASS_EXP_SPLIT(max, shift, exponent)                                                    \
+    _Generic((max), float: twopass_f32_exp_split, double: twopass_f64_exp_split)(max, shift, exponent)
 
 #endif /* TWOPASS_COMMON_H */

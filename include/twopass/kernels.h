@@ -22,8 +22,13 @@
  *   vscaleextexp_columns  y[r, j] = exp(x[r, j]) * scale[j] * 2^-exponent[j]   (two-pass, pass 2)
  *   vsubc_columns         y[r, j] = (x[r, j] - c_hi[j]) - c_lo[j]               (log_softmax, pass 2)
  *
+ * Short rows (softmax over many rows of at most U elements, a group of rows a pass at a time):
+ *   softmax_short_rows    y[r] = softmax(x[r]) by three-pass reload (rows x_stride and y_stride
+ *                         elements apart): returns 1, or 0 without touching y for rows longer
+ *                         than TWOPASS_SHORT_ROWS_VECTORS vectors
+ *
  * where e_i = exp(x_i - shift) * 2^-exponent stands for exp(x_i - max): the caller splits the max
- * as shift + exponent * ln2 (exp_split in softmax_template.h), so that x_i - shift is exact for
+ * as shift + exponent * ln2 (TWOPASS_EXP_SPLIT, common.h), so that x_i - shift is exact for
  * every element whose exp matters and no float32 rounding of x_i - max enters the result.
  *
  * Name of a kernel: twopass_<f32|f64|f16>_<op>__<isa>_u<elements per iteration>[_acc<accumulators>][_nt].
@@ -56,6 +61,10 @@ extern "C" {
 #define TWOPASS_COLUMN_STRIP 2
 #define TWOPASS_COLUMN_GROUP 2
 #define TWOPASS_COLUMN_MAX_STRIP 4
+/* Most rows softmax_short_rows takes a pass at a time (the bound of its per-row scalars on the
+ * stack), and the longest row it takes, in vectors (16: 512 bytes on AVX2, 1 KiB on AVX-512F). */
+#define TWOPASS_SHORT_ROWS_GROUP 64
+#define TWOPASS_SHORT_ROWS_VECTORS 16
 #define TWOPASS_COLUMN_MAX_ROWS 4
 
 /* Function types, one per pass, for one dtype: elements of type E (in memory), arithmetic and
@@ -78,7 +87,9 @@ extern "C" {
                                                         ptrdiff_t x_ld, E* y, ptrdiff_t y_ld,      \
                                                         const T* scale, const T* exponent);        \
     typedef void twopass_##dt##_vsubc_columns_fn(size_t rows, size_t width, const E* x, ptrdiff_t x_ld, \
-                                                 E* y, ptrdiff_t y_ld, const T* c_hi, const T* c_lo);
+                                                 E* y, ptrdiff_t y_ld, const T* c_hi, const T* c_lo); \
+    typedef int twopass_##dt##_softmax_short_rows_fn(size_t rows, size_t n, const E* x, ptrdiff_t x_stride, \
+                                                     E* y, ptrdiff_t y_stride);
 TWOPASS_KERNEL_TYPES(f32, float, float)
 TWOPASS_KERNEL_TYPES(f64, double, double)
 TWOPASS_KERNEL_TYPES(f16, uint16_t, float)
@@ -87,17 +98,17 @@ TWOPASS_KERNEL_TYPES(f16, uint16_t, float)
 #define TWOPASS_F32_OPS(OP)                                                                        \
     OP(rmax) OP(raddextexp) OP(vscaleextexp) OP(raddexpminusmax) OP(raddstoreexpminusmax)          \
     OP(vscaleexpminusmax) OP(vscale) OP(vsubc) OP(raddonline) OP(raddextexp_columns)                \
-    OP(vscaleextexp_columns) OP(vsubc_columns)
+    OP(vscaleextexp_columns) OP(vsubc_columns) OP(softmax_short_rows)
 
 /* Every compiled variant, one list per ISA (its defaults, the sweep's other variants, its streaming
  * variants: the defaults and streaming ones are lists of their own for float16 to share).
  * R(op, isa, unroll, accumulators) is a reduction,
  * V(op, isa, unroll) an elementwise pass, N(op, isa, unroll) one with non-temporal stores (the
  * streaming table of a level: the first listed N of an op replaces its V there). The first variant
- * listed for an (op, isa) is the one the
- * dispatcher uses; the others exist for the tuning sweep of the benchmarks (python -m benchmarks
- * --sweep; the AVX2 defaults are its winners on this project's machine, benchmarks/RESULTS.md; the
- * AVX-512F ones are untuned: no machine here has had AVX-512). */
+ * listed for an (op, isa) is the one the dispatcher uses; the others exist for the tuning sweep of
+ * the benchmarks (python -m benchmarks --sweep; the defaults are its winners, or within 5% of them,
+ * on the machines of benchmarks/RESULTS.md). softmax_short_rows is listed once per level, with the
+ * unroll and accumulators of that level's raddstoreexpminusmax, whose order of summation it keeps. */
 #define TWOPASS_F32_AVX512F_DEFAULTS(R, V)                                                         \
     R(rmax, avx512f, 128, 4)                                                                       \
     R(raddextexp, avx512f, 128, 4)                                                                 \
@@ -110,7 +121,8 @@ TWOPASS_KERNEL_TYPES(f16, uint16_t, float)
     R(raddonline, avx512f, 128, 1)                                                                 \
     V(raddextexp_columns, avx512f, 256)                                                            \
     V(vscaleextexp_columns, avx512f, 256)                                                          \
-    V(vsubc_columns, avx512f, 256)
+    V(vsubc_columns, avx512f, 256)                                                               \
+    R(softmax_short_rows, avx512f, 128, 4)
 
 #define TWOPASS_F32_AVX512F_STREAMING(N)                                                           \
     N(vscaleextexp, avx512f, 64)                                                                   \
@@ -145,7 +157,8 @@ TWOPASS_KERNEL_TYPES(f16, uint16_t, float)
     R(raddonline, avx2, 64, 1)                                                                     \
     V(raddextexp_columns, avx2, 256)                                                               \
     V(vscaleextexp_columns, avx2, 256)                                                             \
-    V(vsubc_columns, avx2, 256)
+    V(vsubc_columns, avx2, 256)                                                               \
+    R(softmax_short_rows, avx2, 64, 4)
 
 #define TWOPASS_F32_AVX2_STREAMING(N)                                                              \
     N(vscaleextexp, avx2, 32)                                                                      \
@@ -206,6 +219,7 @@ TWOPASS_F32_KERNELS(TWOPASS_DECLARE_R, TWOPASS_DECLARE_V, TWOPASS_DECLARE_N)
     V(raddextexp_columns, avx512f, 256)                                                            \
     V(vscaleextexp_columns, avx512f, 256)                                                          \
     V(vsubc_columns, avx512f, 256)                                                                 \
+    R(softmax_short_rows, avx512f, 64, 4)                                                          \
     R(raddextexp, avx512f, 32, 2)                                                                  \
     R(raddexpminusmax, avx512f, 32, 2)                                                             \
     V(vscaleextexp, avx512f, 64)                                                                   \
@@ -226,6 +240,7 @@ TWOPASS_F32_KERNELS(TWOPASS_DECLARE_R, TWOPASS_DECLARE_V, TWOPASS_DECLARE_N)
     V(raddextexp_columns, avx2, 256)                                                               \
     V(vscaleextexp_columns, avx2, 256)                                                             \
     V(vsubc_columns, avx2, 256)                                                                    \
+    R(softmax_short_rows, avx2, 32, 4)                                                             \
     R(raddextexp, avx2, 32, 4)                                                                     \
     R(raddexpminusmax, avx2, 32, 4)                                                                \
     V(vscaleextexp, avx2, 32)                                                                      \

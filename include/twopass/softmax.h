@@ -80,6 +80,7 @@ struct twopass_kernel_info {
         twopass_##dt##_raddextexp_columns_fn* raddextexp_columns;                                  \
         twopass_##dt##_vscaleextexp_columns_fn* vscaleextexp_columns;                              \
         twopass_##dt##_vsubc_columns_fn* vsubc_columns;                                            \
+        twopass_##dt##_softmax_short_rows_fn* softmax_short_rows;                                  \
         /* the same level with non-temporal stores in the elementwise passes (itself for that table) */ \
         const struct twopass_##dt##_kernels* streaming;                                            \
         const char* names[TWOPASS_F32_OP_COUNT];                                                   \
@@ -130,15 +131,19 @@ size_t twopass_sum_block(void);
 #define TWOPASS_PARALLEL_MIN (32 * 1024)
 /* softmax by three-pass reload runs rows of at most TWOPASS_ROW_GROUP_ROW_BYTES (and one sum
  * block) in groups whose input fits twopass_row_group_bytes(), TWOPASS_ROW_GROUP_BYTES by default,
- * and of at most TWOPASS_ROW_GROUP_MAX rows (the bound of the per-row scalars on the stack; 64
- * rows of 64 bytes fill a group). softmax_template.h, reload_group. Measured on the Xeon of family 6
- * model 167, float32, groups against row by row (medians of 7 interleaved rounds, ns per element):
- * 65536 x 64 0.44-0.47 against 0.56, 2048 x 64 (in L2) 0.40-0.42 against 0.54, 32768 x 128 0.32-0.34
- * against 0.35; rows of 1 KiB (16384 x 256) 0.33-0.35 against 0.33-0.34, and of 2 KiB (8192 x 512)
- * up to 1.18x slower in groups of 4 KiB or more, so rows longer than 512 bytes run one by one. */
+ * and of at most TWOPASS_SHORT_ROWS_GROUP rows (kernels.h; 64 rows of 64 bytes fill a group), each
+ * group by the level's softmax_short_rows kernel: softmax_template.h, reload_group. Measured on the
+ * Xeon of family 6 model 167, float32, ns per element, medians of 7 interleaved rounds:
+ * - groups through the rows' kernels (rmax, raddstoreexpminusmax, vscale) against row by row:
+ *   65536 x 64 0.44-0.47 against 0.56, 2048 x 64 (in L2) 0.40-0.42 against 0.54, 32768 x 128
+ *   0.32-0.34 against 0.35; rows of 1 KiB (16384 x 256) 0.33-0.35 against 0.33-0.34, and of 2 KiB
+ *   (8192 x 512) up to 1.18x slower in groups of 4 KiB or more, so rows longer than 512 bytes run one
+ *   by one;
+ * - softmax_short_rows against those groups, avx512f: 65536 x 64 0.370 against 0.454, 2048 x 64
+ *   0.282 against 0.369, 4096 x 16 0.622 against 0.887, 32768 x 128 0.301 against 0.346; avx2:
+ *   65536 x 64 0.393 against 0.497, 4096 x 16 0.455 against 0.875. */
 #define TWOPASS_ROW_GROUP_ROW_BYTES 512
 #define TWOPASS_ROW_GROUP_BYTES 4096
-#define TWOPASS_ROW_GROUP_MAX 64
 /* For tests and benchmarks: set the group's input bytes (0: row by row; SIZE_MAX: back to
  * TWOPASS_ROW_GROUP_BYTES). The results are the same bits either way. Not thread-safe against
  * running drivers. */

@@ -189,7 +189,7 @@ cdef extern from "twopass/bandwidth.h" nogil:
 LEVEL_NAMES = ("python", "avx2", "avx512f")
 OP_NAMES = ("rmax", "raddextexp", "vscaleextexp", "raddexpminusmax", "raddstoreexpminusmax",
             "vscaleexpminusmax", "vscale", "vsubc", "raddonline", "raddextexp_columns", "vscaleextexp_columns",
-            "vsubc_columns")
+            "vsubc_columns", "softmax_short_rows")
 # Ops run_kernel can call on one 1-D array (the *_columns kernels are tested through their driver).
 ROW_OPS = OP_NAMES[:9]
 # 0 two_pass, 1 three_pass_reload, 2 three_pass_recompute, 3 online (enum twopass_algorithm)
