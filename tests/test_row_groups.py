@@ -1,4 +1,5 @@
-"""Short rows in three-pass reload run in groups, pass by pass (softmax_template.h, reload_group):
+"""Short rows in three-pass reload run in groups, pass by pass (softmax_template.h, reload_group, and
+the levels' softmax_short_rows kernels, whose sum changes order at the unroll: 64 and 128 floats):
 the same bits as row by row (kernels.set_row_group_bytes(0)), on every kernel level and dtype, with
 special rows between ordinary ones, subnormal-range outputs, in place, and on one and two threads;
 only rows of at most 512 bytes and one sum block are grouped (kernels.thread_stats()["grouped_jobs"]).
@@ -58,7 +59,7 @@ def test_row_group_switch_resets():
 
 @pytest.mark.parametrize("level_name", KERNEL_LEVELS)
 @pytest.mark.parametrize("dtype, n", [(dtype, n) for dtype in (np.float32, np.float64, np.float16)
-                                      for n in (1, 3, 16, 37, 64, 100, 128, 256)
+                                      for n in (1, 3, 8, 16, 37, 64, 65, 100, 127, 128, 129, 200, 256)
                                       if n * np.dtype(dtype).itemsize <= ROW_GROUP_ROW_BYTES])
 @pytest.mark.parametrize("spread", [30.0, 120.0])  # 120: outputs down to e^-240, flushed below 2^-126
 def test_groups_give_the_bits_of_row_by_row(level_name, dtype, n, spread):
