@@ -26,6 +26,9 @@ TWOPASS_INLINE __m256 f16x8_load(const uint16_t* p)
  * masked load, so the tail goes through a vector on the stack). */
 TWOPASS_INLINE __m256 f16x8_load_part(const uint16_t* p, size_t count)
 {
+    if (count >= 8) {
+        return f16x8_load(p); /* the kernels' one-vector loops pass whole vectors too */
+    }
     uint16_t lanes[8] = {0};
     memcpy(lanes, p, count * sizeof(uint16_t));
     return f16x8_load(lanes);
@@ -38,6 +41,10 @@ TWOPASS_INLINE void f16x8_store(uint16_t* p, __m256 v)
 
 TWOPASS_INLINE void f16x8_store_part(uint16_t* p, size_t count, __m256 v)
 {
+    if (count >= 8) {
+        f16x8_store(p, v);
+        return;
+    }
     uint16_t lanes[8];
     f16x8_store(lanes, v);
     memcpy(p, lanes, count * sizeof(uint16_t));

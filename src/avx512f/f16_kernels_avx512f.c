@@ -26,6 +26,9 @@ TWOPASS_INLINE __m512 f16x16_load(const uint16_t* p)
  * load would need AVX-512BW, so the tail goes through a vector on the stack). */
 TWOPASS_INLINE __m512 f16x16_load_part(const uint16_t* p, size_t count)
 {
+    if (count >= 16) {
+        return f16x16_load(p); /* the kernels' one-vector loops pass whole vectors too */
+    }
     uint16_t lanes[16] = {0};
     memcpy(lanes, p, count * sizeof(uint16_t));
     return f16x16_load(lanes);
@@ -38,6 +41,10 @@ TWOPASS_INLINE void f16x16_store(uint16_t* p, __m512 v)
 
 TWOPASS_INLINE void f16x16_store_part(uint16_t* p, size_t count, __m512 v)
 {
+    if (count >= 16) {
+        f16x16_store(p, v);
+        return;
+    }
     uint16_t lanes[16];
     f16x16_store(lanes, v);
     memcpy(p, lanes, count * sizeof(uint16_t));
