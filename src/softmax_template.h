@@ -327,12 +327,17 @@ static int slice_extsum(struct slice* s, double* mantissa, double* exponent)
     return 1;
 }
 
-/* Pass 2 of two-pass for a sum M * 2^E: y = exp(x) / M * 2^-E, with M = f * 2^q, f in [0.5, 1). */
-static void softmax_scale_extexp(struct slice* s, double mantissa, double exponent)
+/* Pass 2 of two-pass for a sum M * 2^E: y = exp(x) / M * 2^-E = exp(x) * scale * 2^-exponent, with
+ * M = f * 2^q, f in [0.5, 1), scale = 1 / f and exponent = E + q. */
+static void extexp_scale(double mantissa, double exponent, TP_T* scale, TP_T* scale_exponent)
 {
     int q;
     const double f = frexp(mantissa, &q);
-    s->scale = (TP_T)(1.0 / f), s->exponent = (TP_T)(exponent + q);
+    *scale = (TP_T)(1.0 / f), *scale_exponent = (TP_T)(exponent + q);
+}
+static void softmax_scale_extexp(struct slice* s, double mantissa, double exponent)
+{
+    extexp_scale(mantissa, exponent, &s->scale, &s->exponent);
     run_chunks(s, chunk_scale_extexp);
 }
 
@@ -534,12 +539,45 @@ static void reload_group(void* ctx, size_t g)
     }
 }
 
+/* Short rows in two-pass, a group at a time, pass by pass: every row's extended sum (a row of one
+ * sum block: one raddextexp), then every row's scaling; rows whose sum is not exact (NaN, +inf, or
+ * exponents out of range) run one by one, as the slice path would. The same bits as row by row. */
+static void two_pass_group(void* ctx, size_t g)
+{
+    const struct rows_job* job = ctx;
+    const TP_KERNELS* k = job->k;
+    const size_t n = job->n, first = g * job->group;
+    const size_t count = job->rows - first < job->group ? job->rows - first : job->group;
+    TP_T scale[TWOPASS_SHORT_ROWS_GROUP], exponent[TWOPASS_SHORT_ROWS_GROUP];
+    for (size_t i = 0; i < count; i++) {
+        TP_T block[2];
+        k->raddextexp(n, job->x + (ptrdiff_t)(first + i) * job->x_stride, block);
+        struct extsum_acc acc = EXTSUM_EMPTY;
+        extsum_add(&acc, block[0], block[1]);
+        if (extsum_done(&acc)) {
+            double mantissa, e;
+            extsum_normalized(&acc, &mantissa, &e);
+            extexp_scale(mantissa, e, &scale[i], &exponent[i]);
+        } else {
+            scale[i] = NAN; /* row by row below */
+        }
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (isnan(scale[i])) {
+            rows_body(ctx, first + i);
+        } else {
+            k->vscaleextexp(n, job->x + (ptrdiff_t)(first + i) * job->x_stride,
+                            job->y + (ptrdiff_t)(first + i) * job->y_stride, scale[i], exponent[i]);
+        }
+    }
+}
+
 /* Rows per group for softmax by three-pass reload (1: row by row): rows of at most
  * TWOPASS_ROW_GROUP_ROW_BYTES and one sum block, as many as fit twopass_row_group_bytes(). */
 static size_t row_group(enum twopass_algorithm algorithm, size_t n)
 {
     const size_t row_bytes = n * sizeof(TP_E);
-    if (algorithm != TWOPASS_THREE_PASS_RELOAD || n == 0 || n > twopass_sum_block()
+    if ((algorithm != TWOPASS_THREE_PASS_RELOAD && algorithm != TWOPASS_TWO_PASS) || n == 0 || n > twopass_sum_block()
         || row_bytes > TWOPASS_ROW_GROUP_ROW_BYTES) {
         return 1;
     }
@@ -560,7 +598,8 @@ static void run_rows(struct rows_job* job, size_t rows, int threads)
     const unsigned int csr = twopass_flush_to_zero_begin();
     if (job->group > 1) {
         twopass_count_grouped_job();
-        twopass_parallel_for(threads, (rows + job->group - 1) / job->group, reload_group, job);
+        twopass_parallel_for(threads, (rows + job->group - 1) / job->group,
+                             job->algorithm == TWOPASS_TWO_PASS ? two_pass_group : reload_group, job);
     } else if (threads > 1 && rows > 1 && (rows >= 4 * (size_t)threads || job->n < 2 * TWOPASS_CHUNK_MIN)) {
         job->row_threads = 1;
         twopass_parallel_for(threads, rows, rows_body, job);

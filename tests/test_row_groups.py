@@ -1,5 +1,6 @@
-"""Short rows in three-pass reload run in groups, pass by pass (softmax_template.h, reload_group, and
-the levels' softmax_short_rows kernels, whose sum changes order at the unroll: 64 and 128 floats):
+"""Short rows in three-pass reload and two-pass run in groups, pass by pass (softmax_template.h,
+reload_group with the levels' softmax_short_rows kernels, whose sum changes order at the unroll: 64 and
+128 floats; two_pass_group, whose rows without an exact sum run one by one):
 the same bits as row by row (kernels.set_row_group_bytes(0)), on every kernel level and dtype, with
 special rows between ordinary ones, subnormal-range outputs, in place, and on one and two threads;
 only rows of at most 512 bytes and one sum block are grouped (kernels.thread_stats()["grouped_jobs"]).
@@ -38,10 +39,10 @@ def grouped_jobs():
     return kernels.thread_stats()["grouped_jobs"]
 
 
-def row_by_row(x, **kwargs):
+def row_by_row(x, algorithm="three_pass_reload", **kwargs):
     try:
         kernels.set_row_group_bytes(0)
-        return twopass.softmax(x, axis=-1, algorithm="three_pass_reload", **kwargs)
+        return twopass.softmax(x, axis=-1, algorithm=algorithm, **kwargs)
     finally:
         kernels.set_row_group_bytes()
 
@@ -62,24 +63,26 @@ def test_row_group_switch_resets():
                                       for n in (1, 3, 8, 16, 37, 64, 65, 100, 127, 128, 129, 200, 256)
                                       if n * np.dtype(dtype).itemsize <= ROW_GROUP_ROW_BYTES])
 @pytest.mark.parametrize("spread", [30.0, 120.0])  # 120: outputs down to e^-240, flushed below 2^-126
-def test_groups_give_the_bits_of_row_by_row(level_name, dtype, n, spread):
+@pytest.mark.parametrize("algorithm", ["three_pass_reload", "two_pass"])
+def test_groups_give_the_bits_of_row_by_row(level_name, dtype, n, spread, algorithm):
     rows = max(203, PARALLEL_MIN // n + 7)  # enough for two threads to run
     x = rows_with_specials(rows, n, dtype, seed=n, spread=spread)
+    # auto runs three_pass_reload on short rows (float16: two_pass)
+    auto_runs = "two_pass" if dtype == np.float16 else "three_pass_reload"
     with twopass.use_isa(level_name):
         before = grouped_jobs()
-        expected = row_by_row(x, threads=1)
+        expected = row_by_row(x, algorithm, threads=1)
         assert grouped_jobs() == before
         for threads in (1, 2):
             teams = kernels.thread_stats()["teams"]
-            got = twopass.softmax(x, axis=-1, algorithm="three_pass_reload", threads=threads)
+            got = twopass.softmax(x, axis=-1, algorithm=algorithm, threads=threads)
             assert kernels.thread_stats()["teams"] - teams == threads - 1  # two threads share the groups
             assert np.array_equal(bits(got), bits(expected)), (threads, np.argwhere(bits(got) != bits(expected))[:5])
-            if dtype != np.float16:  # auto is three_pass_reload on short rows (float16: two_pass)
-                auto = twopass.softmax(x, axis=-1, threads=threads)
-                assert np.array_equal(bits(auto), bits(expected))
-        assert grouped_jobs() - before == (2 if dtype == np.float16 else 4)
+            auto = twopass.softmax(x, axis=-1, threads=threads)
+            assert np.array_equal(bits(auto), bits(expected)) or auto_runs != algorithm
+        assert grouped_jobs() - before == 4
         inplace = x.copy()
-        twopass.softmax(inplace, axis=-1, algorithm="three_pass_reload", out=inplace, threads=2)
+        twopass.softmax(inplace, axis=-1, algorithm=algorithm, out=inplace, threads=2)
         assert np.array_equal(bits(inplace), bits(expected))
     # and the rows are right: against the reference, row by row
     assert np.isnan(expected[1]).all() and np.isnan(expected[4]).all() and np.isnan(expected[6]).all()
@@ -106,9 +109,10 @@ def test_only_short_rows_of_one_sum_block_are_grouped(level_name):
             before = grouped_jobs()
             twopass.softmax(x, axis=-1, algorithm="three_pass_reload", threads=1)
             assert (grouped_jobs() > before) == grouped, n
-            before = grouped_jobs()
-            twopass.softmax(x, axis=-1, algorithm="two_pass", threads=1)
-            assert grouped_jobs() == before
+            for algorithm in ("two_pass", "three_pass_recompute", "online"):
+                before = grouped_jobs()
+                twopass.softmax(x, axis=-1, algorithm=algorithm, threads=1)
+                assert (grouped_jobs() > before) == (grouped and algorithm == "two_pass"), (n, algorithm)
         x = np.random.default_rng(0).uniform(-30, 30, (300, 64)).astype(np.float32)
         try:
             kernels.set_sum_block(16)  # rows of 4 blocks: the slice path, blocked sums
