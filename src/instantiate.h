@@ -62,8 +62,43 @@ TWOPASS_INLINE void vscaleexpminusmax_split(size_t n, const TP_E* x, TP_E* y, TP
     }
 }
 
+/* The passes of softmax_short_rows on one row of n elements in NV = ceil(n / VLEN) vectors (NV a
+ * constant; short_row_max, add_row_lanes and sum_lanes come from the ISA's header), each with the
+ * arithmetic of the pass it stands for in its order. short_row_exps: y = e = exp(x - shift) *
+ * 2^-exponent * scale, returns the sum of e as raddexpminusmax_impl at (U, ACC) does, whose main loop
+ * takes the first n / U * U / VLEN vectors (vector j of each iteration into accumulator j % ACC) and
+ * its one-vector loop the others (into accumulator 0, the last one masked). */
+TWOPASS_INLINE TP_T short_row_exps(size_t n, const TP_E* x, TP_E* y, TP_T shift, TP_T exponent, TP_T scale,
+                                   const size_t NV, const size_t U, const size_t ACC)
+{
+    /* the main loop's vectors: none when NV < U / VLEN, since then n < U */
+    const size_t NV_UNROLL = U / VLEN, main_loop_vectors = NV >= NV_UNROLL ? n / U * NV_UNROLL : 0;
+    const VEC vshift = V(set1)(shift), vexponent = V(set1)(exponent), vscale = V(set1)(scale);
+    VEC acc[TWOPASS_MAX_ACC];
+    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc[k] = V(setzero)();
+    TWOPASS_PREFETCH_ITERATION(x, NV * VLEN * sizeof(TP_E)); /* as the main loop does */
+    TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
+        const VEC e = EXP(exp_shifted_scaled)(column_load(x, n, j), vshift, vexponent, vscale);
+        column_store(y, n, j, e);
+        if (j < main_loop_vectors) {
+            acc[j % NV_UNROLL % ACC] = V(add)(acc[j % NV_UNROLL % ACC], e);
+        } else {
+            acc[0] = add_row_lanes(acc[0], e, n, j);
+        }
+    }
+    TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) acc[0] = V(add)(acc[0], acc[k]);
+    return sum_lanes(acc[0]);
+}
+/* y = y * scale (vscale_impl's MODE_SCALE). */
+TWOPASS_INLINE void short_row_scale(size_t n, TP_E* y, TP_T scale, const size_t NV)
+{
+    const VEC vscale = V(set1)(scale);
+    TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) column_store(y, n, j, V(mul)(column_load(y, n, j), vscale));
+}
+
 /* softmax_short_rows: softmax by three-pass reload of `rows` rows of n elements, at most
- * TWOPASS_SHORT_ROWS_VECTORS vectors (rows x_stride and y_stride elements apart), a pass at a time
+ * TWOPASS_SHORT_ROWS_BYTES and TWOPASS_SHORT_ROWS_MAX_VECTORS vectors (rows x_stride and y_stride
+ * elements apart), a pass at a time
  * over up to TWOPASS_SHORT_ROWS_GROUP rows: the max of every row, then every row's exps and sum, then
  * every row's scaling. Row after row, each row waits on its own chain (max, reduced; exps, summed;
  * 1/sum; the scaling); here the chains of the group's rows overlap, the group's rows stay in L1
@@ -94,7 +129,9 @@ TWOPASS_INLINE void short_rows_group(size_t rows, size_t n, const TP_E* x, ptrdi
 TWOPASS_INLINE int softmax_short_rows_impl(size_t rows, size_t n, const TP_E* x, ptrdiff_t x_stride, TP_E* y,
                                            ptrdiff_t y_stride, const size_t U, const size_t ACC)
 {
-    if (n == 0 || n > TWOPASS_SHORT_ROWS_VECTORS * VLEN) return 0;
+    enum { BYTES_NV = TWOPASS_SHORT_ROWS_BYTES / (VLEN * sizeof(TP_E)) };
+    enum { MAX_NV = BYTES_NV < TWOPASS_SHORT_ROWS_MAX_VECTORS ? BYTES_NV : TWOPASS_SHORT_ROWS_MAX_VECTORS };
+    if (n == 0 || n > MAX_NV * VLEN) return 0;
     for (size_t first = 0; first < rows; first += TWOPASS_SHORT_ROWS_GROUP) {
         const size_t count = rows - first < TWOPASS_SHORT_ROWS_GROUP ? rows - first : TWOPASS_SHORT_ROWS_GROUP;
         const TP_E* xg = x + (ptrdiff_t)first * x_stride;
@@ -102,7 +139,7 @@ TWOPASS_INLINE int softmax_short_rows_impl(size_t rows, size_t n, const TP_E* x,
         switch ((n + VLEN - 1) / VLEN) { /* NV */
 #define SHORT_ROWS_CASE(nv)                                                                        \
         case nv:                                                                                   \
-            short_rows_group(count, n, xg, x_stride, yg, y_stride, nv, U, ACC);                    \
+            if (nv <= MAX_NV) short_rows_group(count, n, xg, x_stride, yg, y_stride, nv, U, ACC);  \
             break;
         SHORT_ROWS_CASE(1) SHORT_ROWS_CASE(2) SHORT_ROWS_CASE(3) SHORT_ROWS_CASE(4)
         SHORT_ROWS_CASE(5) SHORT_ROWS_CASE(6) SHORT_ROWS_CASE(7) SHORT_ROWS_CASE(8)

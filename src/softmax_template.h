@@ -510,7 +510,7 @@ struct rows_job {
     void (*row)(struct slice* s, const struct rows_job* job, size_t r);
     int row_threads;
     size_t rows;
-    size_t group; /* > 1: softmax by reload on groups of this many short rows (reload_group) */
+    size_t group; /* > 1: softmax on groups of this many short rows (reload_group, two_pass_group) */
 };
 
 static void rows_body(void* ctx, size_t r)
@@ -524,24 +524,41 @@ static void rows_body(void* ctx, size_t r)
 
 /* Short rows in three-pass reload run a group at a time through the level's softmax_short_rows
  * kernel (instantiate.h): the group's passes one after another, so the rows' chains overlap, with
- * the bits of row by row. Rows it does not take (longer than TWOPASS_SHORT_ROWS_VECTORS vectors: only
- * float16 rows of 129 to 256 halves on AVX2) run one by one. */
+ * the bits of row by row. The rows it declines (float16 rows of 129 to 256 halves on AVX2, kernels.h)
+ * run the same passes through the table's kernels: the max of every row, then every row's exps and
+ * sum, then every row's scaling. For a row of one sum block the slice path computes scale = 1 / (0 +
+ * (0 + sum)) in double: the same as 1 / sum, since a sum of exps is never -0; so the kernels get the
+ * same arguments as row by row, and the results are the same bits. */
 static void reload_group(void* ctx, size_t g)
 {
     const struct rows_job* job = ctx;
-    const size_t first = g * job->group;
+    const TP_KERNELS* k = job->k;
+    const size_t n = job->n, first = g * job->group;
     const size_t count = job->rows - first < job->group ? job->rows - first : job->group;
-    if (!job->k->softmax_short_rows(count, job->n, job->x + (ptrdiff_t)first * job->x_stride, job->x_stride,
-                                    job->y + (ptrdiff_t)first * job->y_stride, job->y_stride)) {
-        for (size_t r = first; r < first + count; r++) {
-            rows_body(ctx, r);
-        }
+    const TP_E* x = job->x + (ptrdiff_t)first * job->x_stride;
+    TP_E* y = job->y + (ptrdiff_t)first * job->y_stride;
+    if (k->softmax_short_rows(count, n, x, job->x_stride, y, job->y_stride)) {
+        return;
+    }
+    TP_T shift[TWOPASS_SHORT_ROWS_GROUP], exponent[TWOPASS_SHORT_ROWS_GROUP], scale[TWOPASS_SHORT_ROWS_GROUP];
+    for (size_t i = 0; i < count; i++) {
+        TWOPASS_EXP_SPLIT(k->rmax(n, x + (ptrdiff_t)i * job->x_stride), &shift[i], &exponent[i]);
+    }
+    for (size_t i = 0; i < count; i++) {
+        const double sum = k->raddstoreexpminusmax(n, x + (ptrdiff_t)i * job->x_stride,
+                                                   y + (ptrdiff_t)i * job->y_stride, shift[i], exponent[i]);
+        scale[i] = (TP_T)(1.0 / sum);
+    }
+    for (size_t i = 0; i < count; i++) {
+        TP_E* row = y + (ptrdiff_t)i * job->y_stride;
+        k->vscale(n, row, row, scale[i]);
     }
 }
 
 /* Short rows in two-pass, a group at a time, pass by pass: every row's extended sum (a row of one
  * sum block: one raddextexp), then every row's scaling; rows whose sum is not exact (NaN, +inf, or
- * exponents out of range) run one by one, as the slice path would. The same bits as row by row. */
+ * exponents out of range) run three-pass recompute, as softmax_two_pass does. The same bits as row
+ * by row. */
 static void two_pass_group(void* ctx, size_t g)
 {
     const struct rows_job* job = ctx;
@@ -549,30 +566,33 @@ static void two_pass_group(void* ctx, size_t g)
     const size_t n = job->n, first = g * job->group;
     const size_t count = job->rows - first < job->group ? job->rows - first : job->group;
     TP_T scale[TWOPASS_SHORT_ROWS_GROUP], exponent[TWOPASS_SHORT_ROWS_GROUP];
+    int exact[TWOPASS_SHORT_ROWS_GROUP];
     for (size_t i = 0; i < count; i++) {
         TP_T block[2];
         k->raddextexp(n, job->x + (ptrdiff_t)(first + i) * job->x_stride, block);
         struct extsum_acc acc = EXTSUM_EMPTY;
         extsum_add(&acc, block[0], block[1]);
-        if (extsum_done(&acc)) {
+        exact[i] = extsum_done(&acc);
+        if (exact[i]) {
             double mantissa, e;
             extsum_normalized(&acc, &mantissa, &e);
             extexp_scale(mantissa, e, &scale[i], &exponent[i]);
-        } else {
-            scale[i] = NAN; /* row by row below */
         }
     }
     for (size_t i = 0; i < count; i++) {
-        if (isnan(scale[i])) {
-            rows_body(ctx, first + i);
-        } else {
-            k->vscaleextexp(n, job->x + (ptrdiff_t)(first + i) * job->x_stride,
-                            job->y + (ptrdiff_t)(first + i) * job->y_stride, scale[i], exponent[i]);
+        const TP_E* x = job->x + (ptrdiff_t)(first + i) * job->x_stride;
+        TP_E* y = job->y + (ptrdiff_t)(first + i) * job->y_stride;
+        if (exact[i]) {
+            k->vscaleextexp(n, x, y, scale[i], exponent[i]);
+        } else { /* softmax_two_pass's fallback */
+            struct slice s;
+            slice_init(&s, k, n, x, y, 1);
+            softmax_three_pass_recompute(&s);
         }
     }
 }
 
-/* Rows per group for softmax by three-pass reload (1: row by row): rows of at most
+/* Rows per group for softmax by three-pass reload or two-pass (1: row by row): rows of at most
  * TWOPASS_ROW_GROUP_ROW_BYTES and one sum block, as many as fit twopass_row_group_bytes(). */
 static size_t row_group(enum twopass_algorithm algorithm, size_t n)
 {

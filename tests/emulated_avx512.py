@@ -228,7 +228,7 @@ class Kernel:
     rmax(x) -> float;  raddextexp(x) -> (mantissa, exponent);  vscaleextexp(x, y, scale, exponent);
     raddexpminusmax(x, shift, exponent) -> float;  raddstoreexpminusmax(x, y, shift, exponent) -> float;
     vscaleexpminusmax(x, y, shift, exponent, scale);  vscale(x, y, scale);  vsubc(x, y, c_hi, c_lo);
-    softmax_short_rows(x, y[, rows, n, x_stride, y_stride]) -> 1, or 0 when n > unroll.
+    softmax_short_rows(x, y[, rows, n, x_stride, y_stride]) -> 1, or 0 for rows over 512 bytes or 16 vectors.
     """
 
     def __init__(self, info, lib):
@@ -483,7 +483,9 @@ def _guarded(pages_data, dtype=np.float32):
 
 def guard_page_main(max_tail=40):
     """Exit status 0 if nothing touched the guard pages (else the process dies by SIGSEGV, the
-    last line printed naming the call). Every float32 and float64 variant and algorithm."""
+    last line printed naming the call). Every float32, float64 and float16 variant of both levels
+    (the AVX2 ones run natively) and every algorithm; softmax_short_rows also on three strided rows
+    whose last one ends at the page."""
     emu = load()
     calls = 0
     for dtype in DTYPES:
@@ -494,7 +496,7 @@ def guard_page_main(max_tail=40):
         rng = np.random.default_rng(7)
         xbuf[:] = rng.uniform(-10, 10, cap).astype(dtype)
         cases = []
-        for k in emu.variants(dtype=dtype):
+        for k in emu.variants(dtype=dtype) + emu.variants(level=LEVEL_AVX2, dtype=dtype):
             lengths = sorted({t for t in range(1, max_tail + 1)} | {k.unroll + t for t in range(max_tail + 1)})
             cases += [(k.name, n) for n in lengths]
         cases += [(alg, n) for alg in ALGORITHMS for n in list(range(1, max_tail + 1)) + [4095, 4096, 4097, 4113]]
@@ -516,6 +518,11 @@ def guard_page_main(max_tail=40):
                         "vscaleexpminusmax": (y, 0.0, 14.0, 0.5), "vscale": (y, 0.5),
                         "vsubc": (y, 1.5, 1e-6), "raddonline": (), "softmax_short_rows": (y,)}[k.op]
                 k(x, *args)
+                if k.op == "softmax_short_rows":  # rows n + 1 apart, the last flush against the page
+                    span = 2 * (n + 1) + n
+                    xs = xbuf[cap - span:] if where == "end" else xbuf[:span]
+                    ys = ybuf[cap - span:] if where == "end" else ybuf[:span]
+                    k(xs, ys, 3, n, n + 1, n + 1)
     print(f"ok: {calls} calls, no access outside the arrays")
     return 0
 

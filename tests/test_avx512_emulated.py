@@ -1143,7 +1143,7 @@ def test_softmax_f16_is_f32_rounded(emu, algorithm):
 # natively, every dtype, against the level's own rmax, raddstoreexpminusmax and vscale run row by row
 # (the drivers' path for longer rows): the same bits, below, at and above the unroll (the order of
 # summation changes there), nothing written outside the rows, and 0 (y untouched) for rows longer than
-# TWOPASS_SHORT_ROWS_VECTORS vectors.
+# TWOPASS_SHORT_ROWS_BYTES or 16 vectors.
 
 SHORT_ROWS_KERNELS = [pytest.param(k, id=k[0]) for k in KERNELS + KERNELS_F64 + KERNELS_F16
                       if k[1] == "softmax_short_rows"]
@@ -1165,7 +1165,7 @@ def test_short_rows_kernel(emu, spec):
     rmax, store, vscale = (emu.kernel(passes[op]) for op in ("rmax", "raddstoreexpminusmax", "vscale"))
     assert store.unroll == unroll and store.accumulators == k.accumulators  # the order it mirrors
     vlen = (64 if isa == "avx512f" else 32) // (8 if dtype == np.float64 else 4)
-    longest = 16 * vlen  # TWOPASS_SHORT_ROWS_VECTORS
+    longest = min(512 // np.dtype(dtype).itemsize, 16 * vlen)  # TWOPASS_SHORT_ROWS_BYTES, _MAX_VECTORS
     lengths = sorted({*range(1, 2 * vlen + 2), unroll - vlen - 1, unroll - vlen, unroll - 1, unroll,
                       unroll + 1, unroll + vlen + 3, longest - 1, longest, longest + 1})
     rows = 67  # more than one group of TWOPASS_SHORT_ROWS_GROUP = 64

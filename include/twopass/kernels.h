@@ -24,8 +24,8 @@
  *
  * Short rows (softmax over many rows of at most U elements, a group of rows a pass at a time):
  *   softmax_short_rows    y[r] = softmax(x[r]) by three-pass reload (rows x_stride and y_stride
- *                         elements apart): returns 1, or 0 without touching y for rows longer
- *                         than TWOPASS_SHORT_ROWS_VECTORS vectors
+ *                         elements apart): returns 1, or 0 without touching y when n = 0 or rows
+ *                         are longer than TWOPASS_SHORT_ROWS_BYTES or _MAX_VECTORS vectors
  *
  * where e_i = exp(x_i - shift) * 2^-exponent stands for exp(x_i - max): the caller splits the max
  * as shift + exponent * ln2 (TWOPASS_EXP_SPLIT, common.h), so that x_i - shift is exact for
@@ -61,10 +61,15 @@ extern "C" {
 #define TWOPASS_COLUMN_STRIP 2
 #define TWOPASS_COLUMN_GROUP 2
 #define TWOPASS_COLUMN_MAX_STRIP 4
-/* Most rows softmax_short_rows takes a pass at a time (the bound of its per-row scalars on the
- * stack), and the longest row it takes, in vectors (16: 512 bytes on AVX2, 1 KiB on AVX-512F). */
+
+/* softmax_short_rows takes rows of at most TWOPASS_SHORT_ROWS_BYTES (the rows the drivers group,
+ * TWOPASS_ROW_GROUP_ROW_BYTES in softmax.h) and TWOPASS_SHORT_ROWS_MAX_VECTORS vectors: every grouped
+ * row but float16's of 129 to 256 halves on AVX2. Up to 32 vectors took those too, but made the
+ * float16 AVX2 instances of a few vectors 1.06-1.25x slower (rows of 16 and 64 halves). It takes at
+ * most TWOPASS_SHORT_ROWS_GROUP rows a pass at a time (the bound of its per-row scalars). */
+#define TWOPASS_SHORT_ROWS_BYTES 512
 #define TWOPASS_SHORT_ROWS_GROUP 64
-#define TWOPASS_SHORT_ROWS_VECTORS 16
+#define TWOPASS_SHORT_ROWS_MAX_VECTORS 16
 #define TWOPASS_COLUMN_MAX_ROWS 4
 
 /* Function types, one per pass, for one dtype: elements of type E (in memory), arithmetic and

@@ -145,7 +145,7 @@ size_t twopass_sum_block(void);
  * - softmax_short_rows against those groups, avx512f: 65536 x 64 0.370 against 0.454, 2048 x 64
  *   0.282 against 0.369, 4096 x 16 0.622 against 0.887, 32768 x 128 0.301 against 0.346; avx2:
  *   65536 x 64 0.393 against 0.497, 4096 x 16 0.455 against 0.875. */
-#define TWOPASS_ROW_GROUP_ROW_BYTES 512
+#define TWOPASS_ROW_GROUP_ROW_BYTES TWOPASS_SHORT_ROWS_BYTES /* kernels.h */
 #define TWOPASS_ROW_GROUP_BYTES 4096
 /* For tests and benchmarks: set the group's input bytes (0: row by row; SIZE_MAX: back to
  * TWOPASS_ROW_GROUP_BYTES). The results are the same bits either way. Not thread-safe against

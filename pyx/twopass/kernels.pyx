@@ -190,7 +190,8 @@ LEVEL_NAMES = ("python", "avx2", "avx512f")
 OP_NAMES = ("rmax", "raddextexp", "vscaleextexp", "raddexpminusmax", "raddstoreexpminusmax",
             "vscaleexpminusmax", "vscale", "vsubc", "raddonline", "raddextexp_columns", "vscaleextexp_columns",
             "vsubc_columns", "softmax_short_rows")
-# Ops run_kernel can call on one 1-D array (the *_columns kernels are tested through their driver).
+# Ops run_kernel can call on one 1-D array (the *_columns kernels and softmax_short_rows take blocks
+# of rows: tested through their drivers and tests/test_avx512_emulated.py).
 ROW_OPS = OP_NAMES[:9]
 # 0 two_pass, 1 three_pass_reload, 2 three_pass_recompute, 3 online (enum twopass_algorithm)
 ALGORITHM_COUNT = TWOPASS_ALGORITHM_COUNT
@@ -483,7 +484,7 @@ def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, dou
     if y.shape[0] != n:
         raise ValueError("x and y differ in length")
     if OP_NAMES[r[i].op] not in ROW_OPS:
-        raise ValueError(f"{name} works on columns: use the columns drivers")
+        raise ValueError(f"{name} works on blocks of rows: use the softmax drivers")
     if element is float:
         twopass_f32_kernels_with(&t, &r[i])
     elif element is double:
@@ -934,8 +935,8 @@ def sum_block():
 
 
 def set_row_group_bytes(nbytes=None):
-    """For tests and benchmarks: short rows in three-pass reload run in groups whose input fits
-    nbytes (0: row by row; None: the default). The results are the same bits either way."""
+    """For tests and benchmarks: short rows in three-pass reload and two-pass run in groups whose
+    input fits nbytes (0: row by row; None: the default). The results are the same bits either way."""
     twopass_set_row_group_bytes(<size_t>-1 if nbytes is None else <size_t>nbytes)
 
 

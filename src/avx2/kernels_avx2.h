@@ -461,12 +461,11 @@ TWOPASS_INLINE void vsubc_columns_impl(size_t rows, size_t width, const ELEM* x,
 }
 
 /* ---- Short rows (softmax_short_rows, instantiate.h): one row of n elements in NV = ceil(n / VLEN)
- * vectors, NV a constant, the last one partial when n % VLEN != 0. Each pass does the arithmetic of
- * the pass it stands for, in its order, so a row gives the bits of rmax, raddstoreexpminusmax (at
- * unroll U and ACC accumulators) and vscale. ---- */
+ * vectors, NV a constant, the last one partial when n % VLEN != 0. ---- */
 
-/* Lanes of vector v of a row of n elements that hold elements: all, or the first n % VLEN. */
-TWOPASS_INLINE __m256i row_lanes(size_t n, size_t v)
+/* Lanes of vector v of a row of n elements that hold elements: all, or the first n % VLEN (as the
+ * AVX-512F column_mask). */
+TWOPASS_INLINE __m256i column_mask(size_t n, size_t v)
 {
     const size_t lanes = n - v * VLEN;
     return lanes >= VLEN ? ALL_LANES : EXP(tail_mask)(lanes);
@@ -475,48 +474,27 @@ TWOPASS_INLINE __m256i row_lanes(size_t n, size_t v)
 /* max x, NaN if any x is NaN (as rmax_impl; the max itself does not depend on the order). */
 TWOPASS_INLINE T short_row_max(size_t n, const ELEM* x, const size_t NV)
 {
-    VEC v[TWOPASS_MAX_VECTORS];
+    VEC v[TWOPASS_SHORT_ROWS_MAX_VECTORS];
     VEC numbers = V(castsi256)(ALL_LANES);
     TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
         v[j] = column_load(x, n, j);
         numbers = V(and)(numbers, V(cmp)(v[j], v[j], _CMP_ORD_Q));
     }
     /* lanes past n */
-    v[NV - 1] = V(blendv)(V(set1)(-INFINITY), v[NV - 1], V(castsi256)(row_lanes(n, NV - 1)));
+    v[NV - 1] = V(blendv)(V(set1)(-INFINITY), v[NV - 1], V(castsi256)(column_mask(n, NV - 1)));
     TWOPASS_UNROLL for (size_t step = 1; step < NV; step *= 2) {
         TWOPASS_UNROLL for (size_t j = 0; j + step < NV; j += 2 * step) v[j] = V(max)(v[j], v[j + step]);
     }
     return V(movemask)(numbers) == (1 << VLEN) - 1 ? HMAX(v[0]) : (T)NAN;
 }
 
-/* y = e = exp(x - shift) * 2^-exponent * scale, returns the sum of e: in the order of
- * raddexpminusmax_impl at (U, ACC), whose main loop takes the first n / U * U / VLEN vectors (vector j
- * of each iteration into accumulator j % ACC) and its one-vector loop the others (into accumulator 0,
- * the last one masked). */
-TWOPASS_INLINE T short_row_exps(size_t n, const ELEM* x, ELEM* y, T shift, T exponent, T scale,
-                                const size_t NV, const size_t U, const size_t ACC)
+/* acc + v in the lanes of vector j of a row of n elements, acc in the lanes past n. */
+TWOPASS_INLINE VEC add_row_lanes(VEC acc, VEC v, size_t n, size_t j)
 {
-    const size_t NVU = U / VLEN, whole = NV >= NVU ? n / U * NVU : 0; /* n < U when NV < NVU */
-    const VEC vshift = V(set1)(shift), vexponent = V(set1)(exponent), vscale = V(set1)(scale);
-    VEC acc[TWOPASS_MAX_ACC];
-    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc[k] = V(setzero)();
-    TWOPASS_PREFETCH_ITERATION(x, NV * VLEN * sizeof(ELEM)); /* as the main loop does */
-    TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
-        const VEC e = EXP(exp_shifted_scaled)(column_load(x, n, j), vshift, vexponent, vscale);
-        column_store(y, n, j, e);
-        if (j < whole) {
-            acc[j % NVU % ACC] = V(add)(acc[j % NVU % ACC], e);
-        } else {
-            acc[0] = V(add)(acc[0], V(and)(e, V(castsi256)(row_lanes(n, j))));
-        }
-    }
-    TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) acc[0] = V(add)(acc[0], acc[k]);
-    return HSUM(acc[0]);
+    return V(add)(acc, V(and)(v, V(castsi256)(column_mask(n, j))));
 }
-
-/* y = y * scale (vscale_impl's MODE_SCALE). */
-TWOPASS_INLINE void short_row_scale(size_t n, ELEM* y, T scale, const size_t NV)
+/* The sum of v's lanes. */
+TWOPASS_INLINE T sum_lanes(VEC v)
 {
-    const VEC vscale = V(set1)(scale);
-    TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) column_store(y, n, j, V(mul)(column_load(y, n, j), vscale));
+    return HSUM(v);
 }
