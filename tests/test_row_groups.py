@@ -126,3 +126,14 @@ def test_only_short_rows_of_one_sum_block_are_grouped(level_name):
                 assert np.array_equal(bits(blocked), bits(row_by_row(x, algorithm, threads=1)))
         finally:
             kernels.set_sum_block(0)
+
+
+@pytest.mark.parametrize("level_name", KERNEL_LEVELS)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_short_rows_kernel_sums_in_the_order_of_its_level(level_name, dtype):
+    """softmax_short_rows keeps the bits of row by row only with the unroll and accumulators of the
+    level's raddstoreexpminusmax (kernels.h lists them by hand)."""
+    names = kernels.kernel_names(twopass.LEVELS.index(level_name), dtype)
+    variants = {v["name"]: v for v in kernels.registry(dtype)}
+    short, store = variants[names["softmax_short_rows"]], variants[names["raddstoreexpminusmax"]]
+    assert (short["unroll"], short["accumulators"]) == (store["unroll"], store["accumulators"])
