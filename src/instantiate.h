@@ -31,7 +31,10 @@
  * multiply by the scale separately, so they do not fold). One operation fewer per vector
  * each: 14, 13, 12 in reload's pass 2 on AVX-512F. The same bits as the general instance, which runs
  * for |max| beyond the shift limit (tests/test_kernels.py checks the three against each other). */
-#ifndef FOLD_EXPONENT
+#ifdef FOLD_EXPONENT
+#define EXP_FOLDS 1
+#else
+#define EXP_FOLDS 0
 #define FOLD_EXPONENT(exponent, scale, folded) ((void)(exponent), (void)(scale), (void)(folded), 0)
 #endif
 enum exp_instance { EXP_GENERAL, EXP_SHIFT_0, EXP_FOLDED };
@@ -117,10 +120,16 @@ TWOPASS_INLINE void short_rows_group(size_t rows, size_t n, const TP_E* x, ptrdi
         const TP_E* xr = x + (ptrdiff_t)r * x_stride;
         TP_E* yr = y + (ptrdiff_t)r * y_stride;
         TP_T folded, sum;
-        switch (exp_instance(shift[r], exponent[r], 1, &folded)) {
-        case EXP_GENERAL: sum = short_row_exps(n, xr, yr, shift[r], exponent[r], 1, NV, U, ACC); break;
-        case EXP_FOLDED: sum = short_row_exps(n, xr, yr, 0, 0, folded, NV, U, ACC); break;
-        default: sum = short_row_exps(n, xr, yr, 0, exponent[r], 1, NV, U, ACC); break;
+        /* two instances per count of vectors, not three (each is a large unrolled body): where the
+         * exponent can fold, the rare shift-0 rows it cannot fold take the general one, whose x - 0
+         * gives the same bits */
+        const enum exp_instance instance = exp_instance(shift[r], exponent[r], 1, &folded);
+        if (instance == EXP_FOLDED) {
+            sum = short_row_exps(n, xr, yr, 0, 0, folded, NV, U, ACC);
+        } else if (instance == EXP_SHIFT_0 && !EXP_FOLDS) {
+            sum = short_row_exps(n, xr, yr, 0, exponent[r], 1, NV, U, ACC);
+        } else {
+            sum = short_row_exps(n, xr, yr, shift[r], exponent[r], 1, NV, U, ACC);
         }
         scale[r] = (TP_T)(1.0 / (double)sum);
     }
