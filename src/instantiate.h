@@ -80,7 +80,7 @@ TWOPASS_INLINE TP_T short_row_exps(size_t n, const TP_E* x, TP_E* y, TP_T shift,
     VEC acc[TWOPASS_MAX_ACC];
     TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc[k] = V(setzero)();
     TWOPASS_PREFETCH_ITERATION(x, NV * VLEN * sizeof(TP_E)); /* as the main loop does */
-    TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
+    TWOPASS_SHORT_ROWS_UNROLL for (size_t j = 0; j < NV; j++) {
         const VEC e = EXP(exp_shifted_scaled)(column_load(x, n, j), vshift, vexponent, vscale);
         column_store(y, n, j, e);
         if (j < main_loop_vectors) {
@@ -96,7 +96,9 @@ TWOPASS_INLINE TP_T short_row_exps(size_t n, const TP_E* x, TP_E* y, TP_T shift,
 TWOPASS_INLINE void short_row_scale(size_t n, TP_E* y, TP_T scale, const size_t NV)
 {
     const VEC vscale = V(set1)(scale);
-    TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) column_store(y, n, j, V(mul)(column_load(y, n, j), vscale));
+    TWOPASS_SHORT_ROWS_UNROLL for (size_t j = 0; j < NV; j++) {
+        column_store(y, n, j, V(mul)(column_load(y, n, j), vscale));
+    }
 }
 
 /* softmax_short_rows: softmax by three-pass reload of `rows` rows of n elements, at most

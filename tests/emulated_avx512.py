@@ -51,7 +51,9 @@ BASE_FLAGS = ["-O2", "-fPIC", "-fno-math-errno", "-Werror=implicit-function-decl
               "-DTWOPASS_HAVE_X86_KERNELS", "-I" + str(ROOT / "include")]
 AVX2_FLAGS = ["-mavx2", "-mfma", "-mf16c"]
 # The emulated files: AVX2 + FMA for SIMDe to build on, the shim before the system headers.
-EMULATED_FLAGS = AVX2_FLAGS + ["-I" + str(SHIM_DIR), "-Wno-psabi"]
+# TWOPASS_SHORT_ROWS_UNROLL empty (common.h): the short-rows kernels' vectors in loops, not unrolled:
+# the same arithmetic, and the SIMDe files compile in 13-18 s instead of 14-35 s.
+EMULATED_FLAGS = AVX2_FLAGS + ["-I" + str(SHIM_DIR), "-Wno-psabi", "-DTWOPASS_SHORT_ROWS_UNROLL="]
 UNITS = [  # (source, extra flags)
     ("src/cpu.c", []),
     ("src/dispatch.c", []),

@@ -397,13 +397,13 @@ TWOPASS_INLINE T short_row_max(size_t n, const ELEM* x, const size_t NV)
 {
     VEC v[TWOPASS_SHORT_ROWS_MAX_VECTORS];
     MASK numbers = ALL_LANES;
-    TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
+    TWOPASS_SHORT_ROWS_UNROLL for (size_t j = 0; j < NV; j++) {
         v[j] = column_load(x, n, j);
         numbers &= CMP_MASK(v[j], v[j], _CMP_ORD_Q);
     }
     v[NV - 1] = V(mask_mov)(V(set1)(-INFINITY), column_mask(n, NV - 1), v[NV - 1]); /* lanes past n */
-    TWOPASS_UNROLL for (size_t step = 1; step < NV; step *= 2) {
-        TWOPASS_UNROLL for (size_t j = 0; j + step < NV; j += 2 * step) v[j] = V(max)(v[j], v[j + step]);
+    TWOPASS_SHORT_ROWS_UNROLL for (size_t step = 1; step < NV; step *= 2) {
+        TWOPASS_SHORT_ROWS_UNROLL for (size_t j = 0; j + step < NV; j += 2 * step) v[j] = V(max)(v[j], v[j + step]);
     }
     return numbers == ALL_LANES ? V(reduce_max)(v[0]) : (T)NAN;
 }
