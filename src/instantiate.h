@@ -23,14 +23,15 @@
     void TP_RNAME(raddonline, isa, U, ACC)(size_t n, const TP_E* x, TP_T result[2])        \
     { raddonline_impl(n, x, result, U, ACC); }
 /* exp(x - shift) * 2^-exponent (times a scale), the caller's split of exp(x - max) (kernels.h), by the
- * instance of the template for the split's case. TWOPASS_EXP_SPLIT's usual shift = 0 is passed as the constant
- * +0, so the compiler drops x - shift (x - (+0) is x; a shift of -0 also takes this instance, and
- * x - (-0) differs only at x = -0, where exp(-0) = exp(+0)); there the exponent is folded into the
- * scale where the exp core can (FOLD_EXPONENT: AVX-512F float32 and float16 define it; the AVX2
- * float32 exp carries the exponent in its magic constant's bias for free, and the float64 ones
- * multiply by the scale separately, so they do not fold). One operation fewer per vector
- * each: 14, 13, 12 in reload's pass 2 on AVX-512F. The same bits as the general instance, which runs
- * for |max| beyond the shift limit (tests/test_kernels.py checks the three against each other). */
+ * instance of the template for the split's case. TWOPASS_EXP_SPLIT's usual shift = 0 is passed as
+ * the constant +0, so the compiler drops x - shift (x - (+0) is x; a shift of -0 also takes this
+ * instance, and x - (-0) differs only at x = -0, where exp(-0) = exp(+0)); there the exponent is
+ * folded into the scale where the exp core can (FOLD_EXPONENT: AVX-512F float32 and float16 define
+ * it; the AVX2 float32 exp carries the exponent in its magic constant's bias for free, and the
+ * float64 ones multiply by the scale separately, so they do not fold). One operation fewer per
+ * vector each: 14, 13, 12 in reload's pass 2 on AVX-512F. The same bits as the general instance,
+ * which runs for |max| beyond the shift limit (tests/test_kernels.py checks the three against each
+ * other). */
 #ifdef FOLD_EXPONENT
 #define EXP_FOLDS 1
 #else
@@ -103,14 +104,14 @@ TWOPASS_INLINE void short_row_scale(size_t n, TP_E* y, TP_T scale, const size_t 
 
 /* softmax_short_rows: softmax by three-pass reload of `rows` rows of n elements, at most
  * TWOPASS_SHORT_ROWS_BYTES and TWOPASS_SHORT_ROWS_MAX_VECTORS vectors (rows x_stride and y_stride
- * elements apart), a pass at a time
- * over up to TWOPASS_SHORT_ROWS_GROUP rows: the max of every row, then every row's exps and sum, then
- * every row's scaling. Row after row, each row waits on its own chain (max, reduced; exps, summed;
- * 1/sum; the scaling); here the chains of the group's rows overlap, the group's rows stay in L1
- * between the passes, and each row is straight-line code for its count of vectors NV (no call, loop
- * or tail logic per pass). The passes do the arithmetic of rmax, raddstoreexpminusmax at (U, ACC) and
- * vscale in their order, so with U and ACC those of the level's raddstoreexpminusmax the results are
- * the bits of the rows one by one (tests/test_row_groups.py, tests/test_avx512_emulated.py). */
+ * elements apart), a pass at a time over up to TWOPASS_SHORT_ROWS_GROUP rows: the max of every row,
+ * then every row's exps and sum, then every row's scaling. Row after row, each row waits on its own
+ * chain (max, reduced; exps, summed; 1/sum; the scaling); here the chains of the group's rows
+ * overlap, the group's rows stay in L1 between the passes, and each row is straight-line code for its
+ * count of vectors NV (no call, loop or tail logic per pass). The passes do the arithmetic of rmax,
+ * raddstoreexpminusmax at (U, ACC) and vscale in their order, so with U and ACC those of the level's
+ * raddstoreexpminusmax the results are the bits of the rows one by one (tests/test_row_groups.py,
+ * tests/test_avx512_emulated.py). */
 TWOPASS_INLINE void short_rows_group(size_t rows, size_t n, const TP_E* x, ptrdiff_t x_stride, TP_E* y,
                                      ptrdiff_t y_stride, const size_t NV, const size_t U, const size_t ACC)
 {

@@ -597,7 +597,8 @@ static void two_pass_group(void* ctx, size_t g)
 static size_t row_group(enum twopass_algorithm algorithm, size_t n)
 {
     const size_t row_bytes = n * sizeof(TP_E);
-    if ((algorithm != TWOPASS_THREE_PASS_RELOAD && algorithm != TWOPASS_TWO_PASS) || n == 0 || n > twopass_sum_block()
+    const int grouped = algorithm == TWOPASS_THREE_PASS_RELOAD || algorithm == TWOPASS_TWO_PASS;
+    if (!grouped || n == 0 || n > twopass_sum_block()
         || row_bytes > TWOPASS_ROW_GROUP_ROW_BYTES) {
         return 1;
     }
