@@ -145,7 +145,8 @@ TWOPASS_INLINE int softmax_short_rows_impl(size_t rows, size_t n, const TP_E* x,
     enum { MAX_NV = BYTES_NV < TWOPASS_SHORT_ROWS_MAX_VECTORS ? BYTES_NV : TWOPASS_SHORT_ROWS_MAX_VECTORS };
     if (n == 0 || n > MAX_NV * VLEN) return 0;
     for (size_t first = 0; first < rows; first += TWOPASS_SHORT_ROWS_GROUP) {
-        const size_t count = rows - first < TWOPASS_SHORT_ROWS_GROUP ? rows - first : TWOPASS_SHORT_ROWS_GROUP;
+        const size_t left = rows - first;
+        const size_t count = left < TWOPASS_SHORT_ROWS_GROUP ? left : TWOPASS_SHORT_ROWS_GROUP;
         const TP_E* xg = x + (ptrdiff_t)first * x_stride;
         TP_E* yg = y + (ptrdiff_t)first * y_stride;
         switch ((n + VLEN - 1) / VLEN) { /* NV */

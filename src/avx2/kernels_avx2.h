@@ -483,7 +483,9 @@ TWOPASS_INLINE T short_row_max(size_t n, const ELEM* x, const size_t NV)
     /* lanes past n */
     v[NV - 1] = V(blendv)(V(set1)(-INFINITY), v[NV - 1], V(castsi256)(column_mask(n, NV - 1)));
     TWOPASS_SHORT_ROWS_UNROLL for (size_t step = 1; step < NV; step *= 2) {
-        TWOPASS_SHORT_ROWS_UNROLL for (size_t j = 0; j + step < NV; j += 2 * step) v[j] = V(max)(v[j], v[j + step]);
+        TWOPASS_SHORT_ROWS_UNROLL for (size_t j = 0; j + step < NV; j += 2 * step) {
+            v[j] = V(max)(v[j], v[j + step]);
+        }
     }
     return V(movemask)(numbers) == (1 << VLEN) - 1 ? HMAX(v[0]) : (T)NAN;
 }

@@ -388,7 +388,6 @@ TWOPASS_INLINE void vsubc_columns_impl(size_t rows, size_t width, const ELEM* x,
     }
 }
 
-
 /* ---- Short rows (softmax_short_rows, instantiate.h): one row of n elements in NV = ceil(n / VLEN)
  * vectors, NV a constant, the last one partial when n % VLEN != 0. ---- */
 
@@ -403,7 +402,9 @@ TWOPASS_INLINE T short_row_max(size_t n, const ELEM* x, const size_t NV)
     }
     v[NV - 1] = V(mask_mov)(V(set1)(-INFINITY), column_mask(n, NV - 1), v[NV - 1]); /* lanes past n */
     TWOPASS_SHORT_ROWS_UNROLL for (size_t step = 1; step < NV; step *= 2) {
-        TWOPASS_SHORT_ROWS_UNROLL for (size_t j = 0; j + step < NV; j += 2 * step) v[j] = V(max)(v[j], v[j + step]);
+        TWOPASS_SHORT_ROWS_UNROLL for (size_t j = 0; j + step < NV; j += 2 * step) {
+            v[j] = V(max)(v[j], v[j + step]);
+        }
     }
     return numbers == ALL_LANES ? V(reduce_max)(v[0]) : (T)NAN;
 }
