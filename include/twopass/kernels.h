@@ -6,26 +6,29 @@
  *   rmax                  return max_i x_i
  *   raddextexp            sum[0] * 2^sum[1] = sum_i exp(x_i), accumulated as (mantissa, exponent)
  *                         pairs so nothing overflows (two-pass, pass 1)
- *   vscaleextexp          y_i = exp(x_i) * scale * 2^-exponent, from the same (p, n) split
+ *   vscaleextexp          y_i = min(1, exp(x_i) * scale * 2^-exponent), from the same (p, n) split
  *                         (two-pass, pass 2)
  *   raddexpminusmax       return sum_i e_i                               (three-pass recompute, pass 2)
  *   raddstoreexpminusmax  y_i = e_i, return sum_i e_i                    (three-pass reload, pass 2)
- *   vscaleexpminusmax     y_i = e_i * scale                              (three-pass recompute, pass 3)
+ *   vscaleexpminusmax     y_i = min(1, e_i * scale)                      (three-pass recompute, pass 3)
  *   vscale                y_i = x_i * scale, 0 below the smallest normal  (three-pass reload, pass 3)
- *   vsubc                 y_i = (x_i - c_hi) - c_lo                      (log_softmax, last pass)
+ *   vsubc                 y_i = min(0, (x_i - c_hi) - c_lo)              (log_softmax, last pass)
  *   raddonline            result = (m, sum_i exp(x_i - m)) with m = max_i x_i, in one read: the
  *                         online normaliser, rescaling its running sum as the max grows (online, pass 1)
  *
  * Columns (softmax over a non-contiguous axis without a transposing copy): each lane follows its own
  * column of a (rows x width) block, of any width, whose rows are `ld` elements apart:
  *   raddextexp_columns    mantissa[j] * 2^exponent[j] = sum_r exp(x[r, j])      (two-pass, pass 1)
- *   vscaleextexp_columns  y[r, j] = exp(x[r, j]) * scale[j] * 2^-exponent[j]   (two-pass, pass 2)
- *   vsubc_columns         y[r, j] = (x[r, j] - c_hi[j]) - c_lo[j]               (log_softmax, pass 2)
+ *   vscaleextexp_columns  y[r, j] = min(1, exp(x[r, j]) * scale[j] * 2^-exponent[j])  (two-pass, pass 2)
+ *   vsubc_columns         y[r, j] = min(0, (x[r, j] - c_hi[j]) - c_lo[j])      (log_softmax, pass 2)
  *
  * Short rows (softmax over many rows of at most U elements, a group of rows a pass at a time):
  *   softmax_short_rows    y[r] = softmax(x[r]) by three-pass reload (rows x_stride and y_stride
  *                         elements apart): returns 1, or 0 without touching y when n = 0 or rows
  *                         are longer than TWOPASS_SHORT_ROWS_BYTES or _MAX_VECTORS vectors
+ *
+ * The min() keep softmax <= 1 and log_softmax <= 0 (src/result_bounds.h): these passes round their
+ * exps apart from the sum's; NaN stays NaN.
  *
  * where e_i = exp(x_i - shift) * 2^-exponent stands for exp(x_i - max): the caller splits the max
  * as shift + exponent * ln2 (TWOPASS_EXP_SPLIT, common.h), so that x_i - shift is exact for

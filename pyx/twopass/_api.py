@@ -362,7 +362,7 @@ def softmax_from_extsum(x, pair, axis=-1, *, out=None, threads=None):
         e0, m0 = np.where(normal, e, 0.0), np.where(normal, m, 1.0)
         hi = np.where(split, e0 * _fallback.LN2_HI, np.log(m0) + e0 * _fallback.LN2)
         lo = np.where(split, e0 * _fallback.LN2_LO + np.log(m0), np.where(normal, 0.0, np.nan))
-        result = np.exp((x.astype(np.float64) - hi) - lo).astype(dtype)
+        result = np.exp(np.minimum((x.astype(np.float64) - hi) - lo, 0.0)).astype(dtype)  # <= 1, as the kernels
     if out is None:
         return result
     out[...] = result

@@ -84,11 +84,12 @@ def _two_pass(x, out):
     if invalid.any():
         fixed = np.empty((int(invalid.sum()), x.shape[1]), dtype=out.dtype)
         _three_pass_recompute(np.ascontiguousarray(x[invalid]), fixed)
-    # pass 2: y = p / M * 2^(n - E)
+    # pass 2: y = p / M * 2^(n - E), at most 1 (exp and sum round apart: the kernels' clamp, as
+    # SciPy's exp(x - max) / sum never exceeds 1)
     for rs, cols in _tiles(*x.shape):
         for c in cols:
             p, n = _extexp(x[rs, c])
-            out[rs, c] = p / mantissa[rs, None] * np.exp2(n - exponent[rs, None])
+            out[rs, c] = np.minimum(p / mantissa[rs, None] * np.exp2(n - exponent[rs, None]), 1.0)
     if invalid.any():
         out[invalid] = fixed
 
@@ -165,7 +166,8 @@ def log_softmax_rows(x, out, algorithm):
     """out[r] = x[r] - logsumexp(x[r]), as (x - hi) - lo with hi + lo = logsumexp. two_pass takes
     logsumexp from the extended-exponent sum of each valid row (hi = it, lo = 0: |x| < ~90850
     there); the others, and rows two-pass cannot take, as SciPy: hi = max, lo = log sum exp(x - max),
-    so x - hi is exact at the max even where a float64 logsumexp could not hold the log."""
+    so x - hi is exact at the max even where a float64 logsumexp could not hold the log. At most 0,
+    as SciPy's (two-pass's logsumexp can round below the max; the kernels clamp the same way)."""
     with np.errstate(all="ignore"):
         if algorithm == "two_pass":
             mantissa, exponent = np.empty(x.shape[0]), np.empty(x.shape[0])
@@ -185,7 +187,7 @@ def log_softmax_rows(x, out, algorithm):
                 hi, lo = m, log_s
             else:
                 hi[~valid], lo[~valid] = m, log_s
-        out[...] = (_work(x) - hi[:, None]) - lo[:, None]
+        out[...] = np.minimum((_work(x) - hi[:, None]) - lo[:, None], 0.0)
 
 
 def _extsum_valid(x, mantissa, exponent):

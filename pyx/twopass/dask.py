@@ -252,6 +252,7 @@ def _shifted(block, parts, kind, result_dtype):
             t = buf[:x.size].reshape(x.shape)
             np.subtract(x, hi[idx], out=t, dtype=np.float64)
             t -= lo[idx]
+            np.minimum(t, 0.0, out=t)  # log_softmax <= 0 and softmax <= 1, as the kernels
             if kind == "softmax":
                 np.exp(t, out=t)
             out[idx] = t

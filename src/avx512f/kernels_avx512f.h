@@ -22,6 +22,7 @@
 #define STORE_PART(p, mask, count, v) V(mask_storeu)(p, mask, v)
 #define STREAM(p, v) V(stream)(p, v)
 #endif
+#include "../result_bounds.h"
 
 /* max x, NaN if any x is NaN. VMAXPS returns its second operand where either is NaN, so a NaN that
  * reached an accumulator is lost to the next number there: the lanes that have seen only numbers are
@@ -201,13 +202,13 @@ TWOPASS_INLINE VEC scaleextexp(VEC x, VEC vscale, VEC vexponent)
  * per vector: reload on 1e4 floats ran 1.06x faster without on avx512f, 1.10x on avx2 (Intel Xeon). */
 TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, const int MODE)
 {
-    if (MODE == TWOPASS_MODE_SUB) return V(sub)(V(sub)(v, vshift), vexponent);
+    if (MODE == TWOPASS_MODE_SUB) return at_most_zero(V(sub)(V(sub)(v, vshift), vexponent));
     if (MODE == TWOPASS_MODE_EXTEXP) { /* scaleextexp with the scale folded into the polynomial */
         VEC vn;
         const VEC p = EXP(extexp_times)(v, &vn, vscale);
-        return EXP(mul_exp2)(p, V(sub)(vn, vexponent));
+        return at_most_one(EXP(mul_exp2)(p, V(sub)(vn, vexponent)));
     }
-    if (MODE == TWOPASS_MODE_EXP) return EXP(exp_shifted_scaled)(v, vshift, vexponent, vscale);
+    if (MODE == TWOPASS_MODE_EXP) return at_most_one(EXP(exp_shifted_scaled)(v, vshift, vexponent, vscale));
     return V(mul)(v, vscale);
 }
 
@@ -366,8 +367,9 @@ TWOPASS_INLINE void vscaleextexp_columns_impl(size_t rows, size_t width, const E
     for (size_t r = 0; r < rows; r++, x += x_ld, y += y_ld) {
         for (size_t v = 0; v < nv; v++) {
             const MASK mask = column_mask(width, v);
-            column_store(y, width, v, scaleextexp(column_load(x, width, v), V(maskz_loadu)(mask, scale + v * VLEN),
-                                                  V(maskz_loadu)(mask, exponent + v * VLEN)));
+            column_store(y, width, v, at_most_one(scaleextexp(column_load(x, width, v),
+                                                              V(maskz_loadu)(mask, scale + v * VLEN),
+                                                              V(maskz_loadu)(mask, exponent + v * VLEN))));
         }
     }
 }
@@ -383,7 +385,7 @@ TWOPASS_INLINE void vsubc_columns_impl(size_t rows, size_t width, const ELEM* x,
         for (size_t v = 0; v < nv; v++) {
             const MASK mask = column_mask(width, v);
             const VEC d = V(sub)(column_load(x, width, v), V(maskz_loadu)(mask, c_hi + v * VLEN));
-            column_store(y, width, v, V(sub)(d, V(maskz_loadu)(mask, c_lo + v * VLEN)));
+            column_store(y, width, v, at_most_zero(V(sub)(d, V(maskz_loadu)(mask, c_lo + v * VLEN))));
         }
     }
 }

@@ -1,0 +1,20 @@
+/* The bounds of the results, for the per-ISA kernel headers (VEC and V() defined by the arithmetic
+ * header before them). */
+#ifndef TWOPASS_RESULT_BOUNDS_H
+#define TWOPASS_RESULT_BOUNDS_H
+
+/* softmax <= 1 and log_softmax <= 0, as SciPy's, whose max term exp(0) = 1 is exact. The passes that
+ * recompute exps (two-pass, recompute, online) round them apart from the sum's, so a result could
+ * land an ulp past its bound; these clamp it (min(c, v) is v when v is NaN). Reload needs none: its
+ * e_i * fl(1/sum) with e_i <= sum rounds to at most 1. */
+TWOPASS_INLINE VEC at_most_one(VEC v)
+{
+    return V(min)(V(set1)(1), v);
+}
+
+TWOPASS_INLINE VEC at_most_zero(VEC v)
+{
+    return V(min)(V(setzero)(), v);
+}
+
+#endif

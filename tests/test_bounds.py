@@ -1,0 +1,81 @@
+"""The mathematical bounds of the results, which SciPy's arithmetic keeps by construction (its max
+term is exp(0) = 1 exactly, so sum >= 1 and exp(x - max) <= sum):
+
+- softmax is at most 1 and log_softmax at most 0, on every level (forced), with every algorithm, on
+  rows, down columns, through softmax_from_extsum and the dask split plan. Two-pass and recompute
+  round their exps apart from the sum, which put about 2% of the largest elements of two-element
+  rows an ulp above 1, and logsumexp below the max (log_softmax > 0 for a third of them), before
+  the kernels clamped.
+"""
+import numpy as np
+import pytest
+import scipy.special
+
+import twopass
+
+LEVELS = list(twopass.available_levels())
+ALGORITHMS = list(twopass.ALGORITHMS)
+DTYPES = [np.float16, np.float32, np.float64]
+
+
+def dominated_rows(dtype, rows, n, seed):
+    """Rows whose max outweighs the rest (the cases where the largest result is nearest its bound),
+    and a quarter of plain random rows."""
+    rng = np.random.default_rng(seed)
+    top = 10.0 if dtype == np.float16 else 100.0
+    x = rng.uniform(-top, top, (rows, 1)) - rng.uniform(0, 40, (rows, n))
+    x[:, 0] = x[:, 0] + rng.uniform(20, 40, rows)
+    x[rows // 4 * 3:] = rng.uniform(-top, top, (rows - rows // 4 * 3, n))
+    return x.astype(dtype)
+
+
+def assert_bounded(y, upper, what):
+    finite = y[~np.isnan(y)]
+    assert finite.size and finite.max() <= upper, (what, finite.max() if finite.size else None)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("n", [2, 3, 17, 100, 1000])
+@pytest.mark.parametrize("level", LEVELS)
+def test_softmax_at_most_1_and_log_softmax_at_most_0(level, n, dtype):
+    x = dominated_rows(dtype, 4000 if n < 100 else 400, n, seed=n)
+    with twopass.use_isa(level):
+        for algorithm in ALGORITHMS:
+            for axis, data in ((-1, x), (0, np.ascontiguousarray(x.T))):  # rows, and down columns
+                what = (level, algorithm, axis)
+                y = twopass.softmax(data, axis=axis, algorithm=algorithm)
+                assert_bounded(y, 1, what)
+                assert_bounded(twopass.log_softmax(data, axis=axis, algorithm=algorithm), 0, what)
+                # the bound costs no accuracy: the largest results are still 1 - (the rest)
+                ref = scipy.special.softmax(data.astype(np.float64), axis=axis)
+                rtol, atol = {np.float16: (2e-3, 2.0**-23), np.float32: (1e-5, 2.0**-125),
+                              np.float64: (1e-13, 2.0**-1021)}[dtype]  # atol: subnormal or flushed
+                assert np.allclose(y, ref, rtol=rtol, atol=atol), what
+        pair = twopass.extsum(x, axis=-1)
+        assert_bounded(twopass.softmax_from_extsum(x, pair, axis=-1), 1, (level, "from_extsum"))
+
+
+def test_clamps_keep_nan_and_minus_inf():
+    x = np.array([[0.0, np.nan, 1.0], [np.inf, 1.0, -np.inf], [-np.inf, -np.inf, -np.inf],
+                  [3.0, -np.inf, 3.0]], np.float32)
+    for level in LEVELS:
+        with twopass.use_isa(level):
+            for algorithm in ALGORITHMS:
+                for f, g in ((twopass.softmax, scipy.special.softmax),
+                             (twopass.log_softmax, scipy.special.log_softmax)):
+                    with np.errstate(invalid="ignore"):
+                        ref = g(x.astype(np.float64), axis=1)
+                    got = f(x, axis=1, algorithm=algorithm)
+                    assert np.array_equal(np.isnan(got), np.isnan(ref)), (level, algorithm, f)
+                    assert np.array_equal(got[~np.isnan(ref)], ref[~np.isnan(ref)].astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_dask_split_plan_keeps_the_bounds(dtype):
+    """The split plan's log_softmax (x - hi) - lo, and softmax as its exp for float64, in NumPy."""
+    da = pytest.importorskip("dask.array")
+    import twopass.dask as tpd
+    x = dominated_rows(dtype, 2000, 4, seed=3)
+    xd = da.from_array(x, chunks=(500, 2))  # the reduced axis split: two-pass across blocks
+    assert_bounded(tpd.log_softmax(xd, axis=1).compute(scheduler="synchronous"), 0, "dask log_softmax")
+    assert_bounded(tpd.softmax(xd, axis=1).compute(scheduler="synchronous"), 1, "dask softmax")
