@@ -205,6 +205,10 @@ int twopass_useful_threads(int threads, size_t elements)
 #include "softmax_f32_scalars.h"
 #define TP_E float
 #define TP_E_ISNAN(e) isnan(e)
+#define TP_E_ISFINITE(e) isfinite(e)
+#define TP_E_ONE 1.0f
+#define TP_E_ZERO 0.0f
+#define TP_E_NAN NAN
 #define TP_KERNELS struct twopass_f32_kernels
 #define TP_PUB(name, suffix) twopass_##name##_f32##suffix
 #include "softmax_template.h"

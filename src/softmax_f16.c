@@ -14,6 +14,11 @@
 #define TP_E uint16_t
 /* NaN halves: exponent bits all ones and a non-zero fraction */
 #define TP_E_ISNAN(e) (((e) & 0x7FFFu) > 0x7C00u)
+/* finite halves: exponent bits not all ones; 1.0, +0.0 and a quiet NaN as bits */
+#define TP_E_ISFINITE(e) (((e) & 0x7C00u) != 0x7C00u)
+#define TP_E_ONE ((uint16_t)0x3C00u)
+#define TP_E_ZERO ((uint16_t)0x0000u)
+#define TP_E_NAN ((uint16_t)0x7E00u)
 #define TP_KERNELS struct twopass_f16_kernels
 #define TP_PUB(name, suffix) twopass_##name##_f16##suffix
 #include "softmax_template.h"

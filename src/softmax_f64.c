@@ -10,6 +10,10 @@
 #define TP_T double
 #define TP_E double
 #define TP_E_ISNAN(e) isnan(e)
+#define TP_E_ISFINITE(e) isfinite(e)
+#define TP_E_ONE 1.0
+#define TP_E_ZERO 0.0
+#define TP_E_NAN NAN
 #define TP_F64 1
 #define TP_KERNELS struct twopass_f64_kernels
 #define TP_PUB(name, suffix) twopass_##name##_f64##suffix

@@ -420,8 +420,8 @@ static double lse_of_extsum(double mantissa, double exponent, struct lse_parts* 
 static double logsumexp_slice(struct slice* s, enum twopass_algorithm algorithm, struct lse_parts* parts)
 {
     double mantissa, exponent;
-    if (s->n == 0) {
-        return lse_split(-INFINITY, parts);
+    if (s->n <= 1) { /* log exp(x) = x exactly, as SciPy's x + log 1 */
+        return lse_split(s->n == 0 ? -INFINITY : slice_max(s), parts);
     }
     if (algorithm == TWOPASS_TWO_PASS && slice_extsum(s, &mantissa, &exponent)) {
         return lse_of_extsum(mantissa, exponent, parts);
@@ -458,11 +458,21 @@ static void extsum_slice(struct slice* s, double* mantissa, double* exponent)
 #endif
 }
 
+/* softmax (log: log_softmax) over one element, as SciPy's exp(x - x) / 1 and (x - x) - log 1: exactly
+ * 1 (0) for a finite x, NaN for +-inf and NaN. The general passes would round exp(x - max) and the
+ * sum apart, giving 1 - 2^-24 or 0 +- 1e-7 for some x. */
+static TP_E one_element(TP_E x, int log)
+{
+    return TP_E_ISFINITE(x) ? (log ? TP_E_ZERO : TP_E_ONE) : TP_E_NAN;
+}
+
 static void log_softmax_slice(struct slice* s, enum twopass_algorithm algorithm)
 {
     /* y = x - logsumexp(x): with IEEE arithmetic this is also SciPy's answer for NaN, +inf
      * (NaN at +inf, -inf elsewhere) and all -inf (NaN). */
-    if (s->n != 0) {
+    if (s->n == 1) {
+        s->y[0] = one_element(s->x[0], 1);
+    } else if (s->n != 0) {
         struct lse_parts parts;
         logsumexp_slice(s, algorithm, &parts);
         s->shift = parts.hi, s->c_lo = parts.lo;
@@ -472,7 +482,8 @@ static void log_softmax_slice(struct slice* s, enum twopass_algorithm algorithm)
 
 static void softmax_slice(struct slice* s, enum twopass_algorithm algorithm)
 {
-    if (s->n == 0) {
+    if (s->n <= 1) {
+        if (s->n == 1) s->y[0] = one_element(s->x[0], 0);
         return;
     }
     switch (algorithm) {
@@ -593,12 +604,13 @@ static void two_pass_group(void* ctx, size_t g)
 }
 
 /* Rows per group for softmax by three-pass reload or two-pass (1: row by row): rows of at most
- * TWOPASS_ROW_GROUP_ROW_BYTES and one sum block, as many as fit twopass_row_group_bytes(). */
+ * TWOPASS_ROW_GROUP_ROW_BYTES and one sum block, as many as fit twopass_row_group_bytes(); single
+ * elements row by row (softmax_slice). */
 static size_t row_group(enum twopass_algorithm algorithm, size_t n)
 {
     const size_t row_bytes = n * sizeof(TP_E);
     const int grouped = algorithm == TWOPASS_THREE_PASS_RELOAD || algorithm == TWOPASS_TWO_PASS;
-    if (!grouped || n == 0 || n > twopass_sum_block()
+    if (!grouped || n <= 1 || n > twopass_sum_block() /* one element: softmax_slice's exact 1 */
         || row_bytes > TWOPASS_ROW_GROUP_ROW_BYTES) {
         return 1;
     }
@@ -868,6 +880,10 @@ static void columns_pass2(void* ctx, size_t chunk)
 static int run_columns(struct columns_job* job, int threads)
 {
     if (job->rows == 0 || job->cols == 0) {
+        return 0;
+    }
+    if (job->rows == 1) { /* columns of one element */
+        for (size_t c = 0; c < job->cols; c++) job->y[c] = one_element(job->x[c], job->log);
         return 0;
     }
     const size_t cols = job->cols;

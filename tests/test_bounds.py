@@ -5,7 +5,9 @@ term is exp(0) = 1 exactly, so sum >= 1 and exp(x - max) <= sum):
   rows, down columns, through softmax_from_extsum and the dask split plan. Two-pass and recompute
   round their exps apart from the sum, which put about 2% of the largest elements of two-element
   rows an ulp above 1, and logsumexp below the max (log_softmax > 0 for a third of them), before
-  the kernels clamped.
+  the kernels clamped;
+- a single element gives what SciPy gives, exactly: softmax 1, log_softmax 0, logsumexp the element
+  (NaN, NaN and the element for +-inf and NaN). The general passes gave 1 - 2^-24 or +-1e-7.
 """
 import numpy as np
 import pytest
@@ -68,6 +70,33 @@ def test_clamps_keep_nan_and_minus_inf():
                     got = f(x, axis=1, algorithm=algorithm)
                     assert np.array_equal(np.isnan(got), np.isnan(ref)), (level, algorithm, f)
                     assert np.array_equal(got[~np.isnan(ref)], ref[~np.isnan(ref)].astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("level", LEVELS)
+def test_a_single_element_gives_scipys_exact_results(level, dtype):
+    rng = np.random.default_rng(7)
+    top = 60000.0 if dtype == np.float16 else 1e30
+    values = np.concatenate([rng.uniform(-100, 100, 3000), rng.uniform(-top, top, 200),
+                             [0.0, -0.0, np.inf, -np.inf, np.nan]]).astype(dtype)
+    with np.errstate(invalid="ignore"):
+        expected = {"softmax": scipy.special.softmax(values[:, None].astype(np.float64), axis=1),
+                    "log_softmax": scipy.special.log_softmax(values[:, None].astype(np.float64), axis=1)}
+    with twopass.use_isa(level):
+        for algorithm in ALGORITHMS:
+            for kind in ("softmax", "log_softmax"):
+                f = getattr(twopass, kind)
+                want = expected[kind].astype(dtype)
+                # rows of one element; the same down columns (a (1, n) array over axis 0, C and F
+                # order); a 0-d array; the whole of a 1-element array
+                for got in (f(values[:, None], axis=1, algorithm=algorithm),
+                            f(values[None, :], axis=0, algorithm=algorithm).T,
+                            f(np.asfortranarray(values[None, :]), axis=0, algorithm=algorithm).T):
+                    assert np.array_equal(got, want, equal_nan=True), (level, algorithm, kind)
+                assert np.array_equal(f(values[5], algorithm=algorithm), want[5, 0])
+                assert np.array_equal(f(values[-1:], axis=None, algorithm=algorithm), want[-1:, 0], equal_nan=True)
+        lse = twopass.logsumexp(values[:, None], axis=1)
+        assert np.array_equal(lse, values.astype(lse.dtype), equal_nan=True), level
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)

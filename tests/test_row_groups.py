@@ -83,7 +83,7 @@ def test_groups_give_the_bits_of_row_by_row(level_name, dtype, n, spread, algori
             assert np.array_equal(bits(got), bits(expected)), (threads, np.argwhere(bits(got) != bits(expected))[:5])
             auto = twopass.softmax(x, axis=-1, threads=threads)
             assert np.array_equal(bits(auto), bits(expected)) or auto_runs != algorithm
-        assert grouped_jobs() - before == 4
+        assert grouped_jobs() - before == (0 if n == 1 else 4)  # single elements: softmax_slice's exact 1
         inplace = x.copy()
         twopass.softmax(inplace, axis=-1, algorithm=algorithm, out=inplace, threads=2)
         assert np.array_equal(bits(inplace), bits(expected))

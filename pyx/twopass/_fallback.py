@@ -130,8 +130,16 @@ ALGORITHMS = {
 }
 
 
+def _one_element(x, out, log):
+    """softmax (log) of rows of one element, as SciPy's exp(x - x) / 1 and (x - x) - log 1: exactly 1
+    (0) for a finite x, NaN for +-inf and NaN (the kernels' one_element)."""
+    out[...] = np.where(np.isfinite(x), 0.0 if log else 1.0, np.nan)
+
+
 def softmax_rows(x, out, algorithm):
     """out[r] = softmax(x[r]) for a (rows, n) array, with one of ALGORITHMS."""
+    if x.shape[1] == 1:
+        return _one_element(x, out, log=False)
     with np.errstate(all="ignore"):
         ALGORITHMS[algorithm](x, out)
 
@@ -168,6 +176,8 @@ def log_softmax_rows(x, out, algorithm):
     there); the others, and rows two-pass cannot take, as SciPy: hi = max, lo = log sum exp(x - max),
     so x - hi is exact at the max even where a float64 logsumexp could not hold the log. At most 0,
     as SciPy's (two-pass's logsumexp can round below the max; the kernels clamp the same way)."""
+    if x.shape[1] == 1:
+        return _one_element(x, out, log=True)
     with np.errstate(all="ignore"):
         if algorithm == "two_pass":
             mantissa, exponent = np.empty(x.shape[0]), np.empty(x.shape[0])
