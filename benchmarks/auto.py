@@ -69,17 +69,6 @@ def run(shapes, rounds, repeats, progress=True):
 JOB_ELEMENTS = 1 << 23
 
 
-def _shapes(text):
-    """ROWSxN,ROWSxN,... -> [(rows, n), ...], each at least 1x1."""
-    try:
-        shapes = [tuple(int(v) for v in item.split("x")) for item in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"shapes are ROWSxN,...: {text!r}") from None
-    if not shapes or any(len(s) != 2 or min(s) < 1 for s in shapes):
-        raise argparse.ArgumentTypeError(f"shapes are ROWSxN,... with both at least 1: {text!r}")
-    return shapes
-
-
 def parse_interleaved_args(argv, doc, default_rounds, row_lengths=False, value_range=False):
     """(shapes, rounds, progress) from [--quick] [--rounds R] [--no-progress] [--shapes RxN,...] (and,
     if row_lengths, [--row-lengths N,N,...]; if value_range, [--range R], returned fourth): the main
@@ -96,7 +85,7 @@ def parse_interleaved_args(argv, doc, default_rounds, row_lengths=False, value_r
     if row_lengths:
         instead.add_argument("--row-lengths", help=f"instead of the shapes: batches of {JOB_ELEMENTS} "
                              "elements in rows of these lengths (comma-separated)")
-    instead.add_argument("--shapes", type=_shapes, help="instead of the shapes: these, as ROWSxN,... "
+    instead.add_argument("--shapes", type=harness.parse_shapes, help="instead of the shapes: these, as ROWSxN,... "
                          "(e.g. 65536x64,8192x512)")
     args = parser.parse_args(argv)
     sizes, batches = (QUICK_SIZES, QUICK_BATCHES) if args.quick else (FULL_SIZES, FULL_BATCHES)

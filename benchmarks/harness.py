@@ -5,6 +5,7 @@ enough (>= ~2 ms) for the clock, and the result is the median time per call with
 (min and max of the samples). Out-of-cache cases rotate over enough input/output pairs that each
 call finds its data evicted, as the paper's benchmark does; in-cache cases reuse one warm pair.
 """
+import argparse
 import time
 
 import numpy as np
@@ -79,3 +80,14 @@ def max_relative_error(y, ref, tiny=float(np.finfo(np.float32).tiny), flush=2.0*
     err = np.abs(y - ref) / np.maximum(np.abs(ref), tiny)
     err[(y == 0) & (ref < flush)] = 0.0
     return float(np.max(err))
+
+
+def parse_shapes(text):
+    """ROWSxN,ROWSxN,... -> [(rows, n), ...], each at least 1x1."""
+    try:
+        shapes = [tuple(int(v) for v in item.split("x")) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shapes are ROWSxN,...: {text!r}") from None
+    if not shapes or any(len(s) != 2 or min(s) < 1 for s in shapes):
+        raise argparse.ArgumentTypeError(f"shapes are ROWSxN,... with both at least 1: {text!r}")
+    return shapes
