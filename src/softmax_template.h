@@ -5,7 +5,8 @@
  *
  *   TP_T                 the arithmetic type of the kernels' scalars (float, double)
  *   TP_E                 the element type in memory: TP_T, or uint16_t for float16 (binary16 bits,
- *                        whose kernels compute in float32); TP_E_ISNAN(e) tests one element
+ *                        whose kernels compute in float32); TP_E_ISNAN(e) and TP_E_ISFINITE(e) test
+ *                        one element; TP_E_ONE, TP_E_ZERO and TP_E_NAN are 1, +0 and a quiet NaN
  *   TP_F64               1 for float64: the few dtype-specific steps below (#if TP_F64) keep
  *                        float64's large exponents exact; 0 for float32
  *   TP_KERNELS           the kernel table type (struct twopass_f32_kernels ...)
@@ -420,8 +421,8 @@ static double lse_of_extsum(double mantissa, double exponent, struct lse_parts* 
 static double logsumexp_slice(struct slice* s, enum twopass_algorithm algorithm, struct lse_parts* parts)
 {
     double mantissa, exponent;
-    if (s->n <= 1) { /* log exp(x) = x exactly, as SciPy's x + log 1 */
-        return lse_split(s->n == 0 ? -INFINITY : slice_max(s), parts);
+    if (s->n <= 1) { /* log exp(x) = x exactly, as SciPy's x + log 1 (which makes -0 +0) */
+        return lse_split(s->n == 0 ? -INFINITY : (double)slice_max(s) + 0.0, parts);
     }
     if (algorithm == TWOPASS_TWO_PASS && slice_extsum(s, &mantissa, &exponent)) {
         return lse_of_extsum(mantissa, exponent, parts);

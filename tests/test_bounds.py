@@ -97,14 +97,17 @@ def test_a_single_element_gives_scipys_exact_results(level, dtype):
                 assert np.array_equal(f(values[-1:], axis=None, algorithm=algorithm), want[-1:, 0], equal_nan=True)
         lse = twopass.logsumexp(values[:, None], axis=1)
         assert np.array_equal(lse, values.astype(lse.dtype), equal_nan=True), level
+        assert not np.signbit(lse[values == 0]).any(), level  # SciPy's x + log 1 turns -0 into +0
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32], ids=lambda d: np.dtype(d).name)
 def test_dask_split_plan_keeps_the_bounds(dtype):
-    """The split plan's log_softmax (x - hi) - lo, and softmax as its exp for float64, in NumPy."""
+    """The split plan's pass 2 in NumPy, (x - hi) - lo clamped at 0: log_softmax (above 0 for some of
+    these rows without the clamp), and softmax as its exp for integer input (float softmax runs on the
+    kernels, softmax_from_extsum)."""
     da = pytest.importorskip("dask.array")
     import twopass.dask as tpd
-    x = dominated_rows(dtype, 2000, 4, seed=3)
+    x = dominated_rows(np.float64, 2000, 4, seed=3).astype(dtype)
     xd = da.from_array(x, chunks=(500, 2))  # the reduced axis split: two-pass across blocks
     assert_bounded(tpd.log_softmax(xd, axis=1).compute(scheduler="synchronous"), 0, "dask log_softmax")
     assert_bounded(tpd.softmax(xd, axis=1).compute(scheduler="synchronous"), 1, "dask softmax")

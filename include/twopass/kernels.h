@@ -19,7 +19,7 @@
  * Columns (softmax over a non-contiguous axis without a transposing copy): each lane follows its own
  * column of a (rows x width) block, of any width, whose rows are `ld` elements apart:
  *   raddextexp_columns    mantissa[j] * 2^exponent[j] = sum_r exp(x[r, j])      (two-pass, pass 1)
- *   vscaleextexp_columns  y[r, j] = min(1, exp(x[r, j]) * scale[j] * 2^-exponent[j])  (two-pass, pass 2)
+ *   vscaleextexp_columns  y[r, j] = exp(x[r, j]) * scale[j] * 2^-exponent[j]   (two-pass, pass 2)
  *   vsubc_columns         y[r, j] = min(0, (x[r, j] - c_hi[j]) - c_lo[j])      (log_softmax, pass 2)
  *
  * Short rows (softmax over many rows of at most U elements, a group of rows a pass at a time):
@@ -27,8 +27,8 @@
  *                         elements apart): returns 1, or 0 without touching y when n = 0 or rows
  *                         are longer than TWOPASS_SHORT_ROWS_BYTES or _MAX_VECTORS vectors
  *
- * The min() keep softmax <= 1 and log_softmax <= 0 (src/result_bounds.h): these passes round their
- * exps apart from the sum's; NaN stays NaN.
+ * The min() keep softmax <= 1 and log_softmax <= 0 (src/result_bounds.h); NaN stays NaN.
+ * vscaleextexp_columns needs none: it rounds p * fl(1/f) once, with the p of pass 1's sum.
  *
  * where e_i = exp(x_i - shift) * 2^-exponent stands for exp(x_i - max): the caller splits the max
  * as shift + exponent * ln2 (TWOPASS_EXP_SPLIT, common.h), so that x_i - shift is exact for

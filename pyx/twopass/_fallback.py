@@ -84,12 +84,12 @@ def _two_pass(x, out):
     if invalid.any():
         fixed = np.empty((int(invalid.sum()), x.shape[1]), dtype=out.dtype)
         _three_pass_recompute(np.ascontiguousarray(x[invalid]), fixed)
-    # pass 2: y = p / M * 2^(n - E), at most 1 (exp and sum round apart: the kernels' clamp, as
-    # SciPy's exp(x - max) / sum never exceeds 1)
+    # pass 2: y = p / M * 2^(n - E), at most 1 with no clamp: p 2^(n - E) <= M (pass 1 summed the
+    # same p), so p / M rounds to at most 2^(E - n)
     for rs, cols in _tiles(*x.shape):
         for c in cols:
             p, n = _extexp(x[rs, c])
-            out[rs, c] = np.minimum(p / mantissa[rs, None] * np.exp2(n - exponent[rs, None]), 1.0)
+            out[rs, c] = p / mantissa[rs, None] * np.exp2(n - exponent[rs, None])
     if invalid.any():
         out[invalid] = fixed
 

@@ -231,8 +231,8 @@ TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, cons
 }
 
 /* The elementwise passes (MODE is a constant, common.h): y = x * scale (TWOPASS_MODE_SCALE),
- * y = exp(x - shift) * 2^-exponent * scale (TWOPASS_MODE_EXP), y = (x - shift) - exponent
- * (TWOPASS_MODE_SUB), y = exp(x) * scale * 2^-exponent (TWOPASS_MODE_EXTEXP).
+ * y = min(1, exp(x - shift) * 2^-exponent * scale) (TWOPASS_MODE_EXP), y = min(0, (x - shift) -
+ * exponent) (TWOPASS_MODE_SUB), y = min(1, exp(x) * scale * 2^-exponent) (TWOPASS_MODE_EXTEXP).
  * NT (a constant): non-temporal stores, for outputs too large for the caches. They skip the read
  * of each line before it is written (write-allocate) and keep the input in cache; they need
  * addresses aligned to a whole vector (VLEN elements), so the elements before y's first such
@@ -403,11 +403,13 @@ TWOPASS_INLINE void raddextexp_columns_impl(size_t rows, size_t width, const ELE
 }
 
 /* Pass 2 on whole rows, row after row: y[r, j] = exp(x[r, j]) * a[j] * 2^-b[j] (softmax) or
- * (x[r, j] - a[j]) - b[j] (LOG). NT (a constant): non-temporal stores as in vscale_impl, each row's
- * elements before y's first vector boundary and its tail through masked ordinary stores. */
+ * min(0, (x[r, j] - a[j]) - b[j]) (LOG). softmax needs no clamp: p * fl(1/f) * 2^(n - e), with the
+ * p of pass 1's sum (scaleextexp), rounds to at most 1 as reload's e_i * fl(1/sum) does. NT (a
+ * constant): non-temporal stores as in vscale_impl, each row's elements before y's first vector
+ * boundary and its tail through masked ordinary stores. */
 TWOPASS_INLINE VEC columns_pass2_op(VEC v, VEC a, VEC b, const int LOG)
 {
-    return LOG ? at_most_zero(V(sub)(V(sub)(v, a), b)) : at_most_one(scaleextexp(v, a, b));
+    return LOG ? at_most_zero(V(sub)(V(sub)(v, a), b)) : scaleextexp(v, a, b);
 }
 
 TWOPASS_INLINE void columns_pass2_impl(size_t rows, size_t width, const ELEM* x, ptrdiff_t x_ld, ELEM* y,
@@ -454,7 +456,7 @@ TWOPASS_INLINE void vscaleextexp_columns_impl(size_t rows, size_t width, const E
     columns_pass2_impl(rows, width, x, x_ld, y, y_ld, scale, exponent, 0, NT);
 }
 
-/* y[r, j] = (x[r, j] - c_hi[j]) - c_lo[j]: log_softmax down the columns. */
+/* y[r, j] = min(0, (x[r, j] - c_hi[j]) - c_lo[j]): log_softmax down the columns. */
 TWOPASS_INLINE void vsubc_columns_impl(size_t rows, size_t width, const ELEM* x, ptrdiff_t x_ld, ELEM* y,
                                        ptrdiff_t y_ld, const T* c_hi, const T* c_lo, const size_t U,
                                        const int NT)

@@ -213,8 +213,8 @@ TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, cons
 }
 
 /* The elementwise passes (MODE is a constant, common.h): y = x * scale (TWOPASS_MODE_SCALE),
- * y = exp(x - shift) * 2^-exponent * scale (TWOPASS_MODE_EXP), y = (x - shift) - exponent
- * (TWOPASS_MODE_SUB), y = exp(x) * scale * 2^-exponent (TWOPASS_MODE_EXTEXP).
+ * y = min(1, exp(x - shift) * 2^-exponent * scale) (TWOPASS_MODE_EXP), y = min(0, (x - shift) -
+ * exponent) (TWOPASS_MODE_SUB), y = min(1, exp(x) * scale * 2^-exponent) (TWOPASS_MODE_EXTEXP).
  * NT (a constant): non-temporal stores, for outputs too large for the caches (as on AVX2), from
  * y's first 64-byte boundary; masked ordinary stores before it and for the tail; then an sfence. */
 TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exponent, T scale,
@@ -358,6 +358,7 @@ TWOPASS_INLINE void raddextexp_columns_impl(size_t rows, size_t width, const ELE
     }
 }
 
+/* y[r, j] = exp(x[r, j]) * scale[j] * 2^-exponent[j], at most 1 without a clamp (as on AVX2). */
 TWOPASS_INLINE void vscaleextexp_columns_impl(size_t rows, size_t width, const ELEM* x, ptrdiff_t x_ld,
                                               ELEM* y, ptrdiff_t y_ld, const T* scale,
                                               const T* exponent, const size_t U, const int NT)
@@ -367,14 +368,13 @@ TWOPASS_INLINE void vscaleextexp_columns_impl(size_t rows, size_t width, const E
     for (size_t r = 0; r < rows; r++, x += x_ld, y += y_ld) {
         for (size_t v = 0; v < nv; v++) {
             const MASK mask = column_mask(width, v);
-            column_store(y, width, v, at_most_one(scaleextexp(column_load(x, width, v),
-                                                              V(maskz_loadu)(mask, scale + v * VLEN),
-                                                              V(maskz_loadu)(mask, exponent + v * VLEN))));
+            column_store(y, width, v, scaleextexp(column_load(x, width, v), V(maskz_loadu)(mask, scale + v * VLEN),
+                                                  V(maskz_loadu)(mask, exponent + v * VLEN)));
         }
     }
 }
 
-/* y[r, j] = (x[r, j] - c_hi[j]) - c_lo[j]: log_softmax down the columns. */
+/* y[r, j] = min(0, (x[r, j] - c_hi[j]) - c_lo[j]): log_softmax down the columns. */
 TWOPASS_INLINE void vsubc_columns_impl(size_t rows, size_t width, const ELEM* x, ptrdiff_t x_ld, ELEM* y,
                                        ptrdiff_t y_ld, const T* c_hi, const T* c_lo, const size_t U,
                                        const int NT)
