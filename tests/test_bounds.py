@@ -17,7 +17,7 @@ import twopass
 
 LEVELS = list(twopass.available_levels())
 ALGORITHMS = list(twopass.ALGORITHMS)
-DTYPES = [np.float16, np.float32, np.float64]
+DTYPES = [np.float16, np.float32, np.float64, np.longdouble]  # longdouble: the NumPy fallback on every level
 
 
 def dominated_rows(dtype, rows, n, seed):
@@ -51,7 +51,7 @@ def test_softmax_at_most_1_and_log_softmax_at_most_0(level, n, dtype):
                 # the bound costs no accuracy: the largest results are still 1 - (the rest)
                 ref = scipy.special.softmax(data.astype(np.float64), axis=axis)
                 rtol, atol = {np.float16: (2e-3, 2.0**-23), np.float32: (1e-5, 2.0**-125),
-                              np.float64: (1e-13, 2.0**-1021)}[dtype]  # atol: subnormal or flushed
+                              np.float64: (1e-13, 2.0**-1021), np.longdouble: (1e-13, 2.0**-1021)}[dtype]  # atol: flushed
                 assert np.allclose(y, ref, rtol=rtol, atol=atol), what
         pair = twopass.extsum(x, axis=-1)
         assert_bounded(twopass.softmax_from_extsum(x, pair, axis=-1), 1, (level, "from_extsum"))

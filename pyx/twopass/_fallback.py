@@ -36,9 +36,14 @@ def _tiles(rows, n):
         yield rs, [slice(c, min(n, c + cols_per_tile)) for c in range(0, n, cols_per_tile)]
 
 
+def _work_dtype(x):
+    """The working precision of x: longdouble for longdouble, else float64."""
+    return np.longdouble if x.dtype == np.longdouble else np.float64
+
+
 def _work(x):
     """x in the working precision (no copy when it already is)."""
-    return np.asarray(x, dtype=np.longdouble if x.dtype == np.longdouble else np.float64)
+    return np.asarray(x, dtype=_work_dtype(x))
 
 
 def _row_max(x, cols):
@@ -75,8 +80,9 @@ def _extexp(x):
 
 
 def _two_pass(x, out):
-    # pass 1: (M, E) = sum exp(x) per row, from the tiles' partial sums (_extsum_valid)
-    mantissa, exponent = np.empty(x.shape[0]), np.empty(x.shape[0])
+    # pass 1: (M, E) = sum exp(x) per row, from the tiles' partial sums (_extsum_valid), M in the
+    # working precision (a longdouble M rounded to double could fall below one of its terms)
+    mantissa, exponent = np.empty(x.shape[0], _work_dtype(x)), np.empty(x.shape[0])
     _extsum_valid(x, mantissa, exponent)
     # rows with NaN, +inf or |max| beyond the exact exponent range: three-pass, as the kernels
     # (computed before pass 2, which may overwrite x when out is x)
@@ -151,7 +157,7 @@ def _row_max_logsum(x):
     blocked like the kernels; m is the max, 0 where the max is not finite (SciPy's trick: then NaN,
     +inf and all -inf flow through exp and log to SciPy's logsumexp: NaN, +inf, -inf)."""
     rows, n = x.shape
-    dtype = np.longdouble if x.dtype == np.longdouble else np.float64
+    dtype = _work_dtype(x)
     m_out, log_s = np.zeros(rows, dtype), np.full(rows, -np.inf, dtype)
     if n == 0:
         return m_out, log_s
@@ -180,7 +186,7 @@ def log_softmax_rows(x, out, algorithm):
         return _one_element(x, out, log=True)
     with np.errstate(all="ignore"):
         if algorithm == "two_pass":
-            mantissa, exponent = np.empty(x.shape[0]), np.empty(x.shape[0])
+            mantissa, exponent = np.empty(x.shape[0], _work_dtype(x)), np.empty(x.shape[0])
             _extsum_valid(x, mantissa, exponent)
             valid = _valid(mantissa, exponent)
             hi = np.log(np.where(valid, mantissa, 1.0)) + np.where(valid, exponent, 0.0) * LN2
@@ -204,7 +210,7 @@ def _extsum_valid(x, mantissa, exponent):
     """Two-pass pass 1 per row: (M, E) += (sum p 2^(n - e), e) per tile, merged with exact powers of
     two (_valid says where the result is exact, as the kernels' rule)."""
     for rs, cols in _tiles(*x.shape):
-        m_acc = np.zeros(rs.stop - rs.start)
+        m_acc = np.zeros(rs.stop - rs.start, _work_dtype(x))
         e_acc = np.full(rs.stop - rs.start, -np.inf)
         for c in cols:
             p, n = _extexp(x[rs, c])
