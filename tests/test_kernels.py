@@ -329,15 +329,20 @@ def test_vscale_never_forms_a_subnormal(variant):
 
 SPLIT_VARIANTS = [dict(v, dtype=dtype) for dtype in ("float32", "float64", "float16")
                   for v in _dispatch._kernels.registry(dtype)
-                  if v["op"] in ("raddexpminusmax", "raddstoreexpminusmax", "vscaleexpminusmax")
+                  if v["op"] in ("raddexpminusmax", "raddstoreexpminusmax", "vscaleexpminusmax", "vscaleextexp")
                   and v["level"] in twopass.available_levels()]
 
 
 def split_kernel(variant, x, shift, exponent, scale):
-    """(sum, y) of one exp(x - shift) * 2^-exponent kernel (times scale: vscaleexpminusmax, whose sum
-    is None); y starts as zeros, which raddexpminusmax leaves."""
+    """(sum, y) of one exp(x - shift) * 2^-exponent kernel (times scale: vscaleexpminusmax and
+    vscaleextexp, the latter with shift 0 only, whose sums are None); y starts as zeros, which
+    raddexpminusmax leaves."""
     y = np.zeros_like(x)
     xs, ys = (x.view(np.uint16), y.view(np.uint16)) if x.dtype == np.float16 else (x, y)
+    if variant["op"] == "vscaleextexp":
+        assert shift == 0
+        _dispatch._kernels.run_kernel(variant["name"], xs, ys, scale, exponent)
+        return None, y
     if variant["op"] == "vscaleexpminusmax":
         _dispatch._kernels.run_kernel(variant["name"], xs, ys, shift, exponent, scale)
         return None, y
@@ -355,12 +360,13 @@ def test_exp_split_instances_give_the_same_bits(variant):
     keeps every step normal (AVX-512F float32 and float16: scale 2^-exponent in [2^-119, 2^126]).
     They must agree bit for bit. (1) Across the fold's limits e(E) = 2 e(E + 1) exactly, outputs and
     sums, for pairs (E, scale) where one of E and E + 1 folds and the other does not (the scale only
-    counts for vscaleexpminusmax). (2) With x - 0.5 exact, exp(x - 0.5) by shift 0.5 (the general
-    instance) equals exp((x - 0.5) - 0) by shift 0, also for scales too small or large to fold."""
+    counts for the vscale kernels). (2) With x - 0.5 exact, exp(x - 0.5) by shift 0.5 (the general
+    instance) equals exp((x - 0.5) - 0) by shift 0, also for scales too small or large to fold.
+    vscaleextexp (two-pass's pass 2) is the shift-0 case of vscaleexpminusmax: (1) only."""
     dtype = np.dtype(variant["dtype"])
     rng = np.random.default_rng(len(variant["name"]))
     n = 3 * variant["unroll"] + 5
-    scaled = variant["op"] == "vscaleexpminusmax"
+    scaled = variant["op"] in ("vscaleexpminusmax", "vscaleextexp")
     pairs = [(-127, 0.75), (118, 0.75), (119, 1.0), (19, 2.0**-100), (-2, 2.0**125), (0, 0.75)]
     for exponent, scale in pairs:
         # x below (E - log2 scale) ln2: outputs in e^-5 .. e^-0.1 (below vscaleexpminusmax's clamp
@@ -374,6 +380,8 @@ def test_exp_split_instances_give_the_same_bits(variant):
         assert_same_bits(y0, 2 * y1, what)
         if s0 is not None:
             assert s0 == 2 * s1, what
+    if variant["op"] == "vscaleextexp":
+        return
     # multiples of 2^-6 (float16: |x| < 31.5, where its spacing is at most 2^-6): x - 0.5 exact
     limit = 31 if dtype == np.float16 else 40
     x = (rng.integers(-limit * 64, limit * 64, n) / 64).astype(dtype)

@@ -59,7 +59,6 @@ extern size_t twopass_prefetch_ahead;
 #define TWOPASS_MODE_SCALE 0 /* y = x * scale */
 #define TWOPASS_MODE_EXP 1   /* y = min(1, exp(x - shift) * 2^-exponent * scale) */
 #define TWOPASS_MODE_SUB 2   /* y = min(0, (x - shift) - exponent): a constant given as hi + lo parts */
-#define TWOPASS_MODE_EXTEXP 3 /* y = min(1, exp(x) * scale * 2^-exponent), from the extended-exponent split */
 
 #define TWOPASS_F32_LOG2E 0x1.715476p+0f
 #define TWOPASS_F32_MINUS_LN2_HI -0x1.62E43p-1f

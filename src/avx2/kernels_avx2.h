@@ -222,17 +222,15 @@ TWOPASS_INLINE T raddexpminusmax_impl(size_t n, const ELEM* x, ELEM* y, T shift,
 TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, const int MODE)
 {
     if (MODE == TWOPASS_MODE_SUB) return at_most_zero(V(sub)(V(sub)(v, vshift), vexponent));
-    /* exp(x) * 2^-exponent is exp_shifted with shift 0: one rounding fewer than scaleextexp's
-     * extexp, scale, then 2^(n - exponent) */
-    if (MODE == TWOPASS_MODE_EXTEXP || MODE == TWOPASS_MODE_EXP) {
-        return at_most_one(EXP(exp_shifted_scaled)(v, vshift, vexponent, vscale));
-    }
+    /* two-pass's exp(x) * 2^-exponent is exp_shifted with shift 0: one rounding fewer than
+     * scaleextexp's extexp, scale, then 2^(n - exponent) */
+    if (MODE == TWOPASS_MODE_EXP) return at_most_one(EXP(exp_shifted_scaled)(v, vshift, vexponent, vscale));
     return V(mul)(v, vscale);
 }
 
 /* The elementwise passes (MODE is a constant, common.h): y = x * scale (TWOPASS_MODE_SCALE),
- * y = min(1, exp(x - shift) * 2^-exponent * scale) (TWOPASS_MODE_EXP), y = min(0, (x - shift) -
- * exponent) (TWOPASS_MODE_SUB), y = min(1, exp(x) * scale * 2^-exponent) (TWOPASS_MODE_EXTEXP).
+ * y = min(1, exp(x - shift) * 2^-exponent * scale) (TWOPASS_MODE_EXP; two-pass's exp(x) * scale *
+ * 2^-exponent with shift 0), y = min(0, (x - shift) - exponent) (TWOPASS_MODE_SUB).
  * NT (a constant): non-temporal stores, for outputs too large for the caches. They skip the read
  * of each line before it is written (write-allocate) and keep the input in cache; they need
  * addresses aligned to a whole vector (VLEN elements), so the elements before y's first such
@@ -241,14 +239,14 @@ TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exp
                                 const size_t U, const int MODE, const int NT)
 {
     const size_t NV = U / VLEN;
-    if ((MODE == TWOPASS_MODE_EXP || MODE == TWOPASS_MODE_EXTEXP) && scale > 0 && scale < INFINITY) {
+    if (MODE == TWOPASS_MODE_EXP && scale > 0 && scale < INFINITY) {
         /* scale = m * 2^k with m in [0.5, 1): 2^k joins the exponent (exp_shifted flushes at 2^-125,
          * so with m >= 1/2 no product is subnormal but in the lowest binade, and none >= 2^-125 is 0) */
         int k;
         scale = (T)frexp(scale, &k);
         exponent -= (T)k;
     }
-    const VEC vshift = V(set1)(MODE == TWOPASS_MODE_EXTEXP ? 0 : shift), vexponent = V(set1)(exponent),
+    const VEC vshift = V(set1)(shift), vexponent = V(set1)(exponent),
               vscale = V(set1)(scale);
     if (NT) {
         const uintptr_t vector_bytes = VLEN * sizeof(ELEM);
@@ -261,7 +259,7 @@ TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exp
         }
     }
     for (; n >= U; n -= U, x += U, y += U) {
-        if (MODE == TWOPASS_MODE_EXP || MODE == TWOPASS_MODE_EXTEXP) {
+        if (MODE == TWOPASS_MODE_EXP) {
             TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
         }
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {

@@ -203,18 +203,13 @@ TWOPASS_INLINE VEC scaleextexp(VEC x, VEC vscale, VEC vexponent)
 TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, const int MODE)
 {
     if (MODE == TWOPASS_MODE_SUB) return at_most_zero(V(sub)(V(sub)(v, vshift), vexponent));
-    if (MODE == TWOPASS_MODE_EXTEXP) { /* scaleextexp with the scale folded into the polynomial */
-        VEC vn;
-        const VEC p = EXP(extexp_times)(v, &vn, vscale);
-        return at_most_one(EXP(mul_exp2)(p, V(sub)(vn, vexponent)));
-    }
     if (MODE == TWOPASS_MODE_EXP) return at_most_one(EXP(exp_shifted_scaled)(v, vshift, vexponent, vscale));
     return V(mul)(v, vscale);
 }
 
 /* The elementwise passes (MODE is a constant, common.h): y = x * scale (TWOPASS_MODE_SCALE),
- * y = min(1, exp(x - shift) * 2^-exponent * scale) (TWOPASS_MODE_EXP), y = min(0, (x - shift) -
- * exponent) (TWOPASS_MODE_SUB), y = min(1, exp(x) * scale * 2^-exponent) (TWOPASS_MODE_EXTEXP).
+ * y = min(1, exp(x - shift) * 2^-exponent * scale) (TWOPASS_MODE_EXP; two-pass's exp(x) * scale *
+ * 2^-exponent with shift 0), y = min(0, (x - shift) - exponent) (TWOPASS_MODE_SUB).
  * NT (a constant): non-temporal stores, for outputs too large for the caches (as on AVX2), from
  * y's first 64-byte boundary; masked ordinary stores before it and for the tail; then an sfence. */
 TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exponent, T scale,
@@ -233,7 +228,7 @@ TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exp
         }
     }
     for (; n >= U; n -= U, x += U, y += U) {
-        if (MODE == TWOPASS_MODE_EXP || MODE == TWOPASS_MODE_EXTEXP) {
+        if (MODE == TWOPASS_MODE_EXP) {
             TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
         }
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
