@@ -81,13 +81,8 @@ TWOPASS_INLINE __m512d f64x8_exp_shifted(__m512d x, __m512d shift, __m512d expon
     return f64x8_mul_exp2(p, _mm512_sub_pd(n, exponent));
 }
 
-/* s * exp(x) as extexp's p * 2^n, and exp(x - shift) * 2^-exponent * scale: the float32 cores fold
- * the scale into their polynomial; here it is one multiply. */
-TWOPASS_INLINE __m512d f64x8_extexp_times(__m512d x, __m512d* n, __m512d s)
-{
-    return _mm512_mul_pd(f64x8_extexp(x, n), s);
-}
-
+/* exp(x - shift) * 2^-exponent * scale: the float32 cores fold the scale into their polynomial; here
+ * it is one multiply. */
 TWOPASS_INLINE __m512d f64x8_exp_shifted_scaled(__m512d x, __m512d shift, __m512d exponent, __m512d scale)
 {
     return _mm512_mul_pd(f64x8_exp_shifted(x, shift, exponent), scale);
