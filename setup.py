@@ -46,12 +46,11 @@ class build_ext_per_isa(build_ext):
 
     def build_extension(self, ext):
         jobs = self.parallel if type(self.parallel) is int and self.parallel > 0 else usable_cores()  # -j, or True
-        isa_batches = []  # (sources, flags) compiled along with the main sources
-        if IS_X86_64 and ext.name == "twopass.kernels":
-            for isa, (sources, flags) in ISA_SOURCES.items():
-                isa_batches.append((sources, flags))
-                objects = self.compiler.object_filenames(sources, output_dir=self.build_temp)
-                ext.extra_objects = [o for o in ext.extra_objects if o not in objects] + objects
+        # (sources, flags) of each ISA, compiled along with the main sources and linked in
+        isa_batches = list(ISA_SOURCES.values()) if IS_X86_64 and ext.name == "twopass.kernels" else []
+        for sources, _ in isa_batches:
+            objects = self.compiler.object_filenames(sources, output_dir=self.build_temp)
+            ext.extra_objects = [o for o in ext.extra_objects if o not in objects] + objects
         compile_batch = self.compiler.compile
 
         def compile_all(sources, **kwargs):

@@ -15,36 +15,35 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 
 from benchmarks.harness import parse_shapes
-
-MEASURE = r"""
-import json, os, sys, time
-import numpy as np
 from benchmarks.peers import pin_one_thread
-pin_one_thread()
-import twopass
-args = json.loads(sys.argv[1])
-fn = getattr(twopass, args["function"])
-rng = np.random.default_rng(0)
-out = {"twopass": twopass.__file__}
-for rows, n in args["shapes"]:
-    shape = (rows, n) if rows > 1 else (n,)
-    x = rng.uniform(-args["range"], args["range"], shape).astype(args["dtype"])
-    y = np.empty_like(x)
-    axis = args["axis"] if x.ndim == 2 else -1
-    call = lambda: fn(x, axis=axis, out=y, algorithm=args["algorithm"], threads=1)
-    call()
-    times = []
-    for _ in range(max(5, min(300, int(3e7 / x.size)))):
-        t0 = time.perf_counter()
+
+
+def measure_here(args):
+    """The child process's work, on the twopass it imports: {shape: ns per element}."""
+    import twopass  # the build on this child's PYTHONPATH, pinned to one thread by the parent
+    fn = getattr(twopass, args["function"])
+    rng = np.random.default_rng(0)
+    out = {"twopass": twopass.__file__}
+    for rows, n in args["shapes"]:
+        shape = (rows, n) if rows > 1 else (n,)
+        x = rng.uniform(-args["range"], args["range"], shape).astype(args["dtype"])
+        y = np.empty_like(x)
+        axis = args["axis"] if x.ndim == 2 else -1
+        call = lambda: fn(x, axis=axis, out=y, algorithm=args["algorithm"], threads=1)  # noqa: E731
         call()
-        times.append(time.perf_counter() - t0)
-    out[f"{rows}x{n}"] = float(np.median(times)) * 1e9 / x.size
-print(json.dumps(out))
-"""
+        times = []
+        for _ in range(max(5, min(300, int(3e7 / x.size)))):
+            t0 = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - t0)
+        out[f"{rows}x{n}"] = float(np.median(times)) * 1e9 / x.size
+    return out
+
 
 QUICK_SHAPES = [(1, 1000), (1, 100000)]
 SHAPES = [(1, 1000), (1, 10000), (1, 100000), (1, 1000000), (256, 32000), (4096, 1000)]
@@ -55,14 +54,19 @@ def measure(build, args):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     paths = (build, root, os.environ.get("PYTHONPATH", ""))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p))
-    run = subprocess.run([sys.executable, "-c", MEASURE, json.dumps(args)], env=env, capture_output=True,
-                         text=True, check=False)
+    run = subprocess.run([sys.executable, "-m", "benchmarks.ab", "--child", json.dumps(args)], env=env,
+                         capture_output=True, text=True, check=False)
     if run.returncode != 0:
         raise SystemExit(f"benchmarks.ab: the run on {build or 'the importable twopass'} failed:\n{run.stderr}")
     return json.loads(run.stdout.splitlines()[-1])
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:  # one measuring process (measure)
+        print(json.dumps(measure_here(json.loads(argv[1]))))
+        return
+    pin_one_thread()  # the children inherit it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("builds", nargs="*", help="directories holding a twopass package (default: the "
                         "importable twopass, twice)")
