@@ -3,8 +3,8 @@
  * Included at the end of a file that defines VLEN, the arithmetic type TP_T (float or double), the
  * element type TP_E (TP_T itself unless the elements are float16's uint16_t), the name makers
  * TP_RNAME, TP_VNAME and TP_NNAME (TWOPASS_F32_RNAME ... from kernels.h) and the templates
- * rmax_impl, raddextexp_impl, raddonline_impl, raddexpminusmax_impl, vscale_impl and the
- * *_columns_impl; that file then expands its ISA's list from kernels.h with DEFINE_R, DEFINE_V and
+ * rmax_impl, raddextexp_impl, raddonline_impl, raddexpminusmax_impl, vscale_impl,
+ * vscale_stored_impl and the *_columns_impl; that file then expands its ISA's list from kernels.h with DEFINE_R, DEFINE_V and
  * DEFINE_N, giving one function per listed variant.
  */
 #ifndef TWOPASS_INSTANTIATE_H
@@ -45,14 +45,14 @@ TWOPASS_INLINE enum exp_instance exp_instance(TP_T shift, TP_T exponent, TP_T sc
     if (shift != 0) return EXP_GENERAL;
     return FOLD_EXPONENT(exponent, scale, folded) ? EXP_FOLDED : EXP_SHIFT_0;
 }
-TWOPASS_INLINE TP_T raddexpminusmax_split(size_t n, const TP_E* x, TP_E* y, TP_T shift, TP_T exponent,
-                                          const size_t U, const size_t ACC, const int STORE_Y)
+TWOPASS_INLINE TP_T raddexpminusmax_split(size_t n, const TP_E* x, TP_T* w, TP_T shift, TP_T exponent,
+                                          const size_t U, const size_t ACC, const int STORE_W)
 {
     TP_T folded;
     switch (exp_instance(shift, exponent, 1, &folded)) {
-    case EXP_GENERAL: return raddexpminusmax_impl(n, x, y, shift, exponent, 1, U, ACC, STORE_Y);
-    case EXP_FOLDED: return raddexpminusmax_impl(n, x, y, 0, 0, folded, U, ACC, STORE_Y);
-    default: return raddexpminusmax_impl(n, x, y, 0, exponent, 1, U, ACC, STORE_Y);
+    case EXP_GENERAL: return raddexpminusmax_impl(n, x, w, shift, exponent, 1, U, ACC, STORE_W);
+    case EXP_FOLDED: return raddexpminusmax_impl(n, x, w, 0, 0, folded, U, ACC, STORE_W);
+    default: return raddexpminusmax_impl(n, x, w, 0, exponent, 1, U, ACC, STORE_W);
     }
 }
 TWOPASS_INLINE void vscaleexpminusmax_split(size_t n, const TP_E* x, TP_E* y, TP_T shift, TP_T exponent,
@@ -66,13 +66,35 @@ TWOPASS_INLINE void vscaleexpminusmax_split(size_t n, const TP_E* x, TP_E* y, TP
     }
 }
 
+/* Reload keeps its exps in the arithmetic type (raddstoreexpminusmax, vscale): in the output itself
+ * where the elements are of that type; float16's apart, in float32 rows of whole vectors (the lanes
+ * past n hold exps that never reach the output). */
+enum { STORED_APART = sizeof(TP_E) != sizeof(TP_T) };
+TWOPASS_INLINE void stored_store(TP_T* w, size_t n, size_t j, VEC e)
+{
+    if (STORED_APART) {
+        STORE_T(w + j * VLEN, e);
+    } else {
+        column_store((TP_E*)(void*)w, n, j, e);
+    }
+}
+TWOPASS_INLINE VEC stored_load(const TP_T* w, size_t n, size_t j)
+{
+    return STORED_APART ? LOAD_T(w + j * VLEN) : column_load((const TP_E*)(const void*)w, n, j);
+}
+/* Row r's stored exps in a group: its NV vectors in `stored`, or output row r itself. */
+TWOPASS_INLINE TP_T* stored_row(TP_T* stored, TP_E* y, ptrdiff_t y_stride, size_t r, size_t NV)
+{
+    return STORED_APART ? stored + r * NV * VLEN : (TP_T*)(void*)(y + (ptrdiff_t)r * y_stride);
+}
+
 /* The passes of softmax_short_rows on one row of n elements in NV = ceil(n / VLEN) vectors (NV a
  * constant; short_row_max, add_row_lanes and sum_lanes come from the ISA's header), each with the
- * arithmetic of the pass it stands for in its order. short_row_exps: y = e = exp(x - shift) *
+ * arithmetic of the pass it stands for in its order. short_row_exps: w = e = exp(x - shift) *
  * 2^-exponent * scale, returns the sum of e as raddexpminusmax_impl at (U, ACC) does, whose main loop
  * takes the first n / U * U / VLEN vectors (vector j of each iteration into accumulator j % ACC) and
  * its one-vector loop the others (into accumulator 0, the last one masked). */
-TWOPASS_INLINE TP_T short_row_exps(size_t n, const TP_E* x, TP_E* y, TP_T shift, TP_T exponent, TP_T scale,
+TWOPASS_INLINE TP_T short_row_exps(size_t n, const TP_E* x, TP_T* w, TP_T shift, TP_T exponent, TP_T scale,
                                    const size_t NV, const size_t U, const size_t ACC)
 {
     /* the main loop's vectors: none when NV < U / VLEN, since then n < U */
@@ -83,7 +105,7 @@ TWOPASS_INLINE TP_T short_row_exps(size_t n, const TP_E* x, TP_E* y, TP_T shift,
     TWOPASS_PREFETCH_ITERATION(x, NV * VLEN * sizeof(TP_E)); /* as the main loop does */
     TWOPASS_SHORT_ROWS_UNROLL for (size_t j = 0; j < NV; j++) {
         const VEC e = EXP(exp_shifted_scaled)(column_load(x, n, j), vshift, vexponent, vscale);
-        column_store(y, n, j, e);
+        stored_store(w, n, j, e);
         if (j < main_loop_vectors) {
             acc[j % NV_UNROLL % ACC] = V(add)(acc[j % NV_UNROLL % ACC], e);
         } else {
@@ -93,12 +115,12 @@ TWOPASS_INLINE TP_T short_row_exps(size_t n, const TP_E* x, TP_E* y, TP_T shift,
     TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) acc[0] = V(add)(acc[0], acc[k]);
     return sum_lanes(acc[0]);
 }
-/* y = y * scale (vscale_impl's MODE_SCALE). */
-TWOPASS_INLINE void short_row_scale(size_t n, TP_E* y, TP_T scale, const size_t NV)
+/* y = w * scale (vscale_stored_impl). */
+TWOPASS_INLINE void short_row_scale(size_t n, const TP_T* w, TP_E* y, TP_T scale, const size_t NV)
 {
     const VEC vscale = V(set1)(scale);
     TWOPASS_SHORT_ROWS_UNROLL for (size_t j = 0; j < NV; j++) {
-        column_store(y, n, j, V(mul)(column_load(y, n, j), vscale));
+        column_store(y, n, j, V(mul)(stored_load(w, n, j), vscale));
     }
 }
 
@@ -111,9 +133,10 @@ TWOPASS_INLINE void short_row_scale(size_t n, TP_E* y, TP_T scale, const size_t 
  * count of vectors NV (no call, loop or tail logic per pass). The passes do the arithmetic of rmax,
  * raddstoreexpminusmax at (U, ACC) and vscale in their order, so with U and ACC those of the level's
  * raddstoreexpminusmax the results are the bits of the rows one by one (tests/test_row_groups.py,
- * tests/test_avx512_emulated.py). */
+ * tests/test_avx512_emulated.py). float16 keeps the group's exps in `stored`, NV vectors a row. */
 TWOPASS_INLINE void short_rows_group(size_t rows, size_t n, const TP_E* x, ptrdiff_t x_stride, TP_E* y,
-                                     ptrdiff_t y_stride, const size_t NV, const size_t U, const size_t ACC)
+                                     ptrdiff_t y_stride, TP_T* stored, const size_t NV, const size_t U,
+                                     const size_t ACC)
 {
     TP_T shift[TWOPASS_SHORT_ROWS_GROUP], exponent[TWOPASS_SHORT_ROWS_GROUP], scale[TWOPASS_SHORT_ROWS_GROUP];
     for (size_t r = 0; r < rows; r++) {
@@ -121,22 +144,24 @@ TWOPASS_INLINE void short_rows_group(size_t rows, size_t n, const TP_E* x, ptrdi
     }
     for (size_t r = 0; r < rows; r++) {
         const TP_E* xr = x + (ptrdiff_t)r * x_stride;
-        TP_E* yr = y + (ptrdiff_t)r * y_stride;
+        TP_T* wr = stored_row(stored, y, y_stride, r, NV);
         TP_T folded, sum;
         /* two instances per count of vectors, not three (each is a large unrolled body): where the
          * exponent can fold, the rare shift-0 rows it cannot fold take the general one, whose x - 0
          * gives the same bits */
         const enum exp_instance instance = exp_instance(shift[r], exponent[r], 1, &folded);
         if (instance == EXP_FOLDED) {
-            sum = short_row_exps(n, xr, yr, 0, 0, folded, NV, U, ACC);
+            sum = short_row_exps(n, xr, wr, 0, 0, folded, NV, U, ACC);
         } else if (instance == EXP_SHIFT_0 && !EXP_FOLDS) {
-            sum = short_row_exps(n, xr, yr, 0, exponent[r], 1, NV, U, ACC);
+            sum = short_row_exps(n, xr, wr, 0, exponent[r], 1, NV, U, ACC);
         } else {
-            sum = short_row_exps(n, xr, yr, shift[r], exponent[r], 1, NV, U, ACC);
+            sum = short_row_exps(n, xr, wr, shift[r], exponent[r], 1, NV, U, ACC);
         }
         scale[r] = (TP_T)(1.0 / (double)sum);
     }
-    for (size_t r = 0; r < rows; r++) short_row_scale(n, y + (ptrdiff_t)r * y_stride, scale[r], NV);
+    for (size_t r = 0; r < rows; r++) {
+        short_row_scale(n, stored_row(stored, y, y_stride, r, NV), y + (ptrdiff_t)r * y_stride, scale[r], NV);
+    }
 }
 TWOPASS_INLINE int softmax_short_rows_impl(size_t rows, size_t n, const TP_E* x, ptrdiff_t x_stride, TP_E* y,
                                            ptrdiff_t y_stride, const size_t U, const size_t ACC)
@@ -144,6 +169,7 @@ TWOPASS_INLINE int softmax_short_rows_impl(size_t rows, size_t n, const TP_E* x,
     enum { BYTES_NV = TWOPASS_SHORT_ROWS_BYTES / (VLEN * sizeof(TP_E)) };
     enum { MAX_NV = BYTES_NV < TWOPASS_SHORT_ROWS_MAX_VECTORS ? BYTES_NV : TWOPASS_SHORT_ROWS_MAX_VECTORS };
     if (n == 0 || n > MAX_NV * VLEN) return 0;
+    TP_T stored[STORED_APART ? TWOPASS_SHORT_ROWS_GROUP * MAX_NV * VLEN : 1];
     for (size_t first = 0; first < rows; first += TWOPASS_SHORT_ROWS_GROUP) {
         const size_t left = rows - first;
         const size_t count = left < TWOPASS_SHORT_ROWS_GROUP ? left : TWOPASS_SHORT_ROWS_GROUP;
@@ -152,7 +178,7 @@ TWOPASS_INLINE int softmax_short_rows_impl(size_t rows, size_t n, const TP_E* x,
         switch ((n + VLEN - 1) / VLEN) { /* NV */
 #define SHORT_ROWS_CASE(nv)                                                                        \
         case nv:                                                                                   \
-            if (nv <= MAX_NV) short_rows_group(count, n, xg, x_stride, yg, y_stride, nv, U, ACC);  \
+            if (nv <= MAX_NV) short_rows_group(count, n, xg, x_stride, yg, y_stride, stored, nv, U, ACC);  \
             break;
         SHORT_ROWS_CASE(1) SHORT_ROWS_CASE(2) SHORT_ROWS_CASE(3) SHORT_ROWS_CASE(4)
         SHORT_ROWS_CASE(5) SHORT_ROWS_CASE(6) SHORT_ROWS_CASE(7) SHORT_ROWS_CASE(8)
@@ -171,10 +197,11 @@ TWOPASS_INLINE int softmax_short_rows_impl(size_t rows, size_t n, const TP_E* x,
     TP_T TP_RNAME(raddexpminusmax, isa, U, ACC)(size_t n, const TP_E* x, TP_T shift, TP_T exponent) \
     { return raddexpminusmax_split(n, x, NULL, shift, exponent, U, ACC, 0); }
 #define DEFINE_raddstoreexpminusmax_R(isa, U, ACC)                                                 \
-    TP_T TP_RNAME(raddstoreexpminusmax, isa, U, ACC)(size_t n, const TP_E* x, TP_E* y, TP_T shift, \
+    TP_T TP_RNAME(raddstoreexpminusmax, isa, U, ACC)(size_t n, const TP_E* x, TP_T* w, TP_T shift, \
                                                                  TP_T exponent)                     \
-    { return raddexpminusmax_split(n, x, y, shift, exponent, U, ACC, 1); }
-/* The elementwise passes, one template (vscale_impl) in three modes; NT: non-temporal stores.
+    { return raddexpminusmax_split(n, x, w, shift, exponent, U, ACC, 1); }
+/* The elementwise passes on x, one template (vscale_impl) in two modes, and reload's scaling of its
+ * stored exps (vscale_stored_impl); NT: non-temporal stores.
  * vscaleextexp, exp(x) * scale * 2^-exponent, is exp(x - shift) * 2^-exponent * scale with shift 0:
  * the same steps and bits (x - 0 is x), and where it folds, one operation fewer per vector. */
 #define DEFINE_vscaleextexp_E(name, U, NT)                                                         \
@@ -184,8 +211,8 @@ TWOPASS_INLINE int softmax_short_rows_impl(size_t rows, size_t n, const TP_E* x,
     void name(size_t n, const TP_E* x, TP_E* y, TP_T shift, TP_T exponent, TP_T scale)         \
     { vscaleexpminusmax_split(n, x, y, shift, exponent, scale, U, NT); }
 #define DEFINE_vscale_E(name, U, NT)                                                               \
-    void name(size_t n, const TP_E* x, TP_E* y, TP_T scale)                                      \
-    { vscale_impl(n, x, y, 0, 0, scale, U, TWOPASS_MODE_SCALE, NT); }
+    _Static_assert(!(NT), "no non-temporal vscale");                                               \
+    void name(size_t n, const TP_T* w, TP_E* y, TP_T scale) { vscale_stored_impl(n, w, y, scale, U); }
 #define DEFINE_vsubc_E(name, U, NT)                                                                \
     void name(size_t n, const TP_E* x, TP_E* y, TP_T c_hi, TP_T c_lo)                           \
     { vscale_impl(n, x, y, c_hi, c_lo, 1, U, TWOPASS_MODE_SUB, NT); }

@@ -19,6 +19,7 @@
 #define TP_E_ONE ((uint16_t)0x3C00u)
 #define TP_E_ZERO ((uint16_t)0x0000u)
 #define TP_E_NAN ((uint16_t)0x7E00u)
+#define TP_STORED_APART 1 /* three-pass reload's exps in float32: one rounding to float16 */
 #define TP_KERNELS struct twopass_f16_kernels
 #define TP_PUB(name, suffix) twopass_##name##_f16##suffix
 #include "softmax_template.h"

@@ -9,6 +9,9 @@
  *                        one element; TP_E_ONE, TP_E_ZERO and TP_E_NAN are 1, +0 and a quiet NaN
  *   TP_F64               1 for float64: the few dtype-specific steps below (#if TP_F64) keep
  *                        float64's large exponents exact; 0 for float32
+ *   TP_STORED_APART      1 for float16: three-pass reload keeps its exps in a float32 row apart from
+ *                        the output, so that the result is rounded to float16 once (kernels.h);
+ *                        0 (the default): in the output itself
  *   TP_KERNELS           the kernel table type (struct twopass_f32_kernels ...)
  *   TP_PUB(name, suffix) a public name: TP_PUB(softmax, _rows) -> twopass_softmax_f32_rows
  *   TP_EXPONENT_LIMIT, TP_SHIFT_LIMIT   the dtype's limits (common.h)
@@ -20,6 +23,12 @@
 #if defined(__SSE2__)
 #include <emmintrin.h> /* baseline on x86-64: the columns merge */
 #endif
+#ifndef TP_STORED_APART
+#define TP_STORED_APART 0
+#endif
+/* Rows of up to this many elements keep reload's stored exps apart on the stack (16 KiB); longer ones
+ * on the heap. */
+#define TP_STORED_ON_STACK 4096
 
 /* In softmax.c: body(ctx, i) for i < count on up to `threads` OpenMP threads; and the threads worth
  * using on `elements` elements in all. */
@@ -106,6 +115,7 @@ struct slice {
     size_t block;            /* elements per sum block: twopass_sum_block() */
     const TP_E* x;
     TP_E* y;
+    TP_T* w; /* three-pass reload's stored exps: y itself, or float16's float32 row apart */
     int threads;
     TP_T shift, exponent, scale, c_lo;
     TP_T max[TWOPASS_MAX_CHUNKS];
@@ -200,7 +210,7 @@ static void chunk_store_sum_exp(void* ctx, size_t c)
     const size_t len = chunk_len(s, c), begin = chunk_begin(s, c);
     double sum = 0.0;
     for (size_t i = 0; i < len; i += s->block) {
-        sum += s->k->raddstoreexpminusmax(block_len(s, len, i), s->x + begin + i, s->y + begin + i, s->shift,
+        sum += s->k->raddstoreexpminusmax(block_len(s, len, i), s->x + begin + i, s->w + begin + i, s->shift,
                                           s->exponent);
     }
     s->sum[c] = sum;
@@ -221,7 +231,7 @@ static void chunk_scale(void* ctx, size_t c)
 {
     struct slice* s = ctx;
     const size_t b = chunk_begin(s, c);
-    s->k->vscale(chunk_len(s, c), s->y + b, s->y + b, s->scale);
+    s->k->vscale(chunk_len(s, c), s->w + b, s->y + b, s->scale);
 }
 static void chunk_subtract(void* ctx, size_t c)
 {
@@ -282,12 +292,29 @@ static void softmax_three_pass_recompute(struct slice* s)
     run_chunks(s, chunk_scale_exp);
 }
 
+static void softmax_two_pass(struct slice* s);
+
+/* float16 keeps the exps apart (TP_STORED_APART): a float32 row on the stack or, for rows over
+ * TP_STORED_ON_STACK, on the heap; if that allocation fails, two-pass (as accurate) instead. */
 static void softmax_three_pass_reload(struct slice* s)
 {
+#if TP_STORED_APART
+    TP_T on_stack[TP_STORED_ON_STACK], *on_heap = NULL;
+    if (s->n > TP_STORED_ON_STACK && (on_heap = malloc(sizeof(TP_T) * s->n)) == NULL) {
+        softmax_two_pass(s);
+        return;
+    }
+    s->w = on_heap != NULL ? on_heap : on_stack;
+#else
+    s->w = s->y;
+#endif
     exp_shift(s, slice_max(s));
     run_chunks(s, chunk_store_sum_exp);
     s->scale = (TP_T)(1.0 / slice_sum(s));
     run_chunks(s, chunk_scale);
+#if TP_STORED_APART
+    free(on_heap);
+#endif
 }
 
 /* Pass 1 of online: (max, sum exp(x - max)). Returns 0 if the slice holds NaN or +inf, or only -inf
@@ -537,10 +564,10 @@ static void rows_body(void* ctx, size_t r)
 /* Short rows in three-pass reload run a group at a time through the level's softmax_short_rows
  * kernel (instantiate.h): the group's passes one after another, so the rows' chains overlap, with
  * the bits of row by row. The rows it declines (float16 rows of 129 to 256 halves on AVX2, kernels.h)
- * run the same passes through the table's kernels: the max of every row, then every row's exps and
- * sum, then every row's scaling. For a row of one sum block the slice path computes scale = 1 / (0 +
- * (0 + sum)) in double: the same as 1 / sum, since a sum of exps is never -0; so the kernels get the
- * same arguments as row by row, and the results are the same bits. */
+ * run the same passes through the table's kernels: the max of every row, then row by row the exps,
+ * stored apart (a float32 row for float16), and their scaling. For a row of one sum block the slice
+ * path computes scale = 1 / (0 + (0 + sum)) in double: the same as 1 / sum, since a sum of exps is
+ * never -0; so the kernels get the same arguments as row by row, and the results are the same bits. */
 static void reload_group(void* ctx, size_t g)
 {
     const struct rows_job* job = ctx;
@@ -552,18 +579,14 @@ static void reload_group(void* ctx, size_t g)
     if (k->softmax_short_rows(count, n, x, job->x_stride, y, job->y_stride)) {
         return;
     }
-    TP_T shift[TWOPASS_SHORT_ROWS_GROUP], exponent[TWOPASS_SHORT_ROWS_GROUP], scale[TWOPASS_SHORT_ROWS_GROUP];
+    TP_T shift[TWOPASS_SHORT_ROWS_GROUP], exponent[TWOPASS_SHORT_ROWS_GROUP];
+    TP_T stored[TWOPASS_ROW_GROUP_ROW_BYTES / sizeof(TP_E)]; /* n fits: row_group */
     for (size_t i = 0; i < count; i++) {
         TWOPASS_EXP_SPLIT(k->rmax(n, x + (ptrdiff_t)i * job->x_stride), &shift[i], &exponent[i]);
     }
     for (size_t i = 0; i < count; i++) {
-        const double sum = k->raddstoreexpminusmax(n, x + (ptrdiff_t)i * job->x_stride,
-                                                   y + (ptrdiff_t)i * job->y_stride, shift[i], exponent[i]);
-        scale[i] = (TP_T)(1.0 / sum);
-    }
-    for (size_t i = 0; i < count; i++) {
-        TP_E* row = y + (ptrdiff_t)i * job->y_stride;
-        k->vscale(n, row, row, scale[i]);
+        const double sum = k->raddstoreexpminusmax(n, x + (ptrdiff_t)i * job->x_stride, stored, shift[i], exponent[i]);
+        k->vscale(n, stored, y + (ptrdiff_t)i * job->y_stride, (TP_T)(1.0 / sum));
     }
 }
 

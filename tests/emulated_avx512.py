@@ -230,6 +230,7 @@ class Kernel:
     rmax(x) -> float;  raddextexp(x) -> (mantissa, exponent);  vscaleextexp(x, y, scale, exponent);
     raddexpminusmax(x, shift, exponent) -> float;  raddstoreexpminusmax(x, y, shift, exponent) -> float;
     vscaleexpminusmax(x, y, shift, exponent, scale);  vscale(x, y, scale);  vsubc(x, y, c_hi, c_lo);
+    (float16's raddstoreexpminusmax writes, and its vscale reads, float32 exps: x_dtype, y_dtype);
     softmax_short_rows(x, y[, rows, n, x_stride, y_stride]) -> 1, or 0 for rows over 512 bytes or 16 vectors.
     """
 
@@ -243,6 +244,9 @@ class Kernel:
         self.info = info
         self.dtype = _DTYPE_OF_PREFIX[self.name[:len("twopass_f32_")]]
         self.scalar_dtype = np.dtype(np.float64 if self.dtype == np.float64 else np.float32)
+        # reload's stored exps are of the scalar type (kernels.h: float16's in float32)
+        self.x_dtype = self.scalar_dtype if self.op == "vscale" else self.dtype
+        self.y_dtype = self.scalar_dtype if self.op == "raddstoreexpminusmax" else self.dtype
         self.fn = _FN_TYPES[self.dtype][self.op](info.fn)
 
     def __repr__(self):
@@ -250,7 +254,7 @@ class Kernel:
 
     def __call__(self, x, *args):
         """With MXCSR.FTZ set, as the drivers (and twopass.kernels.run_kernel) run the kernels."""
-        n, px = x.size, _ptr(x, dtype=self.dtype)
+        n, px = x.size, _ptr(x, dtype=self.x_dtype)
         if n == 0:
             raise ValueError("kernels require n >= 1")
         csr = self.lib.twopass_flush_to_zero_begin()
@@ -277,7 +281,7 @@ class Kernel:
         y, rest = args[0], args[1:]
         if y.size != n:
             raise ValueError("x and y differ in size")
-        return self.fn(n, px, _ptr(y, writable=True, dtype=self.dtype), *rest)
+        return self.fn(n, px, _ptr(y, writable=True, dtype=self.y_dtype), *rest)
 
 
 class EmulatedAVX512:
@@ -494,9 +498,11 @@ def guard_page_main(max_tail=40):
         pages = 2 * np.dtype(dtype).itemsize  # room for 8192 elements
         _, xbuf = _guarded(pages, dtype)
         _, ybuf = _guarded(pages, dtype)
+        _, wbuf = _guarded(8, np.float32)  # float16's stored exps, float32 (kernels.h), as many
         cap = xbuf.size
         rng = np.random.default_rng(7)
         xbuf[:] = rng.uniform(-10, 10, cap).astype(dtype)
+        wbuf[:] = rng.uniform(0, 1, wbuf.size)
         cases = []
         for k in emu.variants(dtype=dtype) + emu.variants(level=LEVEL_AVX2, dtype=dtype):
             lengths = sorted({t for t in range(1, max_tail + 1)} | {k.unroll + t for t in range(max_tail + 1)})
@@ -504,14 +510,16 @@ def guard_page_main(max_tail=40):
         cases += [(alg, n) for alg in ALGORITHMS for n in list(range(1, max_tail + 1)) + [4095, 4096, 4097, 4113]]
         for what, n in cases:
             for where in ("end", "start"):  # flush against the guard page after, or before, the array
-                x = xbuf[cap - n:] if where == "end" else xbuf[:n]
-                y = ybuf[cap - n:] if where == "end" else ybuf[:n]
+                k = None if what in ALGORITHMS else emu.kernel(what)
+                xb = wbuf if k is not None and k.x_dtype != dtype else xbuf
+                yb = wbuf if k is not None and k.y_dtype != dtype else ybuf
+                x = xb[xb.size - n:] if where == "end" else xb[:n]
+                y = yb[yb.size - n:] if where == "end" else yb[:n]
                 print(f"{dtype} {what} n={n} arrays at the {where} of their pages", flush=True)
                 calls += 1
-                if what in ALGORITHMS:
+                if k is None:
                     emu.softmax_rows(x.reshape(1, n), y.reshape(1, n), ALGORITHMS[what])
                     continue
-                k = emu.kernel(what)
                 if k.op.endswith("_columns"):
                     emu.softmax_columns(x.reshape(1, n), y.reshape(1, n))
                     continue

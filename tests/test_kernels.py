@@ -336,7 +336,7 @@ SPLIT_VARIANTS = [dict(v, dtype=dtype) for dtype in ("float32", "float64", "floa
 def split_kernel(variant, x, shift, exponent, scale):
     """(sum, y) of one exp(x - shift) * 2^-exponent kernel (times scale: vscaleexpminusmax and
     vscaleextexp, the latter with shift 0 only, whose sums are None); y starts as zeros, which
-    raddexpminusmax leaves."""
+    raddexpminusmax leaves; float16's raddstoreexpminusmax gives its float32 exps."""
     y = np.zeros_like(x)
     xs, ys = (x.view(np.uint16), y.view(np.uint16)) if x.dtype == np.float16 else (x, y)
     if variant["op"] == "vscaleextexp":
@@ -346,6 +346,9 @@ def split_kernel(variant, x, shift, exponent, scale):
     if variant["op"] == "vscaleexpminusmax":
         _dispatch._kernels.run_kernel(variant["name"], xs, ys, shift, exponent, scale)
         return None, y
+    if variant["op"] == "raddstoreexpminusmax" and x.dtype == np.float16:  # its exps in float32 (kernels.h)
+        stored = np.zeros(x.shape, np.float32)
+        return _dispatch._kernels.run_kernel(variant["name"], xs, ys, shift, exponent, stored=stored), stored
     return _dispatch._kernels.run_kernel(variant["name"], xs, ys, shift, exponent), y
 
 

@@ -55,10 +55,9 @@ extern size_t twopass_prefetch_ahead;
     TWOPASS_UNROLL for (size_t pf_ = 0; pf_ < (bytes); pf_ += 64)                                  \
         __builtin_prefetch((const void*)((uintptr_t)(p) + twopass_prefetch_ahead + pf_), 0, 3)
 
-/* What an elementwise pass computes (the MODE constant of the vscale template). */
-#define TWOPASS_MODE_SCALE 0 /* y = x * scale */
-#define TWOPASS_MODE_EXP 1   /* y = min(1, exp(x - shift) * 2^-exponent * scale) */
-#define TWOPASS_MODE_SUB 2   /* y = min(0, (x - shift) - exponent): a constant given as hi + lo parts */
+/* What an elementwise pass on x computes (the MODE constant of the vscale_impl template). */
+#define TWOPASS_MODE_EXP 1 /* y = min(1, exp(x - shift) * 2^-exponent * scale) */
+#define TWOPASS_MODE_SUB 2 /* y = min(0, (x - shift) - exponent): a constant given as hi + lo parts */
 
 #define TWOPASS_F32_LOG2E 0x1.715476p+0f
 #define TWOPASS_F32_MINUS_LN2_HI -0x1.62E43p-1f

@@ -9,9 +9,9 @@
  *   vscaleextexp          y_i = min(1, exp(x_i) * scale * 2^-exponent), from the same (p, n) split
  *                         (two-pass, pass 2)
  *   raddexpminusmax       return sum_i e_i                               (three-pass recompute, pass 2)
- *   raddstoreexpminusmax  y_i = e_i, return sum_i e_i                    (three-pass reload, pass 2)
+ *   raddstoreexpminusmax  w_i = e_i, return sum_i e_i                    (three-pass reload, pass 2)
  *   vscaleexpminusmax     y_i = min(1, e_i * scale)                      (three-pass recompute, pass 3)
- *   vscale                y_i = x_i * scale, 0 below the smallest normal  (three-pass reload, pass 3)
+ *   vscale                y_i = w_i * scale, 0 below the smallest normal  (three-pass reload, pass 3)
  *   vsubc                 y_i = min(0, (x_i - c_hi) - c_lo)              (log_softmax, last pass)
  *   raddonline            result = (m, sum_i exp(x_i - m)) with m = max_i x_i, in one read: the
  *                         online normaliser, rescaling its running sum as the max grows (online, pass 1)
@@ -27,6 +27,8 @@
  *                         elements apart): returns 1, or 0 without touching y when n = 0 or rows
  *                         are longer than TWOPASS_SHORT_ROWS_BYTES or _MAX_VECTORS vectors
  *
+ * w, reload's stored exps, is of the arithmetic type T: for float32 and float64 the output itself
+ * (y = w, in place), for float16 a float32 row apart, so that its result is rounded to float16 once.
  * The min() keep softmax <= 1 and log_softmax <= 0 (src/result_bounds.h); NaN stays NaN.
  * vscaleextexp_columns needs none: it rounds p * fl(1/f) once, with the p of pass 1's sum.
  *
@@ -83,10 +85,10 @@ extern "C" {
     typedef void twopass_##dt##_raddextexp_fn(size_t n, const E* x, T sum[2]);                     \
     typedef void twopass_##dt##_vscaleextexp_fn(size_t n, const E* x, E* y, T scale, T exponent);  \
     typedef T twopass_##dt##_raddexpminusmax_fn(size_t n, const E* x, T shift, T exponent);        \
-    typedef T twopass_##dt##_raddstoreexpminusmax_fn(size_t n, const E* x, E* y, T shift, T exponent); \
+    typedef T twopass_##dt##_raddstoreexpminusmax_fn(size_t n, const E* x, T* w, T shift, T exponent); \
     typedef void twopass_##dt##_vscaleexpminusmax_fn(size_t n, const E* x, E* y, T shift, T exponent, \
                                                      T scale);                                     \
-    typedef void twopass_##dt##_vscale_fn(size_t n, const E* x, E* y, T scale);                    \
+    typedef void twopass_##dt##_vscale_fn(size_t n, const T* w, E* y, T scale);                    \
     typedef void twopass_##dt##_vsubc_fn(size_t n, const E* x, E* y, T c_hi, T c_lo);              \
     typedef void twopass_##dt##_raddonline_fn(size_t n, const E* x, T result[2]);                  \
     typedef void twopass_##dt##_raddextexp_columns_fn(size_t rows, size_t width, const E* x, ptrdiff_t ld, \
@@ -274,7 +276,9 @@ TWOPASS_F64_KERNELS(TWOPASS_DECLARE_R, TWOPASS_DECLARE_V, TWOPASS_DECLARE_N)
 
 /* ---- float16: the same passes on IEEE binary16 elements, computed in float32 (scalars, sums and
  * exponents are floats): each load converts 8 (AVX2, F16C) or 16 (AVX-512F) halves to floats, each
- * store rounds floats to the nearest half (ties to even), so no float32 copy of the array exists.
+ * store rounds floats to the nearest half (ties to even), so no float32 copy of the array exists
+ * (three-pass reload keeps one row's exps in float32: raddstoreexpminusmax writes them, vscale
+ * rounds them).
  * The variants are float32's defaults and streaming ones (the lists below name float32's); unrolls
  * count halves. ---- */
 #define TWOPASS_F16_OPS(OP) TWOPASS_F32_OPS(OP)

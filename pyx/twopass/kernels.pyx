@@ -92,9 +92,9 @@ cdef extern from "twopass/softmax.h" nogil:
         void (*raddextexp)(size_t n, const uint16_t* x, float* sum) noexcept nogil
         void (*vscaleextexp)(size_t n, const uint16_t* x, uint16_t* y, float scale, float exponent) noexcept nogil
         float (*raddexpminusmax)(size_t n, const uint16_t* x, float shift, float exponent) noexcept nogil
-        float (*raddstoreexpminusmax)(size_t n, const uint16_t* x, uint16_t* y, float shift, float exponent) noexcept nogil
+        float (*raddstoreexpminusmax)(size_t n, const uint16_t* x, float* w, float shift, float exponent) noexcept nogil
         void (*vscaleexpminusmax)(size_t n, const uint16_t* x, uint16_t* y, float shift, float exponent, float scale) noexcept nogil
-        void (*vscale)(size_t n, const uint16_t* x, uint16_t* y, float scale) noexcept nogil
+        void (*vscale)(size_t n, const float* w, uint16_t* y, float scale) noexcept nogil
         void (*vsubc)(size_t n, const uint16_t* x, uint16_t* y, float c_hi, float c_lo) noexcept nogil
         void (*raddonline)(size_t n, const uint16_t* x, float* result) noexcept nogil
         const twopass_f16_kernels* streaming
@@ -452,10 +452,13 @@ def log_softmax_f16_rows(x, out, int algorithm, int level, threads=None):
     _rows(True, xv, yv, algorithm, level, threads)
 
 
-def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, double b=0.0, double c=0.0):
+def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, double b=0.0, double c=0.0,
+               float[::1] stored=None):
     """Run one registered kernel variant on x (tests and the benchmark sweep); len(x) >= 1; float32
     arrays for twopass_f32_* kernels, float64 for twopass_f64_*, float16 arrays viewed as uint16 for
     twopass_f16_* (a, b, c are cast to the kernels' scalar type: float, or double for float64).
+    float16's raddstoreexpminusmax writes its exps to `stored` (float32, as long as x) instead of y,
+    and its vscale scales `stored` into y (kernels.h: reload keeps float16's exps in float32).
 
     rmax returns max x; raddextexp returns (mantissa, exponent); raddonline returns (max, sum
     exp(x - max)); raddexpminusmax(shift=a,
@@ -485,6 +488,11 @@ def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, dou
         raise ValueError("x and y differ in length")
     if OP_NAMES[r[i].op] not in ROW_OPS:
         raise ValueError(f"{name} works on blocks of rows: use the softmax drivers")
+    cdef bint uses_stored = element is uint16_t and OP_NAMES[r[i].op] in ("raddstoreexpminusmax", "vscale")
+    if uses_stored and (stored is None or <size_t>stored.shape[0] != n):
+        raise ValueError(f"{name} needs a float32 array `stored` as long as x")
+    if not uses_stored and stored is not None:
+        raise ValueError(f"{name} takes no `stored` array")
     if element is float:
         twopass_f32_kernels_with(&t, &r[i])
     elif element is double:
@@ -544,11 +552,11 @@ def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, dou
             elif op == 3:
                 result = t16.raddexpminusmax(n, &x[0], <float>a, <float>b)
             elif op == 4:
-                result = t16.raddstoreexpminusmax(n, &x[0], &y[0], <float>a, <float>b)
+                result = t16.raddstoreexpminusmax(n, &x[0], &stored[0], <float>a, <float>b)
             elif op == 5:
                 t16.vscaleexpminusmax(n, &x[0], &y[0], <float>a, <float>b, <float>c)
             elif op == 6:
-                t16.vscale(n, &x[0], &y[0], <float>a)
+                t16.vscale(n, &stored[0], &y[0], <float>a)
             elif op == 7:
                 t16.vsubc(n, &x[0], &y[0], <float>a, <float>b)
             else:

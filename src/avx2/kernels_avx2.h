@@ -4,6 +4,8 @@
  * intrinsic), EXP(name) (the dtype's core from f32_exp_avx2.h or f64_exp_avx2.h) with its
  * rounding constants EXP_MAGIC and EXP_BIAS (common.h), and the horizontal HMAX and HSUM; and, when the elements in memory are not of type T (float16), the element type ELEM
  * and its vector accesses LOAD, LOAD_PART, STORE, STORE_PART and STREAM (below: their meaning).
+ * Reload's stored exps are of type T whatever ELEM is (float16 keeps them in float32, so its result
+ * is rounded once): LOAD_T, STORE_T and their _PART.
  *
  * Each pass is one template (an always-inline function whose unroll U and accumulator count ACC are
  * constants once instantiated). Main loop: U elements (U/VLEN vectors) per iteration, vector j
@@ -21,6 +23,10 @@
 #define STORE_PART(p, mask, count, v) V(maskstore)(p, mask, v)
 #define STREAM(p, v) V(stream)(p, v)
 #endif
+#define LOAD_T(p) V(loadu)(p)
+#define LOAD_T_PART(p, mask) V(maskload)(p, mask)
+#define STORE_T(p, v) V(storeu)(p, v)
+#define STORE_T_PART(p, mask, v) V(maskstore)(p, mask, v)
 #include "../result_bounds.h"
 
 /* The first `count` elements at x (the lanes of mask), `fill` in the others; nothing read past them. */
@@ -184,20 +190,20 @@ TWOPASS_INLINE VEC scaleextexp(VEC x, VEC vscale, VEC vexponent)
     return EXP(mul_exp2)(V(mul)(p, vscale), V(sub)(vn, vexponent));
 }
 
-/* Sum of e = exp(x - shift) * 2^-exponent * scale, optionally storing each e to y (STORE_Y is a
- * constant). The kernels pass scale 1, or 2^-exponent folded into it (instantiate.h). */
-TWOPASS_INLINE T raddexpminusmax_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exponent, T scale,
-                                      const size_t U, const size_t ACC, const int STORE_Y)
+/* Sum of e = exp(x - shift) * 2^-exponent * scale, optionally storing each e to w (STORE_W is a
+ * constant; w of type T). The kernels pass scale 1, or 2^-exponent folded into it (instantiate.h). */
+TWOPASS_INLINE T raddexpminusmax_impl(size_t n, const ELEM* x, T* w, T shift, T exponent, T scale,
+                                      const size_t U, const size_t ACC, const int STORE_W)
 {
     const size_t NV = U / VLEN;
     const VEC vshift = V(set1)(shift), vexponent = V(set1)(exponent), vscale = V(set1)(scale);
     VEC acc[TWOPASS_MAX_ACC];
     TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc[k] = V(setzero)();
-    for (; n >= U; n -= U, x += U, y += STORE_Y ? U : 0) {
+    for (; n >= U; n -= U, x += U, w += STORE_W ? U : 0) {
         TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
             const VEC v = EXP(exp_shifted_scaled)(LOAD(x + j * VLEN), vshift, vexponent, vscale);
-            if (STORE_Y) STORE(y + j * VLEN, v);
+            if (STORE_W) STORE_T(w + j * VLEN, v);
             acc[j % ACC] = V(add)(acc[j % ACC], v);
         }
     }
@@ -205,32 +211,47 @@ TWOPASS_INLINE T raddexpminusmax_impl(size_t n, const ELEM* x, ELEM* y, T shift,
         const __m256i mask = n >= VLEN ? ALL_LANES : EXP(tail_mask)(n);
         const size_t step = n >= VLEN ? VLEN : n;
         VEC v = EXP(exp_shifted_scaled)(LOAD_PART(x, mask, step), vshift, vexponent, vscale);
-        if (STORE_Y) STORE_PART(y, mask, step, v);
+        if (STORE_W) STORE_T_PART(w, mask, v);
         v = V(and)(v, V(castsi256)(mask)); /* lanes past the end add 0 */
         acc[0] = V(add)(acc[0], v);
-        n -= step, x += step, y += STORE_Y ? step : 0;
+        n -= step, x += step, w += STORE_W ? step : 0;
     }
     TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) acc[0] = V(add)(acc[0], acc[k]);
     return HSUM(acc[0]);
 }
 
-/* MODE_SCALE is one multiply: its products below the smallest normal (reload's stored exps times
- * 1/sum; a subnormal result costs a pass twice its time on Zen 3, more on Intel) are flushed to 0 by
- * MXCSR.FTZ, which every caller of the kernels sets (softmax.c). Zeroing the inputs below
- * T_MIN / scale first, as before FTZ was set everywhere, cost a division per call and two operations
- * per vector: reload on 1e4 floats ran 1.06x faster without on avx512f, 1.10x on avx2 (Intel Xeon). */
+/* y = w * scale: reload's pass 3, from its stored exps w (of type T) to the elements, rounded once.
+ * One multiply: its products below the smallest normal (a subnormal result costs a pass twice its
+ * time on Zen 3, more on Intel) are flushed to 0 by MXCSR.FTZ, which every caller of the kernels
+ * sets (softmax.c). Zeroing the inputs below T_MIN / scale first, as before FTZ was set everywhere,
+ * cost a division per call and two operations per vector: reload on 1e4 floats ran 1.06x faster
+ * without on avx512f, 1.10x on avx2 (Intel Xeon). */
+TWOPASS_INLINE void vscale_stored_impl(size_t n, const T* w, ELEM* y, T scale, const size_t U)
+{
+    const size_t NV = U / VLEN;
+    const VEC vscale = V(set1)(scale);
+    for (; n >= U; n -= U, w += U, y += U) {
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) STORE(y + j * VLEN, V(mul)(LOAD_T(w + j * VLEN), vscale));
+    }
+    for (; n != 0;) {
+        const __m256i mask = n >= VLEN ? ALL_LANES : EXP(tail_mask)(n);
+        const size_t step = n >= VLEN ? VLEN : n;
+        STORE_PART(y, mask, step, V(mul)(LOAD_T_PART(w, mask), vscale));
+        n -= step, w += step, y += step;
+    }
+}
+
 TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, const int MODE)
 {
     if (MODE == TWOPASS_MODE_SUB) return at_most_zero(V(sub)(V(sub)(v, vshift), vexponent));
     /* two-pass's exp(x) * 2^-exponent is exp_shifted with shift 0: one rounding fewer than
      * scaleextexp's extexp, scale, then 2^(n - exponent) */
-    if (MODE == TWOPASS_MODE_EXP) return at_most_one(EXP(exp_shifted_scaled)(v, vshift, vexponent, vscale));
-    return V(mul)(v, vscale);
+    return at_most_one(EXP(exp_shifted_scaled)(v, vshift, vexponent, vscale));
 }
 
-/* The elementwise passes (MODE is a constant, common.h): y = x * scale (TWOPASS_MODE_SCALE),
- * y = min(1, exp(x - shift) * 2^-exponent * scale) (TWOPASS_MODE_EXP; two-pass's exp(x) * scale *
- * 2^-exponent with shift 0), y = min(0, (x - shift) - exponent) (TWOPASS_MODE_SUB).
+/* The elementwise passes on x (MODE is a constant, common.h): y = min(1, exp(x - shift) *
+ * 2^-exponent * scale) (TWOPASS_MODE_EXP; two-pass's exp(x) * scale * 2^-exponent with shift 0),
+ * y = min(0, (x - shift) - exponent) (TWOPASS_MODE_SUB).
  * NT (a constant): non-temporal stores, for outputs too large for the caches. They skip the read
  * of each line before it is written (write-allocate) and keep the input in cache; they need
  * addresses aligned to a whole vector (VLEN elements), so the elements before y's first such
