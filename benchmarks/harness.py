@@ -28,17 +28,17 @@ def cache_label(working_set_bytes, caches):
 
 
 class Buffers:
-    """Input/output pairs of one shape, enough of them that rotating defeats the caches when the
-    working set does not fit in the last-level cache."""
+    """Input/output pairs of one shape (float32, or `dtype`), enough of them that rotating defeats the
+    caches when the working set does not fit in the last-level cache."""
 
-    def __init__(self, shape, caches, seed=0, lo=-100.0, hi=100.0):
-        n_bytes = 8 * int(np.prod(shape))
+    def __init__(self, shape, caches, seed=0, lo=-100.0, hi=100.0, dtype=np.float32):
+        n_bytes = 2 * np.dtype(dtype).itemsize * int(np.prod(shape))
         self.in_cache = cache_label(n_bytes, caches) != "DRAM"
         pairs = 1 if self.in_cache else max(1, -(-4 * caches.get("L3", 32 << 20) // n_bytes))
         rng = np.random.default_rng(seed)
-        first = rng.uniform(lo, hi, size=shape).astype(np.float32)
+        first = rng.uniform(lo, hi, size=shape).astype(dtype)
         self.x = [first] + [rng.permutation(first.ravel()).reshape(shape) for _ in range(pairs - 1)]
-        self.y = [np.empty(shape, np.float32) for _ in range(pairs)]
+        self.y = [np.empty(shape, dtype) for _ in range(pairs)]
         for y in self.y:
             y.fill(0.0)  # touch the pages once, so `out=` timings see no page faults
         self.next = 0

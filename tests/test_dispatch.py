@@ -166,10 +166,12 @@ def test_algorithm_indices_match_the_c_enum():
 
 
 def test_auto_rule(monkeypatch):
-    """auto_algorithm: reload in cache; two_pass for rows beyond the last-level cache, for float16,
-    and for rows of AUTO_TWO_PASS_ROW_BYTES or more in jobs whose output streams; python: reload.
-    (The Intel clause, off here: test_auto_rule_beyond_l2.)"""
+    """auto_algorithm: reload in cache; two_pass for rows beyond the last-level cache and for rows of
+    AUTO_TWO_PASS_ROW_BYTES or more in jobs whose output streams, float16 rows counting 4 bytes per
+    element there; python: reload. (The Intel clauses, off here: test_auto_rule_beyond_l2 and
+    test_auto_float16.)"""
     monkeypatch.setattr(_dispatch, "AUTO_TWO_PASS_L2_JOB_BYTES", 1 << 62)
+    monkeypatch.setattr(_dispatch, "AUTO_F16_TWO_PASS_ROW_BYTES", (1 << 62,) * 3)
     auto, row = _dispatch.auto_algorithm, _dispatch.AUTO_TWO_PASS_ROW_BYTES
     rows_to_stream = -(-_dispatch.STREAMING_FROM_BYTES // row)  # rows of `row` bytes that reach it
     for level in LEVELS:
@@ -177,12 +179,15 @@ def test_auto_rule(monkeypatch):
         assert auto(level, 1000, 4, 1000) == "three_pass_reload"
         assert auto(level, _dispatch.AUTO_TWO_PASS_FROM, 4) == ("two_pass" if native else "three_pass_reload")
         assert auto(level, _dispatch.AUTO_TWO_PASS_FROM // 2, 8) == ("two_pass" if native else "three_pass_reload")
-        assert auto(level, 1000, 2, 1000) == ("two_pass" if native else "three_pass_reload")
-        for itemsize in (4, 8):
-            n = row // itemsize
-            assert auto(level, n, itemsize, n * rows_to_stream) == ("two_pass" if native else "three_pass_reload")
-            assert auto(level, n, itemsize, n * (rows_to_stream - 1)) == "three_pass_reload"
-            assert auto(level, n - 1, itemsize, n * rows_to_stream * 2) == "three_pass_reload"
+        assert auto(level, 1000, 2, 1000) == "three_pass_reload"
+        assert auto(level, _dispatch.AUTO_TWO_PASS_FROM, 2) == ("two_pass" if native else "three_pass_reload")
+        assert auto(level, _dispatch.AUTO_TWO_PASS_FROM - 1, 2) == "three_pass_reload"
+        for itemsize in (2, 4, 8):
+            n = row // max(itemsize, 4)  # float16: float32's row (reload keeps its exps in float32)
+            to_stream = -(-_dispatch.STREAMING_FROM_BYTES // (n * itemsize))  # rows whose output streams
+            assert auto(level, n, itemsize, n * to_stream) == ("two_pass" if native else "three_pass_reload")
+            assert auto(level, n, itemsize, n * (to_stream - 1)) == "three_pass_reload"
+            assert auto(level, n - 1, itemsize, n * to_stream * 2) == "three_pass_reload"
 
 
 def test_auto_rule_beyond_l2(monkeypatch):
@@ -207,6 +212,44 @@ def test_auto_rule_beyond_l2(monkeypatch):
             assert auto(level, n - 1, itemsize, 64 * job) == "three_pass_reload"
 
 
+@pytest.mark.skipif(twopass.available_levels() == ["python"], reason="no kernel level on this CPU")
+def test_auto_float16(monkeypatch):
+    """The Intel clause of float16 (AUTO_F16_TWO_PASS_ROW_BYTES: 4 L2 on avx2, 5/4 of it on avx512f;
+    off elsewhere): two_pass for rows of over that many bytes at 8 per element, whatever the job, on
+    both paths of twopass.softmax, each level its own; reload below."""
+    l2 = _dispatch.L2_CACHE
+    assert _dispatch.AUTO_F16_TWO_PASS_ROW_BYTES == ((1 << 62, 4 * l2, 5 * l2 // 4)
+                                                     if twopass.runtime_info()["cpu_features"].get("intel")
+                                                     else (1 << 62,) * 3)
+    monkeypatch.setattr(_dispatch, "AUTO_F16_TWO_PASS_ROW_BYTES", (1 << 62, 8 * 900, 8 * 1000))
+    kernels = _dispatch._kernels
+
+    def configure():
+        kernels.configure_auto(_dispatch.AUTO_TWO_PASS_FROM, _dispatch.AUTO_TWO_PASS_ROW_BYTES,
+                               _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES, _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES,
+                               *_dispatch.AUTO_F16_TWO_PASS_ROW_BYTES[1:])
+    configure()
+    rng = np.random.default_rng(8)
+    try:
+        for level in twopass.available_levels()[1:]:
+            longest = 900 if level == "avx2" else 1000  # the longest row reload takes
+            assert _dispatch.auto_algorithm(level, longest, 2, 1 << 30) == "three_pass_reload"
+            assert _dispatch.auto_algorithm(level, longest + 1, 2, longest + 1) == "two_pass"
+            assert _dispatch.auto_algorithm(level, longest + 1, 4, longest + 1) == "three_pass_reload"  # float16's
+            assert _dispatch.auto_algorithm("python", longest + 1, 2) == "three_pass_reload"
+            with twopass.use_isa(level):
+                for n, chosen in ((longest, "three_pass_reload"), (longest + 1, "two_pass")):
+                    x = rng.uniform(-4, 4, (300, n)).astype(np.float16)  # outputs spread: the algorithms differ
+                    expected = twopass.softmax(x, axis=-1, algorithm=chosen)
+                    other = "two_pass" if chosen == "three_pass_reload" else "three_pass_reload"
+                    assert not np.array_equal(twopass.softmax(x, axis=-1, algorithm=other), expected)
+                    for given in (x, x.astype(x.dtype.newbyteorder())):  # the fast path, twopass._api's
+                        np.testing.assert_array_equal(twopass.softmax(given, axis=-1), expected, err_msg=f"{n}")
+    finally:
+        monkeypatch.undo()
+        configure()
+
+
 @pytest.fixture
 def small_streaming_threshold():
     """Jobs of 256 KiB and more stream (and so take auto's streaming-job rule)."""
@@ -226,7 +269,8 @@ def l2_job_bytes(request, monkeypatch):
 
     def configure():
         kernels.configure_auto(_dispatch.AUTO_TWO_PASS_FROM, _dispatch.AUTO_TWO_PASS_ROW_BYTES,
-                               _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES, _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES)
+                               _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES, _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES,
+                               *_dispatch.AUTO_F16_TWO_PASS_ROW_BYTES[1:])
     configure()
     yield job
     monkeypatch.undo()

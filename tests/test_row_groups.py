@@ -70,8 +70,7 @@ def test_row_group_switch_resets():
 def test_groups_give_the_bits_of_row_by_row(level_name, dtype, n, spread, algorithm):
     rows = max(203, PARALLEL_MIN // n + 7)  # enough for two threads to run
     x = rows_with_specials(rows, n, dtype, seed=n, spread=spread)
-    # auto runs three_pass_reload on short rows (float16: two_pass)
-    auto_runs = "two_pass" if dtype == np.float16 else "three_pass_reload"
+    auto_runs = "three_pass_reload"  # on short rows, every dtype
     with twopass.use_isa(level_name):
         before = grouped_jobs()
         expected = row_by_row(x, algorithm, threads=1)

@@ -17,7 +17,8 @@ if _dispatch._kernels is not None:
     _dispatch._kernels.configure_fast_path(_dispatch._level, _api.softmax, _api.log_softmax,
                                            _dispatch.check_threads, _dispatch.MAX_THREADS, _api._KERNEL_ALGORITHM)
     _dispatch._kernels.configure_auto(_dispatch.AUTO_TWO_PASS_FROM, _dispatch.AUTO_TWO_PASS_ROW_BYTES,
-                                      _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES, _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES)
+                                      _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES, _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES,
+                                      *_dispatch.AUTO_F16_TWO_PASS_ROW_BYTES[1:])
     _dispatch._kernels.set_streaming_threshold(_dispatch.STREAMING_FROM_BYTES)
     softmax, log_softmax = _dispatch._kernels.softmax, _dispatch._kernels.log_softmax
 else:
@@ -41,6 +42,7 @@ def runtime_info():
     f32 = kernels.kernel_names(LEVELS.index(level)) if on_kernels else fallback
     f64 = kernels.kernel_names(LEVELS.index(level), "float64") if on_kernels else fallback
     f16 = kernels.kernel_names(LEVELS.index(level), "float16") if on_kernels else fallback
+    f16_row_bytes = _dispatch.AUTO_F16_TWO_PASS_ROW_BYTES[LEVELS.index(level)]
     return {
         "version": __version__,
         "extension": "loaded" if kernels is not None else f"not loaded: {_dispatch.EXTENSION_ERROR}",
@@ -63,7 +65,9 @@ def runtime_info():
                            + (f"; float32 rows of {_dispatch.AUTO_TWO_PASS_L2_ROW_BYTES} bytes or more in jobs over "
                               f"{_dispatch.AUTO_TWO_PASS_L2_JOB_BYTES} bytes in and out (Intel: 3/4 of L2)"
                               if _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES < 1 << 62 else "")
-                           + "; float16: two_pass"
+                           + "; float16 rows count 4 bytes per element"
+                           + (f", and two_pass for rows over {f16_row_bytes} bytes at 8 per element (Intel: "
+                              + ("5/4" if level == "avx512f" else "4x") + " the L2)" if f16_row_bytes < 1 << 62 else "")
                            if level != "python" else "three_pass_reload"),
         "prefetch_ahead_bytes": kernels.prefetch_ahead() if kernels is not None else None,
         "streaming_stores": ({"from_output_bytes": _dispatch.STREAMING_FROM_BYTES,

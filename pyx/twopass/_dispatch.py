@@ -102,23 +102,40 @@ AUTO_TWO_PASS_ROW_BYTES = 1 << 20
 # (0.88), and one row only broke even from 196608 elements (1.01; 500000: 1.06).
 AUTO_TWO_PASS_L2_JOB_BYTES = 3 * L2_CACHE // 4 if CPU_FEATURES.get("intel") else 1 << 62
 AUTO_TWO_PASS_L2_ROW_BYTES = 16 * 1024
+# float16: three_pass_reload keeps its exps in float32 (kernels.h), so its row takes float32's 8 bytes
+# per element in cache (2 in, 2 out, 4 stored): float32's rules by elements, but not the Intel job
+# clause above, since float16's two_pass is the slower one there. Intel Xeon (L2 2 MiB), float16,
+# avx512f, reload time / two_pass time (python -m benchmarks.auto --dtype float16, 7 rounds, inputs
+# in [-100, 100]): one row of 1e3 0.77, 1e5 0.74, 262144 0.82, 300000 0.91, 400000 1.12, 6e5 1.35,
+# 1e6 1.55, 1e7 4.3; 4096x64 0.45, 4096x1000 0.62, 256x32000 0.87, 32x128256 0.86, 16x131072 0.86,
+# 8x262144 0.94. So there two_pass takes the rows whose 8 bytes per element pass 5/4 of L2, whatever
+# the job. On avx2 (TWOPASS_ISA=avx2), whose float16 two_pass is slower still: one row of 1e3 0.71, 1e5
+# 0.65, 300000 0.75, 400000 0.89, 5e5 0.96, 8e5 1.02, 1e6 0.99, 2e6 1.03, 1e7 3.1; 4096x1000 0.61,
+# 256x32000 0.68, 8x262144 0.71: two_pass from 4 L2 there. Not measured on AMD: there float16 follows
+# float32's rules alone. Per level, indexed as LEVELS.
+AUTO_F16_TWO_PASS_ROW_BYTES = ((1 << 62, 4 * L2_CACHE, 5 * L2_CACHE // 4) if CPU_FEATURES.get("intel")
+                               else (1 << 62,) * 3)
 
 
 def auto_algorithm(level, n, itemsize=4, size=None):
     """The algorithm "auto" runs for rows of n elements of `itemsize` bytes, `size` elements in all
     (None: one row), on `level`: two_pass for rows that outgrow the last-level cache (float64: half as
     many elements), for rows of AUTO_TWO_PASS_ROW_BYTES or more in jobs whose output reaches the
-    streaming threshold, and (Intel, float32) for rows of AUTO_TWO_PASS_L2_ROW_BYTES or more in jobs of
-    over AUTO_TWO_PASS_L2_JOB_BYTES, input and output; float16 always two_pass, since three_pass_reload
-    would round its stored exp(x - max) to float16 before scaling it; three_pass_reload otherwise."""
+    streaming threshold, (Intel, float32) for rows of AUTO_TWO_PASS_L2_ROW_BYTES or more in jobs of
+    over AUTO_TWO_PASS_L2_JOB_BYTES, input and output, and (Intel, float16) for rows of over
+    AUTO_F16_TWO_PASS_ROW_BYTES[level] at 8 bytes per element; float16 rows count their bytes as float32's
+    (reload keeps its exps in float32); three_pass_reload otherwise."""
     if level == "python":
         return "three_pass_reload"
-    if itemsize == 2 or n >= (AUTO_TWO_PASS_FROM if itemsize <= 4 else max(1, AUTO_TWO_PASS_FROM // 2)):
-        return "two_pass"
     size = n if size is None else size
-    streaming = _kernels is not None and size >= _kernels.streaming_threshold() // itemsize
-    if streaming and n * itemsize >= AUTO_TWO_PASS_ROW_BYTES:
+    half = itemsize == 2
+    if n >= (AUTO_TWO_PASS_FROM if itemsize <= 4 else max(1, AUTO_TWO_PASS_FROM // 2)):
         return "two_pass"
+    streaming = _kernels is not None and size >= _kernels.streaming_threshold() // itemsize
+    if streaming and n * (4 if half else itemsize) >= AUTO_TWO_PASS_ROW_BYTES:
+        return "two_pass"
+    if half:
+        return "two_pass" if 8 * n > AUTO_F16_TWO_PASS_ROW_BYTES[LEVELS.index(level)] else "three_pass_reload"
     if itemsize == 4 and 2 * size * 4 > AUTO_TWO_PASS_L2_JOB_BYTES and n * 4 >= AUTO_TWO_PASS_L2_ROW_BYTES:
         return "two_pass"
     return "three_pass_reload"
