@@ -169,10 +169,16 @@ TWOPASS_INLINE int softmax_short_rows_impl(size_t rows, size_t n, const TP_E* x,
     enum { BYTES_NV = TWOPASS_SHORT_ROWS_BYTES / (VLEN * sizeof(TP_E)) };
     enum { MAX_NV = BYTES_NV < TWOPASS_SHORT_ROWS_MAX_VECTORS ? BYTES_NV : TWOPASS_SHORT_ROWS_MAX_VECTORS };
     if (n == 0 || n > MAX_NV * VLEN) return 0;
-    TP_T stored[STORED_APART ? TWOPASS_SHORT_ROWS_GROUP * MAX_NV * VLEN : 1];
-    for (size_t first = 0; first < rows; first += TWOPASS_SHORT_ROWS_GROUP) {
+    /* float16's stored exps: 16 KiB on the stack, which hold the drivers' default groups (4096 bytes
+     * of halves) whole; larger groups (twopass_set_row_group_bytes) go in parts that fit */
+    enum { STORED_ELEMENTS = 4096 };
+    TP_T stored[STORED_APART ? STORED_ELEMENTS : 1];
+    const size_t row_stored = (n + VLEN - 1) / VLEN * VLEN;
+    const size_t part = STORED_APART && STORED_ELEMENTS / row_stored < TWOPASS_SHORT_ROWS_GROUP
+                        ? STORED_ELEMENTS / row_stored : TWOPASS_SHORT_ROWS_GROUP;
+    for (size_t first = 0; first < rows; first += part) {
         const size_t left = rows - first;
-        const size_t count = left < TWOPASS_SHORT_ROWS_GROUP ? left : TWOPASS_SHORT_ROWS_GROUP;
+        const size_t count = left < part ? left : part;
         const TP_E* xg = x + (ptrdiff_t)first * x_stride;
         TP_E* yg = y + (ptrdiff_t)first * y_stride;
         switch ((n + VLEN - 1) / VLEN) { /* NV */

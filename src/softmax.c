@@ -3,7 +3,8 @@
  * both dtypes, src/softmax_template.h, included here for float32 and in softmax_f64.c for float64.
  *
  *   two-pass:             (M, E) = sum exp(x) as mantissa and exponent;  y = exp(x) / M * 2^-E
- *   three-pass reload:    m = max x;  y = exp(x - m), s = sum y;  y *= 1/s
+ *   three-pass reload:    m = max x;  w = exp(x - m), s = sum w;  y = w * 1/s  (w: y itself, or
+ *                         float16's float32 row)
  *   three-pass recompute: m = max x;  s = sum exp(x - m);  y = exp(x - m) * 1/s
  *   online:               (m, s) = (max x, sum exp(x - m)) in one read, s rescaled by exp(m - m')
  *                         whenever the running max grows to m';  y = exp(x - m) * 1/s

@@ -1106,9 +1106,12 @@ def test_kernel_f16_is_the_f32_kernel_rounded(emu, spec):
             assert r16 == r32, f"n={n}: {r16} != {r32}"
             continue
         if op == "raddstoreexpminusmax":  # float32 exps (kernels.h): the float32 kernel's own
-            w16, w32 = np.full(n, np.nan, F32), np.zeros(n, F32)
+            wbuf, w32 = np.full(n + 2 * pad, 0x7FC0_5A5A, np.uint32), np.zeros(n, F32)  # NaN sentinels
+            w16 = wbuf[pad:pad + n].view(F32)
             assert k16(x16, w16, *args) == k32(x32, w32, *args), f"n={n}"
             np.testing.assert_array_equal(w16.view(np.uint32), w32.view(np.uint32), err_msg=f"n={n}")
+            assert np.all(wbuf[:pad] == 0x7FC0_5A5A) and np.all(wbuf[pad + n:] == 0x7FC0_5A5A), \
+                f"n={n}: a write outside the stored exps"
             continue
         if op == "vscale":  # from float32 exps, no half among them, rounded once
             x16 = x32 = x32 * F32(1 + 2.0**-13)

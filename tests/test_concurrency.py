@@ -8,11 +8,15 @@
 - use_isa is thread-local: threads forcing different levels at the same time each see and use
   their own;
 - a million small calls keep the RSS flat, and no call (successful or raising) changes the
-  reference counts of its arguments or results.
+  reference counts of its arguments or results;
+- every path runs in a thread with a 64 KiB stack (the kernels' and drivers' stack arrays, float16
+  reload's float32 row among them, stay within about 20 KiB).
 """
 import gc
 import os
+import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -207,6 +211,38 @@ def test_gil_is_released_around_the_kernels(level, short_switch_interval):
 
 
 # ---- use_isa is thread-local ----
+
+SMALL_STACK = textwrap.dedent('''
+    import sys, threading
+    import numpy as np
+    import twopass
+    done = []
+    def work():
+        rng = np.random.default_rng(0)
+        for level in twopass.available_levels():
+            with twopass.use_isa(level):
+                for dtype in (np.float16, np.float32, np.float64):
+                    for shape in ((64, 64), (8, 256), (300, 129), (3, 1000), (2, 5000)):
+                        x = rng.uniform(-5, 5, shape).astype(dtype)
+                        for algorithm in twopass.ALGORITHMS:
+                            for fn in (twopass.softmax, twopass.log_softmax):
+                                fn(x, axis=-1, algorithm=algorithm)
+                                fn(x, axis=0, algorithm=algorithm)
+        done.append(True)
+    threading.stack_size(int(sys.argv[1]) * 1024)
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    print("done" if done else "failed")
+''')
+
+
+def test_every_path_runs_on_a_64_kib_thread_stack():
+    """A thread stack of 64 KiB (musl's default is 128 KiB) holds every path: the short-rows group
+    kernels once put float16's stored exps for 64 rows on the stack (67 KiB, a SIGSEGV here)."""
+    run = subprocess.run([sys.executable, "-c", SMALL_STACK, "64"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "done", (run.returncode, run.stdout, run.stderr[-2000:])
+
 
 def test_use_isa_is_thread_local():
     rng = np.random.default_rng(3)
