@@ -1,7 +1,7 @@
 """auto against the best fixed algorithm, interleaved (issue 3: within 5% at every benchmarked shape).
 
-    python -m benchmarks.auto [--quick] [--rounds R] [--no-progress] [--dtype float32|float16]
-                              [--row-lengths N,... | --shapes RxN,...]
+    python -m benchmarks.auto [--quick] [--rounds R] [--no-progress] [--dtype float32|float16|float64]
+                              [--function softmax|log_softmax] [--row-lengths N,... | --shapes RxN,...]
 
 auto runs the same kernels as one of the fixed algorithms, so a single run of the main benchmark
 cannot tell a wrong choice from the noise of a shared machine (two columns that run the same code
@@ -10,8 +10,8 @@ three_pass_reload, three_pass_recompute, online; the next round starting one alg
 none is always first), each round a median of a few timed samples; a slow spell of the machine
 then hits every algorithm of the round alike. The figure per
 algorithm is the median over the rounds, and auto / best is reported with the best algorithm's
-spread (its rounds' min and max over its median). Single thread, float32 (or --dtype float16),
-softmax over the last axis into a preallocated output, on the best level this machine has; the shapes are the main
+spread (its rounds' min and max over its median). Single thread, float32 (or --dtype),
+softmax (or --function log_softmax) over the last axis into a preallocated output, on the best level this machine has; the shapes are the main
 benchmark's (out-of-cache shapes rotate over enough buffers to miss the caches).
 """
 import argparse
@@ -51,9 +51,9 @@ def interleaved(shapes, calls, rounds, repeats, progress=True, value_range=100.0
     return result
 
 
-def run(shapes, rounds, repeats, progress=True, dtype=np.float32):
-    caches, itemsize = harness.cache_sizes(), np.dtype(dtype).itemsize
-    calls = {a: (lambda x, y, a=a: twopass.softmax(x, axis=-1, out=y, algorithm=a, threads=1)) for a in ALGORITHMS}
+def run(shapes, rounds, repeats, progress=True, dtype=np.float32, function="softmax"):
+    caches, itemsize, fn = harness.cache_sizes(), np.dtype(dtype).itemsize, getattr(twopass, function)
+    calls = {a: (lambda x, y, a=a: fn(x, axis=-1, out=y, algorithm=a, threads=1)) for a in ALGORITHMS}
     rows = []
     for shape, samples in interleaved(shapes, calls, rounds, repeats, progress, dtype=dtype).items():
         median = {a: float(np.median(s)) for a, s in samples.items()}
@@ -74,8 +74,8 @@ JOB_ELEMENTS = 1 << 23
 def parse_interleaved_args(argv, doc, default_rounds, row_lengths=False, value_range=False, dtype=False):
     """(shapes, rounds, progress) from [--quick] [--rounds R] [--no-progress] [--shapes RxN,...] (and,
     if row_lengths, [--row-lengths N,N,...]; if value_range, [--range R], returned next; if dtype,
-    [--dtype float32|float16], returned last): the main benchmark's shapes, or its quick ones with 3
-    rounds."""
+    [--dtype float32|float16] and [--function softmax|log_softmax], returned last): the main
+    benchmark's shapes, or its quick ones with 3 rounds."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the quick shapes, 3 rounds (smoke run)")
     parser.add_argument("--rounds", type=int, default=default_rounds,
@@ -85,8 +85,9 @@ def parse_interleaved_args(argv, doc, default_rounds, row_lengths=False, value_r
         parser.add_argument("--range", type=float, default=100.0,
                             help="inputs uniform in [-RANGE, RANGE] (default 100, as the main benchmark)")
     if dtype:
-        parser.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+        parser.add_argument("--dtype", choices=("float32", "float16", "float64"), default="float32",
                             help="element type (default float32)")
+        parser.add_argument("--function", choices=("softmax", "log_softmax"), default="softmax")
     instead = parser.add_mutually_exclusive_group()
     if row_lengths:
         instead.add_argument("--row-lengths", help=f"instead of the shapes: batches of {JOB_ELEMENTS} "
@@ -100,14 +101,16 @@ def parse_interleaved_args(argv, doc, default_rounds, row_lengths=False, value_r
         shapes = [(max(1, JOB_ELEMENTS // int(n)), int(n)) for n in args.row_lengths.split(",")]
     parsed = (shapes, 3 if args.quick else args.rounds, not args.no_progress)
     parsed += (args.range,) if value_range else ()
-    return parsed + (np.dtype(args.dtype),) if dtype else parsed
+    return parsed + (np.dtype(args.dtype), args.function) if dtype else parsed
 
 
 def main(argv=None):
-    shapes, rounds, progress, dtype = parse_interleaved_args(argv, __doc__, 11, row_lengths=True, dtype=True)
+    shapes, rounds, progress, dtype, function = parse_interleaved_args(argv, __doc__, 11, row_lengths=True,
+                                                                       dtype=True)
     level = twopass.runtime_info()["active_level"]
-    rows = run(shapes, rounds, 3, progress=progress, dtype=dtype)
-    print(f"level {level}, {dtype}, single thread, out=; ns per element, medians of {rounds} interleaved rounds")
+    rows = run(shapes, rounds, 3, progress=progress, dtype=dtype, function=function)
+    print(f"{function}, level {level}, {dtype}, single thread, out=; ns per element, medians of {rounds} "
+          "interleaved rounds")
     print(f"{'shape':>12} {'cache':>5} " + " ".join(f"{a:>20}" for a in ALGORITHMS)
           + f" {'auto runs':>18} {'auto/best':>10} {'best spread':>12}")
     worst = 0.0

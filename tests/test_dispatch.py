@@ -227,7 +227,8 @@ def test_auto_float16(monkeypatch):
     def configure():
         kernels.configure_auto(_dispatch.AUTO_TWO_PASS_FROM, _dispatch.AUTO_TWO_PASS_ROW_BYTES,
                                _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES, _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES,
-                               *_dispatch.AUTO_F16_TWO_PASS_ROW_BYTES[1:])
+                               *_dispatch.AUTO_F16_TWO_PASS_ROW_BYTES[1:],
+                               _dispatch.AUTO_LOG_SOFTMAX_TWO_PASS_FROM)
     configure()
     rng = np.random.default_rng(8)
     try:
@@ -245,6 +246,42 @@ def test_auto_float16(monkeypatch):
                     assert not np.array_equal(twopass.softmax(x, axis=-1, algorithm=other), expected)
                     for given in (x, x.astype(x.dtype.newbyteorder())):  # the fast path, twopass._api's
                         np.testing.assert_array_equal(twopass.softmax(given, axis=-1), expected, err_msg=f"{n}")
+    finally:
+        monkeypatch.undo()
+        configure()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_auto_log_softmax(level, dtype, monkeypatch):
+    """log_softmax's own rule: two_pass for rows of AUTO_LOG_SOFTMAX_TWO_PASS_FROM elements or more
+    (512), three_pass_reload below, whatever the job; the same on the fast path (C-contiguous,
+    native order) and on twopass._api's (byteswapped); the python level always reloads. Also with
+    the threshold moved, so that the fast path is seen to take it from configure_auto."""
+    kernels = _dispatch._kernels
+    assert _dispatch.AUTO_LOG_SOFTMAX_TWO_PASS_FROM == 512
+    rng = np.random.default_rng(9)
+
+    def configure():
+        kernels.configure_auto(_dispatch.AUTO_TWO_PASS_FROM, _dispatch.AUTO_TWO_PASS_ROW_BYTES,
+                               _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES, _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES,
+                               *_dispatch.AUTO_F16_TWO_PASS_ROW_BYTES[1:],
+                               _dispatch.AUTO_LOG_SOFTMAX_TWO_PASS_FROM)
+    try:
+        for threshold in (512, 300):
+            monkeypatch.setattr(_dispatch, "AUTO_LOG_SOFTMAX_TWO_PASS_FROM", threshold)
+            configure()
+            for n in (threshold - 1, threshold):
+                want = "two_pass" if level != "python" and n >= threshold else "three_pass_reload"
+                assert _dispatch.auto_algorithm(level, n, np.dtype(dtype).itemsize, 1 << 30, "log_softmax") == want
+                x = rng.uniform(-4, 4, (400, n)).astype(dtype)
+                expected = twopass.log_softmax(x, axis=-1, algorithm=want)
+                if level != "python" and dtype == np.float64:  # the choice shows in the bits (float32's
+                    # logsumexp as hi + lo makes both algorithms agree, and the fast path's rule does
+                    # not look at the dtype)
+                    other = "two_pass" if want == "three_pass_reload" else "three_pass_reload"
+                    assert not np.array_equal(twopass.log_softmax(x, axis=-1, algorithm=other), expected)
+                for given in (x, x.astype(x.dtype.newbyteorder())):
+                    np.testing.assert_array_equal(twopass.log_softmax(given, axis=-1), expected, err_msg=f"{n}")
     finally:
         monkeypatch.undo()
         configure()
@@ -270,27 +307,28 @@ def l2_job_bytes(request, monkeypatch):
     def configure():
         kernels.configure_auto(_dispatch.AUTO_TWO_PASS_FROM, _dispatch.AUTO_TWO_PASS_ROW_BYTES,
                                _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES, _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES,
-                               *_dispatch.AUTO_F16_TWO_PASS_ROW_BYTES[1:])
+                               *_dispatch.AUTO_F16_TWO_PASS_ROW_BYTES[1:],
+                               _dispatch.AUTO_LOG_SOFTMAX_TWO_PASS_FROM)
     configure()
     yield job
     monkeypatch.undo()
     configure()
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 def test_auto_runs_the_algorithm_of_its_rule(level, dtype, small_streaming_threshold, l2_job_bytes):
     """softmax and log_softmax with "auto" give bitwise the results of the algorithm auto_algorithm
     names for the job, on the typed layer's fast path and on twopass._api's (byteswapped input);
-    the python level always reloads."""
+    the python level always reloads. (float16's own clause: test_auto_float16.)"""
     rng = np.random.default_rng(5)
     itemsize = np.dtype(dtype).itemsize
-    n_long = _dispatch.AUTO_TWO_PASS_ROW_BYTES // itemsize
+    n_long = _dispatch.AUTO_TWO_PASS_ROW_BYTES // max(itemsize, 4)  # float16 rows count as float32's
     n_l2 = _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES // itemsize
     for shape in [(2, n_long - 8), (2, n_long), (300, 1000), (64, n_l2), (64, n_l2 - 8)]:
         x = rng.uniform(-80, 80, shape).astype(dtype)
-        chosen = _dispatch.auto_algorithm(level, shape[1], itemsize, x.size)
-        other = "two_pass" if chosen == "three_pass_reload" else "three_pass_reload"
         for function in (twopass.softmax, twopass.log_softmax):
+            chosen = _dispatch.auto_algorithm(level, shape[1], itemsize, x.size, function.__name__)
+            other = "two_pass" if chosen == "three_pass_reload" else "three_pass_reload"
             expected = function(x, axis=-1, algorithm=chosen)
             if function is twopass.softmax and dtype == np.float32 and level != "python":
                 # the choice shows in the bits (log_softmax: x - lse alike; float64 often agrees too)
@@ -300,6 +338,8 @@ def test_auto_runs_the_algorithm_of_its_rule(level, dtype, small_streaming_thres
                                               err_msg=f"{shape} {function.__name__} {given.dtype}")
     assert _dispatch.auto_algorithm(level, n_long, itemsize, 64 * n_long) == (
         "two_pass" if level != "python" else "three_pass_reload")
+    if itemsize == 2:
+        return
     l2_clause = level != "python" and l2_job_bytes < 1 << 62 and itemsize == 4
     assert _dispatch.auto_algorithm(level, n_long - 8, itemsize, 64 * n_long) == (
         "two_pass" if l2_clause else "three_pass_reload")

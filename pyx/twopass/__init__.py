@@ -18,7 +18,8 @@ if _dispatch._kernels is not None:
                                            _dispatch.check_threads, _dispatch.MAX_THREADS, _api._KERNEL_ALGORITHM)
     _dispatch._kernels.configure_auto(_dispatch.AUTO_TWO_PASS_FROM, _dispatch.AUTO_TWO_PASS_ROW_BYTES,
                                       _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES, _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES,
-                                      *_dispatch.AUTO_F16_TWO_PASS_ROW_BYTES[1:])
+                                      *_dispatch.AUTO_F16_TWO_PASS_ROW_BYTES[1:],
+                                      _dispatch.AUTO_LOG_SOFTMAX_TWO_PASS_FROM)
     _dispatch._kernels.set_streaming_threshold(_dispatch.STREAMING_FROM_BYTES)
     softmax, log_softmax = _dispatch._kernels.softmax, _dispatch._kernels.log_softmax
 else:
@@ -68,6 +69,8 @@ def runtime_info():
                            + "; float16 rows count 4 bytes per element"
                            + (f", and two_pass for rows over {f16_row_bytes} bytes at 8 per element (Intel: "
                               + ("5/4" if level == "avx512f" else "4x") + " the L2)" if f16_row_bytes < 1 << 62 else "")
+                           + f"; log_softmax: two_pass for rows of {_dispatch.AUTO_LOG_SOFTMAX_TWO_PASS_FROM} "
+                           "elements or more, three_pass_reload below"
                            if level != "python" else "three_pass_reload"),
         "prefetch_ahead_bytes": kernels.prefetch_ahead() if kernels is not None else None,
         "streaming_stores": ({"from_output_bytes": _dispatch.STREAMING_FROM_BYTES,

@@ -37,10 +37,10 @@ _KERNEL_ALGORITHM = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recomput
 fallback_calls = {"python": 0}
 
 
-def _algorithm(algorithm, n, level, itemsize=4, size=None):
+def _algorithm(algorithm, n, level, itemsize=4, size=None, function="softmax"):
     """Resolve "auto" and reject unknown names (ValueError listing the valid ones)."""
     if algorithm == "auto":
-        return _dispatch.auto_algorithm(level, n, itemsize, size)
+        return _dispatch.auto_algorithm(level, n, itemsize, size, function)
     if algorithm not in _KERNEL_ALGORITHM:
         raise ValueError(f"unknown algorithm {algorithm!r}; valid choices: {', '.join(ALGORITHMS)}")
     return algorithm
@@ -112,7 +112,7 @@ def _elementwise(kind, x, axis, out, algorithm, threads):
     n = math.prod(x.shape[a] for a in axes)
     level = _dispatch.current_level()
     work = _work_dtype(dtype, level)
-    requested, algorithm = algorithm, _algorithm(algorithm, n, level, work.itemsize, x.size)
+    requested, algorithm = algorithm, _algorithm(algorithm, n, level, work.itemsize, x.size, kind)
     if out is not None:
         _check_out(out, x, dtype)
     if n == 0:

@@ -117,16 +117,32 @@ AUTO_F16_TWO_PASS_ROW_BYTES = ((1 << 62, 4 * L2_CACHE, 5 * L2_CACHE // 4) if CPU
                                else (1 << 62,) * 3)
 
 
-def auto_algorithm(level, n, itemsize=4, size=None):
+# log_softmax: both algorithms take one exp per element and end with the same subtracting pass, but
+# two-pass finds logsumexp in one read where three-pass needs two (the max, then the sum), so it wins
+# once the per-row cost of its extended sum is spread over enough elements. Intel Xeon, avx512f,
+# log_softmax, reload time / two_pass time (python -m benchmarks.auto --function log_softmax, 7
+# rounds): float32 rows of 64 0.90, 128 0.85, 256 0.92, 512 0.99, 1000 1.01, 2000 1.02, 4000 1.04,
+# 1e4 1.07, 1e5 1.05, 4096x1000 1.11 (1e6 and the long-row batches already two_pass); float16 64
+# 0.87, 256 0.96, 512 1.00, 1000 1.03, 1e4 1.03, 4096x1000 1.02, 256x32000 1.16; float64 64 0.90,
+# 256 1.00, 512 1.20, 1000 1.01, 1e4 1.12, 1e5 1.07, 4096x1000 1.21, 256x32000 1.21.
+AUTO_LOG_SOFTMAX_TWO_PASS_FROM = 512
+
+
+def auto_algorithm(level, n, itemsize=4, size=None, function="softmax"):
     """The algorithm "auto" runs for rows of n elements of `itemsize` bytes, `size` elements in all
-    (None: one row), on `level`: two_pass for rows that outgrow the last-level cache (float64: half as
-    many elements), for rows of AUTO_TWO_PASS_ROW_BYTES or more in jobs whose output reaches the
-    streaming threshold, (Intel, float32) for rows of AUTO_TWO_PASS_L2_ROW_BYTES or more in jobs of
-    over AUTO_TWO_PASS_L2_JOB_BYTES, input and output, and (Intel, float16) for rows of over
-    AUTO_F16_TWO_PASS_ROW_BYTES[level] at 8 bytes per element; float16 rows count their bytes as float32's
-    (reload keeps its exps in float32); three_pass_reload otherwise."""
+    (None: one row), on `level` (the python level: three_pass_reload).
+    log_softmax: two_pass for rows of AUTO_LOG_SOFTMAX_TWO_PASS_FROM elements or more.
+    softmax: two_pass for rows that outgrow the last-level cache (float64: half as many elements),
+    for rows of AUTO_TWO_PASS_ROW_BYTES or more in jobs whose output reaches the streaming
+    threshold, (Intel, float32) for rows of AUTO_TWO_PASS_L2_ROW_BYTES or more in jobs of over
+    AUTO_TWO_PASS_L2_JOB_BYTES, input and output, and (Intel, float16) for rows of over
+    AUTO_F16_TWO_PASS_ROW_BYTES[level] at 8 bytes per element; float16 rows count their bytes as
+    float32's (reload keeps its exps in float32).
+    three_pass_reload otherwise."""
     if level == "python":
         return "three_pass_reload"
+    if function == "log_softmax":
+        return "two_pass" if n >= AUTO_LOG_SOFTMAX_TWO_PASS_FROM else "three_pass_reload"
     size = n if size is None else size
     half = itemsize == 2
     if n >= (AUTO_TWO_PASS_FROM if itemsize <= 4 else max(1, AUTO_TWO_PASS_FROM // 2)):

@@ -581,6 +581,7 @@ cdef cnp.npy_intp _auto_two_pass_from = 1 << 62  # two_pass for rows at least th
 cdef cnp.npy_intp _auto_two_pass_row_bytes = 1 << 62  # ... for rows of this many bytes in streaming jobs
 cdef cnp.npy_intp _auto_two_pass_l2_job_bytes = 1 << 62  # ... for rows of _l2_row_bytes in jobs over this
 cdef cnp.npy_intp _auto_two_pass_l2_row_bytes = 1 << 62
+cdef cnp.npy_intp _auto_log_softmax_two_pass_from = 1 << 62  # log_softmax: two_pass for rows this long
 # float16 rows of over this many bytes at 8 per element, per level (python, avx2, avx512f)
 cdef cnp.npy_intp[3] _auto_f16_two_pass_row_bytes = [1 << 62, 1 << 62, 1 << 62]
 cdef dict _ALGORITHM_INDEX = {}     # name -> kernel algorithm index, "auto" -1 (from twopass._api)
@@ -598,12 +599,14 @@ def configure_fast_path(level_var, slow_softmax, slow_log_softmax, check_threads
 
 
 def configure_auto(cnp.npy_intp two_pass_from, cnp.npy_intp row_bytes, cnp.npy_intp l2_job_bytes,
-                   cnp.npy_intp l2_row_bytes, cnp.npy_intp f16_row_bytes_avx2, cnp.npy_intp f16_row_bytes_avx512f):
+                   cnp.npy_intp l2_row_bytes, cnp.npy_intp f16_row_bytes_avx2, cnp.npy_intp f16_row_bytes_avx512f,
+                   cnp.npy_intp log_softmax_two_pass_from):
     """The fast path's copy of twopass._dispatch's auto rule (AUTO_TWO_PASS_FROM, AUTO_TWO_PASS_ROW_BYTES,
     AUTO_TWO_PASS_L2_JOB_BYTES, AUTO_TWO_PASS_L2_ROW_BYTES, AUTO_F16_TWO_PASS_ROW_BYTES of the kernel
-    levels): set by twopass at import (and by tests)."""
+    levels, AUTO_LOG_SOFTMAX_TWO_PASS_FROM): set by twopass at import (and by tests)."""
     global _auto_two_pass_from, _auto_two_pass_row_bytes, _auto_two_pass_l2_job_bytes, _auto_two_pass_l2_row_bytes
-    global _auto_f16_two_pass_row_bytes
+    global _auto_f16_two_pass_row_bytes, _auto_log_softmax_two_pass_from
+    _auto_log_softmax_two_pass_from = log_softmax_two_pass_from
     _auto_two_pass_from, _auto_two_pass_row_bytes = two_pass_from, row_bytes
     _auto_two_pass_l2_job_bytes, _auto_two_pass_l2_row_bytes = l2_job_bytes, l2_row_bytes
     _auto_f16_two_pass_row_bytes[1], _auto_f16_two_pass_row_bytes[2] = f16_row_bytes_avx2, f16_row_bytes_avx512f
@@ -660,7 +663,9 @@ cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
     cdef cnp.npy_intp itemsize
     if alg == -1:  # auto: twopass._dispatch.auto_algorithm's rule
         itemsize = cnp.PyArray_ITEMSIZE(xa)
-        if n >= (_auto_two_pass_from if itemsize <= 4 else _auto_two_pass_from // 2):
+        if log:
+            alg = 0 if n >= _auto_log_softmax_two_pass_from else 1
+        elif n >= (_auto_two_pass_from if itemsize <= 4 else _auto_two_pass_from // 2):
             alg = 0
         elif (cnp.PyArray_SIZE(xa) >= <cnp.npy_intp>(twopass_streaming_threshold() // <size_t>itemsize)
               and n * (4 if itemsize == 2 else itemsize) >= _auto_two_pass_row_bytes):
