@@ -60,7 +60,7 @@ def run(shapes, rounds, repeats, progress=True, dtype=np.float32, function="soft
         best = min(ALGORITHMS[1:], key=median.get)
         spread = (min(samples[best]) / median[best], max(samples[best]) / median[best])
         chosen = twopass._dispatch.auto_algorithm(twopass.runtime_info()["active_level"], shape[-1], itemsize,
-                                                 int(np.prod(shape)))
+                                                 int(np.prod(shape)), function)
         label = harness.cache_label(2 * itemsize * int(np.prod(shape)), caches)
         rows.append((shape, label, median, best, chosen, spread))
     return rows
