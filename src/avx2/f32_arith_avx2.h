@@ -9,6 +9,7 @@
 #define VLEN 8
 #define V(op) _mm256_##op##_ps
 #define EXP(name) f32x8_##name
+#define MASK __m256i /* a lane mask: all bits of a lane set */
 #define ALL_LANES _mm256_set1_epi32(-1)
 #define HMAX hmax_f32x8
 #define EXP_MAGIC TWOPASS_F32_EXP_MAGIC

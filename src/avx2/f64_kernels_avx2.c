@@ -15,6 +15,7 @@
 #define VLEN 4
 #define V(op) _mm256_##op##_pd
 #define EXP(name) f64x4_##name
+#define MASK __m256i
 #define ALL_LANES _mm256_set1_epi64x(-1)
 #define HMAX hmax_f64x4
 #define EXP_MAGIC TWOPASS_F64_EXP_MAGIC

@@ -1,8 +1,9 @@
 /* The AVX2 + FMA templates of every pass, for one dtype: included by f32_kernels_avx2.c,
  * f64_kernels_avx2.c and f16_kernels_avx2.c, which define the arithmetic type T (and T_MAX), the
- * vector type VEC of VLEN lanes, ALL_LANES (an all-ones lane mask), V(op) (the _mm256_<op>_ps or _pd
- * intrinsic), EXP(name) (the dtype's core from f32_exp_avx2.h or f64_exp_avx2.h) with its
- * rounding constants EXP_MAGIC and EXP_BIAS (common.h), and the horizontal HMAX and HSUM; and, when the elements in memory are not of type T (float16), the element type ELEM
+ * vector type VEC of VLEN lanes, MASK (__m256i) and ALL_LANES (an all-ones lane mask), V(op) (the
+ * _mm256_<op>_ps or _pd intrinsic), EXP(name) (the dtype's core from f32_exp_avx2.h or
+ * f64_exp_avx2.h) with its rounding constants EXP_MAGIC and EXP_BIAS (common.h), and the horizontal
+ * HMAX and HSUM; and, when the elements in memory are not of type T (float16), the element type ELEM
  * and its vector accesses LOAD, LOAD_PART, STORE, STORE_PART and STREAM (below: their meaning).
  * Reload's stored exps are of type T whatever ELEM is (float16 keeps them in float32, so its result
  * is rounded once): LOAD_T, STORE_T and their _PART.
@@ -218,27 +219,6 @@ TWOPASS_INLINE T raddexpminusmax_impl(size_t n, const ELEM* x, T* w, T shift, T 
     }
     TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) acc[0] = V(add)(acc[0], acc[k]);
     return HSUM(acc[0]);
-}
-
-/* y = w * scale: reload's pass 3, from its stored exps w (of type T) to the elements, rounded once.
- * One multiply: its products below the smallest normal (a subnormal result costs a pass twice its
- * time on Zen 3, more on Intel) are flushed to 0 by MXCSR.FTZ, which every caller of the kernels
- * sets (softmax.c). Zeroing the inputs below T_MIN / scale first, as before FTZ was set everywhere,
- * cost a division per call and two operations per vector: reload on 1e4 floats ran 1.06x faster
- * without on avx512f, 1.10x on avx2 (Intel Xeon). */
-TWOPASS_INLINE void vscale_stored_impl(size_t n, const T* w, ELEM* y, T scale, const size_t U)
-{
-    const size_t NV = U / VLEN;
-    const VEC vscale = V(set1)(scale);
-    for (; n >= U; n -= U, w += U, y += U) {
-        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) STORE(y + j * VLEN, V(mul)(LOAD_T(w + j * VLEN), vscale));
-    }
-    for (; n != 0;) {
-        const __m256i mask = n >= VLEN ? ALL_LANES : EXP(tail_mask)(n);
-        const size_t step = n >= VLEN ? VLEN : n;
-        STORE_PART(y, mask, step, V(mul)(LOAD_T_PART(w, mask), vscale));
-        n -= step, w += step, y += step;
-    }
 }
 
 TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, const int MODE)

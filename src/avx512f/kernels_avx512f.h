@@ -200,27 +200,6 @@ TWOPASS_INLINE VEC scaleextexp(VEC x, VEC vscale, VEC vexponent)
     return EXP(mul_exp2)(V(mul)(p, vscale), V(sub)(vn, vexponent));
 }
 
-/* y = w * scale: reload's pass 3, from its stored exps w (of type T) to the elements, rounded once.
- * One multiply: its products below the smallest normal (a subnormal result costs a pass twice its
- * time on Zen 3, more on Intel) are flushed to 0 by MXCSR.FTZ, which every caller of the kernels
- * sets (softmax.c). Zeroing the inputs below T_MIN / scale first, as before FTZ was set everywhere,
- * cost a division per call and two operations per vector: reload on 1e4 floats ran 1.06x faster
- * without on avx512f, 1.10x on avx2 (Intel Xeon). */
-TWOPASS_INLINE void vscale_stored_impl(size_t n, const T* w, ELEM* y, T scale, const size_t U)
-{
-    const size_t NV = U / VLEN;
-    const VEC vscale = V(set1)(scale);
-    for (; n >= U; n -= U, w += U, y += U) {
-        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) STORE(y + j * VLEN, V(mul)(LOAD_T(w + j * VLEN), vscale));
-    }
-    for (; n != 0;) {
-        const MASK mask = n >= VLEN ? ALL_LANES : EXP(tail_mask)(n);
-        const size_t step = n >= VLEN ? VLEN : n;
-        STORE_PART(y, mask, step, V(mul)(LOAD_T_PART(w, mask), vscale));
-        n -= step, w += step, y += step;
-    }
-}
-
 TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, const int MODE)
 {
     if (MODE == TWOPASS_MODE_SUB) return at_most_zero(V(sub)(V(sub)(v, vshift), vexponent));
