@@ -10,9 +10,10 @@ three_pass_reload, three_pass_recompute, online; the next round starting one alg
 none is always first), each round a median of a few timed samples; a slow spell of the machine
 then hits every algorithm of the round alike. The figure per
 algorithm is the median over the rounds, and auto / best is reported with the best algorithm's
-spread (its rounds' min and max over its median). Single thread, float32 (or --dtype),
-softmax (or --function log_softmax) over the last axis into a preallocated output, on the best level this machine has; the shapes are the main
-benchmark's (out-of-cache shapes rotate over enough buffers to miss the caches).
+spread (its rounds' min and max over its median). Single thread, float32 (or --dtype), softmax
+(or --function log_softmax) over the last axis into a preallocated output, on the best level this
+machine has; the shapes are the main benchmark's (out-of-cache shapes rotate over enough buffers to
+miss the caches).
 """
 import argparse
 import sys
@@ -74,7 +75,7 @@ JOB_ELEMENTS = 1 << 23
 def parse_interleaved_args(argv, doc, default_rounds, row_lengths=False, value_range=False, dtype=False):
     """(shapes, rounds, progress) from [--quick] [--rounds R] [--no-progress] [--shapes RxN,...] (and,
     if row_lengths, [--row-lengths N,N,...]; if value_range, [--range R], returned next; if dtype,
-    [--dtype float32|float16] and [--function softmax|log_softmax], returned last): the main
+    [--dtype float32|float16|float64] and [--function softmax|log_softmax], returned last): the main
     benchmark's shapes, or its quick ones with 3 rounds."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the quick shapes, 3 rounds (smoke run)")

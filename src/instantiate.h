@@ -4,8 +4,9 @@
  * element type TP_E (TP_T itself unless the elements are float16's uint16_t), the name makers
  * TP_RNAME, TP_VNAME and TP_NNAME (TWOPASS_F32_RNAME ... from kernels.h) and the templates
  * rmax_impl, raddextexp_impl, raddonline_impl, raddexpminusmax_impl, vscale_impl and the
- * *_columns_impl, and MASK and ALL_LANES (a lane mask's type, all lanes); that file then expands its ISA's list from kernels.h with DEFINE_R, DEFINE_V and
- * DEFINE_N, giving one function per listed variant.
+ * *_columns_impl, and MASK and ALL_LANES (a lane mask's type, all lanes); that file then expands
+ * its ISA's list from kernels.h with DEFINE_R, DEFINE_V and DEFINE_N, giving one function per
+ * listed variant.
  */
 #ifndef TWOPASS_INSTANTIATE_H
 #define TWOPASS_INSTANTIATE_H
@@ -193,6 +194,7 @@ TWOPASS_INLINE int softmax_short_rows_impl(size_t rows, size_t n, const TP_E* x,
     /* float16's stored exps: 16 KiB on the stack, which hold the drivers' default groups (4096 bytes
      * of halves) whole; larger groups (twopass_set_row_group_bytes) go in parts that fit */
     enum { STORED_ELEMENTS = 4096 };
+    _Static_assert(STORED_ELEMENTS >= MAX_NV * VLEN, "a stored row must fit (part >= 1)");
     TP_T stored[STORED_APART ? STORED_ELEMENTS : 1];
     const size_t row_stored = (n + VLEN - 1) / VLEN * VLEN;
     const size_t part = STORED_APART && STORED_ELEMENTS / row_stored < TWOPASS_SHORT_ROWS_GROUP

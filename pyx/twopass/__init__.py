@@ -59,7 +59,7 @@ def runtime_info():
             "float64": f64,
             "longdouble": fallback,
         },
-        "auto_algorithm": (f"three_pass_reload for rows under {_dispatch.AUTO_TWO_PASS_FROM} elements "
+        "auto_algorithm": (f"softmax: three_pass_reload for rows under {_dispatch.AUTO_TWO_PASS_FROM} elements "
                            f"(float64: {max(1, _dispatch.AUTO_TWO_PASS_FROM // 2)}), two_pass from there "
                            f"and for rows of {_dispatch.AUTO_TWO_PASS_ROW_BYTES} bytes or more in jobs whose "
                            f"output reaches {_dispatch.STREAMING_FROM_BYTES} bytes"
