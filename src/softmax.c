@@ -70,6 +70,54 @@ size_t twopass_sum_block(void)
     return sum_block;
 }
 
+/* ---- float16 reload's float32 rows ---- */
+
+/* Each thread keeps one row for its calls, of up to TWOPASS_STORED_KEEP floats, freed when the
+ * thread exits (a pthread key's destructor): a malloc and free per row cost 6-10% of float16 reload
+ * on rows of 4097-8192 halves. Longer rows get their own allocation (*owned = 1: the caller frees
+ * it), so no thread holds more than 1 MiB. */
+#define TWOPASS_STORED_KEEP ((size_t)1 << 18)
+struct stored_row {
+    size_t capacity;
+    float data[];
+};
+static pthread_key_t stored_key;
+static int stored_key_made;
+
+static void make_stored_key(void)
+{
+    stored_key_made = pthread_key_create(&stored_key, free) == 0;
+}
+
+float* twopass_stored_row(size_t n, int* owned)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, make_stored_key);
+    *owned = 0;
+    if (n > TWOPASS_STORED_KEEP || !stored_key_made) {
+        *owned = 1;
+        return malloc(sizeof(float) * n);
+    }
+    struct stored_row* row = pthread_getspecific(stored_key);
+    if (row != NULL && row->capacity >= n) {
+        return row->data;
+    }
+    size_t capacity = row != NULL ? 2 * row->capacity : 8192;
+    capacity = capacity < n ? n : capacity > TWOPASS_STORED_KEEP ? TWOPASS_STORED_KEEP : capacity;
+    struct stored_row* bigger = malloc(sizeof(struct stored_row) + sizeof(float) * capacity);
+    if (bigger == NULL) {
+        return NULL;
+    }
+    bigger->capacity = capacity;
+    if (pthread_setspecific(stored_key, bigger) != 0) {
+        free(bigger);
+        *owned = 1;
+        return malloc(sizeof(float) * n);
+    }
+    free(row);
+    return bigger->data;
+}
+
 /* ---- row groups ---- */
 
 static size_t row_group_bytes = TWOPASS_ROW_GROUP_BYTES;

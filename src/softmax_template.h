@@ -34,6 +34,10 @@
  * using on `elements` elements in all. */
 void twopass_parallel_for(int threads, size_t count, void (*body)(void* ctx, size_t i), void* ctx);
 int twopass_useful_threads(int threads, size_t elements);
+/* In softmax.c: the calling thread's float32 row of at least n floats (float16 reload's stored
+ * exps), kept for its next calls; *owned = 1 if it is the caller's to free instead; NULL if memory
+ * ran out. */
+float* twopass_stored_row(size_t n, int* owned);
 /* 1 (and counted) if a job writing `elements` outputs of element_size bytes should use the level's
  * streaming table (non-temporal stores): at least the streaming threshold of bytes. */
 int twopass_streaming_job(size_t elements, size_t element_size);
@@ -295,12 +299,14 @@ static void softmax_three_pass_recompute(struct slice* s)
 static void softmax_two_pass(struct slice* s);
 
 /* float16 keeps the exps apart (TP_STORED_APART): a float32 row on the stack or, for rows over
- * TP_STORED_ON_STACK, on the heap; if that allocation fails, two-pass (as accurate) instead. */
+ * TP_STORED_ON_STACK, the thread's row on the heap (twopass_stored_row); if memory runs out,
+ * two-pass (as accurate) instead. */
 static void softmax_three_pass_reload(struct slice* s)
 {
 #if TP_STORED_APART
     TP_T on_stack[TP_STORED_ON_STACK], *on_heap = NULL;
-    if (s->n > TP_STORED_ON_STACK && (on_heap = malloc(sizeof(TP_T) * s->n)) == NULL) {
+    int owned = 0;
+    if (s->n > TP_STORED_ON_STACK && (on_heap = twopass_stored_row(s->n, &owned)) == NULL) {
         softmax_two_pass(s);
         return;
     }
@@ -313,7 +319,9 @@ static void softmax_three_pass_reload(struct slice* s)
     s->scale = (TP_T)(1.0 / slice_sum(s));
     run_chunks(s, chunk_scale);
 #if TP_STORED_APART
-    free(on_heap);
+    if (owned) {
+        free(on_heap);
+    }
 #endif
 }
 

@@ -14,6 +14,7 @@ What must hold:
 - no float32 copy of the array: the kernels read and write the float16 data themselves (only
   three_pass_reload keeps one row's exps in float32, so that it rounds once).
 """
+import threading
 import tracemalloc
 
 import numpy as np
@@ -186,10 +187,12 @@ def test_three_pass_reload_rounds_once(level_name):
     """three_pass_reload keeps float16's exps in float32 (kernels.h), so it gives the float32
     reload's result on the widened halves rounded once, bit for bit: short rows in groups (on AVX2
     also the 129-256 halves the group kernel declines), longer rows with their exps on the stack (up
-    to 4096) and on the heap, one row cut across threads, down the columns and in place."""
+    to 4096) and in the thread's row on the heap (growing; over 2^18 halves, a row of the call's
+    own), one row cut across threads, down the columns and in place; and in threads that end (their
+    rows freed with them)."""
     rng = np.random.default_rng(11)
     with twopass.use_isa(level_name):
-        for shape in ((70, 5), (40, 64), (9, 200), (5, 1000), (2, 4096), (2, 4097), (1, 70_001)):
+        for shape in ((70, 5), (40, 64), (9, 200), (5, 1000), (2, 4096), (2, 4097), (1, 70_001), (1, 300_001)):
             x = (rng.standard_normal(shape) * 5).astype(F16)
             x[0, 0], x[-1, -1] = -np.inf, 11.0
             want = twopass.softmax(x.astype(np.float32), axis=1, algorithm="three_pass_reload").astype(F16)
@@ -201,6 +204,20 @@ def test_three_pass_reload_rounds_once(level_name):
             np.testing.assert_array_equal(inplace.view(np.uint16), want.view(np.uint16), err_msg=f"{shape}")
             columns = twopass.softmax(np.ascontiguousarray(x.T), axis=0, algorithm="three_pass_reload")
             np.testing.assert_array_equal(columns.T.view(np.uint16), want.view(np.uint16), err_msg=f"{shape}")
+    x = (rng.standard_normal((8, 9000)) * 5).astype(F16)
+    want = twopass.softmax(x.astype(np.float32), axis=1, algorithm="three_pass_reload").astype(F16)
+    got = [None] * len(x)
+
+    def row(i):
+        with twopass.use_isa(level_name):
+            got[i] = twopass.softmax(x[i], algorithm="three_pass_reload", threads=1)
+    for _ in range(3):  # threads that start, take a row each and end
+        threads = [threading.Thread(target=row, args=(i,)) for i in range(len(x))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        np.testing.assert_array_equal(np.stack(got).view(np.uint16), want.view(np.uint16))
 
 
 SHAPES = [((1, 1), -1), ((3, 1000), -1), ((2, 33_000), 1), ((40, 300), 0), ((7, 5, 9), 1), ((6, 5, 4), (0, 2))]
