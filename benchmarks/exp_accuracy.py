@@ -4,10 +4,10 @@ Every float32 x in [-87.33, 88.72] (where exp(x) is a normal float32), by bit pa
 both exp paths of each kernel level this CPU has: the extended-exponent one of two-pass
 (vscaleextexp: exp(x) * 2^-E) and the shifted one of three-pass (vscaleexpminusmax), in runs of 2^22
 consecutive floats scaled by 2^-E with E = round(max * log2 e) + 1: the drivers' E plus one, so that
-the results (at most 0.71: the binades of the drivers' outputs, up to 1.41, halved, so the same ULPs) stay
-below the kernels' clamp at 1. The reference is exp in float64 (within 1e-16 relative, far below a
-float32 ULP). --step K checks every
-K-th float instead (the tests use a dense sample; this script is the exhaustive check).
+the results (at most 0.71: the binades of the drivers' outputs, up to 1.41, halved, so the same
+ULPs) stay below the kernels' clamp at 1. The reference is exp in float64 (within 1e-16 relative,
+far below a float32 ULP). --step K checks every K-th float instead (the tests use a dense sample;
+this script is the exhaustive check).
 """
 import argparse
 import time

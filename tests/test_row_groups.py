@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import twopass
-from twopass import kernels
+from twopass import _dispatch, kernels
 
 KERNEL_LEVELS = twopass.available_levels()[1:]
 ROW_GROUP_ROW_BYTES = kernels.ROW_GROUP_ROW_BYTES  # longer rows run one by one
@@ -70,7 +70,7 @@ def test_row_group_switch_resets():
 def test_groups_give_the_bits_of_row_by_row(level_name, dtype, n, spread, algorithm):
     rows = max(203, PARALLEL_MIN // n + 7)  # enough for two threads to run
     x = rows_with_specials(rows, n, dtype, seed=n, spread=spread)
-    auto_runs = "three_pass_reload"  # on short rows, every dtype
+    auto_runs = _dispatch.auto_algorithm(level_name, n, np.dtype(dtype).itemsize, x.size)
     with twopass.use_isa(level_name):
         before = grouped_jobs()
         expected = row_by_row(x, algorithm, threads=1)

@@ -2,9 +2,9 @@
  * halves, widened to 8 floats on load (vcvtph2ps, exact) and rounded back to the nearest half on
  * store (vcvtps2ph, ties to even, as NumPy's astype); every step between is float32 arithmetic with
  * the float32 exp of f32_exp_avx2.h. So nothing is ever copied to a float32 array: each element is
- * read as 2 bytes and written as 2 (reload's stored exps are float32: the driver's row apart). Compiled with -mavx2 -mfma -mf16c; nothing here runs unless the
- * dispatcher found AVX2, FMA, F16C and OS support for YMM state. TWOPASS_F16_AVX2_KERNELS in
- * kernels.h lists the instances.
+ * read as 2 bytes and written as 2 (reload's stored exps are float32: the driver's row apart).
+ * Compiled with -mavx2 -mfma -mf16c; nothing here runs unless the dispatcher found AVX2, FMA, F16C
+ * and OS support for YMM state. TWOPASS_F16_AVX2_KERNELS in kernels.h lists the instances.
  */
 #include <float.h>
 #include <math.h>

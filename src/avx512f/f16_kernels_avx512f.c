@@ -2,9 +2,9 @@
  * widened to 16 floats on load (vcvtph2ps, exact) and rounded back to the nearest half on store
  * (vcvtps2ph, ties to even, as NumPy's astype); every step between is float32 arithmetic with the
  * float32 exp of f32_exp_avx512f.h, and no float32 copy of the array is ever made (reload's stored
- * exps are float32: the driver's row apart). Both conversions
- * are AVX-512F instructions. Compiled with -mavx512f -mf16c; nothing here runs unless the dispatcher
- * found AVX-512F and OS support for ZMM state. TWOPASS_F16_AVX512F_KERNELS in kernels.h lists the
+ * exps are float32: the driver's row apart). Both conversions are AVX-512F instructions. Compiled
+ * with -mavx512f -mf16c; nothing here runs unless the dispatcher found AVX-512F and OS support for
+ * ZMM state. TWOPASS_F16_AVX512F_KERNELS in kernels.h lists the
  * instances.
  */
 #include <float.h>
