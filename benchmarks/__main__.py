@@ -52,6 +52,7 @@ class Progress:
 def bandwidth_bounds(buffers, repeats):
     """Seconds per call of each bandwidth loop over the case's elements, and each algorithm's bound:
     two-pass reads x twice and writes y once; reload reads x twice, writes y, then scales y in place;
+    blocked reload reads x once (its blocks' second read hits L1), writes y, then scales y in place;
     recompute reads x three times and writes y once. Writes take the faster of ordinary and
     non-temporal stores."""
     if "avx2" not in twopass.available_levels():
@@ -66,6 +67,7 @@ def bandwidth_bounds(buffers, repeats):
         "two_pass": read + write,
         "three_pass_reload": read + write + loops["scale"],
         "three_pass_recompute": 2 * read + write,
+        "blocked_reload": write + loops["scale"],
     }
     bounds["auto"] = min(bounds.values())  # whatever auto picks, it cannot beat the best traffic
     return loops, bounds
@@ -145,7 +147,8 @@ def print_table(results):
         if r["what"] == "bandwidth":
             b = r["bounds_ns_per_element"]
             print(f"{shape:>14} {r['cache']:>5}  bandwidth bound ns/elem: two_pass {b['two_pass']:.3f}, "
-                  f"reload {b['three_pass_reload']:.3f}, recompute {b['three_pass_recompute']:.3f}; loops "
+                  f"reload {b['three_pass_reload']:.3f}, blocked reload {b['blocked_reload']:.3f}, "
+                  f"recompute {b['three_pass_recompute']:.3f}; loops "
                   + ", ".join(f"{k} {v:.3f}" for k, v in r["loops_ns_per_element"].items()))
             continue
         lo, hi = (s / r["elements"] * 1e9 for s in r["spread"])

@@ -5,8 +5,8 @@
 
 auto runs the same kernels as one of the fixed algorithms, so a single run of the main benchmark
 cannot tell a wrong choice from the noise of a shared machine (two columns that run the same code
-differ by up to 15% there). Here every shape is measured in interleaved rounds (auto, two_pass,
-three_pass_reload, three_pass_recompute, online; the next round starting one algorithm later, so
+differ by up to 15% there). Here every shape is measured in interleaved rounds (auto and every
+algorithm of twopass.ALGORITHMS; the next round starting one algorithm later, so
 none is always first), each round a median of a few timed samples; a slow spell of the machine
 then hits every algorithm of the round alike. The figure per
 algorithm is the median over the rounds, and auto / best is reported with the best algorithm's
@@ -28,7 +28,7 @@ import twopass  # noqa: E402
 from benchmarks import harness  # noqa: E402
 from benchmarks.__main__ import FULL_BATCHES, FULL_SIZES, QUICK_BATCHES, QUICK_SIZES  # noqa: E402
 
-ALGORITHMS = ["auto", "two_pass", "three_pass_reload", "three_pass_recompute", "online"]
+ALGORITHMS = list(twopass.ALGORITHMS)
 TOLERANCE = 1.05
 
 

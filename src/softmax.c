@@ -8,6 +8,9 @@
  *   three-pass recompute: m = max x;  s = sum exp(x - m);  y = exp(x - m) * 1/s
  *   online:               (m, s) = (max x, sum exp(x - m)) in one read, s rescaled by exp(m - m')
  *                         whenever the running max grows to m';  y = exp(x - m) * 1/s
+ *   blocked reload:       per block b: m_b = max x_b (the block is then in L1), w = exp(x - m_b),
+ *                         s_b = sum w;  (s, m) merged as extended sums;  y = w * e^(m_b - m) / s
+ *                         (e^(m_b - m) a power of two: m_b and m are split as exponent * ln2)
  *
  * exp(x - m) is evaluated as exp(x - shift) * 2^-exponent with shift + exponent * ln2 close to m
  * (see exp_shift): x - m itself would round (error up to |x - m| * 2^-24 relative in float32).
@@ -166,11 +169,17 @@ void twopass_get_thread_stats(struct twopass_thread_stats* out)
     out->team_threads = __atomic_load_n(&stats.team_threads, __ATOMIC_RELAXED);
     out->streaming_jobs = __atomic_load_n(&stats.streaming_jobs, __ATOMIC_RELAXED);
     out->grouped_jobs = __atomic_load_n(&stats.grouped_jobs, __ATOMIC_RELAXED);
+    out->blocked_slices = __atomic_load_n(&stats.blocked_slices, __ATOMIC_RELAXED);
 }
 
 void twopass_count_grouped_job(void)
 {
     __atomic_add_fetch(&stats.grouped_jobs, 1, __ATOMIC_RELAXED);
+}
+
+void twopass_count_blocked_slice(void)
+{
+    __atomic_add_fetch(&stats.blocked_slices, 1, __ATOMIC_RELAXED);
 }
 
 int twopass_streaming_job(size_t elements, size_t element_size)

@@ -20,5 +20,6 @@
 #define TP_EXPONENT_LIMIT TWOPASS_F64_EXTEXP_EXPONENT_LIMIT
 #define TP_SHIFT_LIMIT TWOPASS_F64_EXP_SHIFT_LIMIT
 #define TP_MAX DBL_MAX
+#define TP_MIN DBL_MIN
 #define TP_FABS fabs
 #include "softmax_template.h"

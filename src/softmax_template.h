@@ -15,7 +15,7 @@
  *   TP_KERNELS           the kernel table type (struct twopass_f32_kernels ...)
  *   TP_PUB(name, suffix) a public name: TP_PUB(softmax, _rows) -> twopass_softmax_f32_rows
  *   TP_EXPONENT_LIMIT, TP_SHIFT_LIMIT   the dtype's limits (common.h)
- *   TP_MAX, TP_FABS                     FLT_MAX, fabsf (or DBL_MAX, fabs)
+ *   TP_MAX, TP_MIN, TP_FABS             FLT_MAX, FLT_MIN, fabsf (or DBL_MAX, DBL_MIN, fabs)
  *
  * Per-row results (sums, logsumexp, extsum) are doubles for both dtypes. The algorithms and the
  * threads: see src/softmax.c.
@@ -123,6 +123,7 @@ struct slice {
     const TP_E* x;
     TP_E* y;
     TP_T* w; /* three-pass reload's stored exps: y itself, or float16's float32 row apart */
+    TP_T* block_exponent; /* blocked reload: the exponent each sum block's exps were scaled by */
     int threads;
     TP_T shift, exponent, scale, c_lo;
     TP_T max[TWOPASS_MAX_CHUNKS];
@@ -301,10 +302,98 @@ static void softmax_three_pass_recompute(struct slice* s)
 
 static void softmax_two_pass(struct slice* s);
 
-/* float16 keeps the exps apart (TP_STORED_APART): a float32 row on the stack or, for rows over
- * TP_STORED_ON_STACK, the thread's row on the heap (twopass_stored_row); if memory runs out,
- * two-pass (as accurate) instead. */
-static void softmax_three_pass_reload(struct slice* s)
+/* Blocked reload (TWOPASS_BLOCKED_RELOAD): three-pass reload with its max pass folded into the exp
+ * pass, one sum block at a time, so x is read once from memory instead of twice.
+ *   pass 1 (read x, write w), per block b: m_b = max x_b (rmax; the block is then in L1), split as
+ *          reload splits the slice's max, E_b = round(m_b log2 e); w_b = exp(x_b) * 2^-E_b, and
+ *          the block sum s_b. The (s_b, E_b) merge as extended sums: S * 2^E = sum_b s_b * 2^E_b.
+ *   pass 2 (read w, write y), per block: y_b = w_b * (2^(E_b - E) / S).
+ * E = max_b E_b is reload's exponent round(max log2 e) (rounding is monotone), and scaling by a
+ * power of two is exact, so w_b * 2^(E_b - E), the block sums and S are reload's very numbers: the
+ * results are reload's bit for bit (outputs below about 2^-125, which either may flush to 0, aside).
+ * Blocks of -inf alone add nothing (E_b = -inf: w = 0, scale 0). Returns 0 when reload must run
+ * instead, with x untouched: a slice of one block; w in place of x (pass 1 would overwrite x before
+ * a later block could send the slice to reload); no memory for the exponents; or a block whose max
+ * is NaN, +inf, or beyond the shift limit (reload then subtracts the max itself). */
+#define TP_BLOCK_EXPONENTS_ON_STACK 512 /* blocks (512 Ki elements); more take the heap */
+
+static void chunk_store_sum_exp_blocked(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    const size_t len = chunk_len(s, c), begin = chunk_begin(s, c);
+    TP_T* exponents = s->block_exponent + begin / s->block;
+    struct extsum_acc acc = EXTSUM_EMPTY;
+    for (size_t i = 0, b = 0; i < len && acc.valid; i += s->block, b++) {
+        const size_t n = block_len(s, len, i);
+        const TP_T max = s->k->rmax(n, s->x + begin + i);
+        TP_T shift = 0, exponent = 0;
+        if (max == -INFINITY) {
+            exponents[b] = -INFINITY; /* exp(-inf) * 2^0: w = 0, s_b = 0 */
+        } else if (!(TP_FABS(max) <= TP_SHIFT_LIMIT)) {
+            acc.valid = 0; /* NaN, +inf, or huge: reload */
+            break;
+        } else {
+            TWOPASS_EXP_SPLIT(max, &shift, &exponent); /* shift = 0 within the limit */
+            exponents[b] = exponent;
+        }
+        const double sum = s->k->raddstoreexpminusmax(n, s->x + begin + i, s->w + begin + i, shift, exponent);
+        if (max != -INFINITY) {
+            extsum_add(&acc, sum, exponent);
+        }
+    }
+    s->acc[c] = acc;
+}
+
+/* scale * 2^d for the exponent difference d <= 0 (-inf: 0), flushed to 0 below the smallest normal:
+ * the outputs it makes are then below 2^-125 (w <= 2^(1/2) * 2^(1/2)). */
+static TP_T block_scale(TP_T scale, TP_T d)
+{
+    const double scaled = d == 0 ? scale : scale * exp2_nonpositive(d);
+    return scaled >= TP_MIN ? (TP_T)scaled : 0;
+}
+
+static void chunk_scale_blocked(void* ctx, size_t c)
+{
+    struct slice* s = ctx;
+    const size_t len = chunk_len(s, c), begin = chunk_begin(s, c);
+    const TP_T* exponents = s->block_exponent + begin / s->block;
+    for (size_t i = 0, b = 0; i < len; i += s->block, b++) {
+        s->k->vscale(block_len(s, len, i), s->w + begin + i, s->y + begin + i,
+                     block_scale(s->scale, exponents[b] - s->exponent));
+    }
+}
+
+static int reload_blocked_passes(struct slice* s)
+{
+    const size_t blocks = s->n / s->block + (s->n % s->block != 0);
+    if (blocks < 2 || (const void*)s->w == (const void*)s->x) {
+        return 0;
+    }
+    TP_T on_stack[TP_BLOCK_EXPONENTS_ON_STACK];
+    s->block_exponent = blocks <= TP_BLOCK_EXPONENTS_ON_STACK ? on_stack : malloc(blocks * sizeof(TP_T));
+    if (s->block_exponent == NULL) {
+        return 0;
+    }
+    run_chunks(s, chunk_store_sum_exp_blocked);
+    struct extsum_acc acc = s->acc[0];
+    for (size_t c = 1; c < s->chunks; c++) extsum_merge(&acc, &s->acc[c]);
+    const int done = acc.valid && acc.blocks > 0; /* no block at all: every element is -inf */
+    if (done) {
+        s->exponent = (TP_T)acc.exponent;       /* an exponent of one of the blocks: exact */
+        s->scale = (TP_T)(1.0 / acc.mantissa); /* reload's 1 / sum */
+        run_chunks(s, chunk_scale_blocked);
+        twopass_count_blocked_slice();
+    }
+    if (s->block_exponent != on_stack) {
+        free(s->block_exponent);
+    }
+    return done;
+}
+
+/* Three-pass reload (blocked: the blocked variant above when it can). float16 keeps the exps apart
+ * (TP_STORED_APART): a float32 row on the stack or, for rows over TP_STORED_ON_STACK, the thread's
+ * row on the heap (twopass_stored_row); if memory runs out, two-pass (as accurate) instead. */
+static void softmax_reload(struct slice* s, int blocked)
 {
 #if TP_STORED_APART
     TP_T on_stack[TP_STORED_ON_STACK], *on_heap = NULL;
@@ -317,15 +406,22 @@ static void softmax_three_pass_reload(struct slice* s)
 #else
     s->w = s->y;
 #endif
-    exp_shift(s, slice_max(s));
-    run_chunks(s, chunk_store_sum_exp);
-    s->scale = (TP_T)(1.0 / slice_sum(s));
-    run_chunks(s, chunk_scale);
+    if (!blocked || !reload_blocked_passes(s)) {
+        exp_shift(s, slice_max(s));
+        run_chunks(s, chunk_store_sum_exp);
+        s->scale = (TP_T)(1.0 / slice_sum(s));
+        run_chunks(s, chunk_scale);
+    }
 #if TP_STORED_APART
     if (owned) {
         free(on_heap);
     }
 #endif
+}
+
+static void softmax_three_pass_reload(struct slice* s)
+{
+    softmax_reload(s, 0);
 }
 
 /* Pass 1 of online: (max, sum exp(x - max)). Returns 0 if the slice holds NaN or +inf, or only -inf
@@ -462,7 +558,10 @@ static double logsumexp_slice(struct slice* s, enum twopass_algorithm algorithm,
     if (s->n <= 1) { /* log exp(x) = x exactly, as SciPy's x + log 1 (which makes -0 +0) */
         return lse_split(s->n == 0 ? -INFINITY : (double)slice_max(s) + 0.0, parts);
     }
-    if (algorithm == TWOPASS_TWO_PASS && slice_extsum(s, &mantissa, &exponent)) {
+    /* blocked reload's logsumexp is two-pass's: its per-block sums merged as extended sums need no
+     * max pass either, and raddextexp finds them without the blocks' max */
+    const int extended = algorithm == TWOPASS_TWO_PASS || algorithm == TWOPASS_BLOCKED_RELOAD;
+    if (extended && slice_extsum(s, &mantissa, &exponent)) {
         return lse_of_extsum(mantissa, exponent, parts);
     }
     double max, sum;
@@ -528,6 +627,9 @@ static void softmax_slice(struct slice* s, enum twopass_algorithm algorithm)
     switch (algorithm) {
     case TWOPASS_THREE_PASS_RELOAD:
         softmax_three_pass_reload(s);
+        break;
+    case TWOPASS_BLOCKED_RELOAD:
+        softmax_reload(s, 1);
         break;
     case TWOPASS_THREE_PASS_RECOMPUTE:
         softmax_three_pass_recompute(s);
@@ -708,6 +810,9 @@ void TP_PUB(softmax, _rows)(const TP_KERNELS* k, enum twopass_algorithm algorith
                               size_t rows, size_t n, const TP_E* x, ptrdiff_t x_stride, TP_E* y,
                               ptrdiff_t y_stride, int threads)
 {
+    if (algorithm == TWOPASS_BLOCKED_RELOAD && n <= twopass_sum_block()) {
+        algorithm = TWOPASS_THREE_PASS_RELOAD; /* one block: the same passes, and short rows run in groups */
+    }
     struct rows_job job = {k, algorithm, n, x, x_stride, y, y_stride, NULL, NULL, NULL, NULL, softmax_row, 1};
     job.group = row_group(algorithm, n);
     run_rows(&job, rows, threads);

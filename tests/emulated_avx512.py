@@ -45,7 +45,8 @@ LEVEL_AVX2, LEVEL_AVX512F = 1, 2
 OPS = tuple(__import__("twopass.kernels").kernels.OP_NAMES)
 # the ops over one contiguous 1-D slice (the *_columns and softmax_short_rows ones take 2-D blocks)
 ROW_OPS = tuple(__import__("twopass.kernels").kernels.ROW_OPS)
-ALGORITHMS = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2, "online": 3}
+# the kernel algorithms: name -> enum twopass_algorithm, as the installed package maps them
+ALGORITHMS = dict(__import__("twopass._api")._api._KERNEL_ALGORITHM)
 
 BASE_FLAGS = ["-O2", "-fPIC", "-fno-math-errno", "-Werror=implicit-function-declaration",
               "-DTWOPASS_HAVE_X86_KERNELS", "-I" + str(ROOT / "include")]
@@ -350,9 +351,8 @@ class EmulatedAVX512:
     # -- softmax --
     def softmax_rows(self, x, out, algorithm, variants=(), level=LEVEL_AVX512F, threads=1, log=False):
         """out[r] = softmax(x[r]) (log_softmax if log) for 2-D float32, float64 or float16 x and out of equal
-        shape and dtype, rows contiguous (any row stride); out may be x. algorithm: 0 two_pass,
-        1 three_pass_reload, 2 three_pass_recompute, 3 online (or its name); threads: OpenMP
-        threads of the driver."""
+        shape and dtype, rows contiguous (any row stride); out may be x. algorithm: a name of
+        ALGORITHMS or its number; threads: OpenMP threads of the driver."""
         algorithm = ALGORITHMS.get(algorithm, algorithm)
         dtype = getattr(x, "dtype", None)
         if dtype not in DTYPES:
@@ -401,6 +401,12 @@ class EmulatedAVX512:
         """softmax of a 1-D array (a copy in dtype: float32, float64 or float16), as a new array."""
         x2 = np.ascontiguousarray(x, dtype=dtype).reshape(1, -1)
         return self.softmax_rows(x2, np.empty_like(x2), algorithm, variants, level)[0]
+
+    def blocked_slices(self):
+        """Slices that ran blocked reload's own passes since the library loaded (thread_stats)."""
+        stats = (ctypes.c_long * 5)()  # struct twopass_thread_stats: teams ... blocked_slices
+        self.lib.twopass_get_thread_stats(ctypes.byref(stats))
+        return stats[4]
 
     # -- probes of single emulated intrinsics (tests/avx512_emulation/probes.c) --
     @staticmethod

@@ -42,7 +42,7 @@ LN2 = float(np.log(2.0))
 LOG2E_F32 = F32(float.fromhex("0x1.715476p+0"))
 EXP_SHIFT_LIMIT = F32(2.0 ** 16)  # TWOPASS_EXP_SHIFT_LIMIT (common.h)
 RTOL = 1e-6
-ALGORITHMS = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2, "online": 3}
+ALGORITHMS = emx.ALGORITHMS
 REQUIRE = os.environ.get("TWOPASS_REQUIRE_EMULATION") == "1"
 
 
@@ -215,6 +215,26 @@ def test_softmax_with_each_variant(emu, algorithm, variant):
         y = emu.softmax(x, algorithm, variants=[variant])
         err = rel_err(y, ref_softmax(x))
         assert err <= RTOL, f"n={n}: relative error {err:.3g}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_blocked_reload_gives_reload_bits(emu, dtype):
+    """blocked_reload on the emulated avx512f table: three_pass_reload's bits (tests/test_blocked_reload.py
+    on the native levels), on rows of several blocks whose maxima sit far apart, with whole blocks of
+    -inf; its own passes ran (the library's count), on one thread and two."""
+    rng = np.random.default_rng(12)
+    for n in (1025, 2049, 4097, 12289, 100_000, 600_000):
+        x = rng.uniform(-40, 40, (3, n))
+        x[1, : n // 2] -= 150
+        x[2, 1000: 3000] = -np.inf
+        x = x.astype(dtype)
+        expected = emu.softmax_rows(x, np.empty_like(x), "three_pass_reload")
+        before = emu.blocked_slices()
+        for threads in (1, 2):
+            got = emu.softmax_rows(x, np.empty_like(x), "blocked_reload", threads=threads)
+            np.testing.assert_array_equal(got.view(f"u{x.itemsize}"), expected.view(f"u{x.itemsize}"),
+                                          err_msg=f"n={n} threads={threads}")
+        assert emu.blocked_slices() - before == 6, n
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)

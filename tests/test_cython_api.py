@@ -16,7 +16,7 @@ MODULE = textwrap.dedent("""
     # cython: language_level=3
     from libc.stddef cimport ptrdiff_t
     from twopass.kernels cimport (softmax_f32, softmax_f32_strided, softmax_f64, TWO_PASS, THREE_PASS_RELOAD,
-                                  THREE_PASS_RECOMPUTE, ONLINE, LEVEL_DEFAULT, LEVEL_AVX512F)
+                                  THREE_PASS_RECOMPUTE, ONLINE, BLOCKED_RELOAD, LEVEL_DEFAULT, LEVEL_AVX512F)
 
     def run(const float[:, ::1] x, float[:, ::1] out, int algorithm):
         cdef int status
@@ -53,7 +53,7 @@ MODULE = textwrap.dedent("""
             status = softmax_f64(x, out, algorithm, LEVEL_DEFAULT)
         return status
 
-    ALGORITHMS = (TWO_PASS, THREE_PASS_RELOAD, THREE_PASS_RECOMPUTE, ONLINE)
+    ALGORITHMS = (TWO_PASS, THREE_PASS_RELOAD, THREE_PASS_RECOMPUTE, ONLINE, BLOCKED_RELOAD)
     AVX512F = LEVEL_AVX512F
 """)
 

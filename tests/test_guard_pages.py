@@ -91,7 +91,7 @@ placements = sys.argv[5].split(",")
 dtype = np.dtype(sys.argv[6])
 rows_kernel = kernels.softmax_f64_rows if dtype == np.float64 else kernels.softmax_f32_rows
 level_index = twopass.LEVELS.index(level)
-kernel_algorithm = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2, "online": 3}.get(algorithm)
+kernel_algorithm = twopass._api._KERNEL_ALGORITHM.get(algorithm)
 most = max(tails) * max(rows_list) * dtype.itemsize
 pages = -(-most // PAGE)
 xs, ys = Guarded(pages), Guarded(pages)

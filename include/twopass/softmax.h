@@ -99,7 +99,8 @@ enum twopass_algorithm {
     TWOPASS_THREE_PASS_RELOAD = 1,
     TWOPASS_THREE_PASS_RECOMPUTE = 2,
     TWOPASS_ONLINE = 3, /* the online normaliser: max and sum in one read, then y = exp(x - max) / sum */
-    TWOPASS_ALGORITHM_COUNT = 4
+    TWOPASS_BLOCKED_RELOAD = 4, /* three-pass reload with the max found block by block in L1: x read once */
+    TWOPASS_ALGORITHM_COUNT = 5
 };
 
 /* Elements per block of the sums: each block is summed in float32 vector accumulators, and the
@@ -164,12 +165,14 @@ void twopass_threads_init(void);
  * the drivers then run on the calling thread only. */
 int twopass_threads_usable(void);
 /* Teams of threads the drivers have started since load, their threads in all, the jobs that
- * wrote with non-temporal stores and the jobs that ran short rows in groups (for tests). */
+ * wrote with non-temporal stores, the jobs that ran short rows in groups and the slices that ran
+ * blocked reload's passes (for tests). */
 struct twopass_thread_stats {
-    long teams, team_threads, streaming_jobs, grouped_jobs;
+    long teams, team_threads, streaming_jobs, grouped_jobs, blocked_slices;
 };
-/* Count one job run in row groups (softmax_template.h). */
+/* Count one job run in row groups, one slice run by blocked reload (softmax_template.h). */
 void twopass_count_grouped_job(void);
+void twopass_count_blocked_slice(void);
 void twopass_get_thread_stats(struct twopass_thread_stats* out);
 
 /* The drivers of one dtype (dt: f32, f64, f16 with elements E: float, double, uint16_t); one

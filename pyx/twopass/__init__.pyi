@@ -9,7 +9,7 @@ LEVELS: tuple[str, ...]
 ALGORITHMS: tuple[str, ...]
 
 Level = Literal["python", "avx2", "avx512f"]
-Algorithm = Literal["auto", "two_pass", "three_pass_reload", "three_pass_recompute", "online"]
+Algorithm = Literal["auto", "two_pass", "three_pass_reload", "three_pass_recompute", "online", "blocked_reload"]
 Axis = SupportsIndex | Sequence[SupportsIndex] | None
 
 @overload

@@ -31,8 +31,9 @@ def _axes(axis, ndim):
     return normalize_axis_tuple(axis, ndim)
 
 
-ALGORITHMS = ("auto", "two_pass", "three_pass_reload", "three_pass_recompute", "online")
-_KERNEL_ALGORITHM = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2, "online": 3}
+ALGORITHMS = ("auto", "two_pass", "three_pass_reload", "three_pass_recompute", "online", "blocked_reload")
+_KERNEL_ALGORITHM = {"two_pass": 0, "three_pass_reload": 1, "three_pass_recompute": 2, "online": 3,
+                     "blocked_reload": 4}
 # Calls served by the NumPy fallback (the kernels count theirs in twopass.kernels).
 fallback_calls = {"python": 0}
 
@@ -177,7 +178,8 @@ def softmax(x, axis=None, *, out=None, algorithm="auto", threads=None):
 
     axis: None (the whole array), an int, or a tuple of ints. out: an array of x's shape and the
     result dtype to write into (may be x itself). algorithm: "auto", "two_pass",
-    "three_pass_reload" or "three_pass_recompute"; all agree within float rounding. threads: how
+    "three_pass_reload", "three_pass_recompute", "online" or "blocked_reload" (reload's results with
+    x read once); all agree within float rounding. threads: how
     many threads (None: twopass.get_num_threads()); the result is bitwise the same for any count.
     """
     return _elementwise("softmax", x, axis, out, algorithm, threads)
@@ -187,8 +189,8 @@ def log_softmax(x, axis=None, *, out=None, algorithm="auto", threads=None):
     """log_softmax(x)_i = x_i - logsumexp(x) over `axis`, like scipy.special.log_softmax.
 
     Same arguments as softmax. two_pass reads x once for logsumexp (the extended-exponent sum) and
-    once to write x - logsumexp; the three-pass algorithms (both names run the same one) find the
-    max, then the sum, then write.
+    once to write x - logsumexp (blocked_reload runs it too); the three-pass algorithms (both names
+    run the same one) find the max, then the sum, then write.
     """
     return _elementwise("log_softmax", x, axis, out, algorithm, threads)
 

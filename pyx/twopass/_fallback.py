@@ -1,4 +1,4 @@
-"""Pure NumPy versions of the four algorithms: the "python" level, the float64 path, and the
+"""Pure NumPy versions of the five algorithms: the "python" level, the float64 path, and the
 oracle the tests compare the kernels with.
 
 They work on C-contiguous (rows, n) float arrays and compute in float64 (or longdouble for
@@ -72,6 +72,27 @@ def _three_pass_reload(x, out):
             yr[:, c] = _work(yr[:, c]) / s
 
 
+def _blocked_reload(x, out):
+    """Reload with the max found tile by tile, as the kernels' blocked_reload finds it block by
+    block: per tile t, its max m_t and w = exp(x - m_t) stored in out with the tile's sum s_t; then
+    y = w * exp(m_t - m) / s with m = max_t m_t and s = sum_t s_t exp(m_t - m). Tiles of -inf alone
+    have weight exp(-inf) = 0; NaN and +inf make m or s NaN, all -inf makes m - m NaN: SciPy's NaN."""
+    for rs, cols in _tiles(*x.shape):
+        xr, yr = x[rs], out[rs]
+        maxima, sums = [], []
+        for c in cols:
+            m_t = _work(xr[:, c].max(axis=1))
+            base = np.where(m_t == -np.inf, 0.0, m_t)[:, None]  # exp(-inf - 0) = 0, not exp(NaN)
+            yr[:, c] = np.exp(_work(xr[:, c]) - base)
+            maxima.append(m_t)
+            sums.append(_work(yr[:, c]).sum(axis=1))
+        m = np.max(maxima, axis=0)
+        weights = [np.exp(m_t - m) for m_t in maxima]
+        s = sum(s_t * w_t for s_t, w_t in zip(sums, weights))
+        for c, w_t in zip(cols, weights):
+            yr[:, c] = _work(yr[:, c]) * (w_t / s)[:, None]
+
+
 def _extexp(x):
     """exp(x) = p * 2^n with n = round(x log2 e), x clamped below (NaN kept) as in the kernels."""
     x = np.maximum(_work(x), EXTEXP_X_MIN)
@@ -133,6 +154,7 @@ ALGORITHMS = {
     "three_pass_reload": _three_pass_reload,
     "three_pass_recompute": _three_pass_recompute,
     "online": _online,
+    "blocked_reload": _blocked_reload,
 }
 
 
@@ -177,7 +199,8 @@ def _row_logsumexp(x):
 
 
 def log_softmax_rows(x, out, algorithm):
-    """out[r] = x[r] - logsumexp(x[r]), as (x - hi) - lo with hi + lo = logsumexp. two_pass takes
+    """out[r] = x[r] - logsumexp(x[r]), as (x - hi) - lo with hi + lo = logsumexp. two_pass (and
+    blocked_reload) takes
     logsumexp from the extended-exponent sum of each valid row (hi = it, lo = 0: |x| < ~90850
     there); the others, and rows two-pass cannot take, as SciPy: hi = max, lo = log sum exp(x - max),
     so x - hi is exact at the max even where a float64 logsumexp could not hold the log. At most 0,
@@ -185,7 +208,7 @@ def log_softmax_rows(x, out, algorithm):
     if x.shape[1] == 1:
         return _one_element(x, out, log=True)
     with np.errstate(all="ignore"):
-        if algorithm == "two_pass":
+        if algorithm in ("two_pass", "blocked_reload"):  # blocked_reload's logsumexp is two-pass's
             mantissa, exponent = np.empty(x.shape[0], _work_dtype(x)), np.empty(x.shape[0])
             _extsum_valid(x, mantissa, exponent)
             valid = _valid(mantissa, exponent)

@@ -18,6 +18,7 @@ cdef enum Algorithm:
     THREE_PASS_RELOAD = 1
     THREE_PASS_RECOMPUTE = 2
     ONLINE = 3
+    BLOCKED_RELOAD = 4
 
 cdef enum Level:
     LEVEL_DEFAULT = -1

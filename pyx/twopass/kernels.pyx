@@ -168,7 +168,7 @@ cdef extern from "twopass/softmax.h" nogil:
     void twopass_threads_init()
     int twopass_threads_usable()
     struct twopass_thread_stats:
-        long teams, team_threads, streaming_jobs, grouped_jobs
+        long teams, team_threads, streaming_jobs, grouped_jobs, blocked_slices
     void twopass_get_thread_stats(twopass_thread_stats* out)
 
 cdef extern from "twopass/common.h" nogil:
@@ -193,7 +193,7 @@ OP_NAMES = ("rmax", "raddextexp", "vscaleextexp", "raddexpminusmax", "raddstoree
 # Ops run_kernel can call on one 1-D array (the *_columns kernels and softmax_short_rows take blocks
 # of rows: tested through their drivers and tests/test_avx512_emulated.py).
 ROW_OPS = OP_NAMES[:9]
-# 0 two_pass, 1 three_pass_reload, 2 three_pass_recompute, 3 online (enum twopass_algorithm)
+# 0 two_pass, 1 three_pass_reload, 2 three_pass_recompute, 3 online, 4 blocked_reload (enum twopass_algorithm)
 ALGORITHM_COUNT = TWOPASS_ALGORITHM_COUNT
 
 cdef twopass_cpu_features _features
@@ -239,11 +239,12 @@ def get_num_threads():
 
 def thread_stats():
     """Teams of threads the drivers have started since import, their threads in all, the jobs
-    written with non-temporal stores and the jobs that ran short rows in groups."""
+    written with non-temporal stores, the jobs that ran short rows in groups and the slices that
+    ran blocked reload's passes (not reload's, which it falls back to)."""
     cdef twopass_thread_stats st
     twopass_get_thread_stats(&st)
     return {"teams": st.teams, "team_threads": st.team_threads, "streaming_jobs": st.streaming_jobs,
-            "grouped_jobs": st.grouped_jobs}
+            "grouped_jobs": st.grouped_jobs, "blocked_slices": st.blocked_slices}
 
 
 PARALLEL_MIN = TWOPASS_PARALLEL_MIN
@@ -418,13 +419,13 @@ cdef _half_bits(a):
 
 
 def softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level, threads=None):
-    """out[r] = softmax(x[r]) for every row, with the given algorithm (0, 1, 2) and level (1, 2).
+    """out[r] = softmax(x[r]) for every row, with the given algorithm (0-4) and level (1, 2).
     out may be x itself (in place) but must not partially overlap it."""
     _rows(False, x, out, algorithm, level, threads)
 
 
 def log_softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int algorithm, int level, threads=None):
-    """out[r] = log_softmax(x[r]) for every row (algorithm 0 two-pass, 1 or 2 three-pass)."""
+    """out[r] = log_softmax(x[r]) for every row (algorithm 0 or 4 two-pass, 1 or 2 three-pass, 3 online)."""
     _rows(True, x, out, algorithm, level, threads)
 
 
@@ -709,7 +710,8 @@ def softmax(x, axis=None, *, out=None, algorithm="auto", threads=None):
 
     axis: None (the whole array), an int, or a tuple of ints. out: an array of x's shape and the
     result dtype to write into (may be x itself). algorithm: "auto", "two_pass",
-    "three_pass_reload" or "three_pass_recompute"; all agree within float rounding. threads: how
+    "three_pass_reload", "three_pass_recompute", "online" or "blocked_reload" (reload's results with
+    x read once); all agree within float rounding. threads: how
     many threads (None: twopass.get_num_threads()); the result is bitwise the same for any count.
     """
     result = _fast_rows(False, x, axis, out, algorithm, threads)
@@ -721,7 +723,8 @@ def log_softmax(x, axis=None, *, out=None, algorithm="auto", threads=None):
     """log_softmax(x)_i = x_i - logsumexp(x) over `axis`, like scipy.special.log_softmax.
 
     Same arguments as softmax. two_pass: one pass for logsumexp (the extended-exponent sum), one to
-    write x - logsumexp; three_pass_reload and three_pass_recompute (the same here): max, sum, write.
+    write x - logsumexp (blocked_reload: the same); three_pass_reload and three_pass_recompute (the
+    same here): max, sum, write.
     """
     result = _fast_rows(True, x, axis, out, algorithm, threads)
     return result if result is not None else _slow_log_softmax(x, axis, out=out, algorithm=algorithm,
