@@ -165,29 +165,52 @@ def test_algorithm_indices_match_the_c_enum():
     assert set(twopass.ALGORITHMS) == {"auto"} | set(_api._KERNEL_ALGORITHM)
 
 
-def test_auto_rule(monkeypatch):
-    """auto_algorithm: reload in cache; two_pass for rows beyond the last-level cache and for rows of
-    AUTO_TWO_PASS_ROW_BYTES or more in jobs whose output streams, float16 rows counting 4 bytes per
-    element there; python: reload. (The Intel clauses, off here: test_auto_rule_beyond_l2 and
-    test_auto_float16.)"""
+@pytest.mark.parametrize("vendor", ["intel", "other"])
+def test_auto_rule(monkeypatch, vendor):
+    """auto_algorithm: reload in cache (blocked_reload for float32 and float64 rows of
+    AUTO_BLOCKED_RELOAD_FROM elements or more, off on Intel); two_pass for rows beyond the last-level
+    cache and for rows of AUTO_TWO_PASS_ROW_BYTES or more in jobs whose output streams, float16 rows
+    counting 4 bytes per element there, float64 only with AUTO_F64_TWO_PASS (Intel); python: reload.
+    Both vendors' settings, whatever this CPU is (its own: test_auto_settings_follow_the_cpu; the
+    other Intel clauses, off here: test_auto_rule_beyond_l2 and test_auto_float16)."""
+    intel = vendor == "intel"
+    blocked_from = 1 << 62 if intel else 1025
     monkeypatch.setattr(_dispatch, "AUTO_TWO_PASS_L2_JOB_BYTES", 1 << 62)
     monkeypatch.setattr(_dispatch, "AUTO_F16_TWO_PASS_ROW_BYTES", (1 << 62,) * 3)
+    monkeypatch.setattr(_dispatch, "AUTO_BLOCKED_RELOAD_FROM", blocked_from)
+    monkeypatch.setattr(_dispatch, "AUTO_F64_TWO_PASS", intel)
     auto, row = _dispatch.auto_algorithm, _dispatch.AUTO_TWO_PASS_ROW_BYTES
-    rows_to_stream = -(-_dispatch.STREAMING_FROM_BYTES // row)  # rows of `row` bytes that reach it
     for level in LEVELS:
         native = level != "python"
-        assert auto(level, 1000, 4, 1000) == "three_pass_reload"
-        assert auto(level, _dispatch.AUTO_TWO_PASS_FROM, 4) == ("two_pass" if native else "three_pass_reload")
-        assert auto(level, _dispatch.AUTO_TWO_PASS_FROM // 2, 8) == ("two_pass" if native else "three_pass_reload")
-        assert auto(level, 1000, 2, 1000) == "three_pass_reload"
-        assert auto(level, _dispatch.AUTO_TWO_PASS_FROM, 2) == ("two_pass" if native else "three_pass_reload")
-        assert auto(level, _dispatch.AUTO_TWO_PASS_FROM - 1, 2) == "three_pass_reload"
+
+        def reload(n, itemsize):
+            return "blocked_reload" if native and itemsize != 2 and n >= blocked_from else "three_pass_reload"
+
+        def two_pass(n, itemsize):
+            return "two_pass" if native and (itemsize <= 4 or intel) else reload(n, itemsize)
         for itemsize in (2, 4, 8):
+            assert auto(level, 1000, itemsize, 1000) == "three_pass_reload"
+            assert auto(level, 1024, itemsize, 1 << 20) == "three_pass_reload"  # one sum block: reload itself
+            assert auto(level, 1025, itemsize, 1 << 20) == reload(1025, itemsize)
+            longest = _dispatch.AUTO_TWO_PASS_FROM // (2 if itemsize == 8 else 1)
+            assert auto(level, longest, itemsize) == two_pass(longest, itemsize)
+            assert auto(level, longest - 1, itemsize) == reload(longest - 1, itemsize)
             n = row // max(itemsize, 4)  # float16: float32's row (reload keeps its exps in float32)
             to_stream = -(-_dispatch.STREAMING_FROM_BYTES // (n * itemsize))  # rows whose output streams
-            assert auto(level, n, itemsize, n * to_stream) == ("two_pass" if native else "three_pass_reload")
-            assert auto(level, n, itemsize, n * (to_stream - 1)) == "three_pass_reload"
-            assert auto(level, n - 1, itemsize, n * to_stream * 2) == "three_pass_reload"
+            assert auto(level, n, itemsize, n * to_stream) == two_pass(n, itemsize)
+            assert auto(level, n, itemsize, n * (to_stream - 1)) == reload(n, itemsize)
+            assert auto(level, n - 1, itemsize, n * to_stream * 2) == reload(n - 1, itemsize)
+
+
+def test_auto_settings_follow_the_cpu():
+    """blocked_reload and float64's two_pass clauses by vendor: measured on AMD (Zen 3), where
+    blocked_reload takes rows of more than one sum block and float64 never runs two_pass; Intel keeps
+    the rules measured there. The fast path's copy of the rule is this one (configure_fast_path_auto)."""
+    intel = bool(twopass.runtime_info()["cpu_features"].get("intel"))
+    assert _dispatch.AUTO_F64_TWO_PASS == intel
+    if _dispatch._kernels is not None:
+        assert _dispatch.AUTO_BLOCKED_RELOAD_FROM == (1 << 62 if intel else _dispatch._kernels.sum_block() + 1)
+        assert _dispatch._kernels.sum_block() == 1024
 
 
 def test_auto_rule_beyond_l2(monkeypatch):
@@ -199,6 +222,8 @@ def test_auto_rule_beyond_l2(monkeypatch):
     monkeypatch.setattr(_dispatch, "AUTO_TWO_PASS_L2_JOB_BYTES", 1 << 21)
     monkeypatch.setattr(_dispatch, "AUTO_TWO_PASS_FROM", 1 << 62)  # the other clauses off, whatever the caches
     monkeypatch.setattr(_dispatch, "AUTO_TWO_PASS_ROW_BYTES", 1 << 62)
+    monkeypatch.setattr(_dispatch, "AUTO_BLOCKED_RELOAD_FROM", 1 << 62)  # Intel's setting
+    monkeypatch.setattr(_dispatch, "AUTO_F64_TWO_PASS", True)
     auto, row = _dispatch.auto_algorithm, _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES
     for level in LEVELS:
         native = level != "python"
@@ -225,10 +250,7 @@ def test_auto_float16(monkeypatch):
     kernels = _dispatch._kernels
 
     def configure():
-        kernels.configure_auto(_dispatch.AUTO_TWO_PASS_FROM, _dispatch.AUTO_TWO_PASS_ROW_BYTES,
-                               _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES, _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES,
-                               *_dispatch.AUTO_F16_TWO_PASS_ROW_BYTES[1:],
-                               _dispatch.AUTO_LOG_SOFTMAX_TWO_PASS_FROM)
+        _dispatch.configure_fast_path_auto()
     configure()
     rng = np.random.default_rng(8)
     try:
@@ -262,10 +284,7 @@ def test_auto_log_softmax(level, dtype, monkeypatch):
     rng = np.random.default_rng(9)
 
     def configure():
-        kernels.configure_auto(_dispatch.AUTO_TWO_PASS_FROM, _dispatch.AUTO_TWO_PASS_ROW_BYTES,
-                               _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES, _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES,
-                               *_dispatch.AUTO_F16_TWO_PASS_ROW_BYTES[1:],
-                               _dispatch.AUTO_LOG_SOFTMAX_TWO_PASS_FROM)
+        _dispatch.configure_fast_path_auto()
     try:
         for threshold in (512, 300):
             monkeypatch.setattr(_dispatch, "AUTO_LOG_SOFTMAX_TWO_PASS_FROM", threshold)
@@ -305,10 +324,7 @@ def l2_job_bytes(request, monkeypatch):
     monkeypatch.setattr(_dispatch, "AUTO_TWO_PASS_L2_JOB_BYTES", job)
 
     def configure():
-        kernels.configure_auto(_dispatch.AUTO_TWO_PASS_FROM, _dispatch.AUTO_TWO_PASS_ROW_BYTES,
-                               _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES, _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES,
-                               *_dispatch.AUTO_F16_TWO_PASS_ROW_BYTES[1:],
-                               _dispatch.AUTO_LOG_SOFTMAX_TWO_PASS_FROM)
+        _dispatch.configure_fast_path_auto()
     configure()
     yield job
     monkeypatch.undo()
@@ -319,31 +335,39 @@ def l2_job_bytes(request, monkeypatch):
 def test_auto_runs_the_algorithm_of_its_rule(level, dtype, small_streaming_threshold, l2_job_bytes):
     """softmax and log_softmax with "auto" give bitwise the results of the algorithm auto_algorithm
     names for the job, on the typed layer's fast path and on twopass._api's (byteswapped input);
-    the python level always reloads. (float16's own clause: test_auto_float16.)"""
+    the python level always reloads. blocked_reload gives reload's bits, so the kernels' count of
+    slices it ran tells the two apart. (float16's own clause: test_auto_float16.)"""
     rng = np.random.default_rng(5)
     itemsize = np.dtype(dtype).itemsize
     n_long = _dispatch.AUTO_TWO_PASS_ROW_BYTES // max(itemsize, 4)  # float16 rows count as float32's
     n_l2 = _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES // itemsize
+    blocked_slices = lambda: _dispatch._kernels.thread_stats()["blocked_slices"]  # noqa: E731
+    chosen_once = set()
     for shape in [(2, n_long - 8), (2, n_long), (300, 1000), (64, n_l2), (64, n_l2 - 8)]:
         x = rng.uniform(-80, 80, shape).astype(dtype)
         for function in (twopass.softmax, twopass.log_softmax):
             chosen = _dispatch.auto_algorithm(level, shape[1], itemsize, x.size, function.__name__)
-            other = "two_pass" if chosen == "three_pass_reload" else "three_pass_reload"
+            chosen_once.add(chosen)
+            other = "three_pass_reload" if chosen == "two_pass" else "two_pass"
             expected = function(x, axis=-1, algorithm=chosen)
             if function is twopass.softmax and dtype == np.float32 and level != "python":
                 # the choice shows in the bits (log_softmax: x - lse alike; float64 often agrees too)
                 assert not np.array_equal(function(x, axis=-1, algorithm=other), expected)
             for given in (x, x.astype(x.dtype.newbyteorder())):
+                before = blocked_slices()
                 np.testing.assert_array_equal(function(given, axis=-1, algorithm="auto"), expected,
                                               err_msg=f"{shape} {function.__name__} {given.dtype}")
-    assert _dispatch.auto_algorithm(level, n_long, itemsize, 64 * n_long) == (
-        "two_pass" if level != "python" else "three_pass_reload")
+                assert blocked_slices() - before == (shape[0] if chosen == "blocked_reload" else 0), chosen
+    blocked = level != "python" and itemsize != 2 and _dispatch.AUTO_BLOCKED_RELOAD_FROM < 1 << 62
+    assert ("blocked_reload" in chosen_once) == blocked
+    two_pass_long = level != "python" and (itemsize <= 4 or _dispatch.AUTO_F64_TWO_PASS)
+    reload = "blocked_reload" if blocked else "three_pass_reload"
+    assert _dispatch.auto_algorithm(level, n_long, itemsize, 64 * n_long) == ("two_pass" if two_pass_long else reload)
     if itemsize == 2:
         return
     l2_clause = level != "python" and l2_job_bytes < 1 << 62 and itemsize == 4
-    assert _dispatch.auto_algorithm(level, n_long - 8, itemsize, 64 * n_long) == (
-        "two_pass" if l2_clause else "three_pass_reload")
-    assert _dispatch.auto_algorithm(level, n_l2, itemsize, 64 * n_l2) == ("two_pass" if l2_clause else "three_pass_reload")
+    assert _dispatch.auto_algorithm(level, n_long - 8, itemsize, 64 * n_long) == ("two_pass" if l2_clause else reload)
+    assert _dispatch.auto_algorithm(level, n_l2, itemsize, 64 * n_l2) == ("two_pass" if l2_clause else reload)
 
 
 def test_prefetch_distance_is_tuned_for_the_cpu_and_changes_no_result(level):

@@ -16,10 +16,7 @@ from twopass._dispatch import LEVELS, available_levels, get_num_threads, set_num
 if _dispatch._kernels is not None:
     _dispatch._kernels.configure_fast_path(_dispatch._level, _api.softmax, _api.log_softmax,
                                            _dispatch.check_threads, _dispatch.MAX_THREADS, _api._KERNEL_ALGORITHM)
-    _dispatch._kernels.configure_auto(_dispatch.AUTO_TWO_PASS_FROM, _dispatch.AUTO_TWO_PASS_ROW_BYTES,
-                                      _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES, _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES,
-                                      *_dispatch.AUTO_F16_TWO_PASS_ROW_BYTES[1:],
-                                      _dispatch.AUTO_LOG_SOFTMAX_TWO_PASS_FROM)
+    _dispatch.configure_fast_path_auto()
     _dispatch._kernels.set_streaming_threshold(_dispatch.STREAMING_FROM_BYTES)
     softmax, log_softmax = _dispatch._kernels.softmax, _dispatch._kernels.log_softmax
 else:
@@ -60,9 +57,13 @@ def runtime_info():
             "longdouble": fallback,
         },
         "auto_algorithm": (f"softmax: three_pass_reload for rows under {_dispatch.AUTO_TWO_PASS_FROM} elements "
-                           f"(float64: {max(1, _dispatch.AUTO_TWO_PASS_FROM // 2)}), two_pass from there "
-                           f"and for rows of {_dispatch.AUTO_TWO_PASS_ROW_BYTES} bytes or more in jobs whose "
-                           f"output reaches {_dispatch.STREAMING_FROM_BYTES} bytes"
+                           + (f"(float64: {max(1, _dispatch.AUTO_TWO_PASS_FROM // 2)}), "
+                              if _dispatch.AUTO_F64_TWO_PASS else "(float64: at any length), ")
+                           + f"two_pass from there and for rows of {_dispatch.AUTO_TWO_PASS_ROW_BYTES} bytes or "
+                           f"more in jobs whose output reaches {_dispatch.STREAMING_FROM_BYTES} bytes"
+                           + (f"; blocked_reload in place of three_pass_reload for float32 and float64 rows of "
+                              f"{_dispatch.AUTO_BLOCKED_RELOAD_FROM} elements or more"
+                              if _dispatch.AUTO_BLOCKED_RELOAD_FROM < 1 << 62 else "")
                            + (f"; float32 rows of {_dispatch.AUTO_TWO_PASS_L2_ROW_BYTES} bytes or more in jobs over "
                               f"{_dispatch.AUTO_TWO_PASS_L2_JOB_BYTES} bytes in and out (Intel: 3/4 of L2)"
                               if _dispatch.AUTO_TWO_PASS_L2_JOB_BYTES < 1 << 62 else "")
