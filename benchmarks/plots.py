@@ -46,12 +46,12 @@ def plot_all(results, out_dir):
     fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
     plt.close(fig)
 
-    # 2. speedup of two-pass over each three-pass algorithm vs N, per level
+    # 2. speedup of two-pass over each three-pass algorithm (and reload's blocked variant) vs N, per level
     fig, ax = plt.subplots(figsize=(9, 5))
     times = {(r["level"], r["algorithm"], r["elements"]): r["seconds"] for r in rows
              if r["what"] == "twopass" and r["mode"] == "out="}
     for level in sorted({k[0] for k in times}):
-        for other in ("three_pass_reload", "three_pass_recompute"):
+        for other in ("three_pass_reload", "three_pass_recompute", "blocked_reload"):
             points = sorted((n, times[(level, other, n)] / times[(level, "two_pass", n)])
                             for (lv, a, n) in times if lv == level and a == other and (level, "two_pass", n) in times)
             if points:
