@@ -303,42 +303,48 @@ static void softmax_three_pass_recompute(struct slice* s)
 static void softmax_two_pass(struct slice* s);
 
 /* Blocked reload (TWOPASS_BLOCKED_RELOAD): three-pass reload with its max pass folded into the exp
- * pass, one sum block at a time, so x is read once from memory instead of twice.
- *   pass 1 (read x, write w), per block b: m_b = max x_b (rmax; the block is then in L1), split as
- *          reload splits the slice's max, E_b = round(m_b log2 e); w_b = exp(x_b) * 2^-E_b, and
- *          the block sum s_b. The (s_b, E_b) merge as extended sums: S * 2^E = sum_b s_b * 2^E_b.
- *   pass 2 (read w, write y), per block: y_b = w_b * (2^(E_b - E) / S).
+ * pass, a span of TP_BLOCKS_PER_MAX sum blocks at a time, so x is read once from memory, not twice.
+ *   pass 1 (read x, write w), per span: m = max x (rmax; the span is then in L1), split as reload
+ *          splits the slice's max, E_b = round(m log2 e) for each of its blocks b; w_b = exp(x_b) *
+ *          2^-E_b, and the block sums s_b. The (s_b, E_b) merge as extended sums: S * 2^E =
+ *          sum_b s_b * 2^E_b.
+ *   pass 2 (read w, write y), per run of blocks with one exponent: y_b = w_b * (2^(E_b - E) / S).
  * E = max_b E_b is reload's exponent round(max log2 e) (rounding is monotone), and scaling by a
  * power of two is exact, so w_b * 2^(E_b - E), the block sums and S are reload's very numbers: the
  * results are reload's bit for bit (outputs below about 2^-125, which either may flush to 0, aside).
- * Blocks of -inf alone add nothing (E_b = -inf: w = 0, scale 0). Returns 0 when reload must run
- * instead, with x untouched: a slice of one block; w in place of x (pass 1 would overwrite x before
- * a later block could send the slice to reload); no memory for the exponents; or a block whose max
- * is NaN, +inf, or beyond the shift limit (reload then subtracts the max itself). */
+ * Spans of -inf alone add nothing (E_b = -inf: w = 0, scale 0). Returns 0 when reload must run
+ * instead, with x untouched: a slice of one span; w in place of x (pass 1 would overwrite x before
+ * a later span could send the slice to reload); no memory for the exponents; or a span whose max is
+ * NaN, +inf, or beyond the shift limit (reload then subtracts the max itself). */
 #define TP_BLOCK_EXPONENTS_ON_STACK 512 /* blocks (512 Ki elements); more take the heap */
+/* Sum blocks that share one max (one rmax call): 2, 8 KiB of float32, still in L1 when the exp pass
+ * reads them. One call per block cost rows of 1025-2048 floats 4-9% against reload. */
+#define TP_BLOCKS_PER_MAX 2
 
 static void chunk_store_sum_exp_blocked(void* ctx, size_t c)
 {
     struct slice* s = ctx;
-    const size_t len = chunk_len(s, c), begin = chunk_begin(s, c);
+    const size_t len = chunk_len(s, c), begin = chunk_begin(s, c), span = TP_BLOCKS_PER_MAX * s->block;
     TP_T* exponents = s->block_exponent + begin / s->block;
     struct extsum_acc acc = EXTSUM_EMPTY;
-    for (size_t i = 0, b = 0; i < len && acc.valid; i += s->block, b++) {
-        const size_t n = block_len(s, len, i);
-        const TP_T max = s->k->rmax(n, s->x + begin + i);
-        TP_T shift = 0, exponent = 0;
-        if (max == -INFINITY) {
-            exponents[b] = -INFINITY; /* exp(-inf) * 2^0: w = 0, s_b = 0 */
-        } else if (!(TP_FABS(max) <= TP_SHIFT_LIMIT)) {
-            acc.valid = 0; /* NaN, +inf, or huge: reload */
-            break;
-        } else {
-            TWOPASS_EXP_SPLIT(max, &shift, &exponent); /* shift = 0 within the limit */
-            exponents[b] = exponent;
-        }
-        const double sum = s->k->raddstoreexpminusmax(n, s->x + begin + i, s->w + begin + i, shift, exponent);
+    for (size_t i = 0, b = 0; i < len && acc.valid;) {
+        const size_t end = len - i < span ? len : i + span;
+        const TP_T max = s->k->rmax(end - i, s->x + begin + i);
+        TP_T shift = 0, exponent = 0; /* all -inf: exp(-inf) * 2^0, so w = 0 and the sums 0 */
         if (max != -INFINITY) {
-            extsum_add(&acc, sum, exponent);
+            if (!(TP_FABS(max) <= TP_SHIFT_LIMIT)) {
+                acc.valid = 0; /* NaN, +inf, or huge: reload */
+                break;
+            }
+            TWOPASS_EXP_SPLIT(max, &shift, &exponent); /* shift = 0 within the limit */
+        }
+        for (; i < end; i += s->block, b++) {
+            const size_t n = block_len(s, len, i);
+            exponents[b] = max == -INFINITY ? -INFINITY : exponent;
+            const double sum = s->k->raddstoreexpminusmax(n, s->x + begin + i, s->w + begin + i, shift, exponent);
+            if (sum != 0.0) { /* a block far below its span's max (or -inf) adds nothing */
+                extsum_add(&acc, sum, exponent);
+            }
         }
     }
     s->acc[c] = acc;
@@ -352,21 +358,26 @@ static TP_T block_scale(TP_T scale, TP_T d)
     return scaled >= TP_MIN ? (TP_T)scaled : 0;
 }
 
+/* Pass 2, one vscale per run of blocks with the same exponent (usually the whole chunk). */
 static void chunk_scale_blocked(void* ctx, size_t c)
 {
     struct slice* s = ctx;
     const size_t len = chunk_len(s, c), begin = chunk_begin(s, c);
     const TP_T* exponents = s->block_exponent + begin / s->block;
-    for (size_t i = 0, b = 0; i < len; i += s->block, b++) {
-        s->k->vscale(block_len(s, len, i), s->w + begin + i, s->y + begin + i,
-                     block_scale(s->scale, exponents[b] - s->exponent));
+    for (size_t i = 0, b = 0; i < len;) {
+        const TP_T exponent = exponents[b];
+        size_t end = i;
+        for (; end < len && exponents[b] == exponent; b++) end += s->block;
+        end = end < len ? end : len;
+        s->k->vscale(end - i, s->w + begin + i, s->y + begin + i, block_scale(s->scale, exponent - s->exponent));
+        i = end;
     }
 }
 
 static int reload_blocked_passes(struct slice* s)
 {
     const size_t blocks = s->n / s->block + (s->n % s->block != 0);
-    if (blocks < 2 || (const void*)s->w == (const void*)s->x) {
+    if (blocks <= TP_BLOCKS_PER_MAX || (const void*)s->w == (const void*)s->x) {
         return 0;
     }
     TP_T on_stack[TP_BLOCK_EXPONENTS_ON_STACK];

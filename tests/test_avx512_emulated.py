@@ -220,10 +220,11 @@ def test_softmax_with_each_variant(emu, algorithm, variant):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 def test_blocked_reload_gives_reload_bits(emu, dtype):
     """blocked_reload on the emulated avx512f table: three_pass_reload's bits (tests/test_blocked_reload.py
-    on the native levels), on rows of several blocks whose maxima sit far apart, with whole blocks of
-    -inf; its own passes ran (the library's count), on one thread and two."""
+    on the native levels), on rows of several spans whose maxima sit far apart, with whole blocks of
+    -inf; its own passes ran (the library's count) where a row has more than one span, on one thread
+    and two."""
     rng = np.random.default_rng(12)
-    for n in (1025, 2049, 4097, 12289, 100_000, 600_000):
+    for n in (2048, 2049, 4097, 12289, 100_000, 600_000):
         x = rng.uniform(-40, 40, (3, n))
         x[1, : n // 2] -= 150
         x[2, 1000: 3000] = -np.inf
@@ -234,7 +235,7 @@ def test_blocked_reload_gives_reload_bits(emu, dtype):
             got = emu.softmax_rows(x, np.empty_like(x), "blocked_reload", threads=threads)
             np.testing.assert_array_equal(got.view(f"u{x.itemsize}"), expected.view(f"u{x.itemsize}"),
                                           err_msg=f"n={n} threads={threads}")
-        assert emu.blocked_slices() - before == 6, n
+        assert emu.blocked_slices() - before == (6 if n > 2048 else 0), n  # one span: reload itself
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)

@@ -1,8 +1,10 @@
-"""blocked_reload: three-pass reload with its max pass folded into the exp pass, block by block
-(src/softmax_template.h). On the kernels its results are three_pass_reload's bit for bit (the
-blocks' exponents differ from the slice's by powers of two, which scale exactly); it falls back to
-reload itself in place, and for slices with NaN, +inf, values beyond the shift limit or only -inf.
-The kernels count the slices that ran its own passes, so each case also says which path ran."""
+"""blocked_reload: three-pass reload with its max pass folded into the exp pass, a span of two sum
+blocks at a time (src/softmax_template.h). On the kernels its results are three_pass_reload's bit for
+bit (the spans' exponents differ from the slice's by powers of two, which scale exactly), but for
+outputs below about 2^-125, which either may flush to 0 (the inputs here stay clear of that). It runs
+reload itself for rows of one span, in place (float32, float64), and for slices with NaN, +inf, a span
+beyond the shift limit or only -inf. The kernels count the slices that ran its own passes, so each
+case also says which path ran."""
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ from conftest import max_relative_error, reference_softmax
 KERNEL_LEVELS = twopass.available_levels()[1:]
 DTYPES = [np.float32, np.float64, np.float16]
 BLOCK = 1024  # TWOPASS_SUM_BLOCK
+SPAN = 2 * BLOCK  # the blocks that share one max (TP_BLOCKS_PER_MAX): slices of one span run reload
 # around one and two blocks, the chunks of the threads (TWOPASS_CHUNK_MIN = 4 blocks), and past the
 # 512 block exponents kept on the stack
 LENGTHS = [1025, 1031, 2047, 2048, 2049, 4095, 4096, 4097, 3 * 4096 + 17, 40_000, 512 * BLOCK + 1, 600_000]
@@ -66,7 +69,8 @@ def test_reload_bits_at_every_length(level_name, dtype):
             for threads in (1, 2):
                 got = run(x, "blocked_reload", threads=threads)
                 np.testing.assert_array_equal(bits(got), bits(expected), err_msg=f"n={n} threads={threads}")
-            assert blocked_slices() - before == 2 * x.shape[0], n  # its own passes ran, every row
+            ran = blocked_slices() - before  # its own passes ran, every row, where there is more than a span
+            assert ran == (2 * x.shape[0] if n > SPAN else 0), n
             ref = reference_softmax(x) if dtype != np.float64 else longdouble_softmax(x)
             tolerance = {np.float16: 2e-3, np.float32: 1e-6, np.float64: 1e-14}[dtype]
             assert max_relative_error(got, ref, floor=np.finfo(dtype).tiny,
@@ -84,39 +88,54 @@ def test_rows_of_one_block_run_reload(level_name):
         assert blocked_slices() == before
 
 
-@pytest.mark.parametrize("level_name", KERNEL_LEVELS)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_special_values_fall_back_to_reload(level_name, dtype):
-    """NaN, +inf, a value beyond the shift limit (2^16 for float32, 2^37 for float64) or a block whose
-    max lies below minus the limit, in the first block or a later one, and rows of -inf alone: reload's results (SciPy's NaN, and the huge
-    values exact), with x untouched, and none of blocked reload's passes counted."""
-    rng = np.random.default_rng(4)
-    n = 5 * BLOCK + 3
-    huge = 1e5 if dtype == np.float32 else 1e12
+def special_rows(n, dtype, rng):
+    """{name: row} of n elements: NaN, +inf and (float32, float64) a value beyond the shift limit
+    (2^16, 2^37) in the first span and the last one, a whole span whose max lies below minus the
+    limit, a row of -inf alone and one beyond the limit throughout."""
+    huge = {np.float32: 1e5, np.float64: 1e12}.get(dtype)  # halves stay within +-65504 < 2^16
     cases = {}
-    for where in (0, 4 * BLOCK + 1):
+    for where in (0, n - 1):
         for name, value in (("nan", np.nan), ("inf", np.inf), ("huge", huge)):
-            row = rng.uniform(-20, 20, n)
-            row[where] = value
-            cases[f"{name}@{where}"] = row
-        row = rng.uniform(-20, 20, n)  # a whole block beyond the limit below: its max is too
-        start = where // BLOCK * BLOCK
-        row[start: start + BLOCK] -= huge
-        cases[f"-huge block@{start}"] = row
+            if value is not None:
+                row = rng.uniform(-20, 20, n)
+                row[where] = value
+                cases[f"{name}@{where}"] = row
+        if huge is not None:
+            row = rng.uniform(-20, 20, n)  # a whole span beyond the limit below: its max is too
+            start = where // SPAN * SPAN
+            row[start: start + SPAN] -= huge
+            cases[f"-huge span@{start}"] = row
     cases["all -inf"] = np.full(n, -np.inf)
-    big = rng.uniform(-20, 20, n) + huge  # every block beyond the limit
-    cases["all huge"] = big
-    x = np.array(list(cases.values()), dtype)
+    if huge is not None:
+        cases["all huge"] = rng.uniform(-20, 20, n) + huge  # every block beyond the limit
+    return cases
+
+
+@pytest.mark.parametrize("level_name", KERNEL_LEVELS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [5 * BLOCK + 3, 40 * BLOCK + 3])
+def test_special_values_fall_back_to_reload(level_name, dtype, n):
+    """NaN, +inf, a value beyond the shift limit or a span whose max lies below minus it, in the first
+    span or the last, and rows of -inf alone: reload's results (SciPy's NaN, and the huge values
+    exact), x untouched, none of blocked reload's passes counted; also in place (float16 keeps its exps
+    apart, so there pass 1 runs before the fallback). Rows shared out one per thread, and one by one,
+    where rows of 40963 are cut into chunks on two threads (the special value in the first or last)."""
+    rng = np.random.default_rng(4)
+    cases = special_rows(n, dtype, rng)
+    x = np.array(list(cases.values())).astype(dtype)
     kept = x.copy()
     with twopass.use_isa(level_name):
         expected = run(x, "three_pass_reload", threads=1)
         before = blocked_slices()
-        got = run(x, "blocked_reload", threads=2)
+        got = run(x, "blocked_reload", threads=2)  # rows shared out whole
+        one_by_one = np.array([run(row, "blocked_reload", threads=2) for row in x])  # long ones in chunks
         assert blocked_slices() == before
-    np.testing.assert_array_equal(bits(got), bits(expected))
-    np.testing.assert_array_equal(bits(x), bits(kept))
-    names = list(cases)
-    for i, name in enumerate(names):
+        np.testing.assert_array_equal(bits(x), bits(kept))
+        in_place = x.copy()
+        run(in_place, "blocked_reload", out=in_place, threads=2)
+    for result in (got, one_by_one, in_place):
+        np.testing.assert_array_equal(bits(result), bits(expected))
+    for i, name in enumerate(cases):
         if name.startswith(("nan", "inf", "all -inf")):
             assert np.isnan(got[i]).all(), name
         else:  # the huge values are computed as SciPy's exp(x - max)

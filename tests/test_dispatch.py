@@ -170,11 +170,12 @@ def test_auto_rule(monkeypatch, vendor):
     """auto_algorithm: reload in cache (blocked_reload for float32 and float64 rows of
     AUTO_BLOCKED_RELOAD_FROM elements or more, off on Intel); two_pass for rows beyond the last-level
     cache and for rows of AUTO_TWO_PASS_ROW_BYTES or more in jobs whose output streams, float16 rows
-    counting 4 bytes per element there, float64 only with AUTO_F64_TWO_PASS (Intel); python: reload.
+    counting 4 bytes per element there, float64 only with AUTO_F64_TWO_PASS (Intel; longdouble, on the
+    NumPy fallback, as before); python: reload.
     Both vendors' settings, whatever this CPU is (its own: test_auto_settings_follow_the_cpu; the
     other Intel clauses, off here: test_auto_rule_beyond_l2 and test_auto_float16)."""
     intel = vendor == "intel"
-    blocked_from = 1 << 62 if intel else 1025
+    blocked_from = 1 << 62 if intel else 3072
     monkeypatch.setattr(_dispatch, "AUTO_TWO_PASS_L2_JOB_BYTES", 1 << 62)
     monkeypatch.setattr(_dispatch, "AUTO_F16_TWO_PASS_ROW_BYTES", (1 << 62,) * 3)
     monkeypatch.setattr(_dispatch, "AUTO_BLOCKED_RELOAD_FROM", blocked_from)
@@ -183,18 +184,19 @@ def test_auto_rule(monkeypatch, vendor):
     for level in LEVELS:
         native = level != "python"
 
-        def reload(n, itemsize):
-            return "blocked_reload" if native and itemsize != 2 and n >= blocked_from else "three_pass_reload"
+        def reload(n, itemsize):  # blocked for float32 and float64, not float16 or longdouble
+            return "blocked_reload" if native and itemsize in (4, 8) and n >= blocked_from else "three_pass_reload"
 
         def two_pass(n, itemsize):
-            return "two_pass" if native and (itemsize <= 4 or intel) else reload(n, itemsize)
-        for itemsize in (2, 4, 8):
+            return "two_pass" if native and (itemsize != 8 or intel) else reload(n, itemsize)
+        for itemsize in (2, 4, 8, 16):
             assert auto(level, 1000, itemsize, 1000) == "three_pass_reload"
-            assert auto(level, 1024, itemsize, 1 << 20) == "three_pass_reload"  # one sum block: reload itself
-            assert auto(level, 1025, itemsize, 1 << 20) == reload(1025, itemsize)
-            longest = _dispatch.AUTO_TWO_PASS_FROM // (2 if itemsize == 8 else 1)
+            assert auto(level, 3071, itemsize, 1 << 20) == "three_pass_reload"
+            assert auto(level, 3072, itemsize, 1 << 20) == reload(3072, itemsize)
+            longest = _dispatch.AUTO_TWO_PASS_FROM // (1 if itemsize <= 4 else 2)
             assert auto(level, longest, itemsize) == two_pass(longest, itemsize)
-            assert auto(level, longest - 1, itemsize) == reload(longest - 1, itemsize)
+            if itemsize != 16:  # (a longdouble row that long streams: the next clause)
+                assert auto(level, longest - 1, itemsize) == reload(longest - 1, itemsize)
             n = row // max(itemsize, 4)  # float16: float32's row (reload keeps its exps in float32)
             to_stream = -(-_dispatch.STREAMING_FROM_BYTES // (n * itemsize))  # rows whose output streams
             assert auto(level, n, itemsize, n * to_stream) == two_pass(n, itemsize)
@@ -204,13 +206,12 @@ def test_auto_rule(monkeypatch, vendor):
 
 def test_auto_settings_follow_the_cpu():
     """blocked_reload and float64's two_pass clauses by vendor: measured on AMD (Zen 3), where
-    blocked_reload takes rows of more than one sum block and float64 never runs two_pass; Intel keeps
-    the rules measured there. The fast path's copy of the rule is this one (configure_fast_path_auto)."""
+    blocked_reload takes rows of 3072 elements or more and float64 never runs two_pass; Intel keeps
+    the rules measured there."""
     intel = bool(twopass.runtime_info()["cpu_features"].get("intel"))
     assert _dispatch.AUTO_F64_TWO_PASS == intel
-    if _dispatch._kernels is not None:
-        assert _dispatch.AUTO_BLOCKED_RELOAD_FROM == (1 << 62 if intel else _dispatch._kernels.sum_block() + 1)
-        assert _dispatch._kernels.sum_block() == 1024
+    # more than the 2048 elements of one span (two sum blocks), which blocked_reload runs as reload
+    assert _dispatch.AUTO_BLOCKED_RELOAD_FROM == (1 << 62 if intel else 3072)
 
 
 def test_auto_rule_beyond_l2(monkeypatch):
@@ -331,12 +332,26 @@ def l2_job_bytes(request, monkeypatch):
     configure()
 
 
+@pytest.fixture(params=["intel", "other"])
+def vendor_rules(request, monkeypatch):
+    """auto's blocked_reload and float64 settings of either vendor, whatever this CPU is (in
+    twopass._dispatch and the fast path)."""
+    intel = request.param == "intel"
+    monkeypatch.setattr(_dispatch, "AUTO_BLOCKED_RELOAD_FROM", 1 << 62 if intel else 3072)
+    monkeypatch.setattr(_dispatch, "AUTO_F64_TWO_PASS", intel)
+    _dispatch.configure_fast_path_auto()
+    yield request.param
+    monkeypatch.undo()
+    _dispatch.configure_fast_path_auto()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
-def test_auto_runs_the_algorithm_of_its_rule(level, dtype, small_streaming_threshold, l2_job_bytes):
+def test_auto_runs_the_algorithm_of_its_rule(level, dtype, small_streaming_threshold, l2_job_bytes, vendor_rules):
     """softmax and log_softmax with "auto" give bitwise the results of the algorithm auto_algorithm
-    names for the job, on the typed layer's fast path and on twopass._api's (byteswapped input);
-    the python level always reloads. blocked_reload gives reload's bits, so the kernels' count of
-    slices it ran tells the two apart. (float16's own clause: test_auto_float16.)"""
+    names for the job, on the typed layer's fast path and on twopass._api's (byteswapped input),
+    with either vendor's settings; the python level always reloads. blocked_reload gives reload's
+    bits, so the kernels' count of slices it ran tells the two apart. (float16's own clause:
+    test_auto_float16.)"""
     rng = np.random.default_rng(5)
     itemsize = np.dtype(dtype).itemsize
     n_long = _dispatch.AUTO_TWO_PASS_ROW_BYTES // max(itemsize, 4)  # float16 rows count as float32's
@@ -360,14 +375,18 @@ def test_auto_runs_the_algorithm_of_its_rule(level, dtype, small_streaming_thres
                 assert blocked_slices() - before == (shape[0] if chosen == "blocked_reload" else 0), chosen
     blocked = level != "python" and itemsize != 2 and _dispatch.AUTO_BLOCKED_RELOAD_FROM < 1 << 62
     assert ("blocked_reload" in chosen_once) == blocked
+
+    def reload(n):
+        return "blocked_reload" if blocked and n >= _dispatch.AUTO_BLOCKED_RELOAD_FROM else "three_pass_reload"
     two_pass_long = level != "python" and (itemsize <= 4 or _dispatch.AUTO_F64_TWO_PASS)
-    reload = "blocked_reload" if blocked else "three_pass_reload"
-    assert _dispatch.auto_algorithm(level, n_long, itemsize, 64 * n_long) == ("two_pass" if two_pass_long else reload)
+    assert _dispatch.auto_algorithm(level, n_long, itemsize, 64 * n_long) == ("two_pass" if two_pass_long
+                                                                              else reload(n_long))
     if itemsize == 2:
         return
     l2_clause = level != "python" and l2_job_bytes < 1 << 62 and itemsize == 4
-    assert _dispatch.auto_algorithm(level, n_long - 8, itemsize, 64 * n_long) == ("two_pass" if l2_clause else reload)
-    assert _dispatch.auto_algorithm(level, n_l2, itemsize, 64 * n_l2) == ("two_pass" if l2_clause else reload)
+    assert _dispatch.auto_algorithm(level, n_long - 8, itemsize, 64 * n_long) == (
+        "two_pass" if l2_clause else reload(n_long - 8))
+    assert _dispatch.auto_algorithm(level, n_l2, itemsize, 64 * n_l2) == ("two_pass" if l2_clause else reload(n_l2))
 
 
 def test_prefetch_distance_is_tuned_for_the_cpu_and_changes_no_result(level):

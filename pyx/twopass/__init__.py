@@ -61,6 +61,7 @@ def runtime_info():
                               if _dispatch.AUTO_F64_TWO_PASS else "(float64: at any length), ")
                            + f"two_pass from there and for rows of {_dispatch.AUTO_TWO_PASS_ROW_BYTES} bytes or "
                            f"more in jobs whose output reaches {_dispatch.STREAMING_FROM_BYTES} bytes"
+                           + ("" if _dispatch.AUTO_F64_TWO_PASS else " (not float64)")
                            + (f"; blocked_reload in place of three_pass_reload for float32 and float64 rows of "
                               f"{_dispatch.AUTO_BLOCKED_RELOAD_FROM} elements or more"
                               if _dispatch.AUTO_BLOCKED_RELOAD_FROM < 1 << 62 else "")

@@ -127,15 +127,19 @@ AUTO_F16_TWO_PASS_ROW_BYTES = ((1 << 62, 4 * L2_CACHE, 5 * L2_CACHE // 4) if CPU
 # 256 1.00, 512 1.20, 1000 1.01, 1e4 1.12, 1e5 1.07, 4096x1000 1.21, 256x32000 1.21.
 AUTO_LOG_SOFTMAX_TWO_PASS_FROM = 512
 
-# blocked_reload, where auto would run three_pass_reload on float32 and float64 rows of more than one
-# sum block (rows of one block run reload itself): the same results with x read once, the blocks' max
-# read from L1. AMD EPYC (Zen 3, avx2), reload time / blocked_reload time, interleaved (python -m
-# benchmarks.auto, 5-7 rounds): float32 rows of 1e4 1.02, 1e5 1.02, 1e6 1.04, 256x32000 1.38,
-# 32x128256 1.35; 32 MiB jobs in rows of 2048 1.08, 4096 1.20, 16384 1.23, 32000 1.27, 131072 1.28;
-# float64 1e4 1.00, 1e6 1.05, 1e7 1.17, 256x32000 1.23, 32x128256 1.26. Not float16 (half the bytes
-# of x to save: 1e6 0.97, 256x32000 1.06, 32x128256 1.05), and not on Intel, where it is not measured.
-AUTO_BLOCKED_RELOAD_FROM = 1 << 62 if CPU_FEATURES.get("intel") else (
-    _kernels.sum_block() + 1 if _kernels is not None else 1 << 62)
+# blocked_reload, where auto would run three_pass_reload on float32 and float64 rows of
+# AUTO_BLOCKED_RELOAD_FROM elements or more: the same results with x read once, each span's max read
+# from L1 (rows of one span, 2048 elements, run reload itself). AMD EPYC (Zen 3, avx2), reload time /
+# blocked_reload time, interleaved (python -m benchmarks.auto, 5-7 rounds): float32 rows of 1e4
+# 1.02, 1e5 1.02, 1e6 1.04, 256x32000 1.38, 32x128256 1.35; 32 MiB jobs in rows of 4096 1.20, 16384
+# 1.23, 32000 1.27, 131072 1.28; float64 1e4 1.00, 1e6 1.05, 1e7 1.17, 256x32000 1.23, 32x128256
+# 1.26. Shorter rows pay for the spans' bookkeeping where the row's max pass costs little (9 rounds
+# of fresh processes): float32 in cache (64 rows) 2049 0.95, 2500 0.96, 3072 0.97, 4096 0.98, 8192
+# 1.04, 16384 1.11; in 32 MiB jobs 2049 0.97, 2500 1.02, 3072 1.07, 4096 1.15, 8192 1.24; float64
+# in cache 2049 0.99, 3072 1.00, 4096 1.01, in 16 MiB jobs 2049 0.99, 3072 1.08, 4096 1.05. So from
+# 3072 elements, where the worst case is 3% in cache. Not float16 (half the bytes of x to save: 1e6
+# 0.97, 256x32000 1.06, 32x128256 1.05), and not on Intel, where it is not measured.
+AUTO_BLOCKED_RELOAD_FROM = 1 << 62 if CPU_FEATURES.get("intel") else 3072
 # float64 takes the two_pass clauses above on Intel only: on Zen 3 (avx2) its two exps per element
 # cost more than any memory traffic they save. two_pass time / blocked_reload time: one row of 2e6
 # 1.43, 1e7 1.34, 3e7 1.28; 64x131072 1.52, 4x2097152 1.28 (jobs of 16-64 MiB whose output streams).
@@ -160,7 +164,7 @@ def auto_algorithm(level, n, itemsize=4, size=None, function="softmax"):
         return "two_pass" if n >= AUTO_LOG_SOFTMAX_TWO_PASS_FROM else "three_pass_reload"
     size = n if size is None else size
     half = itemsize == 2
-    two_pass_clauses = itemsize <= 4 or AUTO_F64_TWO_PASS
+    two_pass_clauses = itemsize != 8 or AUTO_F64_TWO_PASS
     if two_pass_clauses and n >= (AUTO_TWO_PASS_FROM if itemsize <= 4 else max(1, AUTO_TWO_PASS_FROM // 2)):
         return "two_pass"
     streaming = _kernels is not None and size >= _kernels.streaming_threshold() // itemsize
@@ -170,7 +174,8 @@ def auto_algorithm(level, n, itemsize=4, size=None, function="softmax"):
         return "two_pass" if 8 * n > AUTO_F16_TWO_PASS_ROW_BYTES[LEVELS.index(level)] else "three_pass_reload"
     if itemsize == 4 and 2 * size * 4 > AUTO_TWO_PASS_L2_JOB_BYTES and n * 4 >= AUTO_TWO_PASS_L2_ROW_BYTES:
         return "two_pass"
-    return "blocked_reload" if n >= AUTO_BLOCKED_RELOAD_FROM else "three_pass_reload"
+    blocked = itemsize in (4, 8) and n >= AUTO_BLOCKED_RELOAD_FROM  # float32, float64 (not longdouble)
+    return "blocked_reload" if blocked else "three_pass_reload"
 
 
 def configure_fast_path_auto():
