@@ -169,8 +169,8 @@ def test_algorithm_indices_match_the_c_enum():
 def test_auto_rule(monkeypatch, vendor):
     """auto_algorithm: reload in cache (blocked_reload for float32 and float64 rows of
     AUTO_BLOCKED_RELOAD_FROM elements or more, off on Intel); two_pass for rows beyond the last-level
-    cache and for rows of AUTO_TWO_PASS_ROW_BYTES or more in jobs whose output streams, float16 rows
-    counting 4 bytes per element there, float64 only with AUTO_F64_TWO_PASS (Intel; longdouble, on the
+    cache and for rows of AUTO_TWO_PASS_ROW_BYTES (AUTO_BLOCKED_TWO_PASS_ROW_BYTES where blocked_reload
+    would run) or more in jobs whose output streams, float16 rows counting 4 bytes per element there, float64 only with AUTO_F64_TWO_PASS (Intel; longdouble, on the
     NumPy fallback, as before); python: reload.
     Both vendors' settings, whatever this CPU is (its own: test_auto_settings_follow_the_cpu; the
     other Intel clauses, off here: test_auto_rule_beyond_l2 and test_auto_float16)."""
@@ -180,7 +180,7 @@ def test_auto_rule(monkeypatch, vendor):
     monkeypatch.setattr(_dispatch, "AUTO_F16_TWO_PASS_ROW_BYTES", (1 << 62,) * 3)
     monkeypatch.setattr(_dispatch, "AUTO_BLOCKED_RELOAD_FROM", blocked_from)
     monkeypatch.setattr(_dispatch, "AUTO_F64_TWO_PASS", intel)
-    auto, row = _dispatch.auto_algorithm, _dispatch.AUTO_TWO_PASS_ROW_BYTES
+    auto = _dispatch.auto_algorithm
     for level in LEVELS:
         native = level != "python"
 
@@ -197,6 +197,9 @@ def test_auto_rule(monkeypatch, vendor):
             assert auto(level, longest, itemsize) == two_pass(longest, itemsize)
             if itemsize != 16:  # (a longdouble row that long streams: the next clause)
                 assert auto(level, longest - 1, itemsize) == reload(longest - 1, itemsize)
+            # the streaming rows: from AUTO_BLOCKED_TWO_PASS_ROW_BYTES for rows blocked_reload would take
+            blocked = itemsize in (4, 8) and not intel
+            row = _dispatch.AUTO_BLOCKED_TWO_PASS_ROW_BYTES if blocked else _dispatch.AUTO_TWO_PASS_ROW_BYTES
             n = row // max(itemsize, 4)  # float16: float32's row (reload keeps its exps in float32)
             to_stream = -(-_dispatch.STREAMING_FROM_BYTES // (n * itemsize))  # rows whose output streams
             assert auto(level, n, itemsize, n * to_stream) == two_pass(n, itemsize)
@@ -355,10 +358,11 @@ def test_auto_runs_the_algorithm_of_its_rule(level, dtype, small_streaming_thres
     rng = np.random.default_rng(5)
     itemsize = np.dtype(dtype).itemsize
     n_long = _dispatch.AUTO_TWO_PASS_ROW_BYTES // max(itemsize, 4)  # float16 rows count as float32's
+    n_longer = _dispatch.AUTO_BLOCKED_TWO_PASS_ROW_BYTES // max(itemsize, 4)  # where blocked rows stream
     n_l2 = _dispatch.AUTO_TWO_PASS_L2_ROW_BYTES // itemsize
     blocked_slices = lambda: _dispatch._kernels.thread_stats()["blocked_slices"]  # noqa: E731
     chosen_once = set()
-    for shape in [(2, n_long - 8), (2, n_long), (300, 1000), (64, n_l2), (64, n_l2 - 8)]:
+    for shape in [(2, n_long - 8), (2, n_long), (2, n_longer), (300, 1000), (64, n_l2), (64, n_l2 - 8)]:
         x = rng.uniform(-80, 80, shape).astype(dtype)
         for function in (twopass.softmax, twopass.log_softmax):
             chosen = _dispatch.auto_algorithm(level, shape[1], itemsize, x.size, function.__name__)
@@ -378,12 +382,15 @@ def test_auto_runs_the_algorithm_of_its_rule(level, dtype, small_streaming_thres
 
     def reload(n):
         return "blocked_reload" if blocked and n >= _dispatch.AUTO_BLOCKED_RELOAD_FROM else "three_pass_reload"
-    two_pass_long = level != "python" and (itemsize <= 4 or _dispatch.AUTO_F64_TWO_PASS)
-    assert _dispatch.auto_algorithm(level, n_long, itemsize, 64 * n_long) == ("two_pass" if two_pass_long
-                                                                              else reload(n_long))
+    two_pass_clauses = level != "python" and (itemsize <= 4 or _dispatch.AUTO_F64_TWO_PASS)
+    l2_clause = level != "python" and l2_job_bytes < 1 << 62 and itemsize == 4
+    for n in (n_long, n_longer):  # streaming rows: two_pass from the row bytes of their reload
+        row = _dispatch.AUTO_BLOCKED_TWO_PASS_ROW_BYTES if reload(n) == "blocked_reload" else _dispatch.AUTO_TWO_PASS_ROW_BYTES
+        streams = two_pass_clauses and n * max(itemsize, 4) >= row
+        assert _dispatch.auto_algorithm(level, n, itemsize, 64 * n) == ("two_pass" if streams or l2_clause
+                                                                         else reload(n))
     if itemsize == 2:
         return
-    l2_clause = level != "python" and l2_job_bytes < 1 << 62 and itemsize == 4
     assert _dispatch.auto_algorithm(level, n_long - 8, itemsize, 64 * n_long) == (
         "two_pass" if l2_clause else reload(n_long - 8))
     assert _dispatch.auto_algorithm(level, n_l2, itemsize, 64 * n_l2) == ("two_pass" if l2_clause else reload(n_l2))

@@ -63,7 +63,8 @@ def runtime_info():
                            f"more in jobs whose output reaches {_dispatch.STREAMING_FROM_BYTES} bytes"
                            + ("" if _dispatch.AUTO_F64_TWO_PASS else " (not float64)")
                            + (f"; blocked_reload in place of three_pass_reload for float32 and float64 rows of "
-                              f"{_dispatch.AUTO_BLOCKED_RELOAD_FROM} elements or more"
+                              f"{_dispatch.AUTO_BLOCKED_RELOAD_FROM} elements or more (in jobs whose output "
+                              f"streams: two_pass from {_dispatch.AUTO_BLOCKED_TWO_PASS_ROW_BYTES} bytes)"
                               if _dispatch.AUTO_BLOCKED_RELOAD_FROM < 1 << 62 else "")
                            + (f"; float32 rows of {_dispatch.AUTO_TWO_PASS_L2_ROW_BYTES} bytes or more in jobs over "
                               f"{_dispatch.AUTO_TWO_PASS_L2_JOB_BYTES} bytes in and out (Intel: 3/4 of L2)"

@@ -87,6 +87,12 @@ STREAMING_FROM_BYTES = max(1, LAST_LEVEL_CACHE // 2)
 # 1.15, 1048576 1.55, 2097152 1.63. Shorter rows (16 KiB to 1 MiB) swing both ways between runs
 # (256x32000: 1.25 in one, 0.79-0.85 in others), so they stay with reload (benchmarks/RESULTS.md).
 AUTO_TWO_PASS_ROW_BYTES = 1 << 20
+# ... but rows that auto would run by blocked_reload (below) switch to two_pass in such jobs from this
+# many bytes: blocked_reload reads x once, like two_pass, and makes one exp per element. Zen 3, 32
+# MiB jobs, two_pass time / blocked_reload time (python -m benchmarks.auto --row-lengths, twice, and
+# a scratch loop): rows of 1 MiB 1.10, 1.15 and 0.99; 2 MiB 1.04, 0.97 and 1.01; 4 MiB 0.95, 1.05
+# and 1.06; 8 MiB 0.95; 16 MiB 0.88. (Not on Intel, where blocked_reload is not in the rule.)
+AUTO_BLOCKED_TWO_PASS_ROW_BYTES = 1 << 21
 # On Intel CPUs float32 two_pass wins as soon as a job (input and output) outgrows 3/4 of a core's L2,
 # for rows of AUTO_TWO_PASS_L2_ROW_BYTES or more: there the rows come from an L3 that is slow for one
 # core, and two-pass overlaps that traffic with its exps. Intel Xeon (family 6 model 167, L2 2 MiB),
@@ -151,8 +157,9 @@ def auto_algorithm(level, n, itemsize=4, size=None, function="softmax"):
     (None: one row), on `level` (the python level: three_pass_reload).
     log_softmax: two_pass for rows of AUTO_LOG_SOFTMAX_TWO_PASS_FROM elements or more.
     softmax: two_pass for rows that outgrow the last-level cache (float64: half as many elements),
-    for rows of AUTO_TWO_PASS_ROW_BYTES or more in jobs whose output reaches the streaming
-    threshold (float64: only if AUTO_F64_TWO_PASS), (Intel, float32) for rows of
+    for rows of AUTO_TWO_PASS_ROW_BYTES (rows that would run blocked_reload:
+    AUTO_BLOCKED_TWO_PASS_ROW_BYTES) or more in jobs whose output reaches the streaming threshold
+    (float64: only if AUTO_F64_TWO_PASS), (Intel, float32) for rows of
     AUTO_TWO_PASS_L2_ROW_BYTES or more in jobs of over AUTO_TWO_PASS_L2_JOB_BYTES, input and output,
     and (Intel, float16) for rows of over AUTO_F16_TWO_PASS_ROW_BYTES[level] at 8 bytes per element;
     float16 rows count their bytes as float32's (reload keeps its exps in float32).
@@ -167,14 +174,15 @@ def auto_algorithm(level, n, itemsize=4, size=None, function="softmax"):
     two_pass_clauses = itemsize != 8 or AUTO_F64_TWO_PASS
     if two_pass_clauses and n >= (AUTO_TWO_PASS_FROM if itemsize <= 4 else max(1, AUTO_TWO_PASS_FROM // 2)):
         return "two_pass"
+    blocked = itemsize in (4, 8) and n >= AUTO_BLOCKED_RELOAD_FROM  # float32, float64 (not longdouble)
     streaming = _kernels is not None and size >= _kernels.streaming_threshold() // itemsize
-    if two_pass_clauses and streaming and n * (4 if half else itemsize) >= AUTO_TWO_PASS_ROW_BYTES:
+    row_bytes = AUTO_BLOCKED_TWO_PASS_ROW_BYTES if blocked else AUTO_TWO_PASS_ROW_BYTES
+    if two_pass_clauses and streaming and n * (4 if half else itemsize) >= row_bytes:
         return "two_pass"
     if half:
         return "two_pass" if 8 * n > AUTO_F16_TWO_PASS_ROW_BYTES[LEVELS.index(level)] else "three_pass_reload"
     if itemsize == 4 and 2 * size * 4 > AUTO_TWO_PASS_L2_JOB_BYTES and n * 4 >= AUTO_TWO_PASS_L2_ROW_BYTES:
         return "two_pass"
-    blocked = itemsize in (4, 8) and n >= AUTO_BLOCKED_RELOAD_FROM  # float32, float64 (not longdouble)
     return "blocked_reload" if blocked else "three_pass_reload"
 
 
@@ -184,7 +192,8 @@ def configure_fast_path_auto():
     if _kernels is not None:
         _kernels.configure_auto(AUTO_TWO_PASS_FROM, AUTO_TWO_PASS_ROW_BYTES, AUTO_TWO_PASS_L2_JOB_BYTES,
                                 AUTO_TWO_PASS_L2_ROW_BYTES, *AUTO_F16_TWO_PASS_ROW_BYTES[1:],
-                                AUTO_LOG_SOFTMAX_TWO_PASS_FROM, AUTO_BLOCKED_RELOAD_FROM, AUTO_F64_TWO_PASS)
+                                AUTO_LOG_SOFTMAX_TWO_PASS_FROM, AUTO_BLOCKED_RELOAD_FROM, AUTO_F64_TWO_PASS,
+                                AUTO_BLOCKED_TWO_PASS_ROW_BYTES)
 
 
 def available_levels():

@@ -585,6 +585,7 @@ cdef cnp.npy_intp _auto_two_pass_l2_row_bytes = 1 << 62
 cdef cnp.npy_intp _auto_log_softmax_two_pass_from = 1 << 62  # log_softmax: two_pass for rows this long
 cdef cnp.npy_intp _auto_blocked_reload_from = 1 << 62  # float32/64 rows this long: blocked, not plain, reload
 cdef bint _auto_f64_two_pass = True  # float64 takes the two_pass clauses
+cdef cnp.npy_intp _auto_blocked_two_pass_row_bytes = 1 << 62  # ... rows that would run blocked, in streaming jobs
 # float16 rows of over this many bytes at 8 per element, per level (python, avx2, avx512f)
 cdef cnp.npy_intp[3] _auto_f16_two_pass_row_bytes = [1 << 62, 1 << 62, 1 << 62]
 cdef dict _ALGORITHM_INDEX = {}     # name -> kernel algorithm index, "auto" -1 (from twopass._api)
@@ -603,16 +604,19 @@ def configure_fast_path(level_var, slow_softmax, slow_log_softmax, check_threads
 
 def configure_auto(cnp.npy_intp two_pass_from, cnp.npy_intp row_bytes, cnp.npy_intp l2_job_bytes,
                    cnp.npy_intp l2_row_bytes, cnp.npy_intp f16_row_bytes_avx2, cnp.npy_intp f16_row_bytes_avx512f,
-                   cnp.npy_intp log_softmax_two_pass_from, cnp.npy_intp blocked_reload_from, bint f64_two_pass):
+                   cnp.npy_intp log_softmax_two_pass_from, cnp.npy_intp blocked_reload_from, bint f64_two_pass,
+                   cnp.npy_intp blocked_two_pass_row_bytes):
     """The fast path's copy of twopass._dispatch's auto rule (AUTO_TWO_PASS_FROM, AUTO_TWO_PASS_ROW_BYTES,
     AUTO_TWO_PASS_L2_JOB_BYTES, AUTO_TWO_PASS_L2_ROW_BYTES, AUTO_F16_TWO_PASS_ROW_BYTES of the kernel
-    levels, AUTO_LOG_SOFTMAX_TWO_PASS_FROM, AUTO_BLOCKED_RELOAD_FROM, AUTO_F64_TWO_PASS): set by
+    levels, AUTO_LOG_SOFTMAX_TWO_PASS_FROM, AUTO_BLOCKED_RELOAD_FROM, AUTO_F64_TWO_PASS,
+    AUTO_BLOCKED_TWO_PASS_ROW_BYTES): set by
     twopass._dispatch.configure_fast_path_auto at import (and by tests)."""
     global _auto_two_pass_from, _auto_two_pass_row_bytes, _auto_two_pass_l2_job_bytes, _auto_two_pass_l2_row_bytes
     global _auto_f16_two_pass_row_bytes, _auto_log_softmax_two_pass_from, _auto_blocked_reload_from
-    global _auto_f64_two_pass
+    global _auto_f64_two_pass, _auto_blocked_two_pass_row_bytes
     _auto_log_softmax_two_pass_from = log_softmax_two_pass_from
     _auto_blocked_reload_from, _auto_f64_two_pass = blocked_reload_from, f64_two_pass
+    _auto_blocked_two_pass_row_bytes = blocked_two_pass_row_bytes
     _auto_two_pass_from, _auto_two_pass_row_bytes = two_pass_from, row_bytes
     _auto_two_pass_l2_job_bytes, _auto_two_pass_l2_row_bytes = l2_job_bytes, l2_row_bytes
     _auto_f16_two_pass_row_bytes[1], _auto_f16_two_pass_row_bytes[2] = f16_row_bytes_avx2, f16_row_bytes_avx512f
@@ -667,17 +671,19 @@ cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
             if <char*>cnp.PyArray_DATA(ya) < x_end and <char*>cnp.PyArray_DATA(xa) < y_end:
                 return None
     cdef cnp.npy_intp itemsize
-    cdef bint two_pass_clauses
+    cdef bint two_pass_clauses, blocked
     if alg == -1:  # auto: twopass._dispatch.auto_algorithm's rule
         itemsize = cnp.PyArray_ITEMSIZE(xa)
         two_pass_clauses = itemsize <= 4 or _auto_f64_two_pass
+        blocked = itemsize != 2 and n >= _auto_blocked_reload_from
         if log:
             alg = 0 if n >= _auto_log_softmax_two_pass_from else 1
         elif two_pass_clauses and n >= (_auto_two_pass_from if itemsize <= 4 else _auto_two_pass_from // 2):
             alg = 0
         elif (two_pass_clauses
               and cnp.PyArray_SIZE(xa) >= <cnp.npy_intp>(twopass_streaming_threshold() // <size_t>itemsize)
-              and n * (4 if itemsize == 2 else itemsize) >= _auto_two_pass_row_bytes):
+              and n * (4 if itemsize == 2 else itemsize)
+                  >= (_auto_blocked_two_pass_row_bytes if blocked else _auto_two_pass_row_bytes)):
             alg = 0
         elif itemsize == 2:
             alg = 0 if 8 * n > _auto_f16_two_pass_row_bytes[level] else 1
@@ -685,7 +691,7 @@ cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
               and n * 4 >= _auto_two_pass_l2_row_bytes):
             alg = 0
         else:
-            alg = 4 if n >= _auto_blocked_reload_from else 1
+            alg = 4 if blocked else 1
     rows = cnp.PyArray_SIZE(xa) // n
     cdef int t = _threads(threads)
     _check_level(level)
