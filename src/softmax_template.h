@@ -751,13 +751,15 @@ static void two_pass_group(void* ctx, size_t g)
     }
 }
 
-/* Rows per group for softmax by three-pass reload or two-pass (1: row by row): rows of at most
- * TWOPASS_ROW_GROUP_ROW_BYTES and one sum block, as many as fit twopass_row_group_bytes(); single
- * elements row by row (softmax_slice). */
+/* Rows per group for softmax by three-pass reload (blocked too) or two-pass (1: row by row): rows of
+ * at most TWOPASS_ROW_GROUP_ROW_BYTES and one sum block, as many as fit twopass_row_group_bytes();
+ * single elements row by row (softmax_slice). */
 static size_t row_group(enum twopass_algorithm algorithm, size_t n)
 {
     const size_t row_bytes = n * sizeof(TP_E);
-    const int grouped = algorithm == TWOPASS_THREE_PASS_RELOAD || algorithm == TWOPASS_TWO_PASS;
+    /* (blocked reload runs a row of one sum block as reload: reload_group takes its groups) */
+    const int grouped = algorithm == TWOPASS_THREE_PASS_RELOAD || algorithm == TWOPASS_TWO_PASS
+                        || algorithm == TWOPASS_BLOCKED_RELOAD;
     if (!grouped || n <= 1 || n > twopass_sum_block() /* one element: softmax_slice's exact 1 */
         || row_bytes > TWOPASS_ROW_GROUP_ROW_BYTES) {
         return 1;
@@ -821,9 +823,6 @@ void TP_PUB(softmax, _rows)(const TP_KERNELS* k, enum twopass_algorithm algorith
                               size_t rows, size_t n, const TP_E* x, ptrdiff_t x_stride, TP_E* y,
                               ptrdiff_t y_stride, int threads)
 {
-    if (algorithm == TWOPASS_BLOCKED_RELOAD && n <= twopass_sum_block()) {
-        algorithm = TWOPASS_THREE_PASS_RELOAD; /* one block: the same passes, and short rows run in groups */
-    }
     struct rows_job job = {k, algorithm, n, x, x_stride, y, y_stride, NULL, NULL, NULL, NULL, softmax_row, 1};
     job.group = row_group(algorithm, n);
     run_rows(&job, rows, threads);
