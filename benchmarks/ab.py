@@ -6,7 +6,8 @@
 
 A BUILD is a directory holding a `twopass` package (e.g. a copy of pyx/ after `python setup.py
 build_ext --inplace` of one commit). Each round runs every build once, each in a fresh process with
-that directory first on sys.path, so a slow spell of a shared machine hits all builds alike; every
+that directory first on sys.path, starting one build later than the round before (the first
+process of a round can be slower), so a slow spell of a shared machine hits all builds alike; every
 figure is the median over the rounds of the per-process median time, in ns per element, one
 thread, with `out=`. Without builds it runs the importable twopass twice: the noise floor.
 """
@@ -88,9 +89,9 @@ def main(argv=None):
     args = dict(shapes=shapes, function=opts.function, algorithm=opts.algorithm, axis=opts.axis,
                 dtype=opts.dtype, range=opts.range)
     samples = [[] for _ in builds]
-    for _ in range(rounds):
-        for i, build in enumerate(builds):
-            samples[i].append(measure(build, args))
+    for r in range(rounds):  # each round starts one build later, so none is always first
+        for i in [(r + k) % len(builds) for k in range(len(builds))]:
+            samples[i].append(measure(builds[i], args))
     files = [s[0]["twopass"] for s in samples]
     print(f"{opts.function}, algorithm={opts.algorithm}, axis={opts.axis}, {opts.dtype} in "
           f"[-{opts.range:g}, {opts.range:g}], out=, one thread; ns per element, medians of {rounds} rounds")
