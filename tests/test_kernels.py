@@ -397,6 +397,40 @@ def test_exp_split_instances_give_the_same_bits(variant):
         assert general[0] == shift_0[0], f"E={exponent}"
 
 
+@pytest.mark.parametrize("variant", [v for v in SPLIT_VARIANTS if v["dtype"] != "float64"],
+                         ids=lambda v: v["name"])
+def test_exp_flushes_cleanly_below_2_to_the_minus_126_at_every_exponent(variant):
+    """exp(x - shift) * 2^-exponent across the bottom of the float32 range, at exponents up to the
+    +-2^17 of the split (common.h) and with both instances (shift 0 and 0.5; vscaleextexp: 0): every
+    output finite and >= 0, exact to 2e-6 or flushed to 0 where exact is below 2^-124 (float16
+    outputs: to their rounding), and the sums with them (raddexpminusmax writes no output).
+    The AVX2 core clamps x - shift at (exponent - 126.25) ln2 and builds 2^(n - exponent - 1) from
+    the bits of its rounding constant: a clamp one binade lower makes -inf of the lowest elements."""
+    dtype = np.dtype(variant["dtype"])
+    top = float(np.finfo(dtype).max)
+    for exponent in (-131072, -100000, -65536, -1000, -127, -1, 0, 1, 126, 127, 1000, 65536, 94000, 131072):
+        for shift in (0.0,) if variant["op"] == "vscaleextexp" else (0.0, 0.5):
+            q = np.concatenate([np.linspace(-140.0, -110.0, 601), [-0.3]])  # (x - shift) log2e - exponent
+            x = (exponent + q) / LOG2E + shift
+            if np.abs(x).max() > top:
+                continue  # float16 cannot hold these x
+            x = np.concatenate([x, [-np.inf, -top]]).astype(dtype)
+            sum_, y = split_kernel(variant, x, shift, exponent, 1.0)
+            exact = np.exp((x.astype(np.float64) - shift) - exponent * math.log(2))  # error ~1e-11
+            what = f"E={exponent} shift={shift}"
+            if sum_ is not None:
+                assert abs(sum_ - math.fsum(exact)) <= 2e-6 * math.fsum(exact), what
+            if variant["op"] == "raddexpminusmax":
+                continue
+            if variant["op"] != "raddstoreexpminusmax":
+                exact = np.minimum(exact, 1.0)  # the passes of the output: min(1, ...) (kernels.h)
+            rtol, atol = (2e-6, 0.0) if y.dtype == np.float32 else (2.0**-11, 2.0**-25)
+            assert np.all(np.isfinite(y)) and np.all(y >= 0), what
+            close = np.abs(y - exact) <= rtol * exact + atol
+            assert np.all(close | ((y == 0) & (exact < 2.0**-124))), what
+            assert np.all(close[exact >= 2.0**-124]), what
+
+
 EXP_STORE_VARIANTS = [v for v in VARIANTS if v["op"] in ("vscaleextexp", "vscaleexpminusmax", "raddstoreexpminusmax")]
 
 
