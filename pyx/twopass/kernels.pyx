@@ -630,8 +630,8 @@ cdef inline bint _plain(cnp.ndarray a, int typenum) noexcept:
 
 cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
     """softmax (log = False) or log_softmax of a C-contiguous float32, float64 or float16 ndarray over
-    its last axis on a kernel level; None for any other case (and every error), which twopass._api then
-    handles."""
+    its last axis, or over the whole array (axis None, the default: one row of x.size), on a kernel
+    level; None for any other case (and every error), which twopass._api then handles."""
     cdef cnp.ndarray xa, ya
     cdef int nd, level, alg, typenum
     cdef cnp.npy_intp n, rows, i
@@ -647,9 +647,10 @@ cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
     if (typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64 and typenum != cnp.NPY_FLOAT16) \
             or not _plain(xa, typenum):
         return None
-    if not ((axis is None and nd == 1) or (type(axis) is int and (axis == -1 or axis == nd - 1))):
+    if not (axis is None or (type(axis) is int and (axis == -1 or axis == nd - 1))):
         return None
-    n = cnp.PyArray_DIM(xa, nd - 1)
+    # the whole of a C-contiguous array is one row (2-D (1, 1000) float32: 1.0 us here, 8.8 through _api)
+    n = cnp.PyArray_SIZE(xa) if axis is None else cnp.PyArray_DIM(xa, nd - 1)
     alg = _ALGORITHM_INDEX.get(algorithm, -2) if type(algorithm) is str else -2
     level = _LEVEL_INDEX[_level_var.get()]
     if n == 0 or alg == -2 or level == 0:
