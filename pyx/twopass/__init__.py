@@ -15,10 +15,12 @@ from twopass._dispatch import LEVELS, available_levels, get_num_threads, set_num
 
 if _dispatch._kernels is not None:
     _dispatch._kernels.configure_fast_path(_dispatch._level, _api.softmax, _api.log_softmax,
-                                           _dispatch.check_threads, _dispatch.MAX_THREADS, _api._KERNEL_ALGORITHM)
+                                           _dispatch.check_threads, _dispatch.MAX_THREADS, _api._KERNEL_ALGORITHM,
+                                           _api.logsumexp)
     _dispatch.configure_fast_path_auto()
     _dispatch._kernels.set_streaming_threshold(_dispatch.STREAMING_FROM_BYTES)
     softmax, log_softmax = _dispatch._kernels.softmax, _dispatch._kernels.log_softmax
+    logsumexp = _dispatch._kernels.logsumexp
 else:
     softmax, log_softmax = _api.softmax, _api.log_softmax
 

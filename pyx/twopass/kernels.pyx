@@ -577,6 +577,7 @@ def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, dou
 cdef object _level_var = None        # twopass._dispatch's ContextVar of the level name
 cdef object _slow_softmax = None     # twopass._api.softmax: every case the fast path does not take
 cdef object _slow_log_softmax = None
+cdef object _slow_logsumexp = None   # twopass._api.logsumexp
 # auto: twopass._dispatch.auto_algorithm's rule (configure_auto)
 cdef cnp.npy_intp _auto_two_pass_from = 1 << 62  # two_pass for rows at least this long
 cdef cnp.npy_intp _auto_two_pass_row_bytes = 1 << 62  # ... for rows of this many bytes in streaming jobs
@@ -594,10 +595,13 @@ cdef int _max_threads = 0           # twopass._dispatch.MAX_THREADS, the most th
 
 
 def configure_fast_path(level_var, slow_softmax, slow_log_softmax, check_threads, int max_threads,
-                        kernel_algorithms):
+                        kernel_algorithms, slow_logsumexp=None):
     """Called once by twopass at import; kernel_algorithms: {name: index} of the kernel algorithms."""
     global _level_var, _slow_softmax, _slow_log_softmax, _check_threads, _ALGORITHM_INDEX, _max_threads
+    global _slow_logsumexp
     _level_var, _slow_softmax, _slow_log_softmax = level_var, slow_softmax, slow_log_softmax
+    if slow_logsumexp is not None:
+        _slow_logsumexp = slow_logsumexp
     _check_threads, _max_threads = check_threads, max_threads
     _ALGORITHM_INDEX = {"auto": -1, **kernel_algorithms}
 
@@ -744,6 +748,59 @@ def log_softmax(x, axis=None, *, out=None, algorithm="auto", threads=None):
     result = _fast_rows(True, x, axis, out, algorithm, threads)
     return result if result is not None else _slow_log_softmax(x, axis, out=out, algorithm=algorithm,
                                                                threads=threads)
+
+
+cdef object _fast_logsumexp(a, axis, threads):
+    """Unweighted logsumexp of a C-contiguous float32, float64 or float16 ndarray over its last axis or
+    the whole array (axis None), on a kernel level: what twopass._api.logsumexp computes for it, the
+    kernels' float64 value of each row rounded to the dtype; None for any other case."""
+    cdef cnp.ndarray xa, values
+    cdef int nd, level, typenum
+    cdef cnp.npy_intp n, rows
+    if type(a) is not cnp.ndarray or _level_var is None:
+        return None
+    xa = <cnp.ndarray>a
+    nd = cnp.PyArray_NDIM(xa)
+    typenum = cnp.PyArray_TYPE(xa)
+    if nd == 0 or not (typenum == cnp.NPY_FLOAT32 or typenum == cnp.NPY_FLOAT64 or typenum == cnp.NPY_FLOAT16) \
+            or not _plain(xa, typenum):
+        return None
+    if not (axis is None or (type(axis) is int and (axis == -1 or axis == nd - 1))):
+        return None
+    n = cnp.PyArray_SIZE(xa) if axis is None else cnp.PyArray_DIM(xa, nd - 1)
+    level = _LEVEL_INDEX[_level_var.get()]
+    if n == 0 or level == 0:
+        return None
+    rows = cnp.PyArray_SIZE(xa) // n
+    cdef int t = _threads(threads)
+    _check_level(level)
+    values = cnp.PyArray_EMPTY(1, &rows, cnp.NPY_FLOAT64, 0)
+    cdef void* xp = cnp.PyArray_DATA(xa)
+    cdef double* vp = <double*>cnp.PyArray_DATA(values)
+    _calls[level] += 1
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            twopass_logsumexp_f32_rows(twopass_f32_kernels_for(level), 0, rows, n, <const float*>xp, n, vp, t)
+        elif typenum == cnp.NPY_FLOAT64:
+            twopass_logsumexp_f64_rows(twopass_f64_kernels_for(level), 0, rows, n, <const double*>xp, n, vp, t)
+        else:
+            twopass_logsumexp_f16_rows(twopass_f16_kernels_for(level), 0, rows, n, <const uint16_t*>xp, n, vp, t)
+    if axis is None or nd == 1:  # a NumPy scalar of the dtype, as result[()] of the 0-d array would be
+        return a.dtype.type(vp[0])
+    return values.reshape(a.shape[:nd - 1]).astype(a.dtype)
+
+
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=None, threads=None):
+    """log(sum(b * exp(a))) over `axis`, like scipy.special.logsumexp (same signature, plus out=).
+
+    The unweighted sum of a C-contiguous float array over its last axis or the whole of it runs here,
+    in one pass of the kernels (the extended-exponent sum); every other case is twopass._api's.
+    """
+    if b is None and keepdims is False and return_sign is False and out is None:
+        result = _fast_logsumexp(a, axis, threads)
+        if result is not None:
+            return result
+    return _slow_logsumexp(a, axis, b, keepdims, return_sign, out=out, threads=threads)
 
 
 cdef _columns(bint log, const element[:, :, ::1] x, element[:, :, ::1] out, int level, threads):
