@@ -84,7 +84,7 @@ static void run_vscaleextexp(void* f)
 static void run_raddexpminusmax(void* f) { SINK = ((twopass_f32_raddexpminusmax_fn*)f)(N, X, 0, EXPONENT); }
 static void run_raddstoreexpminusmax(void* f)
 {
-    SINK = ((twopass_f32_raddstoreexpminusmax_fn*)f)(N, X, Y, 0, EXPONENT);
+    SINK = ((twopass_f32_raddstoreexpminusmax_fn*)f)(N, X, Y, 0, EXPONENT, NULL);
 }
 static void run_vscaleexpminusmax(void* f)
 {
@@ -138,7 +138,7 @@ int main(int argc, char** argv)
         m = X[i] > m ? X[i] : m;
     }
     EXPONENT = rintf(m * TWOPASS_F32_LOG2E);
-    SCALE = 1.0f / TWOPASS_F32_RNAME(raddstoreexpminusmax, avx2, 64, 4)(N, X, E, 0, EXPONENT);
+    SCALE = 1.0f / TWOPASS_F32_RNAME(raddstoreexpminusmax, avx2, 64, 4)(N, X, E, 0, EXPONENT, NULL);
     TWOPASS_F32_RNAME(raddextexp, avx2, 32, 2)(N, X, SUM);
     EXT_SCALE = 1.0f / SUM[0], EXT_EXPONENT = SUM[1];
     if (getenv("PREFETCH_AHEAD")) twopass_prefetch_ahead = strtoul(getenv("PREFETCH_AHEAD"), NULL, 10);

@@ -46,14 +46,15 @@ TWOPASS_INLINE enum exp_instance exp_instance(TP_T shift, TP_T exponent, TP_T sc
     if (shift != 0) return EXP_GENERAL;
     return FOLD_EXPONENT(exponent, scale, folded) ? EXP_FOLDED : EXP_SHIFT_0;
 }
-TWOPASS_INLINE TP_T raddexpminusmax_split(size_t n, const TP_E* x, TP_T* w, TP_T shift, TP_T exponent,
-                                          const size_t U, const size_t ACC, const int STORE_W)
+TWOPASS_INLINE TP_T raddexpminusmax_split(size_t n, const TP_E* x, TP_T* w, TP_T* max, TP_T shift,
+                                          TP_T exponent, const size_t U, const size_t ACC, const int STORE_W,
+                                          const int TRACK_MAX)
 {
     TP_T folded;
     switch (exp_instance(shift, exponent, 1, &folded)) {
-    case EXP_GENERAL: return raddexpminusmax_impl(n, x, w, shift, exponent, 1, U, ACC, STORE_W);
-    case EXP_FOLDED: return raddexpminusmax_impl(n, x, w, 0, 0, folded, U, ACC, STORE_W);
-    default: return raddexpminusmax_impl(n, x, w, 0, exponent, 1, U, ACC, STORE_W);
+    case EXP_GENERAL: return raddexpminusmax_impl(n, x, w, max, shift, exponent, 1, U, ACC, STORE_W, TRACK_MAX);
+    case EXP_FOLDED: return raddexpminusmax_impl(n, x, w, max, 0, 0, folded, U, ACC, STORE_W, TRACK_MAX);
+    default: return raddexpminusmax_impl(n, x, w, max, 0, exponent, 1, U, ACC, STORE_W, TRACK_MAX);
     }
 }
 TWOPASS_INLINE void vscaleexpminusmax_split(size_t n, const TP_E* x, TP_E* y, TP_T shift, TP_T exponent,
@@ -224,11 +225,15 @@ TWOPASS_INLINE int softmax_short_rows_impl(size_t rows, size_t n, const TP_E* x,
     { return softmax_short_rows_impl(rows, n, x, x_stride, y, y_stride, U, ACC); }
 #define DEFINE_raddexpminusmax_R(isa, U, ACC)                                                      \
     TP_T TP_RNAME(raddexpminusmax, isa, U, ACC)(size_t n, const TP_E* x, TP_T shift, TP_T exponent) \
-    { return raddexpminusmax_split(n, x, NULL, shift, exponent, U, ACC, 0); }
+    { return raddexpminusmax_split(n, x, NULL, NULL, shift, exponent, U, ACC, 0, 0); }
+/* Two instances each: without and with max (blocked reload's, which needs no rmax pass then). */
 #define DEFINE_raddstoreexpminusmax_R(isa, U, ACC)                                                 \
     TP_T TP_RNAME(raddstoreexpminusmax, isa, U, ACC)(size_t n, const TP_E* x, TP_T* w, TP_T shift, \
-                                                                 TP_T exponent)                     \
-    { return raddexpminusmax_split(n, x, w, shift, exponent, U, ACC, 1); }
+                                                     TP_T exponent, TP_T* max)                      \
+    {                                                                                              \
+        return max == NULL ? raddexpminusmax_split(n, x, w, NULL, shift, exponent, U, ACC, 1, 0)   \
+                           : raddexpminusmax_split(n, x, w, max, shift, exponent, U, ACC, 1, 1);   \
+    }
 /* The elementwise passes on x, one template (vscale_impl) in two modes, and reload's scaling of its
  * stored exps (vscale_stored_impl); NT: non-temporal stores.
  * vscaleextexp, exp(x) * scale * 2^-exponent, is exp(x - shift) * 2^-exponent * scale with shift 0:

@@ -219,7 +219,7 @@ static void chunk_store_sum_exp(void* ctx, size_t c)
     double sum = 0.0;
     for (size_t i = 0; i < len; i += s->block) {
         sum += s->k->raddstoreexpminusmax(block_len(s, len, i), s->x + begin + i, s->w + begin + i, s->shift,
-                                          s->exponent);
+                                          s->exponent, NULL);
     }
     s->sum[c] = sum;
 }
@@ -341,7 +341,7 @@ static void chunk_store_sum_exp_blocked(void* ctx, size_t c)
         for (; i < end; i += s->block, b++) {
             const size_t n = block_len(s, len, i);
             exponents[b] = max == -INFINITY ? -INFINITY : exponent;
-            const double sum = s->k->raddstoreexpminusmax(n, s->x + begin + i, s->w + begin + i, shift, exponent);
+            const double sum = s->k->raddstoreexpminusmax(n, s->x + begin + i, s->w + begin + i, shift, exponent, NULL);
             if (sum != 0.0) { /* a block far below its span's max (or -inf) adds nothing */
                 extsum_add(&acc, sum, exponent);
             }
@@ -709,7 +709,8 @@ static void reload_group(void* ctx, size_t g)
         TWOPASS_EXP_SPLIT(k->rmax(n, x + (ptrdiff_t)i * job->x_stride), &shift[i], &exponent[i]);
     }
     for (size_t i = 0; i < count; i++) {
-        const double sum = k->raddstoreexpminusmax(n, x + (ptrdiff_t)i * job->x_stride, stored, shift[i], exponent[i]);
+        const double sum = k->raddstoreexpminusmax(n, x + (ptrdiff_t)i * job->x_stride, stored, shift[i], exponent[i],
+                                                   NULL);
         k->vscale(n, stored, y + (ptrdiff_t)i * job->y_stride, (TP_T)(1.0 / sum));
     }
 }

@@ -202,7 +202,7 @@ def _fn_types(_F):
     "raddextexp": ctypes.CFUNCTYPE(None, _N, _P, _P),
     "vscaleextexp": ctypes.CFUNCTYPE(None, _N, _P, _P, _F, _F),
     "raddexpminusmax": ctypes.CFUNCTYPE(_F, _N, _P, _F, _F),
-    "raddstoreexpminusmax": ctypes.CFUNCTYPE(_F, _N, _P, _P, _F, _F),
+    "raddstoreexpminusmax": ctypes.CFUNCTYPE(_F, _N, _P, _P, _F, _F, _P),
     "vscaleexpminusmax": ctypes.CFUNCTYPE(None, _N, _P, _P, _F, _F, _F),
     "vscale": ctypes.CFUNCTYPE(None, _N, _P, _P, _F),
     "vsubc": ctypes.CFUNCTYPE(None, _N, _P, _P, _F, _F),
@@ -229,7 +229,8 @@ class Kernel:
     """One registered kernel variant, called with NumPy arrays of its dtype (n = x.size):
 
     rmax(x) -> float;  raddextexp(x) -> (mantissa, exponent);  vscaleextexp(x, y, scale, exponent);
-    raddexpminusmax(x, shift, exponent) -> float;  raddstoreexpminusmax(x, y, shift, exponent) -> float;
+    raddexpminusmax(x, shift, exponent) -> float;  raddstoreexpminusmax(x, y, shift, exponent) -> float,
+    raddstoreexpminusmax(x, y, shift, exponent, True) -> (sum, max x) (its max output);
     vscaleexpminusmax(x, y, shift, exponent, scale);  vscale(x, y, scale);  vsubc(x, y, c_hi, c_lo);
     (float16's raddstoreexpminusmax writes, and its vscale reads, float32 exps: x_dtype, y_dtype);
     softmax_short_rows(x, y[, rows, n, x_stride, y_stride]) -> 1, or 0 for rows over 512 bytes or 16 vectors.
@@ -282,7 +283,13 @@ class Kernel:
         y, rest = args[0], args[1:]
         if y.size != n:
             raise ValueError("x and y differ in size")
-        return self.fn(n, px, _ptr(y, writable=True, dtype=self.y_dtype), *rest)
+        py = _ptr(y, writable=True, dtype=self.y_dtype)
+        if op == "raddstoreexpminusmax":
+            (shift, exponent), track_max = rest[:2], len(rest) > 2 and rest[2]
+            top = np.full(1, np.nan, self.scalar_dtype)
+            total = self.fn(n, px, py, shift, exponent, top.ctypes.data if track_max else None)
+            return (total, float(top[0])) if track_max else total
+        return self.fn(n, px, py, *rest)
 
 
 class EmulatedAVX512:

@@ -553,6 +553,35 @@ def test_kernel_exp_minus_max(emu, spec):
                 np.testing.assert_array_equal(bits(z), bits(y), err_msg=what + " (in place)")
 
 
+STORE_KERNELS = [pytest.param(k, id=k[0]) for k in KERNELS + KERNELS_F64 + KERNELS_F16
+                 if k[1] == "raddstoreexpminusmax"]
+
+
+@pytest.mark.parametrize("spec", STORE_KERNELS)
+def test_kernel_store_finds_the_max_on_the_way(emu, spec):
+    """raddstoreexpminusmax's max output (blocked reload's pass 1), every dtype: max x over every
+    tail length (all-negative rows: the masked lanes past the end must not count), the max in any
+    position, -inf alone; the sum and stored exps the bits of the call without; NaN makes the sum NaN."""
+    k = emu.kernel(spec[0])
+    rng = np.random.default_rng(21)
+    for n in list(range(1, 2 * k.unroll + 2)) + [4 * k.unroll + 3]:
+        for low, high in ((-100.0, 100.0), (-90.0, -10.0)):
+            x = rng.uniform(low, high, n).astype(k.dtype)
+            x[rng.integers(n)] = high
+            exponent = float(np.rint(float(x.max()) * LOG2E_F32))
+            w, w_plain = np.zeros(n, k.y_dtype), np.zeros(n, k.y_dtype)
+            total, top = k(x, w, 0.0, exponent, True)
+            plain = k(x, w_plain, 0.0, exponent)
+            assert top == float(x.max()), f"n={n}: {top} != {x.max()}"
+            assert total == plain or (math.isnan(total) and math.isnan(plain)), f"n={n}"
+            np.testing.assert_array_equal(w.view(np.uint8), w_plain.view(np.uint8), err_msg=f"n={n}")
+        w = np.zeros(n, k.y_dtype)
+        assert k(np.full(n, -np.inf, k.dtype), w, 0.0, 0.0, True) == (0.0, -np.inf)
+        x = rng.uniform(-100, 100, n).astype(k.dtype)
+        x[rng.integers(n)] = np.nan
+        assert math.isnan(k(x, w, 0.0, 0.0, True)[0]), f"n={n}: a NaN x must make the sum NaN"
+
+
 @pytest.mark.parametrize("spec", kernels_of("vsubc"))
 def test_kernel_vsubc(emu, spec):
     k = emu.kernel(spec[0])

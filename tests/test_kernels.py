@@ -121,6 +121,45 @@ def test_rmax_is_nan_if_any_element_is(variant):
             assert run(variant["name"], as_arg(x), as_arg(y[:n])) == x.max()
 
 
+STORE_VARIANTS = [dict(v, dtype=dtype) for dtype in ("float32", "float64", "float16")
+                  for v in _dispatch._kernels.registry(dtype)
+                  if v["op"] == "raddstoreexpminusmax" and v["level"] in twopass.available_levels()]
+
+
+@pytest.mark.parametrize("variant", STORE_VARIANTS, ids=lambda v: v["name"])
+def test_raddstoreexpminusmax_finds_the_max_on_the_way(variant):
+    """With its max output (blocked reload's pass 1): max x as np.max, over every tail length, where
+    the masked lanes past the end (read as 0) must not count, on all-negative rows, -inf alone, and
+    with the max in any position; the sum and the stored exps the same bits as without. A NaN
+    anywhere makes the sum NaN (the max may miss it: kernels.h)."""
+    run, dtype = _dispatch._kernels.run_kernel, np.dtype(variant["dtype"])
+    stored_dtype = np.float64 if dtype == np.float64 else np.float32
+    rng = np.random.default_rng(3)
+
+    def call(x, exponent, track_max):
+        y, stored = np.zeros_like(x), np.zeros(x.shape, np.float32)
+        xs, ys = (x.view(np.uint16), y.view(np.uint16)) if dtype == np.float16 else (x, y)
+        extra = dict(stored=stored) if dtype == np.float16 else {}
+        result = run(variant["name"], xs, ys, 0.0, exponent, track_max=track_max, **extra)
+        return result, stored if dtype == np.float16 else y
+
+    for n in range(1, 2 * variant["unroll"] + 2):
+        for low, high in ((-100, 100), (-90, -10)):  # all negative: a 0 from a masked lane would win
+            x = rng.uniform(low, high, n).astype(dtype)
+            x[rng.integers(n)] = high  # the max anywhere: any vector, accumulator, lane or the tail
+            exponent = float(np.rint(float(x.max()) * LOG2E))
+            (total, top), w = call(x, exponent, True)
+            plain, w_plain = call(x, exponent, False)
+            assert top == float(x.max()), f"n={n}: {top} != {x.max()}"
+            assert_same_bits(np.array([total], stored_dtype), np.array([plain], stored_dtype), f"sum, n={n}")
+            assert_same_bits(w, w_plain, f"exps, n={n}")
+        x = np.full(n, -np.inf, dtype)
+        assert call(x, 0.0, True)[0] == (0.0, -np.inf)
+        x = rng.uniform(-100, 100, n).astype(dtype)
+        x[rng.integers(n)] = np.nan
+        assert np.isnan(call(x, 0.0, True)[0][0]), f"n={n}: a NaN x must make the sum NaN"
+
+
 @pytest.mark.parametrize("level", twopass.available_levels()[1:])
 @pytest.mark.parametrize("algorithm", [0, 1, 2, 3])
 def test_softmax_rows_stay_inside_their_arrays(level, algorithm):

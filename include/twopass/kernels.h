@@ -10,6 +10,9 @@
  *                         (two-pass, pass 2)
  *   raddexpminusmax       return sum_i e_i                               (three-pass recompute, pass 2)
  *   raddstoreexpminusmax  w_i = e_i, return sum_i e_i                    (three-pass reload, pass 2)
+ *                         and, unless max is NULL, *max = max_i x_i, found on the way (blocked
+ *                         reload's pass 1 then needs no rmax; a NaN x may be missing from *max, but
+ *                         the sum is then NaN)
  *   vscaleexpminusmax     y_i = min(1, e_i * scale)                      (three-pass recompute, pass 3)
  *   vscale                y_i = w_i * scale, 0 below the smallest normal  (three-pass reload, pass 3)
  *   vsubc                 y_i = min(0, (x_i - c_hi) - c_lo)              (log_softmax, last pass)
@@ -85,7 +88,8 @@ extern "C" {
     typedef void twopass_##dt##_raddextexp_fn(size_t n, const E* x, T sum[2]);                     \
     typedef void twopass_##dt##_vscaleextexp_fn(size_t n, const E* x, E* y, T scale, T exponent);  \
     typedef T twopass_##dt##_raddexpminusmax_fn(size_t n, const E* x, T shift, T exponent);        \
-    typedef T twopass_##dt##_raddstoreexpminusmax_fn(size_t n, const E* x, T* w, T shift, T exponent); \
+    typedef T twopass_##dt##_raddstoreexpminusmax_fn(size_t n, const E* x, T* w, T shift, T exponent, \
+                                                     T* max);                                      \
     typedef void twopass_##dt##_vscaleexpminusmax_fn(size_t n, const E* x, E* y, T shift, T exponent, \
                                                      T scale);                                     \
     typedef void twopass_##dt##_vscale_fn(size_t n, const T* w, E* y, T scale);                    \

@@ -34,7 +34,8 @@ def softmax_f32_rows(x: NDArray[np.float32], out: NDArray[np.float32], algorithm
 def run_kernel(name: str, x: NDArray[np.float32] | NDArray[np.float64] | NDArray[np.uint16],
                y: NDArray[np.float32] | NDArray[np.float64] | NDArray[np.uint16],
                a: float = ..., b: float = ..., c: float = ...,
-               stored: NDArray[np.float32] | None = ...) -> float | tuple[float, float]: ...
+               stored: NDArray[np.float32] | None = ...,
+               track_max: bool = ...) -> float | tuple[float, float]: ...
 def bandwidth_loop(kind: str, x: NDArray[np.float32], y: NDArray[np.float32], repeats: int = ...,
                    threads: int = ...) -> None: ...
 def benchmark_softmax_f32_rows(x: NDArray[np.float32], out: NDArray[np.float32], algorithm: int, level: int,

@@ -60,7 +60,8 @@ cdef extern from "twopass/softmax.h" nogil:
         void (*raddextexp)(size_t n, const float* x, float* sum) noexcept nogil
         void (*vscaleextexp)(size_t n, const float* x, float* y, float scale, float exponent) noexcept nogil
         float (*raddexpminusmax)(size_t n, const float* x, float shift, float exponent) noexcept nogil
-        float (*raddstoreexpminusmax)(size_t n, const float* x, float* y, float shift, float exponent) noexcept nogil
+        float (*raddstoreexpminusmax)(size_t n, const float* x, float* y, float shift, float exponent,
+                                      float* max) noexcept nogil
         void (*vscaleexpminusmax)(size_t n, const float* x, float* y, float shift, float exponent, float scale) noexcept nogil
         void (*vscale)(size_t n, const float* x, float* y, float scale) noexcept nogil
         void (*vsubc)(size_t n, const float* x, float* y, float c_hi, float c_lo) noexcept nogil
@@ -76,7 +77,8 @@ cdef extern from "twopass/softmax.h" nogil:
         void (*raddextexp)(size_t n, const double* x, double* sum) noexcept nogil
         void (*vscaleextexp)(size_t n, const double* x, double* y, double scale, double exponent) noexcept nogil
         double (*raddexpminusmax)(size_t n, const double* x, double shift, double exponent) noexcept nogil
-        double (*raddstoreexpminusmax)(size_t n, const double* x, double* y, double shift, double exponent) noexcept nogil
+        double (*raddstoreexpminusmax)(size_t n, const double* x, double* y, double shift, double exponent,
+                                       double* max) noexcept nogil
         void (*vscaleexpminusmax)(size_t n, const double* x, double* y, double shift, double exponent, double scale) noexcept nogil
         void (*vscale)(size_t n, const double* x, double* y, double scale) noexcept nogil
         void (*vsubc)(size_t n, const double* x, double* y, double c_hi, double c_lo) noexcept nogil
@@ -92,7 +94,8 @@ cdef extern from "twopass/softmax.h" nogil:
         void (*raddextexp)(size_t n, const uint16_t* x, float* sum) noexcept nogil
         void (*vscaleextexp)(size_t n, const uint16_t* x, uint16_t* y, float scale, float exponent) noexcept nogil
         float (*raddexpminusmax)(size_t n, const uint16_t* x, float shift, float exponent) noexcept nogil
-        float (*raddstoreexpminusmax)(size_t n, const uint16_t* x, float* w, float shift, float exponent) noexcept nogil
+        float (*raddstoreexpminusmax)(size_t n, const uint16_t* x, float* w, float shift, float exponent,
+                                      float* max) noexcept nogil
         void (*vscaleexpminusmax)(size_t n, const uint16_t* x, uint16_t* y, float shift, float exponent, float scale) noexcept nogil
         void (*vscale)(size_t n, const float* w, uint16_t* y, float scale) noexcept nogil
         void (*vsubc)(size_t n, const uint16_t* x, uint16_t* y, float c_hi, float c_lo) noexcept nogil
@@ -454,7 +457,7 @@ def log_softmax_f16_rows(x, out, int algorithm, int level, threads=None):
 
 
 def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, double b=0.0, double c=0.0,
-               float[::1] stored=None):
+               float[::1] stored=None, bint track_max=False):
     """Run one registered kernel variant on x (tests and the benchmark sweep); len(x) >= 1; float32
     arrays for twopass_f32_* kernels, float64 for twopass_f64_*, float16 arrays viewed as uint16 for
     twopass_f16_* (a, b, c are cast to the kernels' scalar type: float, or double for float64).
@@ -463,7 +466,8 @@ def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, dou
 
     rmax returns max x; raddextexp returns (mantissa, exponent); raddonline returns (max, sum
     exp(x - max)); raddexpminusmax(shift=a,
-    exponent=b) returns the sum; raddstoreexpminusmax(a, b) also writes y; vscaleextexp(scale=a,
+    exponent=b) returns the sum; raddstoreexpminusmax(a, b) also writes y, and with track_max returns
+    (sum, max x) from its max output (blocked reload's pass 1); vscaleextexp(scale=a,
     exponent=b), vscaleexpminusmax(shift=a, exponent=b, scale=c), vscale(scale=a) and vsubc(c_hi=a, c_lo=b)
     write y.
     """
@@ -476,6 +480,10 @@ def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, dou
     cdef float pair[2]
     cdef double pair64[2]
     cdef double result = 0
+    cdef float max32 = 0
+    cdef double max64 = 0
+    cdef float* max32_out = NULL
+    cdef double* max64_out = NULL
     cdef int op
     for i in range(count):
         if r[i].name.decode() == name:
@@ -501,6 +509,10 @@ def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, dou
     else:
         twopass_f16_kernels_with(&t16, &r[i])
     op = r[i].op  # index into OP_NAMES
+    if track_max and OP_NAMES[op] != "raddstoreexpminusmax":
+        raise ValueError(f"{name} has no max output")
+    if track_max:
+        max32_out, max64_out = &max32, &max64
     _calls[r[i].level] += 1
     cdef unsigned int csr
     with nogil:
@@ -515,7 +527,7 @@ def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, dou
             elif op == 3:
                 result = t.raddexpminusmax(n, &x[0], <float>a, <float>b)
             elif op == 4:
-                result = t.raddstoreexpminusmax(n, &x[0], &y[0], <float>a, <float>b)
+                result = t.raddstoreexpminusmax(n, &x[0], &y[0], <float>a, <float>b, max32_out)
             elif op == 5:
                 t.vscaleexpminusmax(n, &x[0], &y[0], <float>a, <float>b, <float>c)
             elif op == 6:
@@ -534,7 +546,7 @@ def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, dou
             elif op == 3:
                 result = t64.raddexpminusmax(n, &x[0], a, b)
             elif op == 4:
-                result = t64.raddstoreexpminusmax(n, &x[0], &y[0], a, b)
+                result = t64.raddstoreexpminusmax(n, &x[0], &y[0], a, b, max64_out)
             elif op == 5:
                 t64.vscaleexpminusmax(n, &x[0], &y[0], a, b, c)
             elif op == 6:
@@ -553,7 +565,7 @@ def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, dou
             elif op == 3:
                 result = t16.raddexpminusmax(n, &x[0], <float>a, <float>b)
             elif op == 4:
-                result = t16.raddstoreexpminusmax(n, &x[0], &stored[0], <float>a, <float>b)
+                result = t16.raddstoreexpminusmax(n, &x[0], &stored[0], <float>a, <float>b, max32_out)
             elif op == 5:
                 t16.vscaleexpminusmax(n, &x[0], &y[0], <float>a, <float>b, <float>c)
             elif op == 6:
@@ -567,6 +579,10 @@ def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, dou
         if element is double:
             return (pair64[0], pair64[1])
         return (<double>pair[0], <double>pair[1])
+    if track_max:
+        if element is double:
+            return (result, max64)
+        return (<float>result, <double>max32)
     if element is double:
         return result
     return <float>result

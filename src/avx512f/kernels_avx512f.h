@@ -164,18 +164,22 @@ TWOPASS_INLINE void raddonline_impl(size_t n, const ELEM* x, T* result, const si
 }
 
 /* Sum of e = exp(x - shift) * 2^-exponent * scale, optionally storing each e to w (STORE_W is a
- * constant; w of type T). The kernels pass scale 1, or 2^-exponent folded into it (instantiate.h). */
-TWOPASS_INLINE T raddexpminusmax_impl(size_t n, const ELEM* x, T* w, T shift, T exponent, T scale,
-                                      const size_t U, const size_t ACC, const int STORE_W)
+ * constant; w of type T) and finding max x on the way (TRACK_MAX, a constant: *max; a NaN x may be
+ * missing from it, but makes the sum NaN). The kernels pass scale 1, or 2^-exponent folded into it
+ * (instantiate.h). */
+TWOPASS_INLINE T raddexpminusmax_impl(size_t n, const ELEM* x, T* w, T* max, T shift, T exponent, T scale,
+                                      const size_t U, const size_t ACC, const int STORE_W, const int TRACK_MAX)
 {
     const size_t NV = U / VLEN;
     const VEC vshift = V(set1)(shift), vexponent = V(set1)(exponent), vscale = V(set1)(scale);
-    VEC acc[TWOPASS_MAX_ACC];
+    VEC acc[TWOPASS_MAX_ACC], vmax = V(set1)(-INFINITY);
     TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc[k] = V(setzero)();
     for (; n >= U; n -= U, x += U, w += STORE_W ? U : 0) {
         TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
-            const VEC v = EXP(exp_shifted_scaled)(LOAD(x + j * VLEN), vshift, vexponent, vscale);
+            const VEC xv = LOAD(x + j * VLEN);
+            if (TRACK_MAX) vmax = V(max)(vmax, xv);
+            const VEC v = EXP(exp_shifted_scaled)(xv, vshift, vexponent, vscale);
             if (STORE_W) STORE_T(w + j * VLEN, v);
             acc[j % ACC] = V(add)(acc[j % ACC], v);
         }
@@ -183,11 +187,14 @@ TWOPASS_INLINE T raddexpminusmax_impl(size_t n, const ELEM* x, T* w, T shift, T 
     for (; n != 0;) {
         const MASK mask = n >= VLEN ? ALL_LANES : EXP(tail_mask)(n);
         const size_t step = n >= VLEN ? VLEN : n;
-        const VEC v = EXP(exp_shifted_scaled)(LOAD_PART(x, mask, step), vshift, vexponent, vscale);
+        const VEC xv = LOAD_PART(x, mask, step);
+        if (TRACK_MAX) vmax = V(mask_max)(vmax, mask, vmax, xv);
+        const VEC v = EXP(exp_shifted_scaled)(xv, vshift, vexponent, vscale);
         if (STORE_W) STORE_T_PART(w, mask, v);
         acc[0] = V(mask_add)(acc[0], mask, acc[0], v);
         n -= step, x += step, w += STORE_W ? step : 0;
     }
+    if (TRACK_MAX) *max = V(reduce_max)(vmax);
     TWOPASS_UNROLL for (size_t k = 1; k < ACC; k++) acc[0] = V(add)(acc[0], acc[k]);
     return V(reduce_add)(acc[0]);
 }
