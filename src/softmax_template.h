@@ -124,6 +124,7 @@ struct slice {
     TP_E* y;
     TP_T* w; /* three-pass reload's stored exps: y itself, or float16's float32 row apart */
     TP_T* block_exponent; /* blocked reload: the exponent each sum block's exps were scaled by */
+    size_t run_chunks; /* blocked reload: chunks per run (chunk_run_store_sum_exp_blocked) */
     int threads;
     TP_T shift, exponent, scale, c_lo;
     TP_T max[TWOPASS_MAX_CHUNKS];
@@ -303,51 +304,93 @@ static void softmax_three_pass_recompute(struct slice* s)
 static void softmax_two_pass(struct slice* s);
 
 /* Blocked reload (TWOPASS_BLOCKED_RELOAD): three-pass reload with its max pass folded into the exp
- * pass, a span of TP_BLOCKS_PER_MAX sum blocks at a time, so x is read once from memory, not twice.
- *   pass 1 (read x, write w), per span: m = max x (rmax; the span is then in L1), split as reload
- *          splits the slice's max, E_b = round(m log2 e) for each of its blocks b; w_b = exp(x_b) *
- *          2^-E_b, and the block sums s_b. The (s_b, E_b) merge as extended sums: S * 2^E =
- *          sum_b s_b * 2^E_b.
+ * pass, so x is read once from memory, not twice.
+ *   pass 1 (read x, write w), sum block by sum block b: w_b = exp(x_b) * 2^-E_b and the block sum
+ *          s_b, with E_b = round(m log2 e) for the largest max m seen so far in its run of chunks
+ *          (below). Until the run has a finite max, a span of TP_BLOCKS_PER_MAX blocks finds its
+ *          max first (rmax; the span is then in L1); after that each block finds its own max on the
+ *          way (raddstoreexpminusmax's max) and is redone, rarely, only if that max raises the
+ *          exponent. So every E_b is at least the exponent of its block's max, and w_b <= 2^(1/2).
+ *          The (s_b, E_b) merge as extended sums: S * 2^E = sum_b s_b * 2^E_b.
  *   pass 2 (read w, write y), per run of blocks with one exponent: y_b = w_b * (2^(E_b - E) / S).
  * E = max_b E_b is reload's exponent round(max log2 e) (rounding is monotone), and scaling by a
  * power of two is exact, so w_b * 2^(E_b - E), the block sums and S are reload's very numbers: the
  * results are reload's bit for bit (outputs below about 2^-125, which either may flush to 0, aside).
  * Spans of -inf alone add nothing (E_b = -inf: w = 0, scale 0). Returns 0 when reload must run
  * instead, with x untouched: a slice of one span; w in place of x (pass 1 would overwrite x before
- * a later span could send the slice to reload); no memory for the exponents; or a span whose max is
- * NaN, +inf, or beyond the shift limit (reload then subtracts the max itself). */
+ * a later block could send the slice to reload); no memory for the exponents; or a block whose max
+ * is NaN, +inf, or beyond the shift limit (reload then subtracts the max itself). */
 #define TP_BLOCK_EXPONENTS_ON_STACK 512 /* blocks (512 Ki elements); more take the heap */
-/* Sum blocks that share one max (one rmax call): 2, 8 KiB of float32, still in L1 when the exp pass
- * reads them. One call per block cost rows of 1025-2048 floats 4-9% against reload. */
+/* Sum blocks that share one max (one rmax call) while the run has no finite max yet: 2, 8 KiB of
+ * float32, still in L1 when the exp pass reads them. */
 #define TP_BLOCKS_PER_MAX 2
 
-static void chunk_store_sum_exp_blocked(void* ctx, size_t c)
+static void chunk_store_sum_exp_blocked(struct slice* s, size_t c, TP_T* carry_top, TP_T* carry_exponent)
 {
-    struct slice* s = ctx;
     const size_t len = chunk_len(s, c), begin = chunk_begin(s, c), span = TP_BLOCKS_PER_MAX * s->block;
     TP_T* exponents = s->block_exponent + begin / s->block;
     struct extsum_acc acc = EXTSUM_EMPTY;
-    for (size_t i = 0, b = 0; i < len && acc.valid;) {
+    size_t i = 0, b = 0;
+    TP_T top = *carry_top, exponent = *carry_exponent; /* the largest max so far and its exponent */
+    while (i < len && top == -INFINITY) { /* spans, each max first, until one has a finite max */
         const size_t end = len - i < span ? len : i + span;
-        const TP_T max = s->k->rmax(end - i, s->x + begin + i);
-        TP_T shift = 0, exponent = 0; /* all -inf: exp(-inf) * 2^0, so w = 0 and the sums 0 */
-        if (max != -INFINITY) {
-            if (!(TP_FABS(max) <= TP_SHIFT_LIMIT)) {
+        top = s->k->rmax(end - i, s->x + begin + i);
+        TP_T shift = 0; /* all -inf: exp(-inf) * 2^0, so w = 0 and the sums 0 */
+        if (top != -INFINITY) {
+            if (!(TP_FABS(top) <= TP_SHIFT_LIMIT)) {
                 acc.valid = 0; /* NaN, +inf, or huge: reload */
                 break;
             }
-            TWOPASS_EXP_SPLIT(max, &shift, &exponent); /* shift = 0 within the limit */
+            TWOPASS_EXP_SPLIT(top, &shift, &exponent); /* shift = 0 within the limit */
         }
         for (; i < end; i += s->block, b++) {
-            const size_t n = block_len(s, len, i);
-            exponents[b] = max == -INFINITY ? -INFINITY : exponent;
-            const double sum = s->k->raddstoreexpminusmax(n, s->x + begin + i, s->w + begin + i, shift, exponent, NULL);
+            exponents[b] = top == -INFINITY ? -INFINITY : exponent;
+            const double sum = s->k->raddstoreexpminusmax(block_len(s, len, i), s->x + begin + i, s->w + begin + i,
+                                                          shift, exponent, NULL);
             if (sum != 0.0) { /* a block far below its span's max (or -inf) adds nothing */
                 extsum_add(&acc, sum, exponent);
             }
         }
     }
+    for (; i < len && acc.valid; i += s->block, b++) { /* blocks on the exponent so far, max on the way */
+        const size_t n = block_len(s, len, i);
+        TP_T max;
+        double sum = s->k->raddstoreexpminusmax(n, s->x + begin + i, s->w + begin + i, 0, exponent, &max);
+        if (isnan(sum) || (max != -INFINITY && !(TP_FABS(max) <= TP_SHIFT_LIMIT))) {
+            acc.valid = 0; /* NaN (which makes the sum NaN), +inf, or beyond the limit: reload, as above */
+            break;
+        }
+        if (max > top) {
+            TP_T shift, raised;
+            TWOPASS_EXP_SPLIT(max, &shift, &raised); /* shift = 0: top < max <= the limit */
+            top = max;
+            if (raised > exponent) { /* the rare redo: w would exceed 2^(1/2) */
+                exponent = raised;
+                sum = s->k->raddstoreexpminusmax(n, s->x + begin + i, s->w + begin + i, 0, exponent, NULL);
+            }
+        }
+        exponents[b] = exponent;
+        if (sum != 0.0) { /* a block far below the max adds nothing */
+            extsum_add(&acc, sum, exponent);
+        }
+    }
     s->acc[c] = acc;
+    *carry_top = acc.valid ? top : -INFINITY, *carry_exponent = exponent; /* invalid: reload runs anyway */
+}
+
+/* Pass 1 on a run of chunks in order, each starting from the largest max of the ones before it:
+ * runs of whole chunks of at least TP_CARRY_BLOCKS sum blocks, fixed by the slice alone, so that
+ * the exponents, and so the outputs below 2^-125 that they may flush, are the same on any number of
+ * threads. Only a run's first span finds its max by rmax. */
+#define TP_CARRY_BLOCKS 64
+static void chunk_run_store_sum_exp_blocked(void* ctx, size_t r)
+{
+    struct slice* s = ctx;
+    TP_T top = -INFINITY, exponent = 0;
+    const size_t end = (r + 1) * s->run_chunks < s->chunks ? (r + 1) * s->run_chunks : s->chunks;
+    for (size_t c = r * s->run_chunks; c < end; c++) {
+        chunk_store_sum_exp_blocked(s, c, &top, &exponent);
+    }
 }
 
 /* scale * 2^d for the exponent difference d <= 0 (-inf: 0), flushed to 0 below the smallest normal:
@@ -385,7 +428,14 @@ static int reload_blocked_passes(struct slice* s)
     if (s->block_exponent == NULL) {
         return 0;
     }
-    run_chunks(s, chunk_store_sum_exp_blocked);
+    const size_t chunk_blocks = s->chunk / s->block; /* whole blocks */
+    s->run_chunks = chunk_blocks >= TP_CARRY_BLOCKS ? 1 : (TP_CARRY_BLOCKS + chunk_blocks - 1) / chunk_blocks;
+    const size_t runs = (s->chunks + s->run_chunks - 1) / s->run_chunks;
+    if (runs == 1) {
+        chunk_run_store_sum_exp_blocked(s, 0);
+    } else {
+        twopass_parallel_for(s->threads, runs, chunk_run_store_sum_exp_blocked, s);
+    }
     struct extsum_acc acc = s->acc[0];
     for (size_t c = 1; c < s->chunks; c++) extsum_merge(&acc, &s->acc[c]);
     const int done = acc.valid && acc.blocks > 0; /* no block at all: every element is -inf */

@@ -1,10 +1,11 @@
-"""blocked_reload: three-pass reload with its max pass folded into the exp pass, a span of two sum
-blocks at a time (src/softmax_template.h). On the kernels its results are three_pass_reload's bit for
-bit (the spans' exponents differ from the slice's by powers of two, which scale exactly), but for
-outputs below about 2^-125, which either may flush to 0 (the inputs here stay clear of that). It runs
-reload itself for rows of one span, in place (float32, float64), and for slices with NaN, +inf, a span
-beyond the shift limit or only -inf. The kernels count the slices that ran its own passes, so each
-case also says which path ran."""
+"""blocked_reload: three-pass reload with its max pass folded into the exp pass, block by block on
+the exponent of the largest max so far, found by the exp kernel on the way (the first span of two sum
+blocks finds its max first; src/softmax_template.h). On the kernels its results are
+three_pass_reload's bit for bit (the blocks' exponents differ from the slice's by powers of two, which
+scale exactly), but for outputs below about 2^-125, which either may flush to 0 (the inputs here stay
+clear of that). It runs reload itself for rows of one span, in place (float32, float64), and for
+slices with NaN, +inf, a block beyond the shift limit or only -inf. The kernels count the slices that
+ran its own passes, so each case also says which path ran."""
 import numpy as np
 import pytest
 
