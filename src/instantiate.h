@@ -226,13 +226,17 @@ TWOPASS_INLINE int softmax_short_rows_impl(size_t rows, size_t n, const TP_E* x,
 #define DEFINE_raddexpminusmax_R(isa, U, ACC)                                                      \
     TP_T TP_RNAME(raddexpminusmax, isa, U, ACC)(size_t n, const TP_E* x, TP_T shift, TP_T exponent) \
     { return raddexpminusmax_split(n, x, NULL, NULL, shift, exponent, U, ACC, 0, 0); }
-/* Two instances each: without and with max (blocked reload's, which needs no rmax pass then). */
+/* With max, the instances of shift 0 track it in the loop (blocked reload's pass 1, which then needs
+ * no rmax); a nonzero shift, which that pass never passes, takes rmax and the instance without. */
 #define DEFINE_raddstoreexpminusmax_R(isa, U, ACC)                                                 \
     TP_T TP_RNAME(raddstoreexpminusmax, isa, U, ACC)(size_t n, const TP_E* x, TP_T* w, TP_T shift, \
                                                      TP_T exponent, TP_T* max)                      \
     {                                                                                              \
-        return max == NULL ? raddexpminusmax_split(n, x, w, NULL, shift, exponent, U, ACC, 1, 0)   \
-                           : raddexpminusmax_split(n, x, w, max, shift, exponent, U, ACC, 1, 1);   \
+        if (max == NULL || shift != 0) {                                                           \
+            if (max != NULL) *max = rmax_impl(n, x, U, ACC);                                       \
+            return raddexpminusmax_split(n, x, w, NULL, shift, exponent, U, ACC, 1, 0);            \
+        }                                                                                          \
+        return raddexpminusmax_split(n, x, w, max, 0, exponent, U, ACC, 1, 1);                     \
     }
 /* The elementwise passes on x, one template (vscale_impl) in two modes, and reload's scaling of its
  * stored exps (vscale_stored_impl); NT: non-temporal stores.

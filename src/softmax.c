@@ -8,10 +8,10 @@
  *   three-pass recompute: m = max x;  s = sum exp(x - m);  y = exp(x - m) * 1/s
  *   online:               (m, s) = (max x, sum exp(x - m)) in one read, s rescaled by exp(m - m')
  *                         whenever the running max grows to m';  y = exp(x - m) * 1/s
- *   blocked reload:       per span b of two sum blocks: m_b = max x_b (the span is then in L1),
- *                         w = exp(x - m_b), s_b = sum w;  (s, m) merged as extended sums;
- *                         y = w * e^(m_b - m) / s  (e^(m_b - m) a power of two: m_b and m are split
- *                         as exponent * ln2)
+ *   blocked reload:       per sum block b: m_b = the largest max so far (found by the exp pass
+ *                         itself, which redoes a block that raises it), w = exp(x - m_b),
+ *                         s_b = sum w;  (s, m) merged as extended sums;  y = w * e^(m_b - m) / s
+ *                         (e^(m_b - m) a power of two: m_b and m are split as exponent * ln2)
  *
  * exp(x - m) is evaluated as exp(x - shift) * 2^-exponent with shift + exponent * ln2 close to m
  * (see exp_shift): x - m itself would round (error up to |x - m| * 2^-24 relative in float32).

@@ -124,7 +124,7 @@ struct slice {
     TP_E* y;
     TP_T* w; /* three-pass reload's stored exps: y itself, or float16's float32 row apart */
     TP_T* block_exponent; /* blocked reload: the exponent each sum block's exps were scaled by */
-    size_t run_chunks; /* blocked reload: chunks per run (chunk_run_store_sum_exp_blocked) */
+    size_t chunks_per_run; /* blocked reload: chunk_run_store_sum_exp_blocked */
     int threads;
     TP_T shift, exponent, scale, c_lo;
     TP_T max[TWOPASS_MAX_CHUNKS];
@@ -307,89 +307,120 @@ static void softmax_two_pass(struct slice* s);
  * pass, so x is read once from memory, not twice.
  *   pass 1 (read x, write w), sum block by sum block b: w_b = exp(x_b) * 2^-E_b and the block sum
  *          s_b, with E_b = round(m log2 e) for the largest max m seen so far in its run of chunks
- *          (below). Until the run has a finite max, a span of TP_BLOCKS_PER_MAX blocks finds its
- *          max first (rmax; the span is then in L1); after that each block finds its own max on the
- *          way (raddstoreexpminusmax's max) and is redone, rarely, only if that max raises the
- *          exponent. So every E_b is at least the exponent of its block's max, and w_b <= 2^(1/2).
- *          The (s_b, E_b) merge as extended sums: S * 2^E = sum_b s_b * 2^E_b.
+ *          (below). Mostly each block finds its own max on the way (raddstoreexpminusmax's max
+ *          output) and is redone, rarely, if that max raises the exponent. A span of
+ *          TP_BLOCKS_PER_MAX blocks finds its max first (rmax; the span is then in L1) where no
+ *          finite max is known yet, and after a block or span that raised the exponent, so that a
+ *          rising row costs an rmax per span rather than a second exp pass per block. Either way
+ *          every E_b is at least the exponent of its block's max, and w_b <= 2^(1/2). The
+ *          (s_b, E_b) merge as extended sums: S * 2^E = sum_b s_b * 2^E_b.
  *   pass 2 (read w, write y), per run of blocks with one exponent: y_b = w_b * (2^(E_b - E) / S).
  * E = max_b E_b is reload's exponent round(max log2 e) (rounding is monotone), and scaling by a
  * power of two is exact, so w_b * 2^(E_b - E), the block sums and S are reload's very numbers: the
  * results are reload's bit for bit (outputs below about 2^-125, which either may flush to 0, aside).
- * Spans of -inf alone add nothing (E_b = -inf: w = 0, scale 0). Returns 0 when reload must run
- * instead, with x untouched: a slice of one span; w in place of x (pass 1 would overwrite x before
- * a later block could send the slice to reload); no memory for the exponents; or a block whose max
- * is NaN, +inf, or beyond the shift limit (reload then subtracts the max itself). */
+ * Spans of -inf alone before any finite max add nothing (E_b = -inf: w = 0, scale 0). Returns 0 when
+ * reload must run instead, with x untouched: a slice of one span; w in place of x (pass 1 would
+ * overwrite x before a later block could send the slice to reload); no memory for the exponents;
+ * or a block whose max is NaN, +inf, or beyond the shift limit (reload then subtracts the max
+ * itself). */
 #define TP_BLOCK_EXPONENTS_ON_STACK 512 /* blocks (512 Ki elements); more take the heap */
-/* Sum blocks that share one max (one rmax call) while the run has no finite max yet: 2, 8 KiB of
+/* Sum blocks that share one max when a span finds its max first (one rmax call): 2, 8 KiB of
  * float32, still in L1 when the exp pass reads them. */
 #define TP_BLOCKS_PER_MAX 2
 
-static void chunk_store_sum_exp_blocked(struct slice* s, size_t c, TP_T* carry_top, TP_T* carry_exponent)
+/* What pass 1 knows after some blocks: the largest max so far, its exponent, and whether the next
+ * span finds its max first. */
+struct blocked_state {
+    TP_T top, exponent;
+    int max_first;
+};
+
+/* Pass 1 on chunk c; 0 if the slice must run reload (then s->acc[c] is invalid). */
+static int chunk_store_sum_exp_blocked(struct slice* s, size_t c, struct blocked_state* state)
 {
     const size_t len = chunk_len(s, c), begin = chunk_begin(s, c), span = TP_BLOCKS_PER_MAX * s->block;
+    const TP_E* x = s->x + begin;
+    TP_T* w = s->w + begin;
     TP_T* exponents = s->block_exponent + begin / s->block;
     struct extsum_acc acc = EXTSUM_EMPTY;
-    size_t i = 0, b = 0;
-    TP_T top = *carry_top, exponent = *carry_exponent; /* the largest max so far and its exponent */
-    while (i < len && top == -INFINITY) { /* spans, each max first, until one has a finite max */
-        const size_t end = len - i < span ? len : i + span;
-        top = s->k->rmax(end - i, s->x + begin + i);
-        TP_T shift = 0; /* all -inf: exp(-inf) * 2^0, so w = 0 and the sums 0 */
-        if (top != -INFINITY) {
-            if (!(TP_FABS(top) <= TP_SHIFT_LIMIT)) {
-                acc.valid = 0; /* NaN, +inf, or huge: reload */
+    TP_T top = state->top, exponent = state->exponent;
+    int max_first = state->max_first;
+    for (size_t i = 0, b = 0; i < len && acc.valid;) {
+        if (max_first) { /* a span, its max first */
+            const size_t end = len - i < span ? len : i + span;
+            const TP_T max = s->k->rmax(end - i, x + i);
+            if (max != -INFINITY && !(TP_FABS(max) <= TP_SHIFT_LIMIT)) {
+                acc.valid = 0; /* NaN, +inf, or beyond the limit: reload */
                 break;
             }
-            TWOPASS_EXP_SPLIT(top, &shift, &exponent); /* shift = 0 within the limit */
-        }
-        for (; i < end; i += s->block, b++) {
-            exponents[b] = top == -INFINITY ? -INFINITY : exponent;
-            const double sum = s->k->raddstoreexpminusmax(block_len(s, len, i), s->x + begin + i, s->w + begin + i,
-                                                          shift, exponent, NULL);
-            if (sum != 0.0) { /* a block far below its span's max (or -inf) adds nothing */
-                extsum_add(&acc, sum, exponent);
+            max_first = top == -INFINITY; /* until a finite max, then while the max raises the exponent */
+            if (max > top) {
+                TP_T shift, raised;
+                TWOPASS_EXP_SPLIT(max, &shift, &raised); /* shift = 0 within the limit */
+                max_first = max_first ? max == -INFINITY : raised > exponent;
+                exponent = top == -INFINITY || raised > exponent ? raised : exponent;
+                top = max;
             }
+            for (; i < end; i += s->block, b++) {
+                /* all -inf so far: exp(-inf) * 2^0, so w = 0 and the sums 0 */
+                exponents[b] = top == -INFINITY ? -INFINITY : exponent;
+                const double sum = s->k->raddstoreexpminusmax(block_len(s, len, i), x + i, w + i, 0,
+                                                              top == -INFINITY ? 0 : exponent, NULL);
+                if (sum != 0.0) { /* a block far below the max (or -inf) adds nothing */
+                    extsum_add(&acc, sum, exponent);
+                }
+            }
+            continue;
         }
-    }
-    for (; i < len && acc.valid; i += s->block, b++) { /* blocks on the exponent so far, max on the way */
+        /* a block on the exponent so far, its max found on the way */
         const size_t n = block_len(s, len, i);
         TP_T max;
-        double sum = s->k->raddstoreexpminusmax(n, s->x + begin + i, s->w + begin + i, 0, exponent, &max);
-        if (isnan(sum) || (max != -INFINITY && !(TP_FABS(max) <= TP_SHIFT_LIMIT))) {
-            acc.valid = 0; /* NaN (which makes the sum NaN), +inf, or beyond the limit: reload, as above */
+        double sum = s->k->raddstoreexpminusmax(n, x + i, w + i, 0, exponent, &max);
+        if (max != -INFINITY && !(TP_FABS(max) <= TP_SHIFT_LIMIT)) {
+            acc.valid = 0; /* +inf or beyond the limit (a NaN max too): reload, as above */
             break;
         }
         if (max > top) {
             TP_T shift, raised;
-            TWOPASS_EXP_SPLIT(max, &shift, &raised); /* shift = 0: top < max <= the limit */
+            TWOPASS_EXP_SPLIT(max, &shift, &raised); /* shift = 0 within the limit */
             top = max;
-            if (raised > exponent) { /* the rare redo: w would exceed 2^(1/2) */
-                exponent = raised;
-                sum = s->k->raddstoreexpminusmax(n, s->x + begin + i, s->w + begin + i, 0, exponent, NULL);
+            if (raised > exponent) { /* the rare redo (the first try may have overflowed) */
+                exponent = raised, max_first = 1;
+                sum = s->k->raddstoreexpminusmax(n, x + i, w + i, 0, exponent, NULL);
             }
         }
+        if (isnan(sum)) {
+            acc.valid = 0; /* a NaN x (which the max may miss): reload */
+            break;
+        }
         exponents[b] = exponent;
-        if (sum != 0.0) { /* a block far below the max adds nothing */
+        if (sum != 0.0) {
             extsum_add(&acc, sum, exponent);
         }
+        i += n, b++;
     }
     s->acc[c] = acc;
-    *carry_top = acc.valid ? top : -INFINITY, *carry_exponent = exponent; /* invalid: reload runs anyway */
+    state->top = top, state->exponent = exponent, state->max_first = max_first;
+    return acc.valid;
 }
 
-/* Pass 1 on a run of chunks in order, each starting from the largest max of the ones before it:
- * runs of whole chunks of at least TP_CARRY_BLOCKS sum blocks, fixed by the slice alone, so that
- * the exponents, and so the outputs below 2^-125 that they may flush, are the same on any number of
- * threads. Only a run's first span finds its max by rmax. */
-#define TP_CARRY_BLOCKS 64
+/* Pass 1 on a run of chunks in order, each going on from the state of the ones before it: runs of
+ * whole chunks of at least TP_CARRY_BLOCKS sum blocks, fixed by the slice alone, so that the
+ * exponents, and so the outputs below 2^-125 that they may flush, are the same on any number of
+ * threads. Each run finds its first span's max by rmax: 32 blocks keep that to 1/16 of the
+ * elements and still give rows of 1e5 floats 3 runs to share among threads. A run stops at the
+ * first chunk that sends the slice to reload. */
+#define TP_CARRY_BLOCKS 32
 static void chunk_run_store_sum_exp_blocked(void* ctx, size_t r)
 {
     struct slice* s = ctx;
-    TP_T top = -INFINITY, exponent = 0;
-    const size_t end = (r + 1) * s->run_chunks < s->chunks ? (r + 1) * s->run_chunks : s->chunks;
-    for (size_t c = r * s->run_chunks; c < end; c++) {
-        chunk_store_sum_exp_blocked(s, c, &top, &exponent);
+    struct blocked_state state = {-INFINITY, 0, 1};
+    const size_t end = (r + 1) * s->chunks_per_run < s->chunks ? (r + 1) * s->chunks_per_run : s->chunks;
+    for (size_t c = r * s->chunks_per_run; c < end; c++) {
+        if (!chunk_store_sum_exp_blocked(s, c, &state)) {
+            for (c++; c < end; c++) s->acc[c] = s->acc[c - 1]; /* invalid too */
+            break;
+        }
     }
 }
 
@@ -429,8 +460,8 @@ static int reload_blocked_passes(struct slice* s)
         return 0;
     }
     const size_t chunk_blocks = s->chunk / s->block; /* whole blocks */
-    s->run_chunks = chunk_blocks >= TP_CARRY_BLOCKS ? 1 : (TP_CARRY_BLOCKS + chunk_blocks - 1) / chunk_blocks;
-    const size_t runs = (s->chunks + s->run_chunks - 1) / s->run_chunks;
+    s->chunks_per_run = chunk_blocks >= TP_CARRY_BLOCKS ? 1 : (TP_CARRY_BLOCKS + chunk_blocks - 1) / chunk_blocks;
+    const size_t runs = (s->chunks + s->chunks_per_run - 1) / s->chunks_per_run;
     if (runs == 1) {
         chunk_run_store_sum_exp_blocked(s, 0);
     } else {

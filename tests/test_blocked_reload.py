@@ -79,6 +79,30 @@ def test_reload_bits_at_every_length(level_name, dtype):
 
 
 @pytest.mark.parametrize("level_name", KERNEL_LEVELS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_block_far_above_the_max_so_far_is_redone_not_sent_to_reload(level_name, dtype):
+    """Blocks whose values lie up to hundreds of binades above the max so far (float64: thousands):
+    their first try on the old exponent overflows, and on AVX2, which builds 2^d in the exponent
+    field, wraps to +inf, -inf and garbage among its terms, so its sum is NaN. The redo on the
+    block's own max replaces it: blocked_reload's own passes run (counted), with reload's bits. Also
+    a row rising all along, whose every span raises the exponent."""
+    rng = np.random.default_rng(12)
+    n = 8 * BLOCK
+    reach = 3000.0 if dtype == np.float64 else 400.0  # d of 0 .. 4300 (float64), 0 .. 580 binades
+    x = rng.uniform(-5, 5, (3, n))
+    x[0, 3 * BLOCK: 4 * BLOCK] += rng.uniform(0, reach, BLOCK)  # the fourth block: on the way
+    x[1, 5 * BLOCK:] = rng.uniform(0, reach, 3 * BLOCK)
+    x[2] = np.linspace(-reach, reach, n)
+    x = x.astype(dtype)
+    with twopass.use_isa(level_name):
+        expected = run(x, "three_pass_reload", threads=1)
+        before = blocked_slices()
+        got = run(x, "blocked_reload", threads=1)
+        assert blocked_slices() - before == 3  # none went to reload
+    np.testing.assert_array_equal(bits(got), bits(expected))
+
+
+@pytest.mark.parametrize("level_name", KERNEL_LEVELS)
 def test_rows_of_one_block_run_reload(level_name):
     """Rows of at most one sum block are three_pass_reload's (the short-row groups included)."""
     x = np.random.default_rng(2).uniform(-30, 30, (300, BLOCK)).astype(np.float32)

@@ -12,7 +12,7 @@
  *   raddstoreexpminusmax  w_i = e_i, return sum_i e_i                    (three-pass reload, pass 2)
  *                         and, unless max is NULL, *max = max_i x_i, found on the way (blocked
  *                         reload's pass 1 then needs no rmax; a NaN x may be missing from *max, but
- *                         the sum is then NaN)
+ *                         then makes the sum NaN, as can an exponent far below the max)
  *   vscaleexpminusmax     y_i = min(1, e_i * scale)                      (three-pass recompute, pass 3)
  *   vscale                y_i = w_i * scale, 0 below the smallest normal  (three-pass reload, pass 3)
  *   vsubc                 y_i = min(0, (x_i - c_hi) - c_lo)              (log_softmax, last pass)

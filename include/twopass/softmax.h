@@ -99,7 +99,7 @@ enum twopass_algorithm {
     TWOPASS_THREE_PASS_RELOAD = 1,
     TWOPASS_THREE_PASS_RECOMPUTE = 2,
     TWOPASS_ONLINE = 3, /* the online normaliser: max and sum in one read, then y = exp(x - max) / sum */
-    TWOPASS_BLOCKED_RELOAD = 4, /* three-pass reload with the max found span by span in L1: x read once */
+    TWOPASS_BLOCKED_RELOAD = 4, /* three-pass reload with the max found by the exp pass: x read once */
     TWOPASS_ALGORITHM_COUNT = 5
 };
 

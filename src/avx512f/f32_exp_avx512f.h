@@ -29,9 +29,10 @@ TWOPASS_INLINE __m512 f32x16_exp_poly_times(__m512 t, __m512 s)
  * 0.141 ns per element with and without it); FTZ zeroes the same results for |v| < 2, and keeps the
  * normal results of a larger v (a sum's mantissa) that the explicit flush zeroed. NaN v or d gives
  * NaN, d = -inf gives 0 (inf v: NaN). d = +inf is outside: there VSCALEF gives +inf even for a NaN v
- * (its special-case table). The passes never pass it: only x = +inf has n = +inf, and
+ * (its special-case table). The passes never pass it but in one case: only x = +inf has n = +inf, and
  * then the max they subtract is +inf too (rmax keeps NaN, so a NaN elsewhere cannot hide it) and d is
- * NaN. */
+ * NaN; blocked reload's pass 1 runs a block on the exponent so far, where x = +inf gives d = +inf,
+ * but its max (or a NaN sum) then sends the slice to reload, which discards that pass. */
 TWOPASS_INLINE __m512 f32x16_mul_exp2(__m512 v, __m512 d)
 {
     return _mm512_scalef_ps(v, d);

@@ -33,8 +33,10 @@ TWOPASS_INLINE __m512d f64x8_exp_poly(__m512d t)
  * two_pass 1.10x and reload 1.05x faster without). FTZ zeroes the same results for |v| < 2
  * and keeps the normal results of a larger v (a sum's mantissa). A NaN v or d gives NaN. d = +inf is
  * outside: there VSCALEF gives +inf even for a NaN v (its special-case table). The passes never pass
- * it: only x = +inf has n = +inf, and then the max they subtract is +inf too (rmax keeps NaN, so a
- * NaN elsewhere cannot hide it) and d is NaN. */
+ * it but in one case: only x = +inf has n = +inf, and then the max they subtract is +inf too (rmax
+ * keeps NaN, so a NaN elsewhere cannot hide it) and d is NaN; blocked reload's pass 1 runs a block on
+ * the exponent so far, where x = +inf gives d = +inf, but its max (or a NaN sum) then sends the slice
+ * to reload, which discards that pass. */
 TWOPASS_INLINE __m512d f64x8_mul_exp2(__m512d v, __m512d d)
 {
     return _mm512_scalef_pd(v, d);
