@@ -310,10 +310,10 @@ static void softmax_two_pass(struct slice* s);
  *          (below). Mostly each block finds its own max on the way (raddstoreexpminusmax's max
  *          output) and is redone, rarely, if that max raises the exponent. A span of
  *          TP_BLOCKS_PER_MAX blocks finds its max first (rmax; the span is then in L1) where no
- *          finite max is known yet, and after a block or span that raised the exponent, so that a
- *          rising row costs an rmax per span rather than a second exp pass per block. Either way
- *          every E_b is at least the exponent of its block's max, and w_b <= 2^(1/2). The
- *          (s_b, E_b) merge as extended sums: S * 2^E = sum_b s_b * 2^E_b.
+ *          finite max is known yet, and for the rest of the run after a redo, so that a rising row
+ *          costs an rmax per span (as uniform spans did before) rather than a second exp pass for
+ *          many blocks. Either way every E_b is at least the exponent of its block's max, and
+ *          w_b <= 2^(1/2). The (s_b, E_b) merge as extended sums: S * 2^E = sum_b s_b * 2^E_b.
  *   pass 2 (read w, write y), per run of blocks with one exponent: y_b = w_b * (2^(E_b - E) / S).
  * E = max_b E_b is reload's exponent round(max log2 e) (rounding is monotone), and scaling by a
  * power of two is exact, so w_b * 2^(E_b - E), the block sums and S are reload's very numbers: the
@@ -328,11 +328,11 @@ static void softmax_two_pass(struct slice* s);
  * float32, still in L1 when the exp pass reads them. */
 #define TP_BLOCKS_PER_MAX 2
 
-/* What pass 1 knows after some blocks: the largest max so far, its exponent, and whether the next
- * span finds its max first. */
+/* What pass 1 knows after some blocks of a run: the largest max so far and its exponent, and whether
+ * a block had to be redone (then the spans find their max first). */
 struct blocked_state {
     TP_T top, exponent;
-    int max_first;
+    int redone;
 };
 
 /* Pass 1 on chunk c; 0 if the slice must run reload (then s->acc[c] is invalid). */
@@ -344,20 +344,18 @@ static int chunk_store_sum_exp_blocked(struct slice* s, size_t c, struct blocked
     TP_T* exponents = s->block_exponent + begin / s->block;
     struct extsum_acc acc = EXTSUM_EMPTY;
     TP_T top = state->top, exponent = state->exponent;
-    int max_first = state->max_first;
+    int redone = state->redone;
     for (size_t i = 0, b = 0; i < len && acc.valid;) {
-        if (max_first) { /* a span, its max first */
+        if (top == -INFINITY || redone) { /* a span, its max first */
             const size_t end = len - i < span ? len : i + span;
             const TP_T max = s->k->rmax(end - i, x + i);
             if (max != -INFINITY && !(TP_FABS(max) <= TP_SHIFT_LIMIT)) {
                 acc.valid = 0; /* NaN, +inf, or beyond the limit: reload */
                 break;
             }
-            max_first = top == -INFINITY; /* until a finite max, then while the max raises the exponent */
             if (max > top) {
                 TP_T shift, raised;
                 TWOPASS_EXP_SPLIT(max, &shift, &raised); /* shift = 0 within the limit */
-                max_first = max_first ? max == -INFINITY : raised > exponent;
                 exponent = top == -INFINITY || raised > exponent ? raised : exponent;
                 top = max;
             }
@@ -385,7 +383,7 @@ static int chunk_store_sum_exp_blocked(struct slice* s, size_t c, struct blocked
             TWOPASS_EXP_SPLIT(max, &shift, &raised); /* shift = 0 within the limit */
             top = max;
             if (raised > exponent) { /* the rare redo (the first try may have overflowed) */
-                exponent = raised, max_first = 1;
+                exponent = raised, redone = 1;
                 sum = s->k->raddstoreexpminusmax(n, x + i, w + i, 0, exponent, NULL);
             }
         }
@@ -400,7 +398,7 @@ static int chunk_store_sum_exp_blocked(struct slice* s, size_t c, struct blocked
         i += n, b++;
     }
     s->acc[c] = acc;
-    state->top = top, state->exponent = exponent, state->max_first = max_first;
+    state->top = top, state->exponent = exponent, state->redone = redone;
     return acc.valid;
 }
 
@@ -414,7 +412,7 @@ static int chunk_store_sum_exp_blocked(struct slice* s, size_t c, struct blocked
 static void chunk_run_store_sum_exp_blocked(void* ctx, size_t r)
 {
     struct slice* s = ctx;
-    struct blocked_state state = {-INFINITY, 0, 1};
+    struct blocked_state state = {-INFINITY, 0, 0};
     const size_t end = (r + 1) * s->chunks_per_run < s->chunks ? (r + 1) * s->chunks_per_run : s->chunks;
     for (size_t c = r * s->chunks_per_run; c < end; c++) {
         if (!chunk_store_sum_exp_blocked(s, c, &state)) {
