@@ -134,17 +134,20 @@ AUTO_F16_TWO_PASS_ROW_BYTES = ((1 << 62, 4 * L2_CACHE, 5 * L2_CACHE // 4) if CPU
 AUTO_LOG_SOFTMAX_TWO_PASS_FROM = 512
 
 # blocked_reload, where auto would run three_pass_reload on float32 and float64 rows of
-# AUTO_BLOCKED_RELOAD_FROM elements or more: the same results with x read once, each span's max read
-# from L1 (rows of one span, 2048 elements, run reload itself). AMD EPYC (Zen 3, avx2), reload time /
-# blocked_reload time, interleaved (python -m benchmarks.auto, 5-7 rounds): float32 rows of 1e4
-# 1.02, 1e5 1.02, 1e6 1.04, 256x32000 1.38, 32x128256 1.35; 32 MiB jobs in rows of 4096 1.20, 16384
-# 1.23, 32000 1.27, 131072 1.28; float64 1e4 1.00, 1e6 1.05, 1e7 1.17, 256x32000 1.23, 32x128256
-# 1.26. Shorter rows pay for the spans' bookkeeping where the row's max pass costs little (9 rounds
-# of fresh processes): float32 in cache (64 rows) 2049 0.95, 2500 0.96, 3072 0.97, 4096 0.98, 8192
-# 1.04, 16384 1.11; in 32 MiB jobs 2049 0.97, 2500 1.02, 3072 1.07, 4096 1.15, 8192 1.24; float64
-# in cache 2049 0.99, 3072 1.00, 4096 1.01, in 16 MiB jobs 2049 0.99, 3072 1.08, 4096 1.05. So from
-# 3072 elements, where the worst case is 3% in cache. Not float16 (half the bytes of x to save: 1e6
-# 0.97, 256x32000 1.06, 32x128256 1.05), and not on Intel, where it is not measured.
+# AUTO_BLOCKED_RELOAD_FROM elements or more: the same results with x read once (rows of one span,
+# 2048 elements, run reload itself). Measured when each span of 2048 found its max by rmax first;
+# AMD EPYC (Zen 3, avx2), reload time / blocked_reload time, interleaved (python -m benchmarks.auto,
+# 5-7 rounds): float32 rows of 1e4 1.02, 1e5 1.02, 1e6 1.04, 256x32000 1.38, 32x128256 1.35; 32 MiB
+# jobs in rows of 4096 1.20, 16384 1.23, 32000 1.27, 131072 1.28; float64 1e4 1.00, 1e6 1.05, 1e7
+# 1.17, 256x32000 1.23, 32x128256 1.26. Shorter rows pay for the spans' bookkeeping where the row's
+# max pass costs little (9 rounds of fresh processes): float32 in cache (64 rows) 2049 0.95, 2500
+# 0.96, 3072 0.97, 4096 0.98, 8192 1.04, 16384 1.11; in 32 MiB jobs 2049 0.97, 2500 1.02, 3072 1.07,
+# 4096 1.15, 8192 1.24; float64 in cache 2049 0.99, 3072 1.00, 4096 1.01, in 16 MiB jobs 2049 0.99,
+# 3072 1.08, 4096 1.05. So from 3072 elements, where the worst case is 3% in cache. Since the exp
+# pass finds the max itself (sixteenth session, 11 rounds): 64 rows of 2049 0.92, 2500 0.91, 3072
+# 1.02, 4096 0.98, 8192 1.07, 16384 1.07; 32 MiB jobs of 4096 1.12, 8192 1.20, 16384 1.22; 1e5 and
+# 1e6 about 1.12: the threshold stands. Not float16 (half the bytes of x to save: 1e6 0.97,
+# 256x32000 1.06, 32x128256 1.05; not measured since), and not on Intel, where it is not measured.
 AUTO_BLOCKED_RELOAD_FROM = 1 << 62 if CPU_FEATURES.get("intel") else 3072
 # float64 takes the two_pass clauses above on Intel only: on Zen 3 (avx2) its two exps per element
 # cost more than any memory traffic they save. two_pass time / blocked_reload time: one row of 2e6
