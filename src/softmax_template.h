@@ -124,7 +124,6 @@ struct slice {
     TP_E* y;
     TP_T* w; /* three-pass reload's stored exps: y itself, or float16's float32 row apart */
     TP_T* block_exponent; /* blocked reload: the exponent each sum block's exps were scaled by */
-    size_t chunks_per_run; /* blocked reload: chunk_run_store_sum_exp_blocked */
     int threads;
     TP_T shift, exponent, scale, c_lo;
     TP_T max[TWOPASS_MAX_CHUNKS];
@@ -335,37 +334,46 @@ struct blocked_state {
     int redone;
 };
 
+/* Takes in the max of a span or block: -1 if the slice must run reload (NaN, +inf, or beyond the
+ * shift limit either way; -inf is no max), else 1 if it raised the exponent (or gave the first
+ * one), 0 if not. */
+static int blocked_take_max(struct blocked_state* st, TP_T max)
+{
+    if (max != -INFINITY && !(TP_FABS(max) <= TP_SHIFT_LIMIT)) {
+        return -1;
+    }
+    if (!(max > st->top)) {
+        return 0;
+    }
+    TP_T shift, raised;
+    TWOPASS_EXP_SPLIT(max, &shift, &raised); /* shift = 0 within the limit */
+    const int raises = st->top == -INFINITY || raised > st->exponent;
+    st->top = max, st->exponent = raises ? raised : st->exponent;
+    return raises;
+}
+
 /* Pass 1 on chunk c; 0 if the slice must run reload (then s->acc[c] is invalid). */
-static int chunk_store_sum_exp_blocked(struct slice* s, size_t c, struct blocked_state* state)
+static int chunk_store_sum_exp_blocked(struct slice* s, size_t c, struct blocked_state* st)
 {
     const size_t len = chunk_len(s, c), begin = chunk_begin(s, c), span = TP_BLOCKS_PER_MAX * s->block;
     const TP_E* x = s->x + begin;
     TP_T* w = s->w + begin;
     TP_T* exponents = s->block_exponent + begin / s->block;
     struct extsum_acc acc = EXTSUM_EMPTY;
-    TP_T top = state->top, exponent = state->exponent;
-    int redone = state->redone;
     for (size_t i = 0, b = 0; i < len && acc.valid;) {
-        if (top == -INFINITY || redone) { /* a span, its max first */
+        if (st->top == -INFINITY || st->redone) { /* a span, its max first */
             const size_t end = len - i < span ? len : i + span;
-            const TP_T max = s->k->rmax(end - i, x + i);
-            if (max != -INFINITY && !(TP_FABS(max) <= TP_SHIFT_LIMIT)) {
-                acc.valid = 0; /* NaN, +inf, or beyond the limit: reload */
+            if (blocked_take_max(st, s->k->rmax(end - i, x + i)) < 0) {
+                acc.valid = 0;
                 break;
             }
-            if (max > top) {
-                TP_T shift, raised;
-                TWOPASS_EXP_SPLIT(max, &shift, &raised); /* shift = 0 within the limit */
-                exponent = top == -INFINITY || raised > exponent ? raised : exponent;
-                top = max;
-            }
+            const int none = st->top == -INFINITY; /* all -inf so far: exp(-inf) * 2^0, w = 0, sums 0 */
             for (; i < end; i += s->block, b++) {
-                /* all -inf so far: exp(-inf) * 2^0, so w = 0 and the sums 0 */
-                exponents[b] = top == -INFINITY ? -INFINITY : exponent;
+                exponents[b] = none ? -INFINITY : st->exponent;
                 const double sum = s->k->raddstoreexpminusmax(block_len(s, len, i), x + i, w + i, 0,
-                                                              top == -INFINITY ? 0 : exponent, NULL);
+                                                              none ? 0 : st->exponent, NULL);
                 if (sum != 0.0) { /* a block far below the max (or -inf) adds nothing */
-                    extsum_add(&acc, sum, exponent);
+                    extsum_add(&acc, sum, st->exponent);
                 }
             }
             continue;
@@ -373,32 +381,23 @@ static int chunk_store_sum_exp_blocked(struct slice* s, size_t c, struct blocked
         /* a block on the exponent so far, its max found on the way */
         const size_t n = block_len(s, len, i);
         TP_T max;
-        double sum = s->k->raddstoreexpminusmax(n, x + i, w + i, 0, exponent, &max);
-        if (max != -INFINITY && !(TP_FABS(max) <= TP_SHIFT_LIMIT)) {
-            acc.valid = 0; /* +inf or beyond the limit (a NaN max too): reload, as above */
+        double sum = s->k->raddstoreexpminusmax(n, x + i, w + i, 0, st->exponent, &max);
+        const int taken = blocked_take_max(st, max);
+        if (taken > 0) { /* the rare redo (the first try may have overflowed) */
+            st->redone = 1;
+            sum = s->k->raddstoreexpminusmax(n, x + i, w + i, 0, st->exponent, NULL);
+        }
+        if (taken < 0 || isnan(sum)) { /* isnan: a NaN x, which the max may miss */
+            acc.valid = 0;
             break;
         }
-        if (max > top) {
-            TP_T shift, raised;
-            TWOPASS_EXP_SPLIT(max, &shift, &raised); /* shift = 0 within the limit */
-            top = max;
-            if (raised > exponent) { /* the rare redo (the first try may have overflowed) */
-                exponent = raised, redone = 1;
-                sum = s->k->raddstoreexpminusmax(n, x + i, w + i, 0, exponent, NULL);
-            }
-        }
-        if (isnan(sum)) {
-            acc.valid = 0; /* a NaN x (which the max may miss): reload */
-            break;
-        }
-        exponents[b] = exponent;
+        exponents[b] = st->exponent;
         if (sum != 0.0) {
-            extsum_add(&acc, sum, exponent);
+            extsum_add(&acc, sum, st->exponent);
         }
         i += n, b++;
     }
     s->acc[c] = acc;
-    state->top = top, state->exponent = exponent, state->redone = redone;
     return acc.valid;
 }
 
@@ -409,12 +408,18 @@ static int chunk_store_sum_exp_blocked(struct slice* s, size_t c, struct blocked
  * elements and still give rows of 1e5 floats 3 runs to share among threads. A run stops at the
  * first chunk that sends the slice to reload. */
 #define TP_CARRY_BLOCKS 32
+static size_t blocked_chunks_per_run(const struct slice* s)
+{
+    const size_t chunk_blocks = s->chunk / s->block; /* whole blocks */
+    return chunk_blocks >= TP_CARRY_BLOCKS ? 1 : (TP_CARRY_BLOCKS + chunk_blocks - 1) / chunk_blocks;
+}
 static void chunk_run_store_sum_exp_blocked(void* ctx, size_t r)
 {
     struct slice* s = ctx;
     struct blocked_state state = {-INFINITY, 0, 0};
-    const size_t end = (r + 1) * s->chunks_per_run < s->chunks ? (r + 1) * s->chunks_per_run : s->chunks;
-    for (size_t c = r * s->chunks_per_run; c < end; c++) {
+    const size_t per_run = blocked_chunks_per_run(s);
+    const size_t end = (r + 1) * per_run < s->chunks ? (r + 1) * per_run : s->chunks;
+    for (size_t c = r * per_run; c < end; c++) {
         if (!chunk_store_sum_exp_blocked(s, c, &state)) {
             for (c++; c < end; c++) s->acc[c] = s->acc[c - 1]; /* invalid too */
             break;
@@ -457,14 +462,8 @@ static int reload_blocked_passes(struct slice* s)
     if (s->block_exponent == NULL) {
         return 0;
     }
-    const size_t chunk_blocks = s->chunk / s->block; /* whole blocks */
-    s->chunks_per_run = chunk_blocks >= TP_CARRY_BLOCKS ? 1 : (TP_CARRY_BLOCKS + chunk_blocks - 1) / chunk_blocks;
-    const size_t runs = (s->chunks + s->chunks_per_run - 1) / s->chunks_per_run;
-    if (runs == 1) {
-        chunk_run_store_sum_exp_blocked(s, 0);
-    } else {
-        twopass_parallel_for(s->threads, runs, chunk_run_store_sum_exp_blocked, s);
-    }
+    const size_t per_run = blocked_chunks_per_run(s);
+    twopass_parallel_for(s->threads, (s->chunks + per_run - 1) / per_run, chunk_run_store_sum_exp_blocked, s);
     struct extsum_acc acc = s->acc[0];
     for (size_t c = 1; c < s->chunks; c++) extsum_merge(&acc, &s->acc[c]);
     const int done = acc.valid && acc.blocks > 0; /* no block at all: every element is -inf */
