@@ -67,7 +67,7 @@ cdef extern from "twopass/softmax.h" nogil:
         void (*vsubc)(size_t n, const float* x, float* y, float c_hi, float c_lo) noexcept nogil
         void (*raddonline)(size_t n, const float* x, float* result) noexcept nogil
         const twopass_f32_kernels* streaming
-        const char** names
+        const char* const* names
     const twopass_f32_kernels* twopass_f32_kernels_for(int level)
     int twopass_f32_kernels_with(twopass_f32_kernels* table, const twopass_kernel_info* variant)
 
@@ -84,7 +84,7 @@ cdef extern from "twopass/softmax.h" nogil:
         void (*vsubc)(size_t n, const double* x, double* y, double c_hi, double c_lo) noexcept nogil
         void (*raddonline)(size_t n, const double* x, double* result) noexcept nogil
         const twopass_f64_kernels* streaming
-        const char** names
+        const char* const* names
     const twopass_f64_kernels* twopass_f64_kernels_for(int level)
     int twopass_f64_kernels_with(twopass_f64_kernels* table, const twopass_kernel_info* variant)
 
@@ -101,7 +101,7 @@ cdef extern from "twopass/softmax.h" nogil:
         void (*vsubc)(size_t n, const uint16_t* x, uint16_t* y, float c_hi, float c_lo) noexcept nogil
         void (*raddonline)(size_t n, const uint16_t* x, float* result) noexcept nogil
         const twopass_f16_kernels* streaming
-        const char** names
+        const char* const* names
     const twopass_f16_kernels* twopass_f16_kernels_for(int level)
     int twopass_f16_kernels_with(twopass_f16_kernels* table, const twopass_kernel_info* variant)
 
@@ -304,7 +304,7 @@ cdef int _check_dtype(str dtype) except -1:
     return 0
 
 
-cdef const char** _names(int level, str dtype, bint streaming):
+cdef const char* const* _names(int level, str dtype, bint streaming):
     """The kernel names of a level's default (or streaming) table for a dtype; NULL for python."""
     cdef const twopass_f32_kernels* k32
     cdef const twopass_f64_kernels* k64
@@ -312,17 +312,23 @@ cdef const char** _names(int level, str dtype, bint streaming):
     _check_dtype(dtype)
     if dtype == "float32":
         k32 = twopass_f32_kernels_for(level)
-        return NULL if k32 == NULL else k32.streaming.names if streaming else k32.names
+        if k32 == NULL:
+            return NULL
+        return k32.streaming.names if streaming else k32.names
     if dtype == "float64":
         k64 = twopass_f64_kernels_for(level)
-        return NULL if k64 == NULL else k64.streaming.names if streaming else k64.names
+        if k64 == NULL:
+            return NULL
+        return k64.streaming.names if streaming else k64.names
     k16 = twopass_f16_kernels_for(level)
-    return NULL if k16 == NULL else k16.streaming.names if streaming else k16.names
+    if k16 == NULL:
+        return NULL
+    return k16.streaming.names if streaming else k16.names
 
 
 def kernel_names(int level, str dtype="float32"):
     """{pass: kernel name} of the default table of a level for a dtype ({} for python)."""
-    cdef const char** names = _names(level, dtype, False)
+    cdef const char* const* names = _names(level, dtype, False)
     if names == NULL:
         return {}
     return {OP_NAMES[i]: names[i].decode() for i in range(TWOPASS_F32_OP_COUNT)}
@@ -350,8 +356,8 @@ def registry(str dtype="float32"):
 def streaming_kernel_names(int level, str dtype="float32"):
     """{pass: kernel name} of the streaming table of a level and dtype: what outputs above the
     streaming threshold are written with ({} for python)."""
-    cdef const char** names = _names(level, dtype, False)
-    cdef const char** streaming_names = _names(level, dtype, True)
+    cdef const char* const* names = _names(level, dtype, False)
+    cdef const char* const* streaming_names = _names(level, dtype, True)
     if names == NULL:
         return {}
     return {OP_NAMES[i]: streaming_names[i].decode() for i in range(TWOPASS_F32_OP_COUNT)
@@ -493,7 +499,7 @@ def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, dou
     _check_level(r[i].level)
     if n == 0:
         raise ValueError("kernels need at least one element")
-    if y.shape[0] != n:
+    if <size_t>y.shape[0] != n:
         raise ValueError("x and y differ in length")
     if OP_NAMES[r[i].op] not in ROW_OPS:
         raise ValueError(f"{name} works on blocks of rows: use the softmax drivers")
@@ -578,14 +584,17 @@ def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, dou
     if op == 1 or op == 8:
         if element is double:
             return (pair64[0], pair64[1])
-        return (<double>pair[0], <double>pair[1])
+        else:
+            return (<double>pair[0], <double>pair[1])
     if track_max:
         if element is double:
             return (result, max64)
-        return (<float>result, <double>max32)
+        else:
+            return (<float>result, <double>max32)
     if element is double:
         return result
-    return <float>result
+    else:
+        return <float>result
 
 
 # ---- twopass.softmax, fast path ----
@@ -1067,7 +1076,7 @@ def bandwidth_loop(str kind, float[::1] x, float[::1] y, long repeats=1, int thr
     cdef long r
     cdef int k = BANDWIDTH_LOOPS.index(kind), i
     _table(1)
-    if y.shape[0] != n or n == 0:
+    if <size_t>y.shape[0] != n or n == 0:
         raise ValueError("x and y must have the same, non-zero length")
     if threads < 1 or <size_t>threads > n:
         raise ValueError("threads must be between 1 and len(x)")
@@ -1104,7 +1113,7 @@ def benchmark_softmax_f32_rows(const float[:, ::1] x, float[:, ::1] out, int alg
     for name in variants:
         for i in range(count):
             if r[i].name.decode() == name:
-                if r[i].level != level:
+                if <int>r[i].level != level:
                     raise ValueError(f"{name} is not a kernel of level {level}")
                 twopass_f32_kernels_with(&t, &r[i])
                 break
