@@ -657,13 +657,54 @@ cdef inline bint _plain(cnp.ndarray a, int typenum) noexcept:
             and cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISALIGNED(a))
 
 
-cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
-    """softmax (log = False) or log_softmax of a C-contiguous float32, float64 or float16 ndarray over
-    its last axis, or over the whole array (axis None, the default: one row of x.size), on a kernel
-    level; None for any other case (and every error), which twopass._api then handles."""
+cdef int _columns_of(bint log, int typenum, int level, cnp.npy_intp outer, cnp.npy_intp n,
+                     cnp.npy_intp inner, const void* x, void* y, int t) noexcept nogil:
+    """(log_)softmax down axis 1 of C-contiguous (outer, n, inner) x into y: each of the `outer` blocks
+    is n rows of `inner` columns, every column one softmax (two-pass, lane by lane). 0, or nonzero when
+    the column kernels' scratch could not be allocated."""
+    cdef cnp.npy_intp o, block = n * inner
+    cdef int status = 0
+    for o in range(outer):
+        if typenum == cnp.NPY_FLOAT32:
+            if log:
+                status = twopass_log_softmax_f32_columns(twopass_f32_kernels_for(level), n, inner,
+                                                         <const float*>x + o * block, inner,
+                                                         <float*>y + o * block, inner, t)
+            else:
+                status = twopass_softmax_f32_columns(twopass_f32_kernels_for(level), n, inner,
+                                                     <const float*>x + o * block, inner,
+                                                     <float*>y + o * block, inner, t)
+        elif typenum == cnp.NPY_FLOAT64:
+            if log:
+                status = twopass_log_softmax_f64_columns(twopass_f64_kernels_for(level), n, inner,
+                                                         <const double*>x + o * block, inner,
+                                                         <double*>y + o * block, inner, t)
+            else:
+                status = twopass_softmax_f64_columns(twopass_f64_kernels_for(level), n, inner,
+                                                     <const double*>x + o * block, inner,
+                                                     <double*>y + o * block, inner, t)
+        elif log:
+            status = twopass_log_softmax_f16_columns(twopass_f16_kernels_for(level), n, inner,
+                                                     <const uint16_t*>x + o * block, inner,
+                                                     <uint16_t*>y + o * block, inner, t)
+        else:
+            status = twopass_softmax_f16_columns(twopass_f16_kernels_for(level), n, inner,
+                                                 <const uint16_t*>x + o * block, inner,
+                                                 <uint16_t*>y + o * block, inner, t)
+        if status != 0:
+            break
+    return status
+
+
+cdef object _fast_path(bint log, x, axis, out, algorithm, threads):
+    """softmax (log = False) or log_softmax of a C-contiguous float32, float64 or float16 ndarray on a
+    kernel level, over its last axis or the whole array (axis None, the default: one row of x.size),
+    or, for "auto" and "two_pass", over any other single axis (the column kernels, as twopass._api
+    runs them: same bits); None for any other case (and every error), which twopass._api then
+    handles."""
     cdef cnp.ndarray xa, ya
-    cdef int nd, level, alg, typenum
-    cdef cnp.npy_intp n, rows, i
+    cdef int nd, level, alg, typenum, ax, status
+    cdef cnp.npy_intp n, rows, i, outer = 1, inner = 1
     cdef char* x_end
     cdef char* y_end
     if type(x) is not cnp.ndarray or _level_var is None:
@@ -676,14 +717,25 @@ cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
     if (typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64 and typenum != cnp.NPY_FLOAT16) \
             or not _plain(xa, typenum):
         return None
-    if not (axis is None or (type(axis) is int and (axis == -1 or axis == nd - 1))):
+    if axis is None:  # the whole of a C-contiguous array is one row ((1, 1000) float32: 1.0 us, 8.8 via _api)
+        ax = nd - 1
+        n = cnp.PyArray_SIZE(xa)
+    elif type(axis) is int and -nd <= axis < nd:
+        ax = axis + nd if axis < 0 else axis
+        n = cnp.PyArray_DIM(xa, ax)
+    else:
         return None
-    # the whole of a C-contiguous array is one row (2-D (1, 1000) float32: 1.0 us here, 8.8 through _api)
-    n = cnp.PyArray_SIZE(xa) if axis is None else cnp.PyArray_DIM(xa, nd - 1)
     alg = _ALGORITHM_INDEX.get(algorithm, -2) if type(algorithm) is str else -2
     level = _LEVEL_INDEX[_level_var.get()]
     if n == 0 or alg == -2 or level == 0:
         return None
+    if ax != nd - 1:  # columns: axis=0 of (10, 100) float32 1.4 us here, 11 through _api
+        if (alg != -1 and alg != 0) or cnp.PyArray_SIZE(xa) == 0:
+            return None
+        for i in range(ax):
+            outer *= cnp.PyArray_DIM(xa, i)
+        for i in range(ax + 1, nd):
+            inner *= cnp.PyArray_DIM(xa, i)
     if out is None:
         ya = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(xa), typenum, 0)
     else:
@@ -702,6 +754,17 @@ cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
                 return None
     cdef cnp.npy_intp itemsize
     cdef bint two_pass_clauses, blocked
+    cdef int t
+    if ax != nd - 1:
+        t = _threads(threads)
+        _check_level(level)
+        _calls[level] += 1
+        with nogil:
+            status = _columns_of(log, typenum, level, outer, n, inner, cnp.PyArray_DATA(xa),
+                                 cnp.PyArray_DATA(ya), t)
+        if status != 0:
+            raise MemoryError("no memory for one column of scratch")
+        return ya
     if alg == -1:  # auto: twopass._dispatch.auto_algorithm's rule
         itemsize = cnp.PyArray_ITEMSIZE(xa)
         two_pass_clauses = itemsize <= 4 or _auto_f64_two_pass
@@ -723,7 +786,7 @@ cdef object _fast_rows(bint log, x, axis, out, algorithm, threads):
         else:
             alg = 4 if blocked else 1
     rows = cnp.PyArray_SIZE(xa) // n
-    cdef int t = _threads(threads)
+    t = _threads(threads)
     _check_level(level)
     cdef const twopass_f32_kernels* k = twopass_f32_kernels_for(level)
     cdef const twopass_f64_kernels* k64 = twopass_f64_kernels_for(level)
@@ -758,7 +821,7 @@ def softmax(x, axis=None, *, out=None, algorithm="auto", threads=None):
     x read once); all agree within float rounding. threads: how
     many threads (None: twopass.get_num_threads()); the result is bitwise the same for any count.
     """
-    result = _fast_rows(False, x, axis, out, algorithm, threads)
+    result = _fast_path(False, x, axis, out, algorithm, threads)
     return result if result is not None else _slow_softmax(x, axis, out=out, algorithm=algorithm,
                                                            threads=threads)
 
@@ -770,7 +833,7 @@ def log_softmax(x, axis=None, *, out=None, algorithm="auto", threads=None):
     write x - logsumexp (blocked_reload: the same); three_pass_reload and three_pass_recompute (the
     same here): max, sum, write.
     """
-    result = _fast_rows(True, x, axis, out, algorithm, threads)
+    result = _fast_path(True, x, axis, out, algorithm, threads)
     return result if result is not None else _slow_log_softmax(x, axis, out=out, algorithm=algorithm,
                                                                threads=threads)
 
@@ -832,43 +895,22 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
 
 
 cdef _columns(bint log, const element[:, :, ::1] x, element[:, :, ::1] out, int level, threads):
-    cdef size_t o
-    cdef int status = 0
+    cdef int status, typenum
     if x.shape[0] != out.shape[0] or x.shape[1] != out.shape[1] or x.shape[2] != out.shape[2]:
         raise ValueError("out must have x's shape")
     _check_level(level)
-    cdef const twopass_f32_kernels* k = twopass_f32_kernels_for(level)
-    cdef const twopass_f64_kernels* k64 = twopass_f64_kernels_for(level)
-    cdef const twopass_f16_kernels* k16 = twopass_f16_kernels_for(level)
     cdef int t = _threads(threads)
     _calls[level] += 1
     if x.shape[0] == 0 or x.shape[1] == 0 or x.shape[2] == 0:
         return
+    if element is float:
+        typenum = cnp.NPY_FLOAT32
+    elif element is double:
+        typenum = cnp.NPY_FLOAT64
+    else:
+        typenum = cnp.NPY_FLOAT16
     with nogil:
-        for o in range(<size_t>x.shape[0]):
-            if element is float:
-                if log:
-                    status = twopass_log_softmax_f32_columns(k, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
-                                                             &out[o, 0, 0], out.shape[2], t)
-                else:
-                    status = twopass_softmax_f32_columns(k, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
-                                                         &out[o, 0, 0], out.shape[2], t)
-            elif element is uint16_t:
-                if log:
-                    status = twopass_log_softmax_f16_columns(k16, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
-                                                             &out[o, 0, 0], out.shape[2], t)
-                else:
-                    status = twopass_softmax_f16_columns(k16, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
-                                                         &out[o, 0, 0], out.shape[2], t)
-            else:
-                if log:
-                    status = twopass_log_softmax_f64_columns(k64, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
-                                                             &out[o, 0, 0], out.shape[2], t)
-                else:
-                    status = twopass_softmax_f64_columns(k64, x.shape[1], x.shape[2], &x[o, 0, 0], x.shape[2],
-                                                         &out[o, 0, 0], out.shape[2], t)
-            if status != 0:
-                break
+        status = _columns_of(log, typenum, level, x.shape[0], x.shape[1], x.shape[2], &x[0, 0, 0], &out[0, 0, 0], t)
     if status != 0:
         raise MemoryError("no memory for one column of scratch")
 
