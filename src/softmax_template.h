@@ -952,6 +952,7 @@ struct columns_job {
     ptrdiff_t y_ld;
     int log;    /* log_softmax, else softmax */
     int failed; /* set (atomically) when scratch memory runs out */
+    double* lse; /* logsumexp only: each column's logsumexp here, and no pass 2 (log is set) */
     /* pass 2's per-column constants for all columns: softmax scale a = 1/f and exponent b; log_softmax
      * logsumexp = a + b; valid: two-pass took the column (softmax skips the others in pass 2) */
     TP_T *a, *b;
@@ -1026,7 +1027,6 @@ static void columns_block(void* ctx, size_t block)
     const size_t rows = job->rows, c0 = block * job->block_cols;
     const size_t width = job->cols - c0 < job->block_cols ? job->cols - c0 : job->block_cols;
     const TP_E* x = job->x + c0;
-    TP_E* y = job->y + c0;
     TP_T* a = job->a + c0;
     TP_T* b = job->b + c0;
     TP_T *m = job->m + c0, *e = job->e + c0;
@@ -1055,15 +1055,17 @@ static void columns_block(void* ctx, size_t block)
         if (job->log) {
             /* logsumexp = log(M) + E ln2, or three-pass on a copy (NaN, +-inf, huge), as hi + lo */
             struct lse_parts parts;
+            double lse;
             if (valid[j]) {
-                lse_of_extsum(sum_m[j], sum_e[j], &parts);
+                lse = lse_of_extsum(sum_m[j], sum_e[j], &parts);
             } else {
                 struct slice s;
                 copy_column(job, c0 + j, scratch);
                 slice_init(&s, k, rows, scratch, NULL, 1);
-                logsumexp_three_pass(&s, &parts);
+                lse = logsumexp_three_pass(&s, &parts);
             }
             a[j] = parts.hi, b[j] = parts.lo;
+            if (job->lse != NULL) job->lse[c0 + j] = lse;
         } else if (valid[j]) {
             /* scale by 1/f and 2^-(E + q), as softmax_scale_extexp */
             a[j] = (TP_T)(1.0 / sum_m[j]), b[j] = (TP_T)sum_e[j];
@@ -1074,7 +1076,7 @@ static void columns_block(void* ctx, size_t block)
             copy_column(job, c0 + j, scratch);
             slice_init(&s, k, rows, scratch, scratch, 1);
             softmax_three_pass_recompute(&s);
-            for (size_t r = 0; r < rows; r++) y[(ptrdiff_t)r * job->y_ld + j] = scratch[r];
+            for (size_t r = 0; r < rows; r++) job->y[(ptrdiff_t)r * job->y_ld + c0 + j] = scratch[r];
         }
     }
     free(scratch);
@@ -1108,7 +1110,22 @@ static void columns_pass2(void* ctx, size_t chunk)
 
 static int run_columns(struct columns_job* job, int threads)
 {
-    if (job->rows == 0 || job->cols == 0) {
+    if (job->cols == 0) {
+        return 0;
+    }
+    if (job->rows <= 1 && job->lse != NULL) { /* the empty sum's -inf; log exp(x) = x + 0 (as the rows') */
+        for (size_t c = 0; c < job->cols; c++) {
+            struct slice s;
+            if (job->rows == 0) {
+                job->lse[c] = -INFINITY;
+                continue;
+            }
+            slice_init(&s, job->k, 1, job->x + c, NULL, 1);
+            job->lse[c] = (double)slice_max(&s) + 0.0;
+        }
+        return 0;
+    }
+    if (job->rows == 0) {
         return 0;
     }
     if (job->rows == 1) { /* columns of one element */
@@ -1136,7 +1153,7 @@ static int run_columns(struct columns_job* job, int threads)
         blocks = blocks < (size_t)threads ? (size_t)threads : blocks;
         job->block_cols = ((cols + blocks - 1) / blocks + line - 1) / line * line;
         twopass_parallel_for(threads, (cols + job->block_cols - 1) / job->block_cols, columns_block, job);
-        if (!job->failed) {
+        if (!job->failed && job->lse == NULL) {
             /* whole rows, as the rows driver's elementwise passes: streamed stores past the threshold */
             const int streaming = job->k->streaming != NULL && twopass_streaming_job(job->rows * cols, sizeof(TP_E));
             job->k2 = streaming ? job->k->streaming : job->k;
@@ -1153,13 +1170,21 @@ static int run_columns(struct columns_job* job, int threads)
 int TP_PUB(softmax, _columns)(const TP_KERNELS* k, size_t rows, size_t cols,
                                 const TP_E* x, ptrdiff_t x_ld, TP_E* y, ptrdiff_t y_ld, int threads)
 {
-    struct columns_job job = {k, k, rows, cols, x, x_ld, y, y_ld, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0};
+    struct columns_job job = {.k = k, .k2 = k, .rows = rows, .cols = cols, .x = x, .x_ld = x_ld, .y = y, .y_ld = y_ld};
     return run_columns(&job, threads);
 }
 
 int TP_PUB(log_softmax, _columns)(const TP_KERNELS* k, size_t rows, size_t cols,
                                     const TP_E* x, ptrdiff_t x_ld, TP_E* y, ptrdiff_t y_ld, int threads)
 {
-    struct columns_job job = {k, k, rows, cols, x, x_ld, y, y_ld, 1, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0};
+    struct columns_job job = {.k = k, .k2 = k, .rows = rows, .cols = cols, .x = x, .x_ld = x_ld, .y = y, .y_ld = y_ld,
+                              .log = 1};
+    return run_columns(&job, threads);
+}
+
+int TP_PUB(logsumexp, _columns)(const TP_KERNELS* k, size_t rows, size_t cols, const TP_E* x,
+                                  ptrdiff_t x_ld, double* out, int threads)
+{
+    struct columns_job job = {.k = k, .k2 = k, .rows = rows, .cols = cols, .x = x, .x_ld = x_ld, .log = 1, .lse = out};
     return run_columns(&job, threads);
 }

@@ -1,4 +1,4 @@
-"""softmax / log_softmax over axis 0 (the columns kernels): sizes around the strips that pass 1 walks
+"""softmax / log_softmax (and logsumexp) over axis 0 (the columns kernels): sizes around the strips that pass 1 walks
 down the rows (TWOPASS_COLUMN_STRIP vectors: 16 float32 / 8 float64 columns on AVX2, twice that on
 AVX-512F), the single-vector and masked tails after them, the groups of rows merged per update
 (TWOPASS_COLUMN_GROUP) and the driver's 64-row sum blocks; special values in one column."""
@@ -169,3 +169,79 @@ def test_streamed_pass2_same_bits(level, dtype, function, restore_threshold):
                 results.append(y.copy())
         for r in results[1:]:
             np.testing.assert_array_equal(r.view(np.uint8), results[0].view(np.uint8), err_msg=f"{rows} {width}")
+
+
+# ---- logsumexp down the columns (the columns driver's pass 1 alone, no transposing copy) ----
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("rows", [1, 2, 3, 63, 64, 65, 131])
+def test_logsumexp_down_columns(level, rows, dtype):
+    """logsumexp over axis 0 and over a middle axis: SciPy's values, special values in single columns
+    as SciPy gives them (NaN; +inf; all -inf; a value beyond the extended range), one row exactly x
+    (SciPy's x + log 1), and each column bitwise as when it is alone."""
+    rng = np.random.default_rng(rows)
+    width = 45
+    x = rng.uniform(-60, 60, (rows, width))
+    x[rows // 2, 3] = np.nan
+    x[rows - 1, 17] = np.inf
+    x[:, 20] = -np.inf
+    x[0, 30] = {np.float32: 3e38, np.float64: 1e300, np.float16: 6e4}[dtype]
+    x[1::2, 40] -= 300.0  # a column whose values differ by more than the float16/float32 exp range
+    x = x.astype(dtype)
+    x64 = x.astype(np.float64)
+    rtol = {np.float32: 1e-6, np.float64: 1e-13, np.float16: 1e-3}[dtype]
+    for keepdims in (False, True):
+        got = twopass.logsumexp(x, axis=0, keepdims=keepdims)
+        with np.errstate(all="ignore"):
+            expected = scipy.special.logsumexp(x64, axis=0, keepdims=keepdims)
+        assert got.dtype == dtype and got.shape == expected.shape
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        np.testing.assert_array_equal(np.isinf(got) * np.sign(got), np.isinf(expected) * np.sign(expected))
+        ok = np.isfinite(expected)
+        np.testing.assert_allclose(got[ok].astype(np.float64), expected[ok], rtol=rtol, atol=rtol)
+    if rows == 1:
+        np.testing.assert_array_equal(got.ravel(), x[0])
+    x3 = np.stack([x, x[::-1], -x]).reshape(3, rows, width)  # over the middle axis: 3 blocks of columns
+    with np.errstate(all="ignore"):
+        np.testing.assert_allclose(twopass.logsumexp(x3, axis=1).astype(np.float64),
+                                   scipy.special.logsumexp(x3.astype(np.float64), axis=1), rtol=rtol, atol=rtol)
+    if level == "python":
+        return  # NumPy's sums over a (rows, 1) and a (rows, width) array may round apart; the kernels' may not
+    lse = twopass.logsumexp(x, axis=0)
+    for j in range(width):
+        alone = twopass.logsumexp(np.ascontiguousarray(x[:, j:j + 1]), axis=0)
+        np.testing.assert_array_equal(alone, lse[j:j + 1], err_msg=str(j))
+
+
+@pytest.mark.parametrize("cols", [4097, 2 * 4096 + 40])
+def test_logsumexp_down_wide_blocks_and_threads(level, cols):
+    """Several blocks of columns, split between threads: SciPy's values, bitwise alike for every
+    thread count; +inf in the first column of the second block."""
+    x = np.random.default_rng(cols).uniform(-80, 80, (67, cols)).astype(np.float32)
+    x[5, 4096] = np.inf
+    one = twopass.logsumexp(x, axis=0, threads=1)
+    np.testing.assert_allclose(one.astype(np.float64), scipy.special.logsumexp(x.astype(np.float64), axis=0),
+                               rtol=1e-6)
+    for threads in (2, 3):
+        np.testing.assert_array_equal(twopass.logsumexp(x, axis=0, threads=threads).view(np.uint32),
+                                      one.view(np.uint32))
+
+
+def test_logsumexp_columns_entry_points():
+    """twopass.kernels.logsumexp_*_columns: out must be x's shape without axis 1 (ValueError); an
+    empty axis 1 gives -inf, as SciPy's empty sum; float16 takes float16 arrays only."""
+    for level in range(1, len(twopass.available_levels())):
+        for dtype, run in ((np.float32, kernels.logsumexp_f32_columns), (np.float64, kernels.logsumexp_f64_columns),
+                           (np.float16, kernels.logsumexp_f16_columns)):
+            x = np.random.default_rng(level).uniform(-5, 5, (2, 9, 3)).astype(dtype)
+            out = np.empty((2, 3))
+            run(x, out, level)
+            np.testing.assert_allclose(out, scipy.special.logsumexp(x.astype(np.float64), axis=1),
+                                       rtol=1e-3 if dtype == np.float16 else 1e-6)
+            with pytest.raises(ValueError, match="shape"):
+                run(x, np.empty((2, 4)), level)
+            out = np.zeros((2, 3))
+            run(np.empty((2, 0, 3), dtype), out, level)
+            np.testing.assert_array_equal(out, -np.inf)
+    with pytest.raises(TypeError):
+        kernels.logsumexp_f16_columns(np.zeros((1, 2, 3), np.float32), np.empty((1, 3)), 1)

@@ -199,6 +199,9 @@ void twopass_get_thread_stats(struct twopass_thread_stats* out);
  *                       are copied out and computed by the one-slice three-pass algorithm. Returns
  *                       -1 if the scratch memory for such a column cannot be allocated, else 0.
  * log_softmax_columns   the same for log_softmax (pass 2 a subtraction).
+ * logsumexp_columns     pass 1 of log_softmax_columns alone: out[c] = logsumexp of column c, in
+ *                       double, as logsumexp_rows gives it for a row (-inf for rows == 0, x exactly
+ *                       for rows == 1). Returns -1 or 0 as softmax_columns.
  * y may be x (in place) everywhere. */
 #define TWOPASS_DRIVERS(dt, E)                                                                     \
     void twopass_softmax_##dt##_rows(const struct twopass_##dt##_kernels* k, enum twopass_algorithm algorithm, \
@@ -222,7 +225,10 @@ void twopass_get_thread_stats(struct twopass_thread_stats* out);
                                        const E* x, ptrdiff_t x_ld, E* y, ptrdiff_t y_ld, int threads); \
     int twopass_log_softmax_##dt##_columns(const struct twopass_##dt##_kernels* k, size_t rows,    \
                                            size_t cols, const E* x, ptrdiff_t x_ld, E* y,          \
-                                           ptrdiff_t y_ld, int threads);
+                                           ptrdiff_t y_ld, int threads);                           \
+    int twopass_logsumexp_##dt##_columns(const struct twopass_##dt##_kernels* k, size_t rows,      \
+                                         size_t cols, const E* x, ptrdiff_t x_ld, double* out,     \
+                                         int threads);
 TWOPASS_DRIVERS(f32, float)
 TWOPASS_DRIVERS(f64, double)
 TWOPASS_DRIVERS(f16, uint16_t)

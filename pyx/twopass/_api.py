@@ -215,6 +215,21 @@ def _reduced_shape(shape, axes, keepdims):
     return tuple(1 if a in axes else d for a, d in enumerate(shape) if keepdims or a not in axes)
 
 
+def _logsumexp_columns(a, axes, work, level, threads):
+    """logsumexp over one axis that is not the contiguous one of a C-contiguous array, down the
+    columns of its (outer, axis, inner) view without transposing: float64 values (outer, inner), in
+    the order of the reduced shape; None for other cases (then the rows path, which transposes)."""
+    if len(axes) != 1 or axes[0] == a.ndim - 1 or not a.flags.c_contiguous or a.size == 0:
+        return None
+    axis = axes[0]
+    outer, inner = math.prod(a.shape[:axis]), math.prod(a.shape[axis + 1:])
+    x3 = np.require(a, dtype=work, requirements=["C", "A"]).reshape(outer, a.shape[axis], inner)
+    values = np.empty((outer, inner), np.float64)
+    run = getattr(_dispatch._kernels, f"logsumexp_{_KERNEL_DTYPES[work]}_columns")
+    run(x3, values, _dispatch.LEVELS.index(level), threads)
+    return values
+
+
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=None, threads=None):
     """log(sum(b * exp(a))) over `axis`, like scipy.special.logsumexp (same signature, plus out=).
 
@@ -248,10 +263,12 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
     level = _dispatch.current_level()
     if b is None and dtype in (np.float16, np.float32, np.float64) and level != "python":
         work = _work_dtype(dtype, level)
-        x2 = _rows(a, axes, work)[0]
-        values = np.empty(x2.shape[0], np.float64)
-        run = getattr(_dispatch._kernels, f"logsumexp_{_KERNEL_DTYPES[work]}_rows")
-        run(x2, values, 0, _dispatch.LEVELS.index(level), threads)
+        values = _logsumexp_columns(a, axes, work, level, threads)
+        if values is None:
+            x2 = _rows(a, axes, work)[0]
+            values = np.empty(x2.shape[0], np.float64)
+            run = getattr(_dispatch._kernels, f"logsumexp_{_KERNEL_DTYPES[work]}_rows")
+            run(x2, values, 0, _dispatch.LEVELS.index(level), threads)
         result = values.reshape(shape).astype(dtype)
         if return_sign:
             with np.errstate(invalid="ignore"):
