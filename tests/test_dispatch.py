@@ -472,36 +472,52 @@ def test_whole_array_of_a_c_contiguous_array_takes_the_fast_path(level, dtype, s
 @pytest.mark.skipif(_dispatch._kernels is None, reason="the typed layer is the compiled extension")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 def test_other_axes_of_a_c_contiguous_array_take_the_fast_path(level, dtype, slow_path_calls):
-    """A single int axis that is not the last, for "auto" and "two_pass", runs the column kernels
-    from the typed layer's fast path (axis=0 of (10, 100) float32: 1.9 us, 10.4 through twopass._api):
-    the bits twopass._api gives (which runs the same kernels), into a new array, into out= and in
-    place, for every outer block; twopass._api is not called on kernel levels. Other algorithms,
-    bad axes and partly overlapping out= go to twopass._api, which copies, or raises."""
+    """An int axis that is not the last, for "auto" and "two_pass", runs the column kernels from the
+    typed layer's fast path (axis=0 of (10, 100) float32: 1.9 us, 10.4 through twopass._api): the
+    bits twopass._api gives, into a new array, into out= and in place, for every outer block, with
+    NaN, +-inf and huge values in some columns (the columns three-pass takes on a copy); SciPy's
+    values; x untouched; twopass._api not called on kernel levels. Other algorithms, bad axes, bad
+    threads= and partly overlapping out= go to twopass._api, which copies, or raise before writing."""
     import scipy.special
     from twopass import _api
     rng = np.random.default_rng(13)
-    tol = 2e-3 if dtype == np.float16 else 2e-6
+    tol = {np.float16: 2e-3, np.float32: 2e-6, np.float64: 1e-13}[dtype]
+    bits = {2: np.uint16, 4: np.uint32, 8: np.uint64}[np.dtype(dtype).itemsize]
+    huge = {np.float16: 6e4, np.float32: 3e38, np.float64: 1e300}[dtype]
     for shape in [(10, 100), (3, 7, 5), (2, 3, 4, 1), (5, 1), (4, 300, 9)]:
-        x = rng.uniform(-30, 30, shape).astype(dtype)
+        plain = rng.uniform(-30, 30, shape).astype(dtype)
+        special = plain.copy().reshape(-1)
+        positions = rng.choice(special.size, size=min(4, special.size), replace=False)
+        special[positions] = [np.nan, np.inf, -np.inf, huge][: len(positions)]
+        special = special.reshape(shape)
         for function in (twopass.softmax, twopass.log_softmax):
             name = function.__name__
-            for axis in [a for a in range(-x.ndim, x.ndim) if a % x.ndim != x.ndim - 1]:
+            for axis in [a for a in range(-len(shape), len(shape)) if a % len(shape) != len(shape) - 1]:
                 for algorithm in ("auto", "two_pass"):
-                    case = f"{shape} {name} axis={axis} {algorithm}"
-                    expected = getattr(_api, name)(x, axis=axis, algorithm=algorithm)
-                    reference = getattr(scipy.special, name)(x.astype(np.float64), axis=axis)
-                    np.testing.assert_allclose(expected, reference, rtol=tol, atol=tol, err_msg=case)
-                    del slow_path_calls[:]
-                    out = np.full_like(x, np.nan)
-                    in_place = x.copy()
-                    results = (function(x, axis=axis, algorithm=algorithm),
-                               function(x, axis=axis, algorithm=algorithm, out=out),
-                               function(in_place, axis=axis, algorithm=algorithm, out=in_place))
-                    assert slow_path_calls == ([name] * 3 if level == "python" else []), case
-                    assert results[1] is out and results[2] is in_place, case
-                    for result in results:
-                        assert result.dtype == expected.dtype and result.shape == x.shape, case
-                        np.testing.assert_array_equal(result, expected, err_msg=case)
+                    for x in (plain, special):
+                        case = f"{shape} {name} axis={axis} {algorithm} special={x is special}"
+                        before = x.copy()
+                        with np.errstate(all="ignore"):
+                            expected = getattr(_api, name)(x, axis=axis, algorithm=algorithm)
+                            reference = getattr(scipy.special, name)(x.astype(np.float64), axis=axis)
+                        if x is plain:
+                            np.testing.assert_allclose(expected, reference, rtol=tol, atol=tol, err_msg=case)
+                        else:
+                            np.testing.assert_array_equal(np.isnan(expected), np.isnan(reference), err_msg=case)
+                        del slow_path_calls[:]
+                        out = np.full_like(x, np.nan)
+                        in_place = x.copy()
+                        with np.errstate(all="ignore"):
+                            results = (function(x, axis=axis, algorithm=algorithm),
+                                       function(x, axis=axis, algorithm=algorithm, out=out),
+                                       function(in_place, axis=axis, algorithm=algorithm, out=in_place))
+                        assert slow_path_calls == ([name] * 3 if level == "python" else []), case
+                        assert results[1] is out and results[2] is in_place, case
+                        np.testing.assert_array_equal(x.view(bits), before.view(bits), err_msg=case)
+                        for result in results:
+                            assert result.dtype == expected.dtype and result.shape == x.shape, case
+                            np.testing.assert_array_equal(result.view(bits), expected.view(bits), err_msg=case)
+            x = plain
             x_axis0 = function(x, axis=0)
             del slow_path_calls[:]
             np.testing.assert_allclose(function(x, axis=0, algorithm="three_pass_reload"), x_axis0, rtol=tol, atol=tol)
@@ -509,6 +525,11 @@ def test_other_axes_of_a_c_contiguous_array_take_the_fast_path(level, dtype, slo
             del slow_path_calls[:]
             with pytest.raises(np.exceptions.AxisError):
                 function(x, axis=x.ndim)
+            out = np.full_like(x, 7)
+            for threads, error in ((0, ValueError), (-1, ValueError), ("2", TypeError), (1.0, TypeError)):
+                with pytest.raises(error):
+                    function(x, axis=0, out=out, threads=threads)
+            np.testing.assert_array_equal(out, 7)
             buffer = np.zeros(x.size + 1, dtype)
             buffer[1:] = x.ravel()
             with pytest.raises(ValueError, match="overlaps"):
