@@ -1113,7 +1113,7 @@ static int run_columns(struct columns_job* job, int threads)
     if (job->cols == 0) {
         return 0;
     }
-    if (job->rows <= 1 && job->lse != NULL) { /* the empty sum's -inf; log exp(x) = x + 0 (as the rows') */
+    if (job->rows <= 1 && job->lse != NULL) { /* the empty sum's -inf; SciPy's x + log 1 = x + 0 */
         for (size_t c = 0; c < job->cols; c++) {
             struct slice s;
             if (job->rows == 0) {

@@ -83,10 +83,14 @@ def test_each_column_alone_bitwise(level, dtype):
     x[64, 41] = 90.0
     x = x.astype(dtype)
     y, ly = twopass.softmax(x, axis=0), twopass.log_softmax(x, axis=0)
-    for j in range(width):
-        col = np.ascontiguousarray(x[:, j:j + 1])
-        np.testing.assert_array_equal(twopass.softmax(col, axis=0), y[:, j:j + 1], err_msg=str(j))
-        np.testing.assert_array_equal(twopass.log_softmax(col, axis=0), ly[:, j:j + 1], err_msg=str(j))
+    if level != "python":  # alone: the column kernels on one column (twopass.softmax runs it as a row)
+        name = {np.float32: "f32", np.float64: "f64", np.float16: "f16"}[dtype]
+        for j in range(width):
+            col = np.ascontiguousarray(x[:, j:j + 1]).reshape(1, rows, 1)
+            for function, together in (("softmax", y), ("log_softmax", ly)):
+                alone = np.empty_like(col)
+                getattr(kernels, f"{function}_{name}_columns")(col, alone, twopass.LEVELS.index(level))
+                np.testing.assert_array_equal(alone.reshape(rows, 1), together[:, j:j + 1], err_msg=f"{function} {j}")
     expected = reference_softmax(x.astype(np.float64), axis=0)
     if dtype == np.float16:  # float16 results below its smallest normal lose relative precision
         np.testing.assert_allclose(y.astype(np.float64), expected, rtol=1e-3, atol=float(np.finfo(np.float16).tiny))
@@ -187,6 +191,7 @@ def test_logsumexp_down_columns(level, rows, dtype):
     x[:, 20] = -np.inf
     x[0, 30] = {np.float32: 3e38, np.float64: 1e300, np.float16: 6e4}[dtype]
     x[1::2, 40] -= 300.0  # a column whose values differ by more than the float16/float32 exp range
+    x[0, 7] = -0.0  # one row: SciPy's x + log 1 makes it +0
     x = x.astype(dtype)
     x64 = x.astype(np.float64)
     rtol = {np.float32: 1e-6, np.float64: 1e-13, np.float16: 1e-3}[dtype]
@@ -200,23 +205,27 @@ def test_logsumexp_down_columns(level, rows, dtype):
         ok = np.isfinite(expected)
         np.testing.assert_allclose(got[ok].astype(np.float64), expected[ok], rtol=rtol, atol=rtol)
     if rows == 1:
-        np.testing.assert_array_equal(got.ravel(), x[0])
+        bits = {2: np.uint16, 4: np.uint32, 8: np.uint64}[np.dtype(dtype).itemsize]
+        np.testing.assert_array_equal(got.ravel().view(bits), (x[0] + dtype(0)).view(bits))
     x3 = np.stack([x, x[::-1], -x]).reshape(3, rows, width)  # over the middle axis: 3 blocks of columns
     with np.errstate(all="ignore"):
         np.testing.assert_allclose(twopass.logsumexp(x3, axis=1).astype(np.float64),
                                    scipy.special.logsumexp(x3.astype(np.float64), axis=1), rtol=rtol, atol=rtol)
     if level == "python":
-        return  # NumPy's sums over a (rows, 1) and a (rows, width) array may round apart; the kernels' may not
+        return  # each column alone, on the column kernels (twopass.logsumexp runs a single column as a row)
+    name = {np.float32: "f32", np.float64: "f64", np.float16: "f16"}[dtype]
     lse = twopass.logsumexp(x, axis=0)
     for j in range(width):
-        alone = twopass.logsumexp(np.ascontiguousarray(x[:, j:j + 1]), axis=0)
-        np.testing.assert_array_equal(alone, lse[j:j + 1], err_msg=str(j))
+        alone = np.empty((1, 1))
+        getattr(kernels, f"logsumexp_{name}_columns")(np.ascontiguousarray(x[:, j:j + 1]).reshape(1, rows, 1), alone,
+                                                       twopass.LEVELS.index(level))
+        np.testing.assert_array_equal(alone.ravel().astype(dtype), lse[j:j + 1], err_msg=str(j))
 
 
 @pytest.mark.parametrize("cols", [4097, 2 * 4096 + 40])
 def test_logsumexp_down_wide_blocks_and_threads(level, cols):
-    """Several blocks of columns, split between threads: SciPy's values, bitwise alike for every
-    thread count; +inf in the first column of the second block."""
+    """Several blocks of columns (about equal, whole cache lines, at most 4096 wide), split between
+    threads: SciPy's values, bitwise alike for every thread count; +inf in column 4096."""
     x = np.random.default_rng(cols).uniform(-80, 80, (67, cols)).astype(np.float32)
     x[5, 4096] = np.inf
     one = twopass.logsumexp(x, axis=0, threads=1)

@@ -200,8 +200,8 @@ void twopass_get_thread_stats(struct twopass_thread_stats* out);
  *                       -1 if the scratch memory for such a column cannot be allocated, else 0.
  * log_softmax_columns   the same for log_softmax (pass 2 a subtraction).
  * logsumexp_columns     pass 1 of log_softmax_columns alone: out[c] = logsumexp of column c, in
- *                       double, as logsumexp_rows gives it for a row (-inf for rows == 0, x exactly
- *                       for rows == 1). Returns -1 or 0 as softmax_columns.
+ *                       double, as logsumexp_rows gives it for a row (-inf for rows == 0, SciPy's
+ *                       x + log 1 = x + 0 for rows == 1). Returns -1 or 0 as softmax_columns.
  * y may be x (in place) everywhere. */
 #define TWOPASS_DRIVERS(dt, E)                                                                     \
     void twopass_softmax_##dt##_rows(const struct twopass_##dt##_kernels* k, enum twopass_algorithm algorithm, \
