@@ -161,8 +161,8 @@ def _columns(kind, x, axis, out, dtype, level, threads):
     outer, rows = math.prod(x.shape[:axis]), x.shape[axis]
     inner = math.prod(x.shape[axis + 1:])
     work = _work_dtype(dtype, level)
-    if inner == 1 or _dispatch._kernels.narrow_columns(inner, work.itemsize):
-        return None  # rows, after a transposing copy if there are 2-4 columns (faster: narrow_columns)
+    if _dispatch._kernels.narrow_columns(inner, work.itemsize):
+        return None  # 1-4 columns run faster as rows (after a transposing copy for more than one)
     x3 = np.require(x, dtype=work, requirements=["C", "A"]).reshape(outer, rows, inner)
     result = out if out is not None else np.empty(x.T.shape if flip else x.shape, dtype, order="F" if flip else "C")
     target = result.T if flip else result
@@ -225,7 +225,7 @@ def _logsumexp_columns(a, axes, work, level, threads):
         return None
     axis = axes[0]
     outer, inner = math.prod(a.shape[:axis]), math.prod(a.shape[axis + 1:])
-    if inner == 1 or _dispatch._kernels.narrow_columns(inner, work.itemsize):
+    if _dispatch._kernels.narrow_columns(inner, work.itemsize):
         return None  # rows, as for softmax (_columns)
     x3 = np.require(a, dtype=work, requirements=["C", "A"]).reshape(outer, a.shape[axis], inner)
     values = np.empty((outer, inner), np.float64)

@@ -724,12 +724,27 @@ cdef int _logsumexp_columns_of(int typenum, int level, cnp.npy_intp outer, cnp.n
     return status
 
 
-def narrow_columns(cnp.npy_intp inner, cnp.npy_intp itemsize):
+cdef inline bint _narrow_columns(cnp.npy_intp inner, cnp.npy_intp itemsize) noexcept:
     """Whether columns this narrow (inner elements side by side, reduced down the rows) run faster as
-    rows after a transposing copy: up to 4 columns and 24 bytes. Measured on Zen 3, 2e6 elements, one
-    thread, columns time / rows-and-copy time (logsumexp, softmax): float32 4 columns 1.27, 1.18 and 6
-    columns 0.83, 0.93; float64 3 columns 1.20, 1.48 and 4 columns 0.59, 0.70."""
+    rows: up to 4 columns and 24 bytes; one column is a row as it lies, more need a transposing copy.
+    Measured on Zen 3, 2e6 elements, one thread, columns time / rows-and-copy time (logsumexp,
+    softmax): float32 1 column 11.8, 25.8, 4 columns 1.27, 1.18 and 6 columns 0.83, 0.93; float64 3
+    columns 1.20, 1.48 and 4 columns 0.59, 0.70."""
     return inner <= 4 and inner * itemsize <= 24
+
+
+def narrow_columns(cnp.npy_intp inner, cnp.npy_intp itemsize):
+    """_narrow_columns for twopass._api: whether `inner` columns of `itemsize` bytes run as rows."""
+    return _narrow_columns(inner, itemsize)
+
+
+cdef inline cnp.npy_intp _dims_product(cnp.ndarray a, int start, int stop) noexcept:
+    """The product of a's dimensions start .. stop - 1 (1 for none)."""
+    cdef cnp.npy_intp product = 1
+    cdef int i
+    for i in range(start, stop):
+        product *= cnp.PyArray_DIM(a, i)
+    return product
 
 
 cdef object _fast_path(bint log, x, axis, out, algorithm, threads):
@@ -766,13 +781,10 @@ cdef object _fast_path(bint log, x, axis, out, algorithm, threads):
     if n == 0 or alg == -2 or level == 0:
         return None
     if ax != nd - 1:  # columns: axis=0 of (10, 100) float32 1.9 us here, 10.4 through _api
-        for i in range(ax):
-            outer *= cnp.PyArray_DIM(xa, i)
-        for i in range(ax + 1, nd):
-            inner *= cnp.PyArray_DIM(xa, i)
+        outer, inner = _dims_product(xa, 0, ax), _dims_product(xa, ax + 1, nd)
         if inner == 1:  # nothing after the axis: its slices are contiguous rows
             ax = nd - 1
-        elif (alg != -1 and alg != 0) or cnp.PyArray_SIZE(xa) == 0 or narrow_columns(inner, cnp.PyArray_ITEMSIZE(xa)):
+        elif (alg != -1 and alg != 0) or cnp.PyArray_SIZE(xa) == 0 or _narrow_columns(inner, cnp.PyArray_ITEMSIZE(xa)):
             return None
     if out is None:
         ya = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(xa), typenum, 0)
@@ -879,7 +891,7 @@ cdef object _fast_logsumexp(a, axis, bint keepdims, threads):
     dtype (keepdims: with the reduced axes kept as 1); None for any other case."""
     cdef cnp.ndarray xa, values
     cdef int nd, level, typenum, ax, status
-    cdef cnp.npy_intp n, rows, i, outer = 1, inner = 1
+    cdef cnp.npy_intp n, rows, outer, inner
     if type(a) is not cnp.ndarray or _level_var is None:
         return None
     xa = <cnp.ndarray>a
@@ -903,14 +915,12 @@ cdef object _fast_logsumexp(a, axis, bint keepdims, threads):
     _check_level(level)
     cdef void* xp = cnp.PyArray_DATA(xa)
     cdef double* vp
-    for i in range(ax + 1, nd):
-        inner *= cnp.PyArray_DIM(xa, i)
-    if inner > 1 and narrow_columns(inner, cnp.PyArray_ITEMSIZE(xa)):
+    inner = _dims_product(xa, ax + 1, nd)
+    if inner > 1 and _narrow_columns(inner, cnp.PyArray_ITEMSIZE(xa)):
         return None  # twopass._api's transposing copy
-    shape = a.shape[:ax] + ((1,) if keepdims else ()) + a.shape[ax + 1:]
+    shape = None if axis is None else a.shape[:ax] + ((1,) if keepdims else ()) + a.shape[ax + 1:]
     if inner > 1:  # down the columns, no transposing copy (axis=0 of (2000, 4000): 2.8 ms, 17.8 with one)
-        for i in range(ax):
-            outer *= cnp.PyArray_DIM(xa, i)
+        outer = _dims_product(xa, 0, ax)
         rows = outer * inner
         values = cnp.PyArray_EMPTY(1, &rows, cnp.NPY_FLOAT64, 0)
         vp = <double*>cnp.PyArray_DATA(values)
