@@ -404,6 +404,22 @@ class EmulatedAVX512:
             raise MemoryError("the columns driver failed")
         return out
 
+    def logsumexp_columns(self, x, level=LEVEL_AVX512F, threads=1):
+        """logsumexp down the columns of 2-D float32, float64 or float16 x (rows contiguous, any row
+        stride) with the columns kernels' pass 1: a float64 array of one value per column."""
+        dtype = getattr(x, "dtype", None)
+        if dtype not in DTYPES or x.ndim != 2 or x.strides[1] != dtype.itemsize:
+            raise TypeError("expected 2-D float32, float64 or float16 arrays with contiguous rows")
+        out = np.empty(x.shape[1])
+        table = self.table(level, (), dtype)
+        fn = getattr(self.lib, f"twopass_logsumexp_{DTYPES[dtype][0]}_columns")
+        fn.argtypes = [ctypes.c_void_p, _N, _N, _P, ctypes.c_ssize_t, _P, ctypes.c_int]
+        fn.restype = ctypes.c_int
+        if fn(ctypes.addressof(table), x.shape[0], x.shape[1], x.ctypes.data, x.strides[0] // dtype.itemsize,
+              out.ctypes.data, threads) != 0:
+            raise MemoryError("the columns driver failed")
+        return out
+
     def softmax(self, x, algorithm=0, variants=(), level=LEVEL_AVX512F, dtype=np.float32):
         """softmax of a 1-D array (a copy in dtype: float32, float64 or float16), as a new array."""
         x2 = np.ascontiguousarray(x, dtype=dtype).reshape(1, -1)

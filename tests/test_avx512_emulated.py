@@ -826,6 +826,29 @@ def test_softmax_columns(emu, rows, cols):
     assert np.all(np.abs(y[ok] - ref[ok]) <= tolerance[ok])
 
 
+@pytest.mark.parametrize("rows, cols", [(1, 1), (1, 9), (5, 7), (300, 9), (17, 33), (65, 65), (129, 47)], ids=str)
+def test_logsumexp_columns(emu, rows, cols):
+    """logsumexp down the columns (the columns driver's pass 1 alone) on the AVX-512F table: SciPy's
+    values, special columns included (NaN, -inf, beyond the extended range), one row exactly x + 0,
+    and each column bitwise as alone."""
+    rng = np.random.default_rng(rows + cols)
+    x = random_f32(rng, rows * cols).reshape(rows, cols)
+    if cols > 3:
+        x[:, 3] = 1e30
+        x[rows // 2, 1] = np.nan
+        x[:, 2] = -np.inf
+    lse = emu.logsumexp_columns(x)
+    with np.errstate(all="ignore"):
+        ref = scipy.special.logsumexp(x.astype(np.float64), axis=0)
+    np.testing.assert_array_equal(np.isnan(lse), np.isnan(ref))
+    ok = ~np.isnan(ref)
+    np.testing.assert_allclose(lse[ok], ref[ok], rtol=1e-6)
+    if rows == 1:
+        np.testing.assert_array_equal(lse, x[0].astype(np.float64) + 0.0)
+    for j in range(cols):
+        np.testing.assert_array_equal(emu.logsumexp_columns(np.ascontiguousarray(x[:, j:j + 1])), lse[j:j + 1])
+
+
 # ---------------------------------------------------------------------------------------------
 # Threads: the OpenMP drivers on the avx512f table give bitwise the one-thread results
 
