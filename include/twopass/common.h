@@ -67,6 +67,13 @@ extern size_t twopass_prefetch_ahead;
 #define TWOPASS_F32_EXP_C3 0x1.555A80p-3f
 #define TWOPASS_F32_EXP_C4 0x1.573A1Ap-5f
 #define TWOPASS_F32_EXP_C5 0x1.0F9F9Cp-7f
+/* e^t ~ 1 + t + C2 t^2 + C3 t^3 on |t| <= ln2/16 (the table exp of f32_exp_avx2.h): minimax relative
+ * error with the linear term fixed at 1, then the float coefficients nearest it searched: 2.6e-8. */
+#define TWOPASS_F32_EXP8_C2 0x1.000874p-1f
+#define TWOPASS_F32_EXP8_C3 0x1.55565Ep-3f
+/* Its clamp (f32_exp_avx2.h): x - shift >= (exponent - EXP8_CLAMP) ln2, which rounds to the table's
+ * lowest normal power 2^-126 with t ~ -ln2/32, a result below 2^-126. */
+#define TWOPASS_F32_EXP8_CLAMP 126.03125f
 /* Rounding by the magic number: for v = x * log2e and an integral b with |v + b| < 2^22, the sum
  * 0x1.8p23 + b + v lies in [2^23, 2^24), where floats are the integers, so fma(x, log2e, 0x1.8p23 + b)
  * = 0x1.8p23 + b + n with n = round(x * log2e) (one rounding, ties to even): its low mantissa bits

@@ -78,37 +78,56 @@ TWOPASS_INLINE __m256 f32x8_pow2_biased(__m256 w)
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(wc), 23));
 }
 
-/* exp(x - shift) * 2^-exponent * scale, the caller's split of exp(x - max) (kernels.h) times the
- * pass's scale: u = x - shift is exact for every element that matters. The magic constant carries
- * the bias 126 - exponent, so
- * z = fma(u, log2e, 0x1.8p23 + 126 - exponent) holds d + 126 (d = n - exponent) in its low bits:
- * shifted into the exponent field, it is 2^(d - 1) for d >= -125 and +0.0 for d = -126, and p is
- * taken as 2 scale e^t (exp_poly_times: scale costs no multiply per vector).
- * u is clamped at c = (exponent - 126.25) ln2, so d >= -126 for every element: an element below c
- * would have d <= -126 and gets d = -126 (result 0, as it would have had), and no z falls below
- * 0x1.8p23, whose bits would shift into garbage. That one max is also what keeps |u log2e| + |exponent|
- * + 126 < 2^22 (|exponent| <= 2^17, common.h) and -inf finite. In float (ln2 rounded: the
- * LN2_HI of the reduction), c log2e - exponent stays within 0.007 of -126.25 at every integral
- * |exponent| <= 2^17 (checked one by one), inside the margin of 0.25 to the rounding tie at -126.5.
- * Results whose power of two is below 2^-125 (d <= -126) are flushed to 0; a product p 2^(d - 1)
- * below 2^-126 (p < 1 at d = -125) would still be subnormal, and MXCSR.FTZ, which every caller of
- * the kernels sets (softmax.c), makes it 0.
- * max(c, u) keeps a NaN u, and p (NaN) then makes the product NaN whatever the power of two. One max
- * per vector fewer than clamping u and z apart: 6.65 -> 6.37 cycles per vector in reload's pass 2 on Zen 3. */
-TWOPASS_INLINE __m256 f32x8_exp_shifted_scaled(__m256 x, __m256 shift, __m256 exponent, __m256 scale)
-{
-    const __m256 bias = _mm256_sub_ps(_mm256_set1_ps(TWOPASS_F32_MAGIC + 126.0f), exponent); /* exact */
-    const __m256 lowest = /* c */
-        _mm256_mul_ps(_mm256_sub_ps(exponent, _mm256_set1_ps(126.25f)), _mm256_set1_ps(-TWOPASS_F32_MINUS_LN2_HI));
-    const __m256 u = _mm256_max_ps(lowest, _mm256_sub_ps(x, shift));
-    const __m256 z = _mm256_fmadd_ps(u, _mm256_set1_ps(TWOPASS_F32_LOG2E), bias);
-    const __m256 p = f32x8_exp_reduced(u, _mm256_sub_ps(z, bias), _mm256_add_ps(scale, scale));
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(z), 23)));
-}
-
+/* exp(x - shift) * 2^-exponent, the caller's split of exp(x - max) (kernels.h), from a table of eight
+ * powers 2^(k/8) and a cubic. u = x - shift (exact for every element that matters) is reduced by
+ * m = round(8 u log2e) to t = u - m ln2/8, |t| <= ln2/16 (Cody-Waite, two FMA steps), and with
+ * m = 8 j + k, 0 <= k < 8:
+ *     exp(u) 2^-exponent = s e^t,   s = 2^D 2^(k/8),   D = j - exponent,
+ *     e^t ~ 1 + q,   q = t + C2 t^2 + C3 t^3 (common.h),   result = fma(s, q, s).
+ * Seven multiply-class operations per vector against nine for the degree-5 polynomial on |t| <= ln2/2
+ * (raddstoreexpminusmax on Zen 3: 6.36 -> 5.65 cycles per vector), and nearer exp: at most 1.13 ULP
+ * over every float32 input, 0.04% of them above 1 ULP, against 1.98 and 1.8% (benchmarks/exp_accuracy.py).
+ * The cubic's relative error is 2.6e-8, each 2^(k/8) rounded to float at most 3.2e-8.
+ * m by the magic number: z = fma(u, 8 log2e, 0x1.8p23 - 8 exponent) holds m - 8 exponent in its low
+ * bits while |8 u log2e - 8 exponent| < 2^22, so z's lowest 3 bits are k, which index the table
+ * (vpermd reads only those), and z << 20 puts D in the exponent field with k in the 3 mantissa bits
+ * below it. Each table entry is the float bits of 2^(k/8) minus k << 20, so their integer sum is the
+ * float s while it is normal: -126 <= D <= 127 (higher D wrap; only a first try of blocked reload's
+ * pass 1, which is redone, meets them: softmax_template.h).
+ * The clamp u >= c = (exponent - EXP8_CLAMP) ln2 keeps D >= -126: an element at c (and every one
+ * below, -inf included) gets D = -126, k = 0 and t ~ -ln2/32, a result 2^-126 e^t < 2^-126 that
+ * MXCSR.FTZ (set by every caller of the kernels, softmax.c) makes 0. So every result below 2^-126 is
+ * 0, every one above is computed, and s is never subnormal. In float (ln2 rounded: the LN2_HI of the
+ * reduction) 8 c log2e - 8 exponent lies within 0.06 of -1008.25 at every integral |exponent| <= 2^17
+ * (tests/test_kernels.py checks each), inside the margin of 0.25 to the rounding ties either side.
+ * max(c, u) keeps a NaN u, whose t, q and result are NaN. */
 TWOPASS_INLINE __m256 f32x8_exp_shifted(__m256 x, __m256 shift, __m256 exponent)
 {
-    return f32x8_exp_shifted_scaled(x, shift, exponent, _mm256_set1_ps(1.0f));
+    const __m256i table = _mm256_setr_epi32(0x3F800000 - (0 << 20), 0x3F8B95C2 - (1 << 20), 0x3F9837F0 - (2 << 20),
+                                            0x3FA5FED7 - (3 << 20), 0x3FB504F3 - (4 << 20), 0x3FC5672A - (5 << 20),
+                                            0x3FD744FD - (6 << 20), 0x3FEAC0C7 - (7 << 20));
+    const __m256 bias = _mm256_fmadd_ps(exponent, _mm256_set1_ps(-8.0f), _mm256_set1_ps(TWOPASS_F32_MAGIC)); /* exact */
+    const __m256 lowest = /* c */
+        _mm256_mul_ps(_mm256_sub_ps(exponent, _mm256_set1_ps(TWOPASS_F32_EXP8_CLAMP)), _mm256_set1_ps(-TWOPASS_F32_MINUS_LN2_HI));
+    const __m256 u = _mm256_max_ps(lowest, _mm256_sub_ps(x, shift));
+    const __m256 z = _mm256_fmadd_ps(u, _mm256_set1_ps(8.0f * TWOPASS_F32_LOG2E), bias);
+    const __m256 m = _mm256_sub_ps(z, bias);
+    __m256 t = _mm256_fmadd_ps(m, _mm256_set1_ps(0.125f * TWOPASS_F32_MINUS_LN2_HI), u);
+    t = _mm256_fmadd_ps(m, _mm256_set1_ps(0.125f * TWOPASS_F32_LN2_LO), t);
+    const __m256 c2t = _mm256_mul_ps(_mm256_fmadd_ps(_mm256_set1_ps(TWOPASS_F32_EXP8_C3), t,
+                                                     _mm256_set1_ps(TWOPASS_F32_EXP8_C2)), t);
+    const __m256 q = _mm256_fmadd_ps(c2t, t, t);
+    const __m256i zi = _mm256_castps_si256(z);
+    const __m256 s = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_slli_epi32(zi, 20), _mm256_permutevar8x32_epi32(table, zi)));
+    return _mm256_fmadd_ps(s, q, s);
+}
+
+/* The same times scale, rounded once more (as the float64 core does): 2.12 ULP at scale 0.7391 on the
+ * sample of tests/test_kernels.py (the degree-5 polynomial with the scale folded into its coefficients:
+ * 2.28). Where scale is the constant 1 the compiler drops the multiply. */
+TWOPASS_INLINE __m256 f32x8_exp_shifted_scaled(__m256 x, __m256 shift, __m256 exponent, __m256 scale)
+{
+    return _mm256_mul_ps(f32x8_exp_shifted(x, shift, exponent), scale);
 }
 
 /* The largest lane and the sum of the lanes (added pairwise: upper half + lower half, ...). */

@@ -248,8 +248,9 @@ TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exp
 {
     const size_t NV = U / VLEN;
     if (MODE == TWOPASS_MODE_EXP && scale > 0 && scale < INFINITY) {
-        /* scale = m * 2^k with m in [0.5, 1): 2^k joins the exponent (exp_shifted flushes at 2^-125,
-         * so with m >= 1/2 no product is subnormal but in the lowest binade, and none >= 2^-125 is 0) */
+        /* scale = m * 2^k with m in [0.5, 1): 2^k joins the exponent, since exp_shifted flushes its
+         * results below the smallest normal float (2^-126; float64 2^-1022): with m >= 1/2 no
+         * product at or above twice that is 0 */
         int k;
         scale = (T)frexp(scale, &k);
         exponent -= (T)k;
