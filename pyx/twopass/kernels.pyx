@@ -747,12 +747,21 @@ cdef inline cnp.npy_intp _dims_product(cnp.ndarray a, int start, int stop) noexc
     return product
 
 
+cdef inline int _axis_index(object axis, int nd):
+    """A fast path's axis in [0, nd): a Python int or a NumPy integer (np.argmax's, a shape's) within
+    -nd..nd-1; -1 for anything else (bool, an axis out of range, a tuple), which twopass._api takes
+    (and rejects as NumPy does)."""
+    if (type(axis) is int or isinstance(axis, np.integer)) and -nd <= axis < nd:
+        return <int>(axis + nd if axis < 0 else axis)
+    return -1
+
+
 cdef object _fast_path(bint log, x, axis, out, algorithm, threads):
     """softmax (log = False) or log_softmax of a C-contiguous float32, float64 or float16 ndarray on a
     kernel level, over its last axis or the whole array (axis None, the default: one row of x.size),
-    or, for "auto" and "two_pass", over any other axis given as an int (the column kernels, as
-    twopass._api runs them: same bits); None for any other case and for every bad argument but
-    threads=, which twopass._api then handles (or rejects)."""
+    or, for "auto" and "two_pass", over any other axis given as an int or NumPy integer (the column
+    kernels, as twopass._api runs them: same bits); None for any other case and for every bad
+    argument but threads=, which twopass._api then handles (or rejects)."""
     cdef cnp.ndarray xa, ya
     cdef int nd, level, alg, typenum, ax, status
     cdef cnp.npy_intp n, rows, i, outer = 1, inner = 1
@@ -771,11 +780,11 @@ cdef object _fast_path(bint log, x, axis, out, algorithm, threads):
     if axis is None:  # the whole of a C-contiguous array is one row ((1, 1000) float32: 1.0 us, 8.8 via _api)
         ax = nd - 1
         n = cnp.PyArray_SIZE(xa)
-    elif type(axis) is int and -nd <= axis < nd:
-        ax = axis + nd if axis < 0 else axis
-        n = cnp.PyArray_DIM(xa, ax)
     else:
-        return None
+        ax = _axis_index(axis, nd)
+        if ax < 0:
+            return None
+        n = cnp.PyArray_DIM(xa, ax)
     alg = _ALGORITHM_INDEX.get(algorithm, -2) if type(algorithm) is str else -2
     level = _LEVEL_INDEX[_level_var.get()]
     if n == 0 or alg == -2 or level == 0:
@@ -885,10 +894,10 @@ def log_softmax(x, axis=None, *, out=None, algorithm="auto", threads=None):
 
 
 cdef object _fast_logsumexp(a, axis, bint keepdims, threads):
-    """Unweighted logsumexp of a C-contiguous float32, float64 or float16 ndarray over one int axis or
-    the whole array (axis None), on a kernel level: what twopass._api.logsumexp computes for it, the
-    kernels' float64 value of each row (each column, for an axis that is not the last) rounded to the
-    dtype (keepdims: with the reduced axes kept as 1); None for any other case."""
+    """Unweighted logsumexp of a C-contiguous float32, float64 or float16 ndarray over one int (or NumPy
+    integer) axis or the whole array (axis None), on a kernel level: what twopass._api.logsumexp
+    computes for it, the kernels' float64 value of each row (each column, for an axis that is not the
+    last) rounded to the dtype (keepdims: with the reduced axes kept as 1); None for any other case."""
     cdef cnp.ndarray xa, values
     cdef int nd, level, typenum, ax, status
     cdef cnp.npy_intp n, rows, outer, inner
@@ -903,11 +912,11 @@ cdef object _fast_logsumexp(a, axis, bint keepdims, threads):
     if axis is None:
         ax = nd - 1
         n = cnp.PyArray_SIZE(xa)
-    elif type(axis) is int and -nd <= axis < nd:
-        ax = axis + nd if axis < 0 else axis
-        n = cnp.PyArray_DIM(xa, ax)
     else:
-        return None
+        ax = _axis_index(axis, nd)
+        if ax < 0:
+            return None
+        n = cnp.PyArray_DIM(xa, ax)
     level = _LEVEL_INDEX[_level_var.get()]
     if n == 0 or level == 0 or cnp.PyArray_SIZE(xa) == 0:
         return None
