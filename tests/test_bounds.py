@@ -58,8 +58,9 @@ def test_softmax_at_most_1_and_log_softmax_at_most_0(level, n, dtype):
 
 
 def test_clamps_keep_nan_and_minus_inf():
-    """NaN, infinities and zeros where SciPy has them; the other values within float32 rounding of
-    SciPy's (the exps are within about one ULP, README)."""
+    """NaN, infinities and zeros where SciPy has them; the other values SciPy's rounded to float32, and
+    on AVX2, whose three-pass exp is another (f32_exp_avx2.h: 1 ULP off at x = 3), within the README's
+    accuracy: 1e-6 relative for softmax, one float32 ULP of max(|x|, |logsumexp|) for log_softmax."""
     x = np.array([[0.0, np.nan, 1.0], [np.inf, 1.0, -np.inf], [-np.inf, -np.inf, -np.inf],
                   [3.0, -np.inf, 3.0]], np.float32)
     for level in LEVELS:
@@ -75,7 +76,10 @@ def test_clamps_keep_nan_and_minus_inf():
                     special = np.isinf(ref) | (ref == 0)
                     assert np.array_equal(got[special], ref[special]), what
                     values = ~np.isnan(ref) & ~special
-                    if f is twopass.softmax:
+                    if level != "avx2":
+                        with np.errstate(invalid="ignore"):  # inf - inf where values is False
+                            tolerance = np.abs(ref.astype(np.float32) - ref)
+                    elif f is twopass.softmax:
                         tolerance = 1e-6 * np.abs(ref)
                     else:  # one float32 ULP of max(|x|, |logsumexp|) of the slice (README)
                         with np.errstate(invalid="ignore"):

@@ -78,6 +78,30 @@ TWOPASS_INLINE __m256 f32x8_pow2_biased(__m256 w)
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(wc), 23));
 }
 
+/* Two-pass's pass 2 (TWOPASS_MODE_EXTEXP): exp(x - shift) * 2^-exponent * scale by the exp of the
+ * extended-exponent sum that its pass 1 adds up (extexp_biased above: the degree-5 polynomial on
+ * |t| <= ln2/2), so that the outputs' errors follow the sum's and sum to 1 as closely as before (with
+ * the table exp below in pass 2 alone, a constant row of 20,000 floats gave 1.07e-6 relative error
+ * against 0.92e-6). The magic constant carries the bias 126 - exponent:
+ * z = fma(u, log2e, 0x1.8p23 + 126 - exponent) holds d + 126 (d = n - exponent) in its low bits;
+ * shifted into the exponent field it is 2^(d - 1) for d >= -125 and +0.0 for d = -126, and p is
+ * 2 scale e^t (exp_poly_times: the scale costs no multiply per vector). u = x - shift is clamped at
+ * c = (exponent - 126.25) ln2, so d >= -126: elements below c get 0, as they would have, and no z
+ * falls below 0x1.8p23. In float, c log2e - exponent stays within 0.007 of -126.25 at every
+ * integral |exponent| <= 2^17, inside the margin of 0.25 to the rounding tie at -126.5. Results whose
+ * power of two is below 2^-125 are 0, and products below 2^-126 too (MXCSR.FTZ, softmax.c).
+ * max(c, u) keeps a NaN u, whose p makes the product NaN. */
+TWOPASS_INLINE __m256 f32x8_extexp_shifted_scaled(__m256 x, __m256 shift, __m256 exponent, __m256 scale)
+{
+    const __m256 bias = _mm256_sub_ps(_mm256_set1_ps(TWOPASS_F32_MAGIC + 126.0f), exponent); /* exact */
+    const __m256 lowest = /* c */
+        _mm256_mul_ps(_mm256_sub_ps(exponent, _mm256_set1_ps(126.25f)), _mm256_set1_ps(-TWOPASS_F32_MINUS_LN2_HI));
+    const __m256 u = _mm256_max_ps(lowest, _mm256_sub_ps(x, shift));
+    const __m256 z = _mm256_fmadd_ps(u, _mm256_set1_ps(TWOPASS_F32_LOG2E), bias);
+    const __m256 p = f32x8_exp_reduced(u, _mm256_sub_ps(z, bias), _mm256_add_ps(scale, scale));
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(z), 23)));
+}
+
 /* exp(x - shift) * 2^-exponent, the caller's split of exp(x - max) (kernels.h), from a table of eight
  * powers 2^(k/8) and a cubic. u = x - shift (exact for every element that matters) is reduced by
  * m = round(8 u log2e) to t = u - m ln2/8, |t| <= ln2/16 (Cody-Waite, two FMA steps), and with
@@ -85,7 +109,7 @@ TWOPASS_INLINE __m256 f32x8_pow2_biased(__m256 w)
  *     exp(u) 2^-exponent = s e^t,   s = 2^D 2^(k/8),   D = j - exponent,
  *     e^t ~ 1 + q,   q = t + C2 t^2 + C3 t^3 (common.h),   result = fma(s, q, s).
  * Seven multiply-class operations per vector against nine for the degree-5 polynomial on |t| <= ln2/2
- * (raddstoreexpminusmax on Zen 3: 6.36 -> 5.65 cycles per vector), and nearer exp: at most 1.13 ULP
+ * (raddstoreexpminusmax on Zen 3: 6.36 -> 5.65 cycles per vector), and nearer exp: at most 1.135 ULP
  * over every float32 input, 0.04% of them above 1 ULP, against 1.98 and 1.8% (benchmarks/exp_accuracy.py).
  * The cubic's relative error is 2.6e-8, each 2^(k/8) rounded to float at most 3.2e-8.
  * m by the magic number: z = fma(u, 8 log2e, 0x1.8p23 - 8 exponent) holds m - 8 exponent in its low

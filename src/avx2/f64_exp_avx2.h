@@ -92,10 +92,16 @@ TWOPASS_INLINE __m256d f64x4_exp_shifted(__m256d x, __m256d shift, __m256d expon
     return f64x4_mul_exp2(p, _mm256_sub_pd(n, exponent));
 }
 
-/* exp(x - shift) * 2^-exponent * scale (the float32 core folds scale into its polynomial). */
+/* exp(x - shift) * 2^-exponent * scale. */
 TWOPASS_INLINE __m256d f64x4_exp_shifted_scaled(__m256d x, __m256d shift, __m256d exponent, __m256d scale)
 {
     return _mm256_mul_pd(f64x4_exp_shifted(x, shift, exponent), scale);
+}
+
+/* Two-pass's pass 2 (TWOPASS_MODE_EXTEXP): the same core as its pass 1 already (extexp). */
+TWOPASS_INLINE __m256d f64x4_extexp_shifted_scaled(__m256d x, __m256d shift, __m256d exponent, __m256d scale)
+{
+    return f64x4_exp_shifted_scaled(x, shift, exponent, scale);
 }
 
 /* raddextexp's pieces (kernels_avx2.h; see f32x8_extexp_biased): p2 = 2 e^t and z = n + 0x1.8p52,

@@ -231,14 +231,15 @@ TWOPASS_INLINE T raddexpminusmax_impl(size_t n, const ELEM* x, T* w, T* max, T s
 TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, const int MODE)
 {
     if (MODE == TWOPASS_MODE_SUB) return at_most_zero(V(sub)(V(sub)(v, vshift), vexponent));
-    /* two-pass's exp(x) * 2^-exponent is exp_shifted with shift 0: one rounding fewer than
+    /* two-pass's exp(x) * 2^-exponent is extexp_shifted with shift 0: one rounding fewer than
      * scaleextexp's extexp, scale, then 2^(n - exponent) */
+    if (MODE == TWOPASS_MODE_EXTEXP) return at_most_one(EXP(extexp_shifted_scaled)(v, vshift, vexponent, vscale));
     return at_most_one(EXP(exp_shifted_scaled)(v, vshift, vexponent, vscale));
 }
 
 /* The elementwise passes on x (MODE is a constant, common.h): y = min(1, exp(x - shift) *
- * 2^-exponent * scale) (TWOPASS_MODE_EXP; two-pass's exp(x) * scale * 2^-exponent with shift 0),
- * y = min(0, (x - shift) - exponent) (TWOPASS_MODE_SUB).
+ * 2^-exponent * scale) (TWOPASS_MODE_EXP; TWOPASS_MODE_EXTEXP for two-pass's exp(x) * scale *
+ * 2^-exponent with shift 0), y = min(0, (x - shift) - exponent) (TWOPASS_MODE_SUB).
  * NT (a constant): non-temporal stores, for outputs too large for the caches. They skip the read
  * of each line before it is written (write-allocate) and keep the input in cache; they need
  * addresses aligned to a whole vector (VLEN elements), so the elements before y's first such
@@ -247,7 +248,7 @@ TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exp
                                 const size_t U, const int MODE, const int NT)
 {
     const size_t NV = U / VLEN;
-    if (MODE == TWOPASS_MODE_EXP && scale > 0 && scale < INFINITY) {
+    if (MODE != TWOPASS_MODE_SUB && scale > 0 && scale < INFINITY) {
         /* scale = m * 2^k with m in [0.5, 1): 2^k joins the exponent, since exp_shifted flushes its
          * results below the smallest normal float (2^-126; float64 2^-1022): with m >= 1/2 no
          * product at or above twice that is 0 */
@@ -268,7 +269,7 @@ TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exp
         }
     }
     for (; n >= U; n -= U, x += U, y += U) {
-        if (MODE == TWOPASS_MODE_EXP) {
+        if (MODE != TWOPASS_MODE_SUB) {
             TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
         }
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
