@@ -110,14 +110,18 @@ TWOPASS_INLINE __m256 f32x8_extexp_shifted_scaled(__m256 x, __m256 shift, __m256
  *     e^t ~ 1 + q,   q = t + C2 t^2 + C3 t^3 (common.h),   result = fma(s, q, s).
  * Seven multiply-class operations per vector against nine for the degree-5 polynomial on |t| <= ln2/2
  * (raddstoreexpminusmax on Zen 3: 6.36 -> 5.65 cycles per vector), and nearer exp: at most 1.135 ULP
- * over every float32 input, 0.04% of them above 1 ULP, against 1.98 and 1.8% (benchmarks/exp_accuracy.py).
- * The cubic's relative error is 2.6e-8, each 2^(k/8) rounded to float at most 3.2e-8.
+ * over every float32 whose exp is normal, 0.04% of them above 1 ULP, against 1.98 and 1.8%
+ * (benchmarks/exp_accuracy.py; for |u| near 2^16, where 8 u log2e rounds log2e's error into m and
+ * |t| reaches 0.0445, a review measured 1.18). The cubic's relative error is 2.6e-8, each 2^(k/8)
+ * rounded to float at most 3.2e-8. Two-pass keeps the polynomial of its pass 1 (extexp_shifted_scaled
+ * above), so that its outputs follow its sum.
  * m by the magic number: z = fma(u, 8 log2e, 0x1.8p23 - 8 exponent) holds m - 8 exponent in its low
  * bits while |8 u log2e - 8 exponent| < 2^22, so z's lowest 3 bits are k, which index the table
  * (vpermd reads only those), and z << 20 puts D in the exponent field with k in the 3 mantissa bits
  * below it. Each table entry is the float bits of 2^(k/8) minus k << 20, so their integer sum is the
- * float s while it is normal: -126 <= D <= 127 (higher D wrap; only a first try of blocked reload's
- * pass 1, which is redone, meets them: softmax_template.h).
+ * float s while it is normal: -126 <= D <= 127. Higher D wrap into inf and NaN patterns: the drivers'
+ * results are at most about 2 (D <= 1), and the first try of blocked reload's pass 1 that meets them
+ * is redone (softmax_template.h).
  * The clamp u >= c = (exponent - EXP8_CLAMP) ln2 keeps D >= -126: an element at c (and every one
  * below, -inf included) gets D = -126, k = 0 and t ~ -ln2/32, a result 2^-126 e^t < 2^-126 that
  * MXCSR.FTZ (set by every caller of the kernels, softmax.c) makes 0. So every result below 2^-126 is
