@@ -238,7 +238,7 @@ TWOPASS_INLINE int softmax_short_rows_impl(size_t rows, size_t n, const TP_E* x,
         }                                                                                          \
         return raddexpminusmax_split(n, x, w, max, 0, exponent, U, ACC, 1, 1);                     \
     }
-/* The elementwise passes on x, one template (vscale_impl) in two modes, and reload's scaling of its
+/* The elementwise passes on x, one template (vscale_impl) in three modes, and reload's scaling of its
  * stored exps (vscale_stored_impl); NT: non-temporal stores.
  * vscaleextexp, exp(x) * scale * 2^-exponent, is exp(x - shift) * 2^-exponent * scale with shift 0
  * (x - 0 is x), and where it folds, one operation fewer per vector; by the exp that raddextexp sums

@@ -202,6 +202,17 @@ def test_softmax_random_lengths(emu, algorithm):
     print(f"{algorithm}: worst relative error {worst[0]:.3g} at n={worst[1]}")
 
 
+@pytest.mark.parametrize("algorithm", ["two_pass", "three_pass_reload", "three_pass_recompute", "blocked_reload"])
+def test_pairs_of_equal_values_give_halves(emu, algorithm):
+    """tests/test_softmax.py's check on AVX-512F: rows of two equal floats (20,000 values in [-80, 80])
+    give 1/2 within one float32 ULP, which needs the exps of the sum and of the outputs to be the same."""
+    values = np.random.default_rng(3).uniform(-80, 80, 20000).astype(F32)
+    x = np.stack([values, values], 1)
+    y = emu.softmax_rows(x, np.empty_like(x), algorithm)
+    worst = float(np.abs(y.astype(np.float64) - 0.5).max() / 0.5)
+    assert worst <= 1.2e-7, worst
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("variant", [k[0] for k in AVX512_KERNELS])
 def test_softmax_with_each_variant(emu, algorithm, variant):

@@ -249,9 +249,9 @@ TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exp
 {
     const size_t NV = U / VLEN;
     if (MODE != TWOPASS_MODE_SUB && scale > 0 && scale < INFINITY) {
-        /* scale = m * 2^k with m in [0.5, 1): 2^k joins the exponent, since exp_shifted flushes its
-         * results below the smallest normal float (2^-126; float64 2^-1022): with m >= 1/2 no
-         * product at or above twice that is 0 */
+        /* scale = m * 2^k with m in [0.5, 1): 2^k joins the exponent, since the exp cores flush their
+         * results below 2^-126 (MODE_EXTEXP's float32 polynomial: below about 2^-125; float64
+         * 2^-1022), so with m >= 1/2 no product at or above 2^-125 (2^-1021) is 0 */
         int k;
         scale = (T)frexp(scale, &k);
         exponent -= (T)k;
