@@ -238,14 +238,13 @@ TWOPASS_INLINE int softmax_short_rows_impl(size_t rows, size_t n, const TP_E* x,
         }                                                                                          \
         return raddexpminusmax_split(n, x, w, max, 0, exponent, U, ACC, 1, 1);                     \
     }
-/* The elementwise passes on x, one template (vscale_impl) in three modes, and reload's scaling of its
+/* The elementwise passes on x, one template (vscale_impl) in two modes, and reload's scaling of its
  * stored exps (vscale_stored_impl); NT: non-temporal stores.
  * vscaleextexp, exp(x) * scale * 2^-exponent, is exp(x - shift) * 2^-exponent * scale with shift 0
- * (x - 0 is x), and where it folds, one operation fewer per vector; by the exp that raddextexp sums
- * (TWOPASS_MODE_EXTEXP: on AVX2 float32 the degree-5 polynomial, elsewhere the same core). */
+ * (x - 0 is x), and where it folds, one operation fewer per vector: the exp that raddextexp sums. */
 #define DEFINE_vscaleextexp_E(name, U, NT)                                                         \
     void name(size_t n, const TP_E* x, TP_E* y, TP_T scale, TP_T exponent)                      \
-    { vscaleexpminusmax_split(n, x, y, 0, exponent, scale, U, TWOPASS_MODE_EXTEXP, NT); }
+    { vscaleexpminusmax_split(n, x, y, 0, exponent, scale, U, TWOPASS_MODE_EXP, NT); }
 #define DEFINE_vscaleexpminusmax_E(name, U, NT)                                                    \
     void name(size_t n, const TP_E* x, TP_E* y, TP_T shift, TP_T exponent, TP_T scale)         \
     { vscaleexpminusmax_split(n, x, y, shift, exponent, scale, U, TWOPASS_MODE_EXP, NT); }

@@ -1067,8 +1067,10 @@ static void columns_block(void* ctx, size_t block)
             a[j] = parts.hi, b[j] = parts.lo;
             if (job->lse != NULL) job->lse[c0 + j] = lse;
         } else if (valid[j]) {
-            /* scale by 1/f and 2^-(E + q), as softmax_scale_extexp */
-            a[j] = (TP_T)(1.0 / sum_m[j]), b[j] = (TP_T)sum_e[j];
+            /* scale by 1/f and 2^-(E + q), as softmax_scale_extexp, with 1/f = m 2^k, m in [0.5, 1),
+             * as vscale_impl normalises it (the exp flushes below 2^-126 before the scale) */
+            int k2;
+            a[j] = (TP_T)frexp((TP_T)(1.0 / sum_m[j]), &k2), b[j] = (TP_T)(sum_e[j] - k2);
         } else {
             /* softmax by three-pass on a copy, written back; pass 2 skips the column, and no other
              * block reads it, so this is safe in place too */

@@ -38,8 +38,8 @@ def test_large_rows(level, algorithm, n, lo, hi):
 def test_pairs_of_equal_values_give_halves(level, algorithm):
     """Rows of two equal floats, 20,000 values in [-80, 80]: each output within one float32 ULP of 1/2
     (1.2e-7 relative; the NumPy fallback gives 1/2 exactly). The exps of the sum and of the outputs
-    must then be the same function: two-pass's pass 2 on the AVX2 table exp, while its pass 1 sums the
-    degree-5 polynomial (src/avx2/f32_exp_avx2.h), gave 2.4e-7."""
+    must then be the same function: two-pass's pass 2 on the AVX2 table exp while its pass 1 summed a
+    degree-5 polynomial (src/avx2/f32_exp_avx2.h, a975fa0) gave 2.4e-7."""
     values = np.random.default_rng(3).uniform(-80, 80, 20000).astype(np.float32)
     y = twopass.softmax(np.stack([values, values], 1), axis=-1, algorithm=algorithm)
     worst = float(np.abs(y.astype(np.float64) - 0.5).max() / 0.5)
@@ -469,3 +469,37 @@ def test_axis_types_rejected_like_numpy(axis):
     for f in (twopass.softmax, twopass.log_softmax, twopass.logsumexp):
         with pytest.raises(TypeError):
             f(x, axis=axis)
+
+
+@pytest.mark.parametrize("base", [-90000.0, -90852.0, -90900.0, -90990.0, -91000.0, -91100.0, -91200.0, -91300.0])
+def test_two_pass_around_its_exponent_floor(level, algorithm, base):
+    """Two-pass's sum starts each lane's exponent at a floor 256 binades below -2^17, the lowest largest
+    exponent of a slice it takes (x about -90852), and raises it only for x above (floor + 64) ln2,
+    about -90986 (src/avx2/kernels_avx2.h). Rows and columns whose values span 40 around each of
+    these (slices inside the range, straddling it, and below it, which go to three-pass) give softmax,
+    log_softmax and logsumexp to the usual bounds. A floor that let the lanes' exponents sit more than
+    126 binades above their largest term would flush the sum of the rows just below the range."""
+    x = np.float32(base) + np.arange(0, 40, 0.125, dtype=np.float32)  # exact: float32 spacing 2^-7
+    x64 = x.astype(np.float64)
+    assert max_relative_error(twopass.softmax(x, algorithm=algorithm), reference_softmax(x)) <= 1e-6
+    np.testing.assert_allclose(twopass.log_softmax(x, algorithm=algorithm), scipy.special.log_softmax(x64),
+                               rtol=0, atol=1e-5)
+    columns = np.tile(x[:, None], (1, 19))
+    assert max_relative_error(twopass.softmax(columns, axis=0), reference_softmax(columns, axis=0)) <= 1e-6
+    lse = scipy.special.logsumexp(x64)
+    assert twopass.logsumexp(x) == pytest.approx(lse, rel=2e-7)
+    np.testing.assert_allclose(twopass.logsumexp(columns, axis=0), lse, rtol=2e-7)
+
+
+@pytest.mark.parametrize("order", ["rising", "falling", "interleaved"])
+def test_two_pass_rows_whose_max_keeps_rising(level, order):
+    """Ramps over [-87, 87] of 128 elements, repeated: within each sum block (1024 elements; 64 rows
+    down columns) two-pass's per-lane exponent is raised every 64 binades (44 in x) and the sums
+    rescaled each time (falling: once per block; interleaved: both). All to 1e-6."""
+    ramp = np.linspace(-87, 87, 128).astype(np.float32)
+    period = {"rising": ramp, "falling": ramp[::-1].copy(), "interleaved": np.stack([ramp, ramp[::-1]], 1).ravel()}
+    x = np.tile(period[order], 50000 // len(period[order]))
+    y = twopass.softmax(x, algorithm="two_pass")
+    assert max_relative_error(y, reference_softmax(x)) <= 1e-6
+    columns = np.tile(x[:, None], (1, 11))
+    assert max_relative_error(twopass.softmax(columns, axis=0), reference_softmax(columns, axis=0)) <= 1e-6

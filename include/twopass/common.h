@@ -58,7 +58,6 @@ extern size_t twopass_prefetch_ahead;
 /* What an elementwise pass on x computes (the MODE constant of the vscale_impl template). */
 #define TWOPASS_MODE_EXP 1 /* y = min(1, exp(x - shift) * 2^-exponent * scale) */
 #define TWOPASS_MODE_SUB 2 /* y = min(0, (x - shift) - exponent): a constant given as hi + lo parts */
-#define TWOPASS_MODE_EXTEXP 3 /* as MODE_EXP, by the exp that raddextexp sums (two-pass's pass 2) */
 
 #define TWOPASS_F32_LOG2E 0x1.715476p+0f
 #define TWOPASS_F32_MINUS_LN2_HI -0x1.62E43p-1f

@@ -4,10 +4,11 @@
  * scalars; no allocation, no Python. n >= 1 unless stated. Output may alias input exactly (in place).
  *
  *   rmax                  return max_i x_i
- *   raddextexp            sum[0] * 2^sum[1] = sum_i exp(x_i), accumulated as (mantissa, exponent)
- *                         pairs so nothing overflows (two-pass, pass 1)
- *   vscaleextexp          y_i = min(1, exp(x_i) * scale * 2^-exponent), from the same (p, n) split
- *                         (two-pass, pass 2)
+ *   raddextexp            sum[0] * 2^sum[1] = sum_i exp(x_i), accumulated as a mantissa per lane
+ *                         and an exponent that it raises as x grows, so nothing overflows (two-pass,
+ *                         pass 1)
+ *   vscaleextexp          y_i = min(1, exp(x_i) * scale * 2^-exponent), by the same exp as pass 1's
+ *                         terms (two-pass, pass 2)
  *   raddexpminusmax       return sum_i e_i                               (three-pass recompute, pass 2)
  *   raddstoreexpminusmax  w_i = e_i, return sum_i e_i                    (three-pass reload, pass 2)
  *                         and, unless max is NULL, *max = max_i x_i, found on the way (blocked
@@ -33,7 +34,6 @@
  * w, reload's stored exps, is of the arithmetic type T: for float32 and float64 the output itself
  * (y = w, in place), for float16 a float32 row apart, so that its result is rounded to float16 once.
  * The min() keep softmax <= 1 and log_softmax <= 0 (src/result_bounds.h); NaN stays NaN.
- * vscaleextexp_columns needs none: it rounds p * fl(1/f) once, with the p of pass 1's sum.
  *
  * where e_i = exp(x_i - shift) * 2^-exponent stands for exp(x_i - max): the caller splits the max
  * as shift + exponent * ln2 (TWOPASS_EXP_SPLIT, common.h), so that x_i - shift is exact for

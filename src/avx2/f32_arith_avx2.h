@@ -12,6 +12,8 @@
 #define MASK __m256i /* a lane mask: all bits of a lane set */
 #define ALL_LANES _mm256_set1_epi32(-1)
 #define HMAX hmax_f32x8
-#define EXP_MAGIC TWOPASS_F32_EXP_MAGIC
-#define EXP_BIAS TWOPASS_F32_EXP_BIAS
+#define EXP_CONSTANTS struct f32x8_exp_constants
+#define EXP_LOG2E TWOPASS_F32_LOG2E
+#define EXP_LN2 (-TWOPASS_F32_MINUS_LN2_HI)
+#define EXTEXP_LIMIT TWOPASS_EXTEXP_EXPONENT_LIMIT
 #define HSUM hsum_f32x8

@@ -22,132 +22,82 @@ TWOPASS_INLINE __m256 f32x8_mul_exp2(__m256 v, __m256 d)
     return _mm256_mul_ps(v, f32x8_exp2_small(_mm256_max_ps(d, _mm256_set1_ps(-127.0f))));
 }
 
-/* s * e^t ~ s * (1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))) on |t| <= ln2/2, Horner with FMA on
- * the coefficients times s. Wherever s is loop-invariant (a power-of-two constant, or a pass's scale)
- * the products are computed once, outside the loop, so s costs no multiply per vector. A power of two
- * scales them exactly; any other s rounds s*c1..s*c5 once each, which moves the result by at most
- * 0.3 ULP (|t c1| <= 0.35, |t^2 c2| <= 0.06, ...: less than the 0.5 ULP of a separate multiply). */
-TWOPASS_INLINE __m256 f32x8_exp_poly_times(__m256 t, __m256 s)
-{
-    __m256 p = _mm256_fmadd_ps(_mm256_mul_ps(s, _mm256_set1_ps(TWOPASS_F32_EXP_C5)), t,
-                               _mm256_mul_ps(s, _mm256_set1_ps(TWOPASS_F32_EXP_C4)));
-    p = _mm256_fmadd_ps(p, t, _mm256_mul_ps(s, _mm256_set1_ps(TWOPASS_F32_EXP_C3)));
-    p = _mm256_fmadd_ps(p, t, _mm256_mul_ps(s, _mm256_set1_ps(TWOPASS_F32_EXP_C2)));
-    p = _mm256_fmadd_ps(p, t, _mm256_mul_ps(s, _mm256_set1_ps(TWOPASS_F32_EXP_C1)));
-    return _mm256_fmadd_ps(p, t, s);
-}
-
-/* t = x - n * ln2 by Cody-Waite with two FMA steps; returns s * e^t. */
-TWOPASS_INLINE __m256 f32x8_exp_reduced(__m256 x, __m256 n, __m256 s)
-{
-    __m256 t = _mm256_fmadd_ps(n, _mm256_set1_ps(TWOPASS_F32_MINUS_LN2_HI), x);
-    t = _mm256_fmadd_ps(n, _mm256_set1_ps(TWOPASS_F32_LN2_LO), t);
-    return f32x8_exp_poly_times(t, s);
-}
-
-/* Extended exponent: exp(x) = p * 2^n, x clamped at TWOPASS_F32_EXTEXP_X_MIN (max(c, x) keeps NaN).
- * n is exact for |x * log2e| < 2^22, far beyond the range where the two-pass result is used
- * (common.h); below, down to the clamp, n is within 1/2 of x * log2e (spacing 1/2) and the term
- * vanishes against the slice's largest one. */
-TWOPASS_INLINE __m256 f32x8_extexp(__m256 x, __m256* n)
-{
-    const __m256 magic = _mm256_set1_ps(TWOPASS_F32_MAGIC);
-    x = _mm256_max_ps(_mm256_set1_ps(TWOPASS_F32_EXTEXP_X_MIN), x);
-    *n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(TWOPASS_F32_LOG2E), magic), magic);
-    return f32x8_exp_reduced(x, *n, _mm256_set1_ps(1.0f));
-}
-
-/* The pieces of raddextexp's accumulation (kernels_avx2.h): p2 = 2 e^t (coefficients doubled, exact)
- * and z = n + 0x1.8p23, from which n = z - 0x1.8p23 exactly (as in extexp). */
-#define TWOPASS_F32_EXP_MAGIC TWOPASS_F32_MAGIC
-#define TWOPASS_F32_EXP_BIAS 126.0f
-TWOPASS_INLINE __m256 f32x8_extexp_biased(__m256 x, __m256* z)
-{
-    const __m256 magic = _mm256_set1_ps(TWOPASS_F32_MAGIC);
-    x = _mm256_max_ps(_mm256_set1_ps(TWOPASS_F32_EXTEXP_X_MIN), x);
-    *z = _mm256_fmadd_ps(x, _mm256_set1_ps(TWOPASS_F32_LOG2E), magic);
-    return f32x8_exp_reduced(x, _mm256_sub_ps(*z, magic), _mm256_set1_ps(2.0f));
-}
-
-/* For w = 0x1.8p23 + 126 + d (d integral, <= 128): 2^(d - 1) for d >= -125, +0.0 for d <= -126 (so
- * p2 * 2^(d - 1) = e^t 2^d is never subnormal). w is clamped at d >= -126 (max(w, c) gives c for a NaN
- * w: the NaN p2 that goes with it keeps the product NaN), then d + 126 is shifted into the exponent. */
-TWOPASS_INLINE __m256 f32x8_pow2_biased(__m256 w)
-{
-    const __m256 wc = _mm256_max_ps(w, _mm256_set1_ps(TWOPASS_F32_MAGIC));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(wc), 23));
-}
-
-/* Two-pass's pass 2 (TWOPASS_MODE_EXTEXP): exp(x - shift) * 2^-exponent * scale by the exp of the
- * extended-exponent sum that its pass 1 adds up (extexp_biased above: the degree-5 polynomial on
- * |t| <= ln2/2), so that the outputs' errors follow the sum's and sum to 1 as closely as before (with
- * the table exp below in pass 2 alone, a constant row of 20,000 floats gave 1.07e-6 relative error
- * against 0.92e-6). The magic constant carries the bias 126 - exponent:
- * z = fma(u, log2e, 0x1.8p23 + 126 - exponent) holds d + 126 (d = n - exponent) in its low bits;
- * shifted into the exponent field it is 2^(d - 1) for d >= -125 and +0.0 for d = -126, and p is
- * 2 scale e^t (exp_poly_times: the scale costs no multiply per vector). u = x - shift is clamped at
- * c = (exponent - 126.25) ln2, so d >= -126: elements below c get 0, as they would have, and no z
- * falls below 0x1.8p23. In float, c log2e - exponent stays within 0.007 of -126.25 at every
- * integral |exponent| <= 2^17, inside the margin of 0.25 to the rounding tie at -126.5. Results whose
- * power of two is below 2^-125 are 0, and products below 2^-126 too (MXCSR.FTZ, softmax.c).
- * max(c, u) keeps a NaN u, whose p makes the product NaN. */
-TWOPASS_INLINE __m256 f32x8_extexp_shifted_scaled(__m256 x, __m256 shift, __m256 exponent, __m256 scale)
-{
-    const __m256 bias = _mm256_sub_ps(_mm256_set1_ps(TWOPASS_F32_MAGIC + 126.0f), exponent); /* exact */
-    const __m256 lowest = /* c */
-        _mm256_mul_ps(_mm256_sub_ps(exponent, _mm256_set1_ps(126.25f)), _mm256_set1_ps(-TWOPASS_F32_MINUS_LN2_HI));
-    const __m256 u = _mm256_max_ps(lowest, _mm256_sub_ps(x, shift));
-    const __m256 z = _mm256_fmadd_ps(u, _mm256_set1_ps(TWOPASS_F32_LOG2E), bias);
-    const __m256 p = f32x8_exp_reduced(u, _mm256_sub_ps(z, bias), _mm256_add_ps(scale, scale));
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(z), 23)));
-}
-
-/* exp(x - shift) * 2^-exponent, the caller's split of exp(x - max) (kernels.h), from a table of eight
- * powers 2^(k/8) and a cubic. u = x - shift (exact for every element that matters) is reduced by
+/* The table exp: exp(u) 2^-exponent from a table of eight powers 2^(k/8) and a cubic. u is reduced by
  * m = round(8 u log2e) to t = u - m ln2/8, |t| <= ln2/16 (Cody-Waite, two FMA steps), and with
  * m = 8 j + k, 0 <= k < 8:
  *     exp(u) 2^-exponent = s e^t,   s = 2^D 2^(k/8),   D = j - exponent,
  *     e^t ~ 1 + q,   q = t + C2 t^2 + C3 t^3 (common.h),   result = fma(s, q, s).
- * Seven multiply-class operations per vector against nine for the degree-5 polynomial on |t| <= ln2/2
+ * Seven multiply-class operations per vector against nine for a degree-5 polynomial on |t| <= ln2/2
  * (raddstoreexpminusmax on Zen 3: 6.36 -> 5.65 cycles per vector), and nearer exp: at most 1.135 ULP
  * over every float32 whose exp is normal, 0.04% of them above 1 ULP, against 1.98 and 1.8%
  * (benchmarks/exp_accuracy.py; for |u| near 2^16, where 8 u log2e rounds log2e's error into m and
  * |t| reaches 0.0445, a review measured 1.18). The cubic's relative error is 2.6e-8, each 2^(k/8)
- * rounded to float at most 3.2e-8. Two-pass keeps the polynomial of its pass 1 (extexp_shifted_scaled
- * above), so that its outputs follow its sum.
- * m by the magic number: z = fma(u, 8 log2e, 0x1.8p23 - 8 exponent) holds m - 8 exponent in its low
- * bits while |8 u log2e - 8 exponent| < 2^22, so z's lowest 3 bits are k, which index the table
- * (vpermd reads only those), and z << 20 puts D in the exponent field with k in the 3 mantissa bits
- * below it. Each table entry is the float bits of 2^(k/8) minus k << 20, so their integer sum is the
- * float s while it is normal: -126 <= D <= 127. Higher D wrap into inf and NaN patterns: the drivers'
- * results are at most about 2 (D <= 1), and the first try of blocked reload's pass 1 that meets them
- * is redone (softmax_template.h).
- * The clamp u >= c = (exponent - EXP8_CLAMP) ln2 keeps D >= -126: an element at c (and every one
- * below, -inf included) gets D = -126, k = 0 and t ~ -ln2/32, a result 2^-126 e^t < 2^-126 that
- * MXCSR.FTZ (set by every caller of the kernels, softmax.c) makes 0. So every result below 2^-126 is
- * 0, every one above is computed, and s is never subnormal. In float (ln2 rounded: the LN2_HI of the
- * reduction) 8 c log2e - 8 exponent lies within 0.06 of -1008.25 at every integral |exponent| <= 2^17
- * (tests/test_kernels.py checks each), inside the margin of 0.25 to the rounding ties either side.
- * max(c, u) keeps a NaN u, whose t, q and result are NaN. */
-TWOPASS_INLINE __m256 f32x8_exp_shifted(__m256 x, __m256 shift, __m256 exponent)
+ * rounded to float at most 3.2e-8.
+ * m by the magic number: z = fma(u, 8 log2e, 0x1.8p23 + b) (b integral) holds m + b in its low bits
+ * while |8 u log2e + b| < 2^22, so z's lowest 3 bits are k, which index the table (vpermd reads only
+ * those), and z << 20 puts (m + b - k) / 8 in the exponent field with k in the 3 mantissa bits below
+ * it. Each table entry is the float bits of 2^(k/8) minus k << 20, so their integer sum is the float
+ * 2^((m + b - k) / 8) 2^(k/8) while it is normal. The two pieces: */
+
+/* q with e^t ~ 1 + q, t = u - m ln2/8. */
+TWOPASS_INLINE __m256 f32x8_exp8_q(__m256 u, __m256 m)
 {
-    const __m256i table = _mm256_setr_epi32(0x3F800000 - (0 << 20), 0x3F8B95C2 - (1 << 20), 0x3F9837F0 - (2 << 20),
-                                            0x3FA5FED7 - (3 << 20), 0x3FB504F3 - (4 << 20), 0x3FC5672A - (5 << 20),
-                                            0x3FD744FD - (6 << 20), 0x3FEAC0C7 - (7 << 20));
-    const __m256 bias = _mm256_fmadd_ps(exponent, _mm256_set1_ps(-8.0f), _mm256_set1_ps(TWOPASS_F32_MAGIC)); /* exact */
-    const __m256 lowest = /* c */
-        _mm256_mul_ps(_mm256_sub_ps(exponent, _mm256_set1_ps(TWOPASS_F32_EXP8_CLAMP)), _mm256_set1_ps(-TWOPASS_F32_MINUS_LN2_HI));
-    const __m256 u = _mm256_max_ps(lowest, _mm256_sub_ps(x, shift));
-    const __m256 z = _mm256_fmadd_ps(u, _mm256_set1_ps(8.0f * TWOPASS_F32_LOG2E), bias);
-    const __m256 m = _mm256_sub_ps(z, bias);
     __m256 t = _mm256_fmadd_ps(m, _mm256_set1_ps(0.125f * TWOPASS_F32_MINUS_LN2_HI), u);
     t = _mm256_fmadd_ps(m, _mm256_set1_ps(0.125f * TWOPASS_F32_LN2_LO), t);
     const __m256 c2t = _mm256_mul_ps(_mm256_fmadd_ps(_mm256_set1_ps(TWOPASS_F32_EXP8_C3), t,
                                                      _mm256_set1_ps(TWOPASS_F32_EXP8_C2)), t);
-    const __m256 q = _mm256_fmadd_ps(c2t, t, t);
+    return _mm256_fmadd_ps(c2t, t, t);
+}
+
+/* s = 2^D 2^(k/8) for z = 0x1.8p23 + 8 D + k (-126 <= D <= 127, 0 <= k < 8). */
+TWOPASS_INLINE __m256 f32x8_exp8_power(__m256 z)
+{
+    const __m256i table = _mm256_setr_epi32(0x3F800000 - (0 << 20), 0x3F8B95C2 - (1 << 20), 0x3F9837F0 - (2 << 20),
+                                            0x3FA5FED7 - (3 << 20), 0x3FB504F3 - (4 << 20), 0x3FC5672A - (5 << 20),
+                                            0x3FD744FD - (6 << 20), 0x3FEAC0C7 - (7 << 20));
     const __m256i zi = _mm256_castps_si256(z);
-    const __m256 s = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_slli_epi32(zi, 20), _mm256_permutevar8x32_epi32(table, zi)));
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_slli_epi32(zi, 20), _mm256_permutevar8x32_epi32(table, zi)));
+}
+
+/* exp(u) * 2^-exponent by the table exp with b = -8 exponent: D = j - exponent, for per-lane constants
+ * made once per exponent (exp_constants): bias = 0x1.8p23 - 8 exponent and the clamp c below. Higher
+ * D than 127 wrap into inf and NaN patterns: the drivers' results are at most about 2 (D <= 1),
+ * raddextexp's at most 2^66 (D <= 65), and the first try of blocked reload's pass 1 that meets them is
+ * redone (softmax_template.h).
+ * The clamp u >= c = (exponent - EXP8_CLAMP) ln2 keeps D >= -126: an element at c (and every one
+ * below, -inf included) gets D = -126, k = 0 and t ~ -ln2/32, a result 2^-126 e^t < 2^-126 that
+ * MXCSR.FTZ (set by every caller of the kernels, softmax.c) makes 0. So every result below 2^-126 is
+ * 0, every one above is computed, and s is never subnormal. In float (ln2 rounded: the LN2_HI of the
+ * reduction) 8 c log2e - 8 exponent lies within 0.06 of -1008.25 at every integral exponent in
+ * [-2^17 - 256, 2^17] (tests/test_kernels.py checks each), inside the margin of 0.25 to the rounding
+ * ties either side. max(c, u) keeps a NaN u, whose t, q and result are NaN; a NaN or infinite
+ * exponent makes every result NaN (bias or c NaN or infinite). */
+struct f32x8_exp_constants {
+    __m256 bias, lowest;
+};
+TWOPASS_INLINE struct f32x8_exp_constants f32x8_exp_constants(__m256 exponent)
+{
+    const struct f32x8_exp_constants c = {
+        _mm256_fmadd_ps(exponent, _mm256_set1_ps(-8.0f), _mm256_set1_ps(TWOPASS_F32_MAGIC)), /* exact */
+        _mm256_mul_ps(_mm256_sub_ps(exponent, _mm256_set1_ps(TWOPASS_F32_EXP8_CLAMP)), _mm256_set1_ps(-TWOPASS_F32_MINUS_LN2_HI))};
+    return c;
+}
+TWOPASS_INLINE __m256 f32x8_exp_times_pow2(__m256 u, struct f32x8_exp_constants c)
+{
+    u = _mm256_max_ps(c.lowest, u);
+    const __m256 z = _mm256_fmadd_ps(u, _mm256_set1_ps(8.0f * TWOPASS_F32_LOG2E), c.bias);
+    const __m256 q = f32x8_exp8_q(u, _mm256_sub_ps(z, c.bias));
+    const __m256 s = f32x8_exp8_power(z);
     return _mm256_fmadd_ps(s, q, s);
+}
+
+/* exp(x - shift) * 2^-exponent, the caller's split of exp(x - max) (kernels.h): u = x - shift is exact
+ * for every element that matters. Two-pass runs it with shift 0: its pass 1 (raddextexp) with one
+ * exponent per lane, pass 2 with the sum's, so each x gets the same m, t and q in both and the
+ * outputs follow the sum. */
+TWOPASS_INLINE __m256 f32x8_exp_shifted(__m256 x, __m256 shift, __m256 exponent)
+{
+    return f32x8_exp_times_pow2(_mm256_sub_ps(x, shift), f32x8_exp_constants(exponent));
 }
 
 /* The same times scale, rounded once more (as the float64 core does): 2.12 ULP at scale 0.7391 on the

@@ -98,29 +98,19 @@ TWOPASS_INLINE __m256d f64x4_exp_shifted_scaled(__m256d x, __m256d shift, __m256
     return _mm256_mul_pd(f64x4_exp_shifted(x, shift, exponent), scale);
 }
 
-/* Two-pass's pass 2 (TWOPASS_MODE_EXTEXP): the same core as its pass 1 already (extexp). */
-TWOPASS_INLINE __m256d f64x4_extexp_shifted_scaled(__m256d x, __m256d shift, __m256d exponent, __m256d scale)
+/* exp(u) * 2^-exponent for per-lane constants made once per exponent, as f32x8_exp_times_pow2
+ * (raddextexp_impl, kernels_avx2.h): here just the exponent. */
+struct f64x4_exp_constants {
+    __m256d exponent;
+};
+TWOPASS_INLINE struct f64x4_exp_constants f64x4_exp_constants(__m256d exponent)
 {
-    return f64x4_exp_shifted_scaled(x, shift, exponent, scale);
+    const struct f64x4_exp_constants c = {exponent};
+    return c;
 }
-
-/* raddextexp's pieces (kernels_avx2.h; see f32x8_extexp_biased): p2 = 2 e^t and z = n + 0x1.8p52,
- * here from extexp (the doubling and the bias are exact: |n| < 2^41). */
-#define TWOPASS_F64_EXP_MAGIC 0x1.8p52
-#define TWOPASS_F64_EXP_BIAS 1022.0
-TWOPASS_INLINE __m256d f64x4_extexp_biased(__m256d x, __m256d* z)
+TWOPASS_INLINE __m256d f64x4_exp_times_pow2(__m256d u, struct f64x4_exp_constants c)
 {
-    __m256d n;
-    const __m256d p = f64x4_extexp(x, &n);
-    *z = _mm256_add_pd(n, _mm256_set1_pd(TWOPASS_F64_EXP_MAGIC));
-    return _mm256_add_pd(p, p);
-}
-
-/* For w = 0x1.8p52 + 1022 + d: 2^(d - 1) for d >= -1021, +0.0 for d <= -1022. */
-TWOPASS_INLINE __m256d f64x4_pow2_biased(__m256d w)
-{
-    const __m256d wc = _mm256_max_pd(w, _mm256_set1_pd(TWOPASS_F64_EXP_MAGIC));
-    return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(wc), 52));
+    return f64x4_exp_shifted(u, _mm256_setzero_pd(), c.exponent);
 }
 
 /* Lane mask (all ones in the first `rem` lanes) for maskload/maskstore and blends, 0 < rem < 4. */

@@ -18,8 +18,10 @@
 #define MASK __m256i
 #define ALL_LANES _mm256_set1_epi64x(-1)
 #define HMAX hmax_f64x4
-#define EXP_MAGIC TWOPASS_F64_EXP_MAGIC
-#define EXP_BIAS TWOPASS_F64_EXP_BIAS
+#define EXP_CONSTANTS struct f64x4_exp_constants
+#define EXP_LOG2E TWOPASS_F64_LOG2E
+#define EXP_LN2 (-TWOPASS_F64_MINUS_LN2_HI)
+#define EXTEXP_LIMIT TWOPASS_F64_EXTEXP_EXPONENT_LIMIT
 #define HSUM hsum_f64x4
 
 TWOPASS_INLINE double hmax_f64x4(__m256d v)

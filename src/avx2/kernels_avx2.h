@@ -2,7 +2,8 @@
  * f64_kernels_avx2.c and f16_kernels_avx2.c, which define the arithmetic type T (and T_MAX), the
  * vector type VEC of VLEN lanes, MASK (__m256i) and ALL_LANES (an all-ones lane mask), V(op) (the
  * _mm256_<op>_ps or _pd intrinsic), EXP(name) (the dtype's core from f32_exp_avx2.h or
- * f64_exp_avx2.h) with its rounding constants EXP_MAGIC and EXP_BIAS (common.h), and the horizontal
+ * f64_exp_avx2.h) with its per-exponent constants EXP_CONSTANTS, its EXP_LOG2E, EXP_LN2 and
+ * EXTEXP_LIMIT (two-pass's exponent range, common.h), and the horizontal
  * HMAX and HSUM; and, when the elements in memory are not of type T (float16), the element type ELEM
  * and its vector accesses LOAD, LOAD_PART, STORE, STORE_PART and STREAM (below: their meaning).
  * Reload's stored exps are of type T whatever ELEM is (float16 keeps them in float32, so its result
@@ -73,68 +74,72 @@ TWOPASS_INLINE T rmax_impl(size_t n, const ELEM* x, const size_t U, const size_t
     return V(movemask)(numbers[0]) == (1 << VLEN) - 1 ? HMAX(vmax[0]) : (T)NAN;
 }
 
-/* Accumulators hold sum = acc_p * 2^e per lane, e one exponent per lane shared by the ACC accumulators
- * and kept as ez = e + EXP_MAGIC. Terms p * 2^n (n = z - EXP_MAGIC, extexp_biased) are added as
- * p2 * 2^(n - e - 1) (pow2_biased of z - k, k = e - EXP_BIAS), with no rescaling while n <= e + 64:
- * the terms stay below 2^65 and the sums of fewer than 2^62 of them finite. A larger n (rare: the
- * first vector, or a max that grows by 64 binades) first raises e to the new max and rescales the
- * accumulators:  acc_p <- acc_p * 2^(e - e'). e never exceeds the largest n seen, so no term that the
- * old rescale-every-step update kept (n - max >= -126) is lost; terms with n - e <= -126 are 0. */
+/* Two-pass's sum with an extended exponent: accumulators hold sum = acc * 2^e per lane, e one integral
+ * exponent per lane shared by its ACC accumulators, and each x is added as exp(x) 2^-e by the exp of
+ * exp_shifted with shift 0 (EXP(exp_times_pow2), its constants made when e changes): pass 2 then
+ * computes each exp(x) 2^-E with the same steps. No rescaling while x <= (e + 64) ln2: the terms stay
+ * below 2^66 and the sums of fewer than 2^62 of them finite. A larger x (rare: the first vector, or a
+ * max that grows by 64 binades) first raises e to round(x log2e) and rescales the accumulators:
+ * acc <- acc 2^(e - e'). e starts at the floor EXTEXP_FLOOR = -EXTEXP_LIMIT - 256: a lane whose
+ * elements all lie below (floor + 64) ln2 keeps it, and its terms, 0 below 2^-126 (n < floor - 126),
+ * lie 256 binades or more below any sum the drivers use (they take a slice whose largest exponent is
+ * at least -EXTEXP_LIMIT, common.h). Above the floor e never exceeds the largest n seen (+1 from the
+ * rounding), so no term that the old rescale-every-step update kept (n - max >= -126) is lost.
+ * Special values: -inf gives 0 (the exp's clamp); NaN keeps its term NaN and never raises e
+ * (an ordered compare); +inf raises e to +inf, whose constants make the lane's terms NaN. */
 #define EXTEXP_HEADROOM 64
-/* The rare step: a lane's z above its limit raises e to max(e, z) and rescales the accumulators,
- * with the limit and k = e - EXP_BIAS (ez - EXP_MAGIC - EXP_BIAS) that follow from it. */
-TWOPASS_INLINE void extexp_raise(VEC z, VEC* acc_p, const size_t ACC, VEC* ez, VEC* limit, VEC* k)
+#define EXTEXP_FLOOR (-EXTEXP_LIMIT - 256)
+/* The rare step: lanes whose x exceed their limit raise e to max(e, round(x log2e)) (max keeps e
+ * where the rounding is NaN) and rescale their accumulators, with the limit and constants that
+ * follow from it. */
+TWOPASS_INLINE void extexp_raise(VEC xmax, VEC* acc, const size_t ACC, VEC* e, VEC* limit, EXP_CONSTANTS* c)
 {
-    if (V(movemask)(V(cmp)(z, *limit, _CMP_GT_OQ)) != 0) {
-        const VEC ez_new = V(max)(*ez, z);
-        TWOPASS_UNROLL for (size_t a = 0; a < ACC; a++) acc_p[a] = EXP(mul_exp2)(acc_p[a], V(sub)(*ez, ez_new));
-        *ez = ez_new;
-        *limit = V(add)(ez_new, V(set1)(EXTEXP_HEADROOM));
-        *k = V(sub)(V(sub)(ez_new, V(set1)(EXP_MAGIC)), V(set1)(EXP_BIAS));
+    const VEC over = V(cmp)(xmax, *limit, _CMP_GT_OQ);
+    if (V(movemask)(over) != 0) {
+        const VEC n = V(round)(V(mul)(xmax, V(set1)(EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const VEC e_new = V(blendv)(*e, V(max)(n, *e), over);
+        TWOPASS_UNROLL for (size_t a = 0; a < ACC; a++) acc[a] = EXP(mul_exp2)(acc[a], V(sub)(*e, e_new));
+        *e = e_new;
+        *limit = V(mul)(V(add)(e_new, V(set1)(EXTEXP_HEADROOM)), V(set1)(EXP_LN2));
+        *c = EXP(exp_constants)(e_new);
     }
 }
 TWOPASS_INLINE void raddextexp_impl(size_t n, const ELEM* x, T* sum, const size_t U, const size_t ACC)
 {
     const size_t NV = U / VLEN;
-    VEC acc_p[TWOPASS_MAX_ACC];
-    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc_p[k] = V(setzero)();
-    /* ez = -inf: the first vector raises it (a lane whose z are all NaN stays there; its NaN p2 makes
-     * the sum NaN whatever the scaling) */
-    VEC ez = V(set1)(-INFINITY), limit = ez, k = ez;
+    VEC acc[TWOPASS_MAX_ACC];
+    TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc[k] = V(setzero)();
+    VEC e = V(set1)(EXTEXP_FLOOR);
+    VEC limit = V(mul)(V(add)(e, V(set1)(EXTEXP_HEADROOM)), V(set1)(EXP_LN2));
+    EXP_CONSTANTS c = EXP(exp_constants)(e);
     for (; n >= U; n -= U, x += U) {
         TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
-        VEC p[TWOPASS_MAX_VECTORS], z[TWOPASS_MAX_VECTORS];
-        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) p[j] = EXP(extexp_biased)(LOAD(x + j * VLEN), &z[j]);
-        VEC zmax = z[0];
-        TWOPASS_UNROLL for (size_t j = 1; j < NV; j++) zmax = V(max)(zmax, z[j]);
-        extexp_raise(zmax, acc_p, ACC, &ez, &limit, &k);
-        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
-            acc_p[j % ACC] = V(add)(acc_p[j % ACC], V(mul)(p[j], EXP(pow2_biased)(V(sub)(z[j], k))));
-        }
+        VEC v[TWOPASS_MAX_VECTORS];
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) v[j] = LOAD(x + j * VLEN);
+        VEC xmax = v[0];
+        TWOPASS_UNROLL for (size_t j = 1; j < NV; j++) xmax = V(max)(xmax, v[j]);
+        extexp_raise(xmax, acc, ACC, &e, &limit, &c);
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) acc[j % ACC] = V(add)(acc[j % ACC], EXP(exp_times_pow2)(v[j], c));
     }
     for (; n != 0;) {
-        /* one vector at a time; the last one masked: its other lanes read -inf (their z, the clamp's,
-         * cannot raise e above an element's) and add 0 */
+        /* one vector at a time; the last one masked: its other lanes read -inf, which does not raise e,
+         * and add 0 */
         const __m256i mask = n >= VLEN ? ALL_LANES : EXP(tail_mask)(n);
         const size_t step = n >= VLEN ? VLEN : n;
-        VEC z;
-        const VEC p = EXP(extexp_biased)(load_tail(x, mask, step, V(set1)(-INFINITY)), &z);
-        extexp_raise(z, acc_p, ACC, &ez, &limit, &k);
-        const VEC term = V(mul)(p, EXP(pow2_biased)(V(sub)(z, k)));
-        acc_p[0] = V(add)(acc_p[0], V(and)(term, V(castsi256)(mask)));
+        const VEC v = load_tail(x, mask, step, V(set1)(-INFINITY));
+        extexp_raise(v, acc, ACC, &e, &limit, &c);
+        acc[0] = V(add)(acc[0], V(and)(EXP(exp_times_pow2)(v, c), V(castsi256)(mask)));
         n -= step, x += step;
     }
-    /* Reduce the accumulators, then the lanes, to sum[0] * 2^sum[1] with sum[1] the largest n (n >= 1
-     * makes every lane's e finite, or NaN). sum[0] is at least the largest term's p (about 0.7) and
-     * below 2^75, not normalised: the drivers merge blocks in double (a frexp per block here cost
-     * 3-4% of an in-cache pass). A NaN or infinite total is returned as it is. */
-    const T emax = HMAX(ez);
+    /* Reduce the accumulators, then the lanes, to sum[0] * 2^sum[1] with sum[1] the largest e. sum[0]
+     * is at least the largest term (about 2^-1 at least: e is at most the largest n + 1) and below
+     * 2^75, not normalised: the drivers merge blocks in double (a frexp per block here cost 3-4% of an
+     * in-cache pass). A NaN or infinite total is returned as it is. */
+    const T emax = HMAX(e);
     VEC total = V(setzero)();
-    TWOPASS_UNROLL for (size_t a = 0; a < ACC; a++) {
-        total = V(add)(total, EXP(mul_exp2)(acc_p[a], V(sub)(ez, V(set1)(emax))));
-    }
+    TWOPASS_UNROLL for (size_t a = 0; a < ACC; a++) total = V(add)(total, EXP(mul_exp2)(acc[a], V(sub)(e, V(set1)(emax))));
     sum[0] = HSUM(total);
-    sum[1] = emax - EXP_MAGIC;
+    sum[1] = emax;
 }
 
 /* Online normaliser (Milakov and Gimelshein 2018), per lane and accumulator: a running max m and
@@ -183,14 +188,6 @@ TWOPASS_INLINE void raddonline_impl(size_t n, const ELEM* x, T* result, const si
     result[1] = HSUM(total);
 }
 
-/* y = p * scale * 2^(n - exponent), flushed to 0 below the smallest normal power of two. */
-TWOPASS_INLINE VEC scaleextexp(VEC x, VEC vscale, VEC vexponent)
-{
-    VEC vn;
-    const VEC p = EXP(extexp)(x, &vn);
-    return EXP(mul_exp2)(V(mul)(p, vscale), V(sub)(vn, vexponent));
-}
-
 /* Sum of e = exp(x - shift) * 2^-exponent * scale, optionally storing each e to w (STORE_W is a
  * constant; w of type T) and finding max x on the way (TRACK_MAX, a constant: *max; a NaN x may be
  * missing from it, but makes the sum NaN). The kernels pass scale 1, or 2^-exponent folded into it
@@ -231,15 +228,12 @@ TWOPASS_INLINE T raddexpminusmax_impl(size_t n, const ELEM* x, T* w, T* max, T s
 TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, const int MODE)
 {
     if (MODE == TWOPASS_MODE_SUB) return at_most_zero(V(sub)(V(sub)(v, vshift), vexponent));
-    /* two-pass's exp(x) * 2^-exponent is extexp_shifted with shift 0: one rounding fewer than
-     * scaleextexp's extexp, scale, then 2^(n - exponent) */
-    if (MODE == TWOPASS_MODE_EXTEXP) return at_most_one(EXP(extexp_shifted_scaled)(v, vshift, vexponent, vscale));
     return at_most_one(EXP(exp_shifted_scaled)(v, vshift, vexponent, vscale));
 }
 
 /* The elementwise passes on x (MODE is a constant, common.h): y = min(1, exp(x - shift) *
- * 2^-exponent * scale) (TWOPASS_MODE_EXP; TWOPASS_MODE_EXTEXP for two-pass's exp(x) * scale *
- * 2^-exponent with shift 0), y = min(0, (x - shift) - exponent) (TWOPASS_MODE_SUB).
+ * 2^-exponent * scale) (TWOPASS_MODE_EXP; two-pass's exp(x) * scale * 2^-exponent with shift 0),
+ * y = min(0, (x - shift) - exponent) (TWOPASS_MODE_SUB).
  * NT (a constant): non-temporal stores, for outputs too large for the caches. They skip the read
  * of each line before it is written (write-allocate) and keep the input in cache; they need
  * addresses aligned to a whole vector (VLEN elements), so the elements before y's first such
@@ -250,8 +244,8 @@ TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exp
     const size_t NV = U / VLEN;
     if (MODE != TWOPASS_MODE_SUB && scale > 0 && scale < INFINITY) {
         /* scale = m * 2^k with m in [0.5, 1): 2^k joins the exponent, since the exp cores flush their
-         * results below 2^-126 (MODE_EXTEXP's float32 polynomial: below about 2^-125; float64
-         * 2^-1022), so with m >= 1/2 no product at or above 2^-125 (2^-1021) is 0 */
+         * results below 2^-126 (float64 2^-1022), so with m >= 1/2 no product at or above 2^-125
+         * (2^-1021) is 0 */
         int k;
         scale = (T)frexp(scale, &k);
         exponent -= (T)k;
@@ -338,27 +332,22 @@ TWOPASS_INLINE void constants_store(T* c, size_t width, size_t v, VEC value)
 
 /* Pass 1 down the columns of a block of `rows` rows, streamed row after row across all `width`
  * columns (long contiguous reads, which the prefetchers follow), with per-column state in the output
- * arrays while it runs: mantissa[j] = acc_p and exponent[j] = k = e - EXP_BIAS, where the column's
- * sum is acc_p * 2^e, in the lazy-rescaling form of raddextexp_impl: a term p * 2^n (z = n +
- * EXP_MAGIC) is added as p2 * pow2_biased(z - k) = p * 2^(n - e) while n <= e + 64; a larger n (the
- * first row, or a column max that grows by 64 binades) first raises that lane's e to n, acc_p <-
- * acc_p * 2^(e - e'). Only the lanes over their limit are raised, so a column's sum never depends on
- * its neighbours (nor on where a block of columns starts). G = TWOPASS_COLUMN_ROW_GROUP rows per
- * update: one state load, limit check and store per G terms. The last, partial vector keeps its
- * state in registers. At the end exponent[j] = e, so mantissa[j] * 2^exponent[j] = sum_r exp(x[r, j]). */
-TWOPASS_INLINE void columns_add_rows(VEC* acc, VEC* k, const VEC* p, const VEC* z, const size_t G)
+ * arrays while it runs: mantissa[j] = acc and exponent[j] = e, the column's sum being acc * 2^e, in
+ * the lazy-rescaling form of raddextexp_impl: x is added as exp(x) 2^-e while x <= (e + 64) ln2; a
+ * larger x (the first rows, or a column max that grows by 64 binades) first raises that lane's e,
+ * acc <- acc * 2^(e - e'). Only the lanes over their limit are raised, so a column's sum never depends
+ * on its neighbours (nor on where a block of columns starts). G = TWOPASS_COLUMN_ROW_GROUP rows per
+ * update: one state load, limit check and store per G terms. The last, partial vector keeps its state
+ * in registers. */
+TWOPASS_INLINE void columns_add_rows(VEC* acc, VEC* e, const VEC* v, const size_t G)
 {
-    const VEC kbias = V(set1)(EXP_MAGIC + EXP_BIAS), headroom = V(set1)(EXP_MAGIC + EXP_BIAS + EXTEXP_HEADROOM);
-    VEC zmax = z[0];
-    TWOPASS_UNROLL for (size_t g = 1; g < G; g++) zmax = V(max)(zmax, z[g]);
-    const VEC over = V(cmp)(zmax, V(add)(*k, headroom), _CMP_GT_OQ); /* z > ez + 64 */
-    if (V(movemask)(over) != 0) {
-        const VEC k_new = V(blendv)(*k, V(sub)(zmax, kbias), over);
-        *acc = EXP(mul_exp2)(*acc, V(sub)(*k, k_new));
-        *k = k_new;
-    }
+    VEC xmax = v[0];
+    TWOPASS_UNROLL for (size_t g = 1; g < G; g++) xmax = V(max)(xmax, v[g]);
+    VEC limit = V(mul)(V(add)(*e, V(set1)(EXTEXP_HEADROOM)), V(set1)(EXP_LN2));
+    EXP_CONSTANTS c = EXP(exp_constants)(*e);
+    extexp_raise(xmax, acc, 1, e, &limit, &c);
     VEC sum = *acc;
-    TWOPASS_UNROLL for (size_t g = 0; g < G; g++) sum = V(add)(sum, V(mul)(p[g], EXP(pow2_biased)(V(sub)(z[g], *k))));
+    TWOPASS_UNROLL for (size_t g = 0; g < G; g++) sum = V(add)(sum, EXP(exp_times_pow2)(v[g], c));
     *acc = sum;
 }
 
@@ -369,55 +358,51 @@ TWOPASS_INLINE void raddextexp_columns_impl(size_t rows, size_t width, const ELE
     (void)U;
     for (size_t v = 0; v < full; v++) {
         V(storeu)(mantissa + v * VLEN, V(setzero)());
-        V(storeu)(exponent + v * VLEN, V(set1)(-INFINITY));
+        V(storeu)(exponent + v * VLEN, V(set1)(EXTEXP_FLOOR));
     }
-    VEC tail_acc = V(setzero)(), tail_k = V(set1)(-INFINITY);
-    size_t r = 0;
-    for (; r + G <= rows; r += G, x += (ptrdiff_t)G * ld) {
+    VEC tail_acc = V(setzero)(), tail_e = V(set1)(EXTEXP_FLOOR);
+    size_t row = 0;
+    for (; row + G <= rows; row += G, x += (ptrdiff_t)G * ld) {
         for (size_t v = 0; v < full; v++) {
-            VEC p[TWOPASS_COLUMN_MAX_ROWS], z[TWOPASS_COLUMN_MAX_ROWS];
-            TWOPASS_UNROLL for (size_t g = 0; g < G; g++) p[g] = EXP(extexp_biased)(LOAD(x + g * ld + v * VLEN), &z[g]);
-            VEC acc = V(loadu)(mantissa + v * VLEN), k = V(loadu)(exponent + v * VLEN);
-            columns_add_rows(&acc, &k, p, z, G);
-            V(storeu)(mantissa + v * VLEN, acc), V(storeu)(exponent + v * VLEN, k);
+            VEC xs[TWOPASS_COLUMN_MAX_ROWS];
+            TWOPASS_UNROLL for (size_t g = 0; g < G; g++) xs[g] = LOAD(x + g * ld + v * VLEN);
+            VEC acc = V(loadu)(mantissa + v * VLEN), e = V(loadu)(exponent + v * VLEN);
+            columns_add_rows(&acc, &e, xs, G);
+            V(storeu)(mantissa + v * VLEN, acc), V(storeu)(exponent + v * VLEN, e);
         }
         if (tail != 0) {
-            VEC p[TWOPASS_COLUMN_MAX_ROWS], z[TWOPASS_COLUMN_MAX_ROWS];
-            TWOPASS_UNROLL for (size_t g = 0; g < G; g++) p[g] = EXP(extexp_biased)(column_load(x + g * ld, width, full), &z[g]);
-            columns_add_rows(&tail_acc, &tail_k, p, z, G);
+            /* the lanes past the width read 0: their sums are never stored */
+            VEC xs[TWOPASS_COLUMN_MAX_ROWS];
+            TWOPASS_UNROLL for (size_t g = 0; g < G; g++) xs[g] = column_load(x + g * ld, width, full);
+            columns_add_rows(&tail_acc, &tail_e, xs, G);
         }
     }
-    for (; r < rows; r++, x += ld) { /* the last rows % G, one at a time */
+    for (; row < rows; row++, x += ld) { /* the last rows % G, one at a time */
         for (size_t v = 0; v < full; v++) {
-            VEC z, acc = V(loadu)(mantissa + v * VLEN), k = V(loadu)(exponent + v * VLEN);
-            const VEC p = EXP(extexp_biased)(LOAD(x + v * VLEN), &z);
-            columns_add_rows(&acc, &k, &p, &z, 1);
-            V(storeu)(mantissa + v * VLEN, acc), V(storeu)(exponent + v * VLEN, k);
+            VEC acc = V(loadu)(mantissa + v * VLEN), e = V(loadu)(exponent + v * VLEN);
+            const VEC xs = LOAD(x + v * VLEN);
+            columns_add_rows(&acc, &e, &xs, 1);
+            V(storeu)(mantissa + v * VLEN, acc), V(storeu)(exponent + v * VLEN, e);
         }
         if (tail != 0) {
-            VEC z;
-            const VEC p = EXP(extexp_biased)(column_load(x, width, full), &z);
-            columns_add_rows(&tail_acc, &tail_k, &p, &z, 1);
+            const VEC xs = column_load(x, width, full);
+            columns_add_rows(&tail_acc, &tail_e, &xs, 1);
         }
-    }
-    const VEC bias = V(set1)(EXP_BIAS);
-    for (size_t v = 0; v < full; v++) {
-        V(storeu)(exponent + v * VLEN, V(add)(V(loadu)(exponent + v * VLEN), bias));
     }
     if (tail != 0) {
         constants_store(mantissa, width, full, tail_acc);
-        constants_store(exponent, width, full, V(add)(tail_k, bias));
+        constants_store(exponent, width, full, tail_e);
     }
 }
 
-/* Pass 2 on whole rows, row after row: y[r, j] = exp(x[r, j]) * a[j] * 2^-b[j] (softmax) or
- * min(0, (x[r, j] - a[j]) - b[j]) (LOG). softmax needs no clamp: p * fl(1/f) * 2^(n - e), with the
- * p of pass 1's sum (scaleextexp), rounds to at most 1 as reload's e_i * fl(1/sum) does. NT (a
- * constant): non-temporal stores as in vscale_impl, each row's elements before y's first vector
- * boundary and its tail through masked ordinary stores. */
+/* Pass 2 on whole rows, row after row: y[r, j] = exp(x[r, j]) * a[j] * 2^-b[j] (softmax: exp_shifted
+ * with shift 0 and a clamp at 1, as two-pass's pass 2 on rows, so each y follows its column's sum)
+ * or min(0, (x[r, j] - a[j]) - b[j]) (LOG). NT (a constant): non-temporal stores as in
+ * vscale_impl, each row's elements before y's first vector boundary and its tail through masked
+ * ordinary stores. */
 TWOPASS_INLINE VEC columns_pass2_op(VEC v, VEC a, VEC b, const int LOG)
 {
-    return LOG ? at_most_zero(V(sub)(V(sub)(v, a), b)) : scaleextexp(v, a, b);
+    return LOG ? at_most_zero(V(sub)(V(sub)(v, a), b)) : at_most_one(EXP(exp_shifted_scaled)(v, V(setzero)(), b, a));
 }
 
 TWOPASS_INLINE void columns_pass2_impl(size_t rows, size_t width, const ELEM* x, ptrdiff_t x_ld, ELEM* y,

@@ -210,12 +210,12 @@ TWOPASS_INLINE VEC scaleextexp(VEC x, VEC vscale, VEC vexponent)
 TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, const int MODE)
 {
     if (MODE == TWOPASS_MODE_SUB) return at_most_zero(V(sub)(V(sub)(v, vshift), vexponent));
-    return at_most_one(EXP(exp_shifted_scaled)(v, vshift, vexponent, vscale)); /* MODE_EXP and MODE_EXTEXP: one exp */
+    return at_most_one(EXP(exp_shifted_scaled)(v, vshift, vexponent, vscale));
 }
 
 /* The elementwise passes on x (MODE is a constant, common.h): y = min(1, exp(x - shift) *
- * 2^-exponent * scale) (TWOPASS_MODE_EXP; TWOPASS_MODE_EXTEXP for two-pass's exp(x) * scale *
- * 2^-exponent with shift 0), y = min(0, (x - shift) - exponent) (TWOPASS_MODE_SUB).
+ * 2^-exponent * scale) (TWOPASS_MODE_EXP; two-pass's exp(x) * scale * 2^-exponent with shift 0),
+ * y = min(0, (x - shift) - exponent) (TWOPASS_MODE_SUB).
  * NT (a constant): non-temporal stores, for outputs too large for the caches (as on AVX2), from
  * y's first 64-byte boundary; masked ordinary stores before it and for the tail; then an sfence. */
 TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exponent, T scale,
@@ -359,7 +359,8 @@ TWOPASS_INLINE void raddextexp_columns_impl(size_t rows, size_t width, const ELE
     }
 }
 
-/* y[r, j] = exp(x[r, j]) * scale[j] * 2^-exponent[j], at most 1 without a clamp (as on AVX2). */
+/* y[r, j] = exp(x[r, j]) * scale[j] * 2^-exponent[j], at most 1 without a clamp: p * scale rounded
+ * once, with the p of pass 1's sum. */
 TWOPASS_INLINE void vscaleextexp_columns_impl(size_t rows, size_t width, const ELEM* x, ptrdiff_t x_ld,
                                               ELEM* y, ptrdiff_t y_ld, const T* scale,
                                               const T* exponent, const size_t U, const int NT)
