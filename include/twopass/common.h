@@ -81,12 +81,15 @@ extern size_t twopass_prefetch_ahead;
  * rounding instruction (VROUNDPS, VRNDSCALEPS: 2 uops each on Intel), in every float32 exp. */
 #define TWOPASS_F32_MAGIC 0x1.8p23f
 
-/* Extended exponent: inputs are clamped below at -2^22, which turns -inf into a finite input whose
- * term vanishes. n = round(x * log2(e)) is computed in float32 by the magic-number rounding
- * fma(x, log2e, 0x1.8p23) - 0x1.8p23 (TWOPASS_F32_MAGIC above, on both levels: exact for
- * |x * log2(e)| < 2^22, half-integral below that down to the clamp, where terms vanish); the limit
- * below keeps the 2^17 of the earlier round(float32(x * log2(e))), whose reduced t stayed within the
- * polynomial's interval only while |x * log2(e)| < 2^17 (float32 spacing 2^-6 there). The two-pass
+/* Extended exponent. AVX-512F: inputs are clamped below at -2^22, which turns -inf into a finite
+ * input whose term vanishes; n = round(x * log2(e)) is computed in float32 by the magic-number
+ * rounding fma(x, log2e, 0x1.8p23) - 0x1.8p23 (TWOPASS_F32_MAGIC above: exact for
+ * |x * log2(e)| < 2^22, half-integral below that down to the clamp, where terms vanish). AVX2 adds
+ * exp(x) 2^-e by its table exp, with an exponent e per lane that no term exceeds by more than 65
+ * binades and whose exp clamps x (src/avx2/kernels_avx2.h), so it needs no clamp of its own. On both
+ * levels the limit below keeps the 2^17 of the earlier round(float32(x * log2(e))), whose reduced t
+ * stayed within the polynomial's interval only while |x * log2(e)| < 2^17 (float32 spacing 2^-6
+ * there; the AVX2 clamp's constants are checked up to it, tests/test_kernels.py). The two-pass
  * result is therefore used only when the slice's largest exponent lies within
  * +-TWOPASS_EXTEXP_EXPONENT_LIMIT = 2^17 (|max x| < ~90850): every element within 104 of the max is
  * then reduced accurately, and every element further down (clamped or not) contributes nothing.
