@@ -164,13 +164,23 @@ int twopass_threads_usable(void)
     return !forked_after_team;
 }
 
-/* Slices that ran blocked reload's own passes, counted per OpenMP thread number in a cache line of
- * its own: rows shared out one per thread would otherwise all add to one contended line. */
-#define BLOCKED_SLICE_SLOTS 64
+/* Slices that ran blocked reload's own passes, and slices that two-pass's pass 1 summed, counted per
+ * OpenMP thread number in a cache line of its own: rows shared out one per thread would otherwise all
+ * add to one contended line. */
+#define SLICE_COUNT_SLOTS 64
 static struct {
-    long count;
-    char pad[64 - sizeof(long)];
-} blocked_slices[BLOCKED_SLICE_SLOTS] __attribute__((aligned(64)));
+    long blocked, two_pass;
+    char pad[64 - 2 * sizeof(long)];
+} slice_counts[SLICE_COUNT_SLOTS] __attribute__((aligned(64)));
+
+static int slice_count_slot(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num() % SLICE_COUNT_SLOTS;
+#else
+    return 0;
+#endif
+}
 
 void twopass_get_thread_stats(struct twopass_thread_stats* out)
 {
@@ -178,9 +188,10 @@ void twopass_get_thread_stats(struct twopass_thread_stats* out)
     out->team_threads = __atomic_load_n(&stats.team_threads, __ATOMIC_RELAXED);
     out->streaming_jobs = __atomic_load_n(&stats.streaming_jobs, __ATOMIC_RELAXED);
     out->grouped_jobs = __atomic_load_n(&stats.grouped_jobs, __ATOMIC_RELAXED);
-    out->blocked_slices = 0;
-    for (int i = 0; i < BLOCKED_SLICE_SLOTS; i++) {
-        out->blocked_slices += __atomic_load_n(&blocked_slices[i].count, __ATOMIC_RELAXED);
+    out->blocked_slices = 0, out->two_pass_slices = 0;
+    for (int i = 0; i < SLICE_COUNT_SLOTS; i++) {
+        out->blocked_slices += __atomic_load_n(&slice_counts[i].blocked, __ATOMIC_RELAXED);
+        out->two_pass_slices += __atomic_load_n(&slice_counts[i].two_pass, __ATOMIC_RELAXED);
     }
 }
 
@@ -191,12 +202,12 @@ void twopass_count_grouped_job(void)
 
 void twopass_count_blocked_slice(void)
 {
-#ifdef _OPENMP
-    const int slot = omp_get_thread_num() % BLOCKED_SLICE_SLOTS;
-#else
-    const int slot = 0;
-#endif
-    __atomic_add_fetch(&blocked_slices[slot].count, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&slice_counts[slice_count_slot()].blocked, 1, __ATOMIC_RELAXED);
+}
+
+void twopass_count_two_pass_slices(long count)
+{
+    __atomic_add_fetch(&slice_counts[slice_count_slot()].two_pass, count, __ATOMIC_RELAXED);
 }
 
 int twopass_streaming_job(size_t elements, size_t element_size)

@@ -541,6 +541,7 @@ static void softmax_online(struct slice* s)
 static int slice_extsum(struct slice* s, double* mantissa, double* exponent)
 {
     run_chunks(s, chunk_extsum);
+    twopass_count_two_pass_slices(1);
     struct extsum_acc acc = s->acc[0];
     for (size_t c = 1; c < s->chunks; c++) extsum_merge(&acc, &s->acc[c]);
     if (!extsum_done(&acc)) {
@@ -805,6 +806,7 @@ static void two_pass_group(void* ctx, size_t g)
     const size_t count = job->rows - first < job->group ? job->rows - first : job->group;
     TP_T scale[TWOPASS_SHORT_ROWS_GROUP], exponent[TWOPASS_SHORT_ROWS_GROUP];
     int exact[TWOPASS_SHORT_ROWS_GROUP];
+    twopass_count_two_pass_slices((long)count);
     for (size_t i = 0; i < count; i++) {
         TP_T block[2];
         k->raddextexp(n, job->x + (ptrdiff_t)(first + i) * job->x_stride, block);

@@ -427,7 +427,7 @@ class EmulatedAVX512:
 
     def blocked_slices(self):
         """Slices that ran blocked reload's own passes since the library loaded (thread_stats)."""
-        stats = (ctypes.c_long * 5)()  # struct twopass_thread_stats: teams ... blocked_slices
+        stats = (ctypes.c_long * 6)()  # struct twopass_thread_stats: teams ... two_pass_slices
         self.lib.twopass_get_thread_stats(ctypes.byref(stats))
         return stats[4]
 

@@ -177,7 +177,7 @@ cdef extern from "twopass/softmax.h" nogil:
     void twopass_threads_init()
     int twopass_threads_usable()
     struct twopass_thread_stats:
-        long teams, team_threads, streaming_jobs, grouped_jobs, blocked_slices
+        long teams, team_threads, streaming_jobs, grouped_jobs, blocked_slices, two_pass_slices
     void twopass_get_thread_stats(twopass_thread_stats* out)
 
 cdef extern from "twopass/common.h" nogil:
@@ -248,12 +248,14 @@ def get_num_threads():
 
 def thread_stats():
     """Teams of threads the drivers have started since import, their threads in all, the jobs
-    written with non-temporal stores, the jobs that ran short rows in groups and the slices that
-    ran blocked reload's passes (not reload's, which it falls back to)."""
+    written with non-temporal stores, the jobs that ran short rows in groups, the slices that ran
+    blocked reload's passes (not reload's, which it falls back to) and the slices whose sum
+    two-pass's pass 1 took (rows and whole slices; not columns)."""
     cdef twopass_thread_stats st
     twopass_get_thread_stats(&st)
     return {"teams": st.teams, "team_threads": st.team_threads, "streaming_jobs": st.streaming_jobs,
-            "grouped_jobs": st.grouped_jobs, "blocked_slices": st.blocked_slices}
+            "grouped_jobs": st.grouped_jobs, "blocked_slices": st.blocked_slices,
+            "two_pass_slices": st.two_pass_slices}
 
 
 PARALLEL_MIN = TWOPASS_PARALLEL_MIN
