@@ -164,7 +164,7 @@ int twopass_threads_usable(void)
     return !forked_after_team;
 }
 
-/* Slices that ran blocked reload's own passes, and slices that two-pass's pass 1 summed, counted per
+/* Slices that ran blocked reload's own passes, and slices that two-pass computed, counted per
  * OpenMP thread number in a cache line of its own: rows shared out one per thread would otherwise all
  * add to one contended line. */
 #define SLICE_COUNT_SLOTS 64

@@ -60,8 +60,10 @@ static const struct extsum_acc EXTSUM_EMPTY = {0.0, 0.0, 0, 1};
  * d + 0x1.8p52 + 1023 holds 1023 + d in its low bits, shifted into the exponent field. Exact for
  * d >= -1022; 0 below (and for a NaN d, never passed). Flushing there changes nothing: every
  * mantissa merged here is below 2^75, so m * 2^d < 2^-947, while the sum it joins is at least about
- * 0.7 (each block's largest term contributes its p >= 1/sqrt(2)): the term is lost in the rounding
- * of the addition anyway. */
+ * 0.7 (a block's largest term contributes about exp(x) 2^-round(x log2 e) >= 1/sqrt(2)): the term
+ * is lost in the rounding of the addition anyway. (A block whose AVX2 lanes all stay at the kernel's
+ * floor exponent, its elements below about -90986 in float32, can sum to less; it lies 256 binades
+ * or more below every slice that two-pass takes.) */
 static double exp2_nonpositive(double d)
 {
     union { double value; uint64_t bits; } w = {(d > -1023.0 ? d : -1023.0) + (0x1.8p52 + 1023.0)};
@@ -70,11 +72,13 @@ static double exp2_nonpositive(double d)
 }
 
 /* Add one block's (m, e). A NaN or infinite mantissa (NaN or +inf in the block) or an exponent above
- * the exact range makes the slice invalid; exponents far below it (clamped or -inf elements) merge
- * normally, since the final range check decides whether they matter. */
+ * the exact range makes the slice invalid; exponents far below it merge normally, since the final
+ * range check decides whether they matter. A block of sum 0 adds nothing (every element -inf, or on
+ * AVX2 so far below the kernel's floor exponent that its terms are 0: causal-mask padding), so a
+ * slice of such blocks alone has none and runs three-pass. */
 static void extsum_add(struct extsum_acc* acc, double m, double e)
 {
-    if (!acc->valid) {
+    if (!acc->valid || m == 0.0) {
         return;
     }
     if (!(m > 0.0 && m < INFINITY) || !(e <= TP_EXPONENT_LIMIT)) {
@@ -541,7 +545,6 @@ static void softmax_online(struct slice* s)
 static int slice_extsum(struct slice* s, double* mantissa, double* exponent)
 {
     run_chunks(s, chunk_extsum);
-    twopass_count_two_pass_slices(1);
     struct extsum_acc acc = s->acc[0];
     for (size_t c = 1; c < s->chunks; c++) extsum_merge(&acc, &s->acc[c]);
     if (!extsum_done(&acc)) {
@@ -549,6 +552,7 @@ static int slice_extsum(struct slice* s, double* mantissa, double* exponent)
         return 0;
     }
     extsum_normalized(&acc, mantissa, exponent);
+    twopass_count_two_pass_slices(1);
     return 1;
 }
 
@@ -806,19 +810,21 @@ static void two_pass_group(void* ctx, size_t g)
     const size_t count = job->rows - first < job->group ? job->rows - first : job->group;
     TP_T scale[TWOPASS_SHORT_ROWS_GROUP], exponent[TWOPASS_SHORT_ROWS_GROUP];
     int exact[TWOPASS_SHORT_ROWS_GROUP];
-    twopass_count_two_pass_slices((long)count);
+    long exact_rows = 0;
     for (size_t i = 0; i < count; i++) {
         TP_T block[2];
         k->raddextexp(n, job->x + (ptrdiff_t)(first + i) * job->x_stride, block);
         struct extsum_acc acc = EXTSUM_EMPTY;
         extsum_add(&acc, block[0], block[1]);
         exact[i] = extsum_done(&acc);
+        exact_rows += exact[i];
         if (exact[i]) {
             double mantissa, e;
             extsum_normalized(&acc, &mantissa, &e);
             extexp_scale(mantissa, e, &scale[i], &exponent[i]);
         }
     }
+    twopass_count_two_pass_slices(exact_rows);
     for (size_t i = 0; i < count; i++) {
         const TP_E* x = job->x + (ptrdiff_t)(first + i) * job->x_stride;
         TP_E* y = job->y + (ptrdiff_t)(first + i) * job->y_stride;
@@ -975,7 +981,9 @@ static void copy_column(const struct columns_job* job, size_t c, TP_E* column)
 
 /* Per column j < width: merge a block's m[j] * 2^e[j] into the running sum_m[j] * 2^sum_e[j] in
  * double, E' = max(E, e), M = M 2^(E - E') + m 2^(e - E'); valid[j] = 0 on a NaN, infinite or
- * non-positive m or an e above the exact range. Two columns at a time with SSE2 (gcc does not
+ * negative m or an e above the exact range (m = 0, a block of -inf or of elements far below the
+ * kernels' floor exponent, adds nothing: its e is the floor, 256 binades below the range, so a
+ * column of such blocks alone fails the final range check and runs three-pass). Two columns at a time with SSE2 (gcc does not
  * vectorise the scalar loop: its selects may trap), the same operations in the same order, so the
  * bits are those of the scalar loop (maxpd(a, b) = a > b ? a : b). */
 static void columns_merge(size_t width, const TP_T* m, const TP_T* e, double* sum_m, double* sum_e,
@@ -993,7 +1001,7 @@ static void columns_merge(size_t width, const TP_T* m, const TP_T* e, double* su
         const __m128d ej = _mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i*)(e + j))));
 #endif
         const __m128d E = _mm_loadu_pd(sum_e + j), E_new = _mm_max_pd(ej, E);
-        const __m128d ok = _mm_and_pd(_mm_and_pd(_mm_cmpgt_pd(mj, zero), _mm_cmplt_pd(mj, inf)), _mm_cmple_pd(ej, limit));
+        const __m128d ok = _mm_and_pd(_mm_and_pd(_mm_cmpge_pd(mj, zero), _mm_cmplt_pd(mj, inf)), _mm_cmple_pd(ej, limit));
         const int bits = _mm_movemask_pd(ok);
         valid[j] &= (unsigned char)(bits & 1), valid[j + 1] &= (unsigned char)(bits >> 1);
         /* 2^d as exp2_nonpositive */
@@ -1008,7 +1016,7 @@ static void columns_merge(size_t width, const TP_T* m, const TP_T* e, double* su
     for (; j < width; j++) {
         const double mj = m[j], ej = e[j], E = sum_e[j];
         const double E_new = ej > E ? ej : E;
-        valid[j] &= (unsigned char)((mj > 0.0) & (mj < INFINITY) & (ej <= TP_EXPONENT_LIMIT));
+        valid[j] &= (unsigned char)((mj >= 0.0) & (mj < INFINITY) & (ej <= TP_EXPONENT_LIMIT));
         sum_m[j] = sum_m[j] * exp2_nonpositive(E - E_new) + mj * exp2_nonpositive(ej - E_new);
         sum_e[j] = E_new;
     }
@@ -1043,8 +1051,10 @@ static void columns_block(void* ctx, size_t block)
         columns_merge(width, m, e, sum_m, sum_e, valid);
     }
     TP_E* scratch = NULL; /* one column */
+    long valid_columns = 0;
     for (size_t j = 0; j < width; j++) {
         valid[j] = valid[j] && sum_e[j] >= -TP_EXPONENT_LIMIT; /* as extsum_done */
+        valid_columns += valid[j];
         if (valid[j]) { /* M = f 2^q, f in [0.5, 1): the kernel's lazy scaling leaves M up to ~2^72,
                          * and log(M) must stay small beside E ln2 */
             int q;
@@ -1083,6 +1093,7 @@ static void columns_block(void* ctx, size_t block)
             for (size_t r = 0; r < rows; r++) job->y[(ptrdiff_t)r * job->y_ld + c0 + j] = scratch[r];
         }
     }
+    twopass_count_two_pass_slices(valid_columns);
     free(scratch);
 }
 

@@ -166,13 +166,14 @@ void twopass_threads_init(void);
 int twopass_threads_usable(void);
 /* Teams of threads the drivers have started since load, their threads in all, the jobs that
  * wrote with non-temporal stores, the jobs that ran short rows in groups, the slices that ran
- * blocked reload's passes and the slices whose sum two-pass's pass 1 took (for tests: on AVX2
- * two-pass and reload can give the same bits). */
+ * blocked reload's passes and the slices (rows, columns) that two-pass computed from its pass 1's
+ * sum, not those it handed to three-pass (for tests: on AVX2 two-pass and reload can give the same
+ * bits). */
 struct twopass_thread_stats {
     long teams, team_threads, streaming_jobs, grouped_jobs, blocked_slices, two_pass_slices;
 };
-/* Count one job run in row groups, one slice run by blocked reload, slices summed by two-pass's
- * pass 1 (softmax_template.h). */
+/* Count one job run in row groups, one slice run by blocked reload, slices computed by two-pass
+ * (softmax_template.h). */
 void twopass_count_grouped_job(void);
 void twopass_count_blocked_slice(void);
 void twopass_count_two_pass_slices(long count);

@@ -249,8 +249,8 @@ def get_num_threads():
 def thread_stats():
     """Teams of threads the drivers have started since import, their threads in all, the jobs
     written with non-temporal stores, the jobs that ran short rows in groups, the slices that ran
-    blocked reload's passes (not reload's, which it falls back to) and the slices whose sum
-    two-pass's pass 1 took (rows and whole slices; not columns)."""
+    blocked reload's passes (not reload's, which it falls back to) and the slices (rows, columns)
+    that two-pass computed from its pass 1's sum (not those it handed to three-pass)."""
     cdef twopass_thread_stats st
     twopass_get_thread_stats(&st)
     return {"teams": st.teams, "team_threads": st.team_threads, "streaming_jobs": st.streaming_jobs,

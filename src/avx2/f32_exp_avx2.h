@@ -69,7 +69,9 @@ TWOPASS_INLINE __m256 f32x8_exp8_power(__m256 z)
  * MXCSR.FTZ (set by every caller of the kernels, softmax.c) makes 0. So every result below 2^-126 is
  * 0, every one above is computed, and s is never subnormal. In float (ln2 rounded: the LN2_HI of the
  * reduction) 8 c log2e - 8 exponent lies within 0.06 of -1008.25 at every integral exponent in
- * [-2^17 - 256, 2^17] (tests/test_kernels.py checks each), inside the margin of 0.25 to the rounding
+ * [-2^17 - 256, 2^17 + 128] (tests/test_kernels.py checks each: raddextexp's floor below the split's
+ * limit, and above it the exponents of two-pass's pass 2, whose sums may exceed the limit by their
+ * mantissa's binades, below 2^75), inside the margin of 0.25 to the rounding
  * ties either side. max(c, u) keeps a NaN u, whose t, q and result are NaN; a NaN or infinite
  * exponent makes every result NaN (bias or c NaN or infinite). */
 struct f32x8_exp_constants {

@@ -21,9 +21,10 @@ TWOPASS_INLINE __m256d f64x4_exp2_small(__m256d d)
     return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(biased), 52));
 }
 
-/* v * 2^d for integral d <= 0 (or NaN), with d < -1022 flushed to 0: the factor 2^d is then always a
- * normal double, so subnormals (slow on x86) arise only where v * 2^-1022 itself is one (v < 1). A
- * NaN d is only ever paired with a NaN v, so the product stays NaN. */
+/* v * 2^d for integral d <= 1023 (or NaN; raddextexp's terms reach d = 65), with d < -1022 flushed to
+ * 0: the factor 2^d is then always a normal double, so subnormals (slow on x86) arise only where
+ * v * 2^-1022 itself is one (v < 1). A NaN d is only ever paired with a NaN v, so the product stays
+ * NaN. */
 TWOPASS_INLINE __m256d f64x4_mul_exp2(__m256d v, __m256d d)
 {
     return _mm256_mul_pd(v, f64x4_exp2_small(_mm256_max_pd(d, _mm256_set1_pd(-1023.0))));

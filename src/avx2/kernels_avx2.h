@@ -83,10 +83,14 @@ TWOPASS_INLINE T rmax_impl(size_t n, const ELEM* x, const size_t U, const size_t
  * acc <- acc 2^(e - e'). e starts at the floor EXTEXP_FLOOR = -EXTEXP_LIMIT - 256: a lane whose
  * elements all lie below (floor + 64) ln2 keeps it, and its terms, 0 below 2^-126 (n < floor - 126),
  * lie 256 binades or more below any sum the drivers use (they take a slice whose largest exponent is
- * at least -EXTEXP_LIMIT, common.h). Above the floor e never exceeds the largest n seen (+1 from the
- * rounding), so no term that the old rescale-every-step update kept (n - max >= -126) is lost.
- * Special values: -inf gives 0 (the exp's clamp); NaN keeps its term NaN and never raises e
- * (an ordered compare); +inf raises e to +inf, whose constants make the lane's terms NaN. */
+ * at least -EXTEXP_LIMIT, common.h). A block of nothing but such elements (or -inf) sums to 0, which
+ * the drivers merge as an empty block (softmax_template.h). Above the floor e never exceeds the
+ * largest n seen (+1 from the rounding), so no term that the old rescale-every-step update kept
+ * (n - max >= -126) is lost.
+ * Special values: -inf gives 0 (the exp's clamp). NaN keeps its term NaN and never raises e (an
+ * ordered compare; as max's second operand it may also hide a larger x of its lane from the check,
+ * whose term, added on the old e, is lost in the NaN sum anyway). +inf raises e to +inf: in float32
+ * its constants make the lane's terms NaN, in float64 the lane's other terms 0 and its own NaN. */
 #define EXTEXP_HEADROOM 64
 #define EXTEXP_FLOOR (-EXTEXP_LIMIT - 256)
 /* The rare step: lanes whose x exceed their limit raise e to max(e, round(x log2e)) (max keeps e
@@ -132,9 +136,10 @@ TWOPASS_INLINE void raddextexp_impl(size_t n, const ELEM* x, T* sum, const size_
         n -= step, x += step;
     }
     /* Reduce the accumulators, then the lanes, to sum[0] * 2^sum[1] with sum[1] the largest e. sum[0]
-     * is at least the largest term (about 2^-1 at least: e is at most the largest n + 1) and below
-     * 2^75, not normalised: the drivers merge blocks in double (a frexp per block here cost 3-4% of an
-     * in-cache pass). A NaN or infinite total is returned as it is. */
+     * is at least the largest term (about 2^-1 at least: e is at most the largest n + 1; 0 or less
+     * for a block whose lanes all stayed at the floor) and below 2^75, not normalised: the drivers
+     * merge blocks in double (a frexp per block here cost 3-4% of an in-cache pass). A NaN or
+     * infinite total is returned as it is. */
     const T emax = HMAX(e);
     VEC total = V(setzero)();
     TWOPASS_UNROLL for (size_t a = 0; a < ACC; a++) total = V(add)(total, EXP(mul_exp2)(acc[a], V(sub)(e, V(set1)(emax))));
