@@ -58,13 +58,13 @@ TWOPASS_INLINE TP_T raddexpminusmax_split(size_t n, const TP_E* x, TP_T* w, TP_T
     }
 }
 TWOPASS_INLINE void vscaleexpminusmax_split(size_t n, const TP_E* x, TP_E* y, TP_T shift, TP_T exponent,
-                                            TP_T scale, const size_t U, const int MODE, const int NT)
+                                            TP_T scale, const size_t U, const int NT)
 {
     TP_T folded;
     switch (exp_instance(shift, exponent, scale, &folded)) {
-    case EXP_GENERAL: vscale_impl(n, x, y, shift, exponent, scale, U, MODE, NT); break;
-    case EXP_FOLDED: vscale_impl(n, x, y, 0, 0, folded, U, MODE, NT); break;
-    default: vscale_impl(n, x, y, 0, exponent, scale, U, MODE, NT); break;
+    case EXP_GENERAL: vscale_impl(n, x, y, shift, exponent, scale, U, TWOPASS_MODE_EXP, NT); break;
+    case EXP_FOLDED: vscale_impl(n, x, y, 0, 0, folded, U, TWOPASS_MODE_EXP, NT); break;
+    default: vscale_impl(n, x, y, 0, exponent, scale, U, TWOPASS_MODE_EXP, NT); break;
     }
 }
 
@@ -244,10 +244,10 @@ TWOPASS_INLINE int softmax_short_rows_impl(size_t rows, size_t n, const TP_E* x,
  * (x - 0 is x), and where it folds, one operation fewer per vector: the exp that raddextexp sums. */
 #define DEFINE_vscaleextexp_E(name, U, NT)                                                         \
     void name(size_t n, const TP_E* x, TP_E* y, TP_T scale, TP_T exponent)                      \
-    { vscaleexpminusmax_split(n, x, y, 0, exponent, scale, U, TWOPASS_MODE_EXP, NT); }
+    { vscaleexpminusmax_split(n, x, y, 0, exponent, scale, U, NT); }
 #define DEFINE_vscaleexpminusmax_E(name, U, NT)                                                    \
     void name(size_t n, const TP_E* x, TP_E* y, TP_T shift, TP_T exponent, TP_T scale)         \
-    { vscaleexpminusmax_split(n, x, y, shift, exponent, scale, U, TWOPASS_MODE_EXP, NT); }
+    { vscaleexpminusmax_split(n, x, y, shift, exponent, scale, U, NT); }
 #define DEFINE_vscale_E(name, U, NT)                                                               \
     _Static_assert(!(NT), "no non-temporal vscale");                                               \
     void name(size_t n, const TP_T* w, TP_E* y, TP_T scale) { vscale_stored_impl(n, w, y, scale, U); }

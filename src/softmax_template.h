@@ -983,9 +983,9 @@ static void copy_column(const struct columns_job* job, size_t c, TP_E* column)
  * double, E' = max(E, e), M = M 2^(E - E') + m 2^(e - E'); valid[j] = 0 on a NaN, infinite or
  * negative m or an e above the exact range (m = 0, a block of -inf or of elements far below the
  * kernels' floor exponent, adds nothing: its e is the floor, 256 binades below the range, so a
- * column of such blocks alone fails the final range check and runs three-pass). Two columns at a time with SSE2 (gcc does not
- * vectorise the scalar loop: its selects may trap), the same operations in the same order, so the
- * bits are those of the scalar loop (maxpd(a, b) = a > b ? a : b). */
+ * column of such blocks alone fails the final range check and runs three-pass). Two columns at a
+ * time with SSE2 (gcc does not vectorise the scalar loop: its selects may trap), the same operations
+ * in the same order, so the bits are those of the scalar loop (maxpd(a, b) = a > b ? a : b). */
 static void columns_merge(size_t width, const TP_T* m, const TP_T* e, double* sum_m, double* sum_e,
                           unsigned char* valid)
 {

@@ -191,14 +191,9 @@ def float32_sample(lo, hi, step):
 
 
 # The largest ULP error of the exp passes, at scale 1 and at a scale that is not a power of two: the
-# degree-5 polynomial with the scale folded into its coefficients (1.98 and 2.28 measured), and on
-# AVX2 the table exp of every pass (f32_exp_avx2.h; 1.13 and 2.12).
-POLYNOMIAL_ULP_BOUNDS, TABLE_ULP_BOUNDS = {1.0: 2.0, 0.7391: 2.5}, {1.0: 1.2, 0.7391: 2.2}
-
-
-def uses_the_table_exp(level, op):
-    """The AVX2 float32 exp passes, two-pass's and three-pass's (f32x8_exp_times_pow2)."""
-    return level == "avx2"
+# AVX2 table exp of every pass (f32_exp_avx2.h; 1.13 and 2.12 measured) and AVX-512F's degree-5
+# polynomial with the scale folded into its coefficients (1.98 and 2.28).
+EXP_ULP_BOUNDS = {"avx2": {1.0: 1.2, 0.7391: 2.2}, "avx512f": {1.0: 2.0, 0.7391: 2.5}}
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.7391])
@@ -208,8 +203,8 @@ def test_exp_is_within_its_ulp_bound(level, op, scale):
     """exp through the two-pass (extended exponent) and the three-pass paths, on a dense sample of
     the float32 domain where exp is normal: every 257th float32 (8e6 inputs) in [-87.3, 88.7], in
     slices of width 16 scaled by 2^-E with E = round(max * log2 e) + 1 (the drivers' E plus one: the
-    same ULPs one binade lower, below the kernels' clamp at 1), within its exp's bound."""
-    bound = (TABLE_ULP_BOUNDS if uses_the_table_exp(level, op) else POLYNOMIAL_ULP_BOUNDS)[scale]
+    same ULPs one binade lower, below the kernels' clamp at 1), within EXP_ULP_BOUNDS."""
+    bound = EXP_ULP_BOUNDS[level][scale]
     name = _dispatch._kernels.kernel_names(twopass.LEVELS.index(level))[op]
     x_all = float32_sample(-87.3, 88.7, 257)
     worst = (0.0, None)
@@ -454,13 +449,11 @@ def test_exp_flushes_cleanly_below_2_to_the_minus_126_at_every_exponent(variant)
     output finite and >= 0, exact to 2e-6 or flushed to 0 where exact is below 2^-124 (float16
     outputs: to their rounding), and the sums with them (raddexpminusmax writes no output). The
     AVX2 float32 table exp flushes only below 2^-126 (2^-126 (1 + 1e-6): its own rounding), so there
-    every output above that is kept (two-pass's pass 2, on its pass 1's exp, flushes below 2^-125).
-    It clamps x - shift at (exponent - 126.03125) ln2 and builds 2^(m/8 - exponent) from the bits of
-    its rounding constant and a table: a clamp two binades lower makes -inf of the lowest elements
-    (one binade lower: tested by the constants, just above)."""
+    every output above that is kept. It clamps x - shift at (exponent - 126.03125) ln2 and builds
+    2^(m/8 - exponent) from the bits of its rounding constant and a table: a clamp two binades lower
+    makes -inf of the lowest elements (one binade lower: tested by the constants, just above)."""
     dtype = np.dtype(variant["dtype"])
-    table = uses_the_table_exp(variant["level"], variant["op"]) and dtype == np.float32
-    floor = 2.0**-126 * (1 + 1e-6) if table else 2.0**-124
+    floor = 2.0**-126 * (1 + 1e-6) if variant["level"] == "avx2" and dtype == np.float32 else 2.0**-124
     top = float(np.finfo(dtype).max)
     for exponent in (-131072, -100000, -65536, -1000, -127, -1, 0, 1, 126, 127, 1000, 65536, 94000, 131072):
         for shift in (0.0,) if variant["op"] == "vscaleextexp" else (0.0, 0.5):
@@ -491,8 +484,9 @@ def test_avx2_exp_clamp_lands_on_the_lowest_normal_power_at_every_exponent():
     below 2^-126, which MXCSR.FTZ makes 0. A clamp one step lower would make s subnormal, which FTZ
     hides in the outputs (so the kernels cannot show it) but costs a microcode assist on Intel. So this
     redoes the core's float32 arithmetic on its constants from common.h, exactly, at each integral E
-    in [-2^17 - 256, 2^17 + 128] (the split's limit; raddextexp's floor below it, and above it two-pass's
-    pass 2, whose sum's exponent may pass the limit by the binades of its mantissa): c = fl(fl(E - CLAMP) * LN2_HI), z = fl(c * 8 log2e + 0x1.8p23 - 8 E)
+    in [-2^17 - 256, 2^17 + 128] (the split's limit; raddextexp's floor below it, and above it
+    two-pass's pass 2, whose sum's exponent may pass the limit by the binades of its mantissa):
+    c = fl(fl(E - CLAMP) * LN2_HI), z = fl(c * 8 log2e + 0x1.8p23 - 8 E)
     (the FMA: products of two floats and these sums are exact in float64), and asks that
     v = c * 8 log2e - 8 E lie within 0.1 of -1008.25 (so fl(v) = -1008 and t ~ v ln2/8 + 126 ln2 < 0).
     Source tree only: the wheel check's copy of the suite has no include/."""

@@ -93,6 +93,11 @@ TWOPASS_INLINE T rmax_impl(size_t n, const ELEM* x, const size_t U, const size_t
  * its constants make the lane's terms NaN, in float64 the lane's other terms 0 and its own NaN. */
 #define EXTEXP_HEADROOM 64
 #define EXTEXP_FLOOR (-EXTEXP_LIMIT - 256)
+/* The largest x added on e without a raise: (e + 64) ln2. */
+TWOPASS_INLINE VEC extexp_limit(VEC e)
+{
+    return V(mul)(V(add)(e, V(set1)(EXTEXP_HEADROOM)), V(set1)(EXP_LN2));
+}
 /* The rare step: lanes whose x exceed their limit raise e to max(e, round(x log2e)) (max keeps e
  * where the rounding is NaN) and rescale their accumulators, with the limit and constants that
  * follow from it. */
@@ -104,7 +109,7 @@ TWOPASS_INLINE void extexp_raise(VEC xmax, VEC* acc, const size_t ACC, VEC* e, V
         const VEC e_new = V(blendv)(*e, V(max)(n, *e), over);
         TWOPASS_UNROLL for (size_t a = 0; a < ACC; a++) acc[a] = EXP(mul_exp2)(acc[a], V(sub)(*e, e_new));
         *e = e_new;
-        *limit = V(mul)(V(add)(e_new, V(set1)(EXTEXP_HEADROOM)), V(set1)(EXP_LN2));
+        *limit = extexp_limit(e_new);
         *c = EXP(exp_constants)(e_new);
     }
 }
@@ -114,7 +119,7 @@ TWOPASS_INLINE void raddextexp_impl(size_t n, const ELEM* x, T* sum, const size_
     VEC acc[TWOPASS_MAX_ACC];
     TWOPASS_UNROLL for (size_t k = 0; k < ACC; k++) acc[k] = V(setzero)();
     VEC e = V(set1)(EXTEXP_FLOOR);
-    VEC limit = V(mul)(V(add)(e, V(set1)(EXTEXP_HEADROOM)), V(set1)(EXP_LN2));
+    VEC limit = extexp_limit(e);
     EXP_CONSTANTS c = EXP(exp_constants)(e);
     for (; n >= U; n -= U, x += U) {
         TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
@@ -247,7 +252,7 @@ TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exp
                                 const size_t U, const int MODE, const int NT)
 {
     const size_t NV = U / VLEN;
-    if (MODE != TWOPASS_MODE_SUB && scale > 0 && scale < INFINITY) {
+    if (MODE == TWOPASS_MODE_EXP && scale > 0 && scale < INFINITY) {
         /* scale = m * 2^k with m in [0.5, 1): 2^k joins the exponent, since the exp cores flush their
          * results below 2^-126 (float64 2^-1022), so with m >= 1/2 no product at or above 2^-125
          * (2^-1021) is 0 */
@@ -268,7 +273,7 @@ TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exp
         }
     }
     for (; n >= U; n -= U, x += U, y += U) {
-        if (MODE != TWOPASS_MODE_SUB) {
+        if (MODE == TWOPASS_MODE_EXP) {
             TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
         }
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
@@ -348,7 +353,7 @@ TWOPASS_INLINE void columns_add_rows(VEC* acc, VEC* e, const VEC* v, const size_
 {
     VEC xmax = v[0];
     TWOPASS_UNROLL for (size_t g = 1; g < G; g++) xmax = V(max)(xmax, v[g]);
-    VEC limit = V(mul)(V(add)(*e, V(set1)(EXTEXP_HEADROOM)), V(set1)(EXP_LN2));
+    VEC limit = extexp_limit(*e);
     EXP_CONSTANTS c = EXP(exp_constants)(*e);
     extexp_raise(xmax, acc, 1, e, &limit, &c);
     VEC sum = *acc;

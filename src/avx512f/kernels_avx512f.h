@@ -234,7 +234,7 @@ TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exp
         }
     }
     for (; n >= U; n -= U, x += U, y += U) {
-        if (MODE != TWOPASS_MODE_SUB) {
+        if (MODE == TWOPASS_MODE_EXP) {
             TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
         }
         TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
