@@ -80,7 +80,8 @@ def run(args):
     repeats = 3 if args.quick else args.repeats
     shapes = [(1, n) for n in sizes] + list(batches)
     levels = list(twopass.available_levels())
-    peers = available_peers()
+    missing_peers = []
+    peers = available_peers(missing_peers)
     per_shape = len(levels) * len(twopass.ALGORITHMS) + 1 + len(peers) + 1
     progress = Progress(len(shapes) * per_shape, enabled=not args.no_progress)
     rows = []
@@ -122,7 +123,7 @@ def run(args):
         for name, (call, mode) in peers.items():
             record(name, "-", "-", mode, call)
         del buffers
-    return {"caches": caches, "rows": rows}
+    return {"caches": caches, "rows": rows, "missing_peers": missing_peers}
 
 
 def machine():
@@ -140,6 +141,8 @@ def machine():
 
 def print_table(results):
     rows = results["rows"]
+    if results.get("missing_peers"):
+        print("\npeers not measured: " + ", ".join(results["missing_peers"]))
     print(f"\n{'shape':>14} {'cache':>5}  {'what':<32} {'level':<8} {'algorithm':<21} {'mode':<6}"
           f" {'ns/elem':>8} {'spread':>13} {'GB/s':>6} {'bound%':>6} {'max rel err':>11}")
     for r in rows:

@@ -11,15 +11,20 @@ def numpy_softmax(x, y):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def available_peers():
-    """{name: (call, kind)} for the peers installed here; kind is 'fresh' or 'out'."""
+def available_peers(missing=None):
+    """{name: (call, kind)} for the peers installed here; kind is 'fresh' or 'out'. Peers that are not
+    installed are appended to `missing` as 'peer (module not found)', so a run can say so."""
     peers = {"numpy": (numpy_softmax, "fresh")}
+
+    def skip(peer, error):
+        if missing is not None:
+            missing.append(f"{peer} ({error.name} not found)")
     try:
         import scipy.special
 
         peers["scipy.special.softmax"] = (lambda x, y: scipy.special.softmax(x, axis=-1), "fresh")
-    except ImportError:
-        pass
+    except ImportError as error:
+        skip("scipy.special.softmax", error)
     try:
         import torch
 
@@ -34,8 +39,8 @@ def available_peers():
 
         peers[f"torch {torch.__version__}"] = (torch_fresh, "fresh")
         peers[f"torch {torch.__version__} out="] = (torch_out, "out")
-    except ImportError:
-        pass
+    except ImportError as error:
+        skip("torch.softmax", error)
     try:
         import onnxruntime
         from onnx import TensorProto, helper
@@ -68,8 +73,8 @@ def available_peers():
 
         peers[f"onnxruntime {onnxruntime.__version__}"] = (ort_fresh, "fresh")
         peers[f"onnxruntime {onnxruntime.__version__} out="] = (ort_out, "out")
-    except ImportError:
-        pass
+    except ImportError as error:
+        skip("ONNX Runtime", error)
     return peers
 
 
