@@ -81,3 +81,14 @@ def check_vscale_flushes_like_ftz(run, dtype, lengths, name=""):
     run(x, y, window_scale)
     assert list(flushed_by_ftz(x, window_scale)) == [False, True]
     assert y[0] == tiny and y[1] == 0, (name, y)
+
+
+def out_past(x, distance):
+    """An output array of x's shape and dtype whose address lies `distance` bytes past x's modulo
+    4096: at 1-128 bytes the elementwise passes load x an iteration ahead of their stores (4K
+    aliasing, include/twopass/common.h), elsewhere they run their plain loop; the bits must agree."""
+    buffer = np.empty(x.nbytes + 3 * 4096, np.uint8)
+    start = (x.ctypes.data + distance - buffer.ctypes.data) % 4096
+    y = buffer[start:start + x.nbytes].view(x.dtype).reshape(x.shape)
+    assert (y.ctypes.data - x.ctypes.data) % 4096 == distance % 4096
+    return y

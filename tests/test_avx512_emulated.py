@@ -32,7 +32,10 @@ try:
 except ImportError:  # tests/ imported as a package, or another rootdir layout
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import emulated_avx512 as emx
-from conftest import check_vscale_flushes_like_ftz  # noqa: E402 (tests/ is on sys.path by now)
+from conftest import check_vscale_flushes_like_ftz, out_past  # noqa: E402 (tests/ is on sys.path by now)
+
+# Outputs this many bytes past the input modulo 4096 take vscale's loads-ahead loop (common.h).
+ALIASING_DISTANCES = (16, 64, 128)
 
 F32 = np.float32
 TINY = float(np.finfo(np.float32).tiny)
@@ -534,6 +537,10 @@ def test_kernel_vscaleextexp(emu, spec):
             z = x.copy()
             k(z, z, scale, exponent)  # in place
             np.testing.assert_array_equal(bits(z), bits(y))
+            for distance in ALIASING_DISTANCES:  # the loads-ahead loop
+                z = out_past(x, distance)
+                k(x, z, scale, exponent)
+                np.testing.assert_array_equal(bits(z), bits(y), err_msg=f"n={n}, {distance} bytes past x")
 
 
 @pytest.mark.parametrize("spec", kernels_of("raddexpminusmax", "raddstoreexpminusmax", "vscaleexpminusmax"))
@@ -616,6 +623,10 @@ def test_kernel_vscale(emu, spec):
         y = np.empty(n, F32)
         k(x, y, F32(0.3))
         np.testing.assert_array_equal(bits(y), bits(x * F32(0.3)), err_msg=f"n={n}")
+        for distance in ALIASING_DISTANCES:
+            z = out_past(x, distance)
+            k(x, z, F32(0.3))
+            np.testing.assert_array_equal(bits(z), bits(y), err_msg=f"n={n}, {distance} bytes past x")
     check_vscale_flushes_like_ftz(k, F32, _lengths(k.unroll), k.name)
 
 

@@ -241,6 +241,44 @@ TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, cons
     return at_most_one(EXP(exp_shifted_scaled)(v, vshift, vexponent, vscale));
 }
 
+/* vscale_impl's main loop over the whole iterations of n; returns the elements done. AHEAD (a
+ * constant): x is loaded an iteration ahead of the stores, for y just past x modulo 4096 (common.h). */
+TWOPASS_INLINE size_t vscale_main(size_t n, const ELEM* x, ELEM* y, VEC vshift, VEC vexponent, VEC vscale,
+                                  const size_t U, const int MODE, const int NT, const int AHEAD)
+{
+    const size_t NV = U / VLEN, iterations = n / U;
+    if (iterations == 0) {
+        return 0;
+    }
+    VEC v[TWOPASS_MAX_VECTORS];
+    if (AHEAD) {
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) v[j] = LOAD(x + j * VLEN);
+    }
+    for (size_t i = 0; i < iterations; i++, x += U, y += U) {
+        if (MODE == TWOPASS_MODE_EXP) {
+            TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
+        }
+        VEC r[TWOPASS_MAX_VECTORS];
+        if (AHEAD) {
+            TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) r[j] = v[j];
+            if (i + 1 < iterations) {
+                TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) v[j] = LOAD(x + U + j * VLEN);
+            }
+        } else {
+            TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) r[j] = LOAD(x + j * VLEN);
+        }
+        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
+            const VEC out = apply_mode(r[j], vshift, vexponent, vscale, MODE);
+            if (NT) {
+                STREAM(y + j * VLEN, out);
+            } else {
+                STORE(y + j * VLEN, out);
+            }
+        }
+    }
+    return iterations * U;
+}
+
 /* The elementwise passes on x (MODE is a constant, common.h): y = min(1, exp(x - shift) *
  * 2^-exponent * scale) (TWOPASS_MODE_EXP; two-pass's exp(x) * scale * 2^-exponent with shift 0),
  * y = min(0, (x - shift) - exponent) (TWOPASS_MODE_SUB).
@@ -251,7 +289,6 @@ TWOPASS_INLINE VEC apply_mode(VEC v, VEC vshift, VEC vexponent, VEC vscale, cons
 TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exponent, T scale,
                                 const size_t U, const int MODE, const int NT)
 {
-    const size_t NV = U / VLEN;
     if (MODE == TWOPASS_MODE_EXP && scale > 0 && scale < INFINITY) {
         /* scale = m * 2^k with m in [0.5, 1): 2^k joins the exponent, since the exp cores flush their
          * results below 2^-126 (float64 2^-1022), so with m >= 1/2 no product at or above 2^-125
@@ -272,19 +309,10 @@ TWOPASS_INLINE void vscale_impl(size_t n, const ELEM* x, ELEM* y, T shift, T exp
             n -= head, x += head, y += head;
         }
     }
-    for (; n >= U; n -= U, x += U, y += U) {
-        if (MODE == TWOPASS_MODE_EXP) {
-            TWOPASS_PREFETCH_ITERATION(x, U * sizeof(ELEM));
-        }
-        TWOPASS_UNROLL for (size_t j = 0; j < NV; j++) {
-            const VEC v = apply_mode(LOAD(x + j * VLEN), vshift, vexponent, vscale, MODE);
-            if (NT) {
-                STREAM(y + j * VLEN, v);
-            } else {
-                STORE(y + j * VLEN, v);
-            }
-        }
-    }
+    const size_t done = twopass_stores_alias_next_loads(x, y)
+                            ? vscale_main(n, x, y, vshift, vexponent, vscale, U, MODE, NT, 1)
+                            : vscale_main(n, x, y, vshift, vexponent, vscale, U, MODE, NT, 0);
+    n -= done, x += done, y += done;
     for (; n != 0;) {
         const __m256i mask = n >= VLEN ? ALL_LANES : EXP(tail_mask)(n);
         const size_t step = n >= VLEN ? VLEN : n;
