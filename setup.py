@@ -77,7 +77,8 @@ class build_ext_per_isa(build_ext):
 
 extension = Extension(
     "twopass.kernels",
-    sources=["pyx/twopass/kernels.pyx", "src/cpu.c", "src/dispatch.c", "src/softmax.c", "src/softmax_f64.c", "src/softmax_f16.c"],
+    sources=["pyx/twopass/kernels.pyx", "src/cpu.c", "src/dispatch.c", "src/softmax.c", "src/softmax_f64.c", "src/softmax_f16.c",
+             "src/output_cache.c"],
     include_dirs=["include", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     + ([("TWOPASS_HAVE_X86_KERNELS", "1")] if IS_X86_64 else []),

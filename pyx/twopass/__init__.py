@@ -11,7 +11,8 @@ import os
 from twopass import _api, _dispatch
 from twopass._api import (ALGORITHMS, extsum, fallback_calls, logsumexp, logsumexp_from_extsum,
                           merge_extsum, softmax_from_extsum)
-from twopass._dispatch import LEVELS, available_levels, get_num_threads, set_num_threads, use_isa
+from twopass._dispatch import (LEVELS, available_levels, get_num_threads, output_cache_info, set_num_threads,
+                               set_output_cache, use_isa)
 
 if _dispatch._kernels is not None:
     _dispatch._kernels.configure_fast_path(_dispatch._level, _api.softmax, _api.log_softmax,
@@ -27,7 +28,7 @@ else:
 __version__ = "0.1.0"
 __all__ = ["softmax", "log_softmax", "logsumexp", "extsum", "merge_extsum", "logsumexp_from_extsum",
            "softmax_from_extsum", "runtime_info", "show_runtime", "use_isa", "available_levels",
-           "set_num_threads", "get_num_threads",
+           "set_num_threads", "get_num_threads", "set_output_cache", "output_cache_info",
            "LEVELS", "ALGORITHMS"]
 
 
@@ -85,6 +86,7 @@ def runtime_info():
                              if kernels is not None and level != "python" else None),
         "threads": {"default": get_num_threads(), "openmp": "libgomp" if kernels is not None else None,
                     "parallel_from_elements": kernels.PARALLEL_MIN if kernels is not None else None},
+        "output_cache": output_cache_info(),
         "calls": calls,
     }
 

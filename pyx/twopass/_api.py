@@ -47,6 +47,14 @@ def _algorithm(algorithm, n, level, itemsize=4, size=None, function="softmax"):
     return algorithm
 
 
+def _empty_result(shape, dtype, order="C", like=None):
+    """np.empty for a result returned to the caller: large ones from the output cache
+    (twopass.set_output_cache), placed for the input like's data."""
+    if _dispatch._kernels is None:
+        return np.empty(shape, dtype, order=order)
+    return _dispatch._kernels.empty_output(shape, dtype, order, like)
+
+
 def _result_dtype(dtype):
     """dtype of softmax(x) as SciPy computes it (np.exp's promotion of integers)."""
     if dtype.kind in "fc":
@@ -127,7 +135,7 @@ def _elementwise(kind, x, axis, out, algorithm, threads):
             return result
     x2, order, xt_shape = _rows(x, axes, work)
     rows = x2.shape[0]
-    result = np.empty(x.shape, dtype) if out is None else out
+    result = _empty_result(x.shape, dtype, like=x) if out is None else out
     direct = (order == list(range(x.ndim)) and dtype == work and result.flags.c_contiguous
               and result.flags.aligned)
     y2 = result.reshape(rows, n) if direct else np.empty((rows, n), work)
@@ -164,7 +172,7 @@ def _columns(kind, x, axis, out, dtype, level, threads):
     if _dispatch._kernels.narrow_columns(inner, work.itemsize):
         return None  # 1-4 columns run faster as rows (after a transposing copy for more than one)
     x3 = np.require(x, dtype=work, requirements=["C", "A"]).reshape(outer, rows, inner)
-    result = out if out is not None else np.empty(x.T.shape if flip else x.shape, dtype, order="F" if flip else "C")
+    result = out if out is not None else _empty_result(x.T.shape if flip else x.shape, dtype, "F" if flip else "C", x)
     target = result.T if flip else result
     direct = dtype == work and target.flags.c_contiguous and target.flags.aligned
     y3 = target.reshape(outer, rows, inner) if direct else np.empty((outer, rows, inner), work)
@@ -371,7 +379,7 @@ def softmax_from_extsum(x, pair, axis=-1, *, out=None, threads=None):
         getattr(_dispatch._kernels, f"softmax_from_extsum_{_KERNEL_DTYPES[work]}_rows")(
             x2, y2, np.ascontiguousarray(mantissa.reshape(-1)), np.ascontiguousarray(exponent.reshape(-1)),
             _dispatch.LEVELS.index(level), threads)
-        result = np.empty(x.shape, dtype) if out is None else out
+        result = _empty_result(x.shape, dtype, like=x) if out is None else out
         result.transpose(order)[...] = y2.reshape(xt_shape)
         return result
     # exp(x - log(m) - e ln2) = exp((x - hi) - lo) with hi = e LN2_HI, lo = e LN2_LO + log m: hi is

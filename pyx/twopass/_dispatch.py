@@ -9,6 +9,8 @@ import contextvars
 import operator
 import os
 
+import numpy as np
+
 LEVELS = ("python", "avx2", "avx512f")
 
 try:
@@ -46,6 +48,38 @@ if _kernels is not None:
     _kernels.set_default_level(LEVELS.index(PROCESS_LEVEL))
 
 _level = contextvars.ContextVar("twopass_level", default=PROCESS_LEVEL)
+
+
+def set_output_cache(max_bytes):
+    """Keep up to max_bytes of freed large results (32 MiB or more) for reuse by later calls, so a
+    fresh output out of cache need not fault in new pages; 0 turns the cache off. Returns the
+    previous limit. Initially 1 GiB, or the environment's TWOPASS_OUTPUT_CACHE (bytes)."""
+    if isinstance(max_bytes, (bool, np.bool_)) or not hasattr(max_bytes, "__index__"):
+        raise TypeError(f"max_bytes must be an int, not {type(max_bytes).__name__}")
+    if operator.index(max_bytes) < 0:
+        raise ValueError(f"max_bytes must be >= 0, not {max_bytes}")
+    return _kernels.set_output_cache(operator.index(max_bytes)) if _kernels is not None else 0
+
+
+def output_cache_info():
+    """The output cache: its limit, what it holds, and how many allocations it served (hits) or
+    mapped anew (misses); None without the extension."""
+    return _kernels.output_cache_info() if _kernels is not None else None
+
+
+def _output_cache_from_environment():
+    value = os.environ.get("TWOPASS_OUTPUT_CACHE", "").strip()
+    if value:
+        try:
+            limit = int(value)
+        except ValueError:
+            limit = -1
+        if limit < 0:
+            raise ValueError(f"TWOPASS_OUTPUT_CACHE: {value!r} is not a number of bytes >= 0")
+        set_output_cache(limit)
+
+
+_output_cache_from_environment()
 
 
 def _data_cache_bytes():

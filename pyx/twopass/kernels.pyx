@@ -17,6 +17,8 @@ Design:
 - kernels.pxd exports softmax_f32 / softmax_f32_strided as nogil functions for other Cython code.
 """
 import os
+from math import prod
+from operator import index as operator_index
 
 from cython cimport floating
 from libc.math cimport INFINITY, fabs
@@ -605,6 +607,100 @@ def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, dou
         return <float>result
 
 
+# ---- output cache (include/twopass/output_cache.h) ----
+
+cdef extern from "twopass/output_cache.h" nogil:
+    size_t TWOPASS_OUTPUT_CACHE_MIN_BYTES, TWOPASS_OUTPUT_CACHE_MAX_BLOCKS, TWOPASS_OUTPUT_CACHE_DEFAULT_LIMIT
+    void* twopass_output_malloc(void* ctx, size_t size) noexcept nogil
+    void* twopass_output_calloc(void* ctx, size_t count, size_t size) noexcept nogil
+    void* twopass_output_realloc(void* ctx, void* ptr, size_t size) noexcept nogil
+    void twopass_output_free(void* ctx, void* ptr, size_t size) noexcept nogil
+    struct twopass_output_cache_stats:
+        size_t limit, cached_bytes, cached_blocks, hits, misses
+    void twopass_output_cache_align_like(const void* x)
+    size_t twopass_output_cache_set_limit(size_t limit)
+    void twopass_output_cache_get_stats(twopass_output_cache_stats* stats)
+
+cdef extern from "numpy/arrayobject.h":
+    ctypedef struct PyDataMemAllocator:
+        void* ctx
+        void* (*malloc)(void* ctx, size_t size) noexcept nogil
+        void* (*calloc)(void* ctx, size_t count, size_t size) noexcept nogil
+        void* (*realloc)(void* ctx, void* ptr, size_t size) noexcept nogil
+        void (*free)(void* ctx, void* ptr, size_t size) noexcept nogil
+    ctypedef struct PyDataMem_Handler:
+        char name[127]
+        unsigned char version
+        PyDataMemAllocator allocator
+    object PyDataMem_SetHandler(object handler)  # NumPy >= 1.22: the handler of this context
+
+from cpython.pycapsule cimport PyCapsule_New
+from libc.string cimport strcpy
+
+OUTPUT_CACHE_MIN_BYTES = TWOPASS_OUTPUT_CACHE_MIN_BYTES
+OUTPUT_CACHE_MAX_BLOCKS = TWOPASS_OUTPUT_CACHE_MAX_BLOCKS
+OUTPUT_CACHE_DEFAULT_LIMIT = TWOPASS_OUTPUT_CACHE_DEFAULT_LIMIT
+OUTPUT_HANDLER_NAME = "twopass_output_cache"
+# The handler lives as long as the module (every array it allocated holds the capsule).
+cdef PyDataMem_Handler _output_handler
+strcpy(_output_handler.name, b"twopass_output_cache")
+_output_handler.version = 1
+_output_handler.allocator.ctx = NULL
+_output_handler.allocator.malloc = twopass_output_malloc
+_output_handler.allocator.calloc = twopass_output_calloc
+_output_handler.allocator.realloc = twopass_output_realloc
+_output_handler.allocator.free = twopass_output_free
+cdef object _output_handler_capsule = PyCapsule_New(&_output_handler, "mem_handler", NULL)
+cdef bint _output_cache_on = True  # limit > 0
+
+
+cdef cnp.ndarray _new_output(cnp.ndarray like, int typenum):
+    """np.empty of like's shape for a result: from the output cache when it is on and the result
+    large, placed for like's data (output_cache.c)."""
+    cdef int nd = cnp.PyArray_NDIM(like)
+    if not _output_cache_on or cnp.PyArray_NBYTES(like) < <cnp.npy_intp>TWOPASS_OUTPUT_CACHE_MIN_BYTES:
+        return cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(like), typenum, 0)
+    previous = PyDataMem_SetHandler(_output_handler_capsule)
+    try:
+        twopass_output_cache_align_like(cnp.PyArray_DATA(like))
+        return cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(like), typenum, 0)
+    finally:
+        PyDataMem_SetHandler(previous)
+
+
+def empty_output(shape, dtype, order="C", like=None):
+    """np.empty(shape, dtype, order=order) for a result returned to the caller (twopass._api), from
+    the output cache when it is on and the result large, placed for the data of the ndarray like."""
+    dt = np.dtype(dtype)
+    if not _output_cache_on or dt.itemsize * prod(shape) < TWOPASS_OUTPUT_CACHE_MIN_BYTES:
+        return np.empty(shape, dt, order=order)
+    previous = PyDataMem_SetHandler(_output_handler_capsule)
+    try:
+        if isinstance(like, np.ndarray):
+            twopass_output_cache_align_like(cnp.PyArray_DATA(<cnp.ndarray>like))
+        return np.empty(shape, dt, order=order)
+    finally:
+        PyDataMem_SetHandler(previous)
+
+
+def set_output_cache(limit):
+    """Bytes of freed large results the cache may keep for reuse (0: none); returns the previous limit."""
+    global _output_cache_on
+    limit = operator_index(limit)
+    if limit < 0:
+        raise ValueError("the output cache limit must be >= 0 bytes")
+    _output_cache_on = limit > 0
+    return twopass_output_cache_set_limit(<size_t>min(limit, (1 << 63) - 1))
+
+
+def output_cache_info():
+    """{limit, cached_bytes, cached_blocks, hits, misses, min_block_bytes} of the output cache."""
+    cdef twopass_output_cache_stats stats
+    twopass_output_cache_get_stats(&stats)
+    return {"limit": stats.limit, "cached_bytes": stats.cached_bytes, "cached_blocks": stats.cached_blocks,
+            "hits": stats.hits, "misses": stats.misses, "min_block_bytes": TWOPASS_OUTPUT_CACHE_MIN_BYTES}
+
+
 # ---- twopass.softmax, fast path ----
 
 cdef object _level_var = None        # twopass._dispatch's ContextVar of the level name
@@ -798,7 +894,7 @@ cdef object _fast_path(bint log, x, axis, out, algorithm, threads):
         elif (alg != -1 and alg != 0) or cnp.PyArray_SIZE(xa) == 0 or _narrow_columns(inner, cnp.PyArray_ITEMSIZE(xa)):
             return None
     if out is None:
-        ya = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(xa), typenum, 0)
+        ya = _new_output(xa, typenum)
     else:
         if type(out) is not cnp.ndarray:
             return None

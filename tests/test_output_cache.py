@@ -1,0 +1,238 @@
+"""The output cache (include/twopass/output_cache.h): large fresh results come from NumPy's handler
+"twopass_output_cache", are right, are placed 2048 bytes past the input modulo 4096, and reuse
+the mapping of a freed result; the limits hold; arrays from it behave as any other (resize, free);
+the allocator's C functions keep their contracts (calloc zeroes, realloc keeps the data, sizes that
+overflow give NULL); bad limits raise as set_num_threads's bad counts do."""
+import ctypes
+import gc
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import twopass
+from twopass import kernels
+
+try:
+    from numpy._core.multiarray import get_handler_name
+except ImportError:  # NumPy < 2
+    from numpy.core.multiarray import get_handler_name
+
+from conftest import max_relative_error, reference_softmax
+
+HANDLER = kernels.OUTPUT_HANDLER_NAME
+MIN_BYTES = kernels.OUTPUT_CACHE_MIN_BYTES
+# float32 elements of one result just above the cache's threshold (kept small: the suite runs under
+# qemu and valgrind too)
+N = MIN_BYTES // 4 + 64 * 1024
+
+
+@pytest.fixture
+def cache():
+    """A cache of the default limit, empty at the start and the end of the test."""
+    previous = twopass.set_output_cache(0)
+    twopass.set_output_cache(kernels.OUTPUT_CACHE_DEFAULT_LIMIT)
+    yield
+    gc.collect()
+    twopass.set_output_cache(0)
+    twopass.set_output_cache(previous)
+
+
+def big_input(rows=1, seed=0):
+    return np.random.default_rng(seed).uniform(-50, 50, (rows, N // rows)).astype(np.float32)
+
+
+def test_large_results_come_from_the_cache_on_every_level(cache, level):
+    x = big_input(rows=64)
+    y = twopass.softmax(x, axis=-1)
+    assert get_handler_name(y) == HANDLER
+    assert y.flags.owndata and y.flags.c_contiguous and y.dtype == x.dtype and y.shape == x.shape
+    assert np.array_equal(y, twopass.softmax(x, axis=-1, out=np.empty_like(x)))
+    assert max_relative_error(y[::16], reference_softmax(x[::16])) < 1e-6
+    z = twopass.log_softmax(x, axis=-1)
+    assert get_handler_name(z) == HANDLER
+    assert np.array_equal(z, twopass.log_softmax(x, axis=-1, out=np.empty_like(x)))
+
+
+@pytest.mark.parametrize("path", ["rows", "columns", "axis_none", "api_rows", "api_columns_f_order", "float64"])
+def test_every_result_path_uses_the_cache(cache, path):
+    x = big_input(rows=64)
+    if path == "rows":
+        call = lambda out=None: twopass.softmax(x, axis=1, out=out)  # noqa: E731 (the fast path)
+    elif path == "columns":
+        call = lambda out=None: twopass.softmax(x, axis=0, out=out)  # noqa: E731
+    elif path == "axis_none":
+        call = lambda out=None: twopass.log_softmax(x, out=out)  # noqa: E731
+    elif path == "api_rows":  # a tuple axis goes through twopass._api
+        call = lambda out=None: twopass.softmax(x, axis=(1,), out=out)  # noqa: E731
+    elif path == "api_columns_f_order":
+        x = np.asfortranarray(x)
+        call = lambda out=None: twopass.softmax(x, axis=1, out=out)  # noqa: E731
+    else:
+        x = x[:, : x.shape[1] // 2].astype(np.float64)
+        call = lambda out=None: twopass.softmax(x, axis=1, out=out)  # noqa: E731
+    y = call()
+    assert get_handler_name(y) == HANDLER
+    assert np.array_equal(y, call(out=np.empty_like(y)))
+
+
+def test_small_results_keep_numpys_allocator(cache):
+    x = np.ones((4, 1000), np.float32)
+    before = twopass.output_cache_info()
+    y = twopass.softmax(x, axis=-1)
+    assert get_handler_name(y) != HANDLER
+    assert twopass.output_cache_info()["misses"] == before["misses"]
+
+
+def test_a_freed_result_is_reused_and_the_new_result_is_right(cache):
+    x = big_input()
+    y = twopass.softmax(x)
+    address = y.ctypes.data
+    del y
+    info = twopass.output_cache_info()
+    assert info["cached_blocks"] == 1 and info["cached_bytes"] >= x.nbytes
+    x2 = big_input(seed=1)
+    y2 = twopass.softmax(x2)
+    assert twopass.output_cache_info()["hits"] == info["hits"] + 1
+    assert y2.ctypes.data == address  # same mapping, same placement (x2 lies like x modulo 4096)
+    assert np.array_equal(y2, twopass.softmax(x2, out=np.empty_like(x2)))
+    assert twopass.output_cache_info()["cached_blocks"] == 0
+
+
+@pytest.mark.parametrize("offset_floats", [0, 1, 4, 16, 500, 1023])
+def test_results_are_placed_2048_bytes_past_the_input(cache, offset_floats):
+    base = big_input()
+    x = base.reshape(-1)[offset_floats:]
+    y = twopass.softmax(x)
+    assert get_handler_name(y) == HANDLER
+    distance = (y.ctypes.data - x.ctypes.data) % 4096
+    assert 2048 - 63 <= distance <= 2048 and y.ctypes.data % 64 == 0
+    assert np.array_equal(y, twopass.softmax(x, out=np.empty_like(x)))
+
+
+def test_limits_bound_what_the_cache_keeps(cache):
+    x = big_input()
+    results = [twopass.softmax(x) for _ in range(kernels.OUTPUT_CACHE_MAX_BLOCKS + 2)]
+    assert all(get_handler_name(y) == HANDLER for y in results)
+    del results
+    gc.collect()
+    info = twopass.output_cache_info()
+    assert info["cached_blocks"] == kernels.OUTPUT_CACHE_MAX_BLOCKS
+    assert info["cached_bytes"] <= info["limit"]
+    # a limit below one block keeps nothing, and drops what is there
+    assert twopass.set_output_cache(MIN_BYTES) == kernels.OUTPUT_CACHE_DEFAULT_LIMIT
+    assert twopass.output_cache_info()["cached_blocks"] == 0
+    del_me = twopass.softmax(x)
+    del del_me
+    assert twopass.output_cache_info()["cached_bytes"] == 0
+
+
+def test_a_limit_of_zero_turns_the_cache_off(cache):
+    twopass.set_output_cache(0)
+    x = big_input()
+    y = twopass.softmax(x)
+    assert get_handler_name(y) != HANDLER
+    assert np.array_equal(y, twopass.softmax(x, out=np.empty_like(x)))
+
+
+def test_arrays_from_the_cache_resize_and_free_like_any_other(cache):
+    x = big_input()
+    y = twopass.softmax(x.reshape(-1))
+    assert get_handler_name(y) == HANDLER
+    expected = y.copy()
+    y.resize(N // 3, refcheck=False)  # shrinks: realloc keeps the block or moves the prefix
+    assert np.array_equal(y, expected[: N // 3])
+    y.resize(3 * N, refcheck=False)  # grows: a new block with the data copied (NumPy zeroes the rest)
+    assert np.array_equal(y[: N // 3], expected[: N // 3])
+    assert not y[N:].any()
+    del y
+    gc.collect()
+    assert twopass.output_cache_info()["cached_blocks"] >= 1
+
+
+def test_threads_share_the_cache_safely(cache):
+    x = big_input()
+    expected = twopass.softmax(x, out=np.empty_like(x))
+    failures = []
+
+    def work():
+        for _ in range(6):
+            y = twopass.softmax(x, threads=1)
+            if not np.array_equal(y, expected):
+                failures.append("wrong result")
+            del y
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    info = twopass.output_cache_info()
+    assert info["cached_blocks"] <= kernels.OUTPUT_CACHE_MAX_BLOCKS and info["cached_bytes"] <= info["limit"]
+
+
+class TestAllocatorContracts:
+    """The C functions NumPy calls, through ctypes on the extension itself."""
+
+    lib = ctypes.CDLL(kernels.__file__)
+    for name, restype, argtypes in (
+            ("twopass_output_malloc", ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t]),
+            ("twopass_output_calloc", ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]),
+            ("twopass_output_realloc", ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]),
+            ("twopass_output_free", None, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t])):
+        getattr(lib, name).restype, getattr(lib, name).argtypes = restype, argtypes
+
+    def test_calloc_zeroes_a_reused_block(self, cache):
+        p = self.lib.twopass_output_malloc(None, MIN_BYTES)
+        ctypes.memset(p, 0x5A, MIN_BYTES)
+        self.lib.twopass_output_free(None, p, MIN_BYTES)
+        q = self.lib.twopass_output_calloc(None, MIN_BYTES // 8, 8)
+        assert q == p  # the same block, with its old bytes zeroed
+        assert not np.frombuffer((ctypes.c_char * MIN_BYTES).from_address(q), np.uint8).any()
+        self.lib.twopass_output_free(None, q, MIN_BYTES)
+
+    def test_realloc_keeps_the_data(self, cache):
+        p = self.lib.twopass_output_malloc(None, 4096)
+        ctypes.memmove(p, bytes(range(256)) * 16, 4096)
+        q = self.lib.twopass_output_realloc(None, p, MIN_BYTES)
+        assert bytes((ctypes.c_char * 4096).from_address(q)) == bytes(range(256)) * 16
+        r = self.lib.twopass_output_realloc(None, q, 100)
+        assert bytes((ctypes.c_char * 100).from_address(r)) == bytes(range(100))
+        self.lib.twopass_output_free(None, r, 100)
+        self.lib.twopass_output_free(None, None, 0)  # free(NULL) does nothing
+
+    def test_sizes_that_overflow_give_null(self, cache):
+        huge = 2**64 - 1
+        assert self.lib.twopass_output_malloc(None, huge) is None
+        assert self.lib.twopass_output_calloc(None, 2**33, 2**33) is None
+        p = self.lib.twopass_output_malloc(None, 0)  # 0 bytes: a valid pointer, as NumPy's allocators give
+        assert p is not None and p % 64 == 0
+        assert self.lib.twopass_output_realloc(None, p, huge) is None  # the old block stays valid
+        ctypes.memset(p, 1, 1)
+        self.lib.twopass_output_free(None, p, 0)
+
+
+@pytest.mark.parametrize("bad, error", [(-1, ValueError), (1.5, TypeError), ("1", TypeError), (True, TypeError),
+                                        (None, TypeError)])
+def test_bad_limits_raise(bad, error):
+    with pytest.raises(error):
+        twopass.set_output_cache(bad)
+
+
+def test_the_environment_sets_the_limit():
+    code = "import twopass; print(twopass.output_cache_info()['limit'])"
+    env = dict(os.environ, TWOPASS_OUTPUT_CACHE="12345")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "12345"
+    env["TWOPASS_OUTPUT_CACHE"] = "lots"
+    bad = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "TWOPASS_OUTPUT_CACHE" in bad.stderr
+
+
+def test_runtime_info_reports_the_cache(cache):
+    info = twopass.runtime_info()["output_cache"]
+    assert info["limit"] == kernels.OUTPUT_CACHE_DEFAULT_LIMIT and info["min_block_bytes"] == MIN_BYTES
