@@ -58,8 +58,8 @@ extern size_t twopass_prefetch_ahead;
 /* 4K aliasing: a load waits for an earlier store whose address is the same modulo 4096 until that
  * store's full address is known to differ, and a streamed store leaves late. An elementwise pass
  * whose y lies 1-128 bytes past x modulo 4096 meets it on every vector, loading x where it has just
- * stored y: on Zen 3, two-pass out of cache took 0.74-0.90 ns per element at 16-64 bytes against
- * 0.55 at 0 or 1024. Such passes load x one iteration ahead of their stores instead (vscale_impl);
+ * stored y: on Zen 3 out of cache, two-pass took 0.74-0.75 ns per element at 16-32 bytes and
+ * recompute 0.89-0.94, against 0.55 and 0.71 at 0 or 1024 (benchmarks.aliasing). Such passes load x one iteration ahead of their stores instead (vscale_impl);
  * at other distances that costs about 5%, so they keep the plain loop there. */
 #define TWOPASS_ALIAS_WINDOW 128
 static inline int twopass_stores_alias_next_loads(const void* x, const void* y)
