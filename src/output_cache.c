@@ -4,8 +4,12 @@
  * back it, as NumPy asks for with MADV_HUGEPAGE). The caller gets a 64-byte aligned address in its
  * first page plus 64 bytes, placed 2048 bytes past the input's address modulo 4096
  * (twopass_output_cache_align_like): loads of x and stores of y then never meet at the same address
- * modulo 4096 (common.h; on Zen 3 blocked reload at 6.4e7 took 0.57 ns per element with y 1024-2048
- * bytes past x, 0.62 at 0 and 0.67 at 32). A header just before that address records the mapping. */
+ * modulo 4096 within the elementwise passes' reach (common.h; on Zen 3 blocked reload at 6.4e7 took
+ * 0.57 ns per element with y 1024-2048 bytes past x, 0.62 at 0 and 0.67 at 32). A header just
+ * before that address records the mapping. Allocations below TWOPASS_OUTPUT_CACHE_MIN_BYTES (none
+ * are asked for, but Python code run by a garbage collection while the handler is installed may
+ * allocate) come from malloc, with the same header. */
+#include <stdlib.h>
 #include "twopass/output_cache.h"
 
 #include <pthread.h>
@@ -14,12 +18,13 @@
 #include <sys/mman.h>
 
 #define TWOPASS_BLOCK_HEADER ((size_t)64)
-#define TWOPASS_BLOCK_SLACK ((size_t)4096 + TWOPASS_BLOCK_HEADER) /* the most the address lies past the base */
+#define TWOPASS_BLOCK_SLACK ((size_t)4096 + TWOPASS_BLOCK_HEADER) /* room for any placement in a mapping */
 #define TWOPASS_BLOCK_ROUND ((size_t)2 << 20)
 
 struct block_header {
-    void* base;    /* of the mapping */
-    size_t length; /* of the whole mapping */
+    void* base;    /* of the mapping, or malloc's block */
+    size_t length; /* of the whole mapping; 0 for a malloc block */
+    size_t usable; /* bytes from the caller's address to the end */
 };
 
 static _Thread_local uintptr_t align_like; /* the next allocation's input address (0: none given) */
@@ -44,7 +49,7 @@ static void* user_pointer(void* base, size_t length)
     const uintptr_t offset = TWOPASS_BLOCK_HEADER + ((target - TWOPASS_BLOCK_HEADER) & 4095);
     align_like = 0;
     struct block_header* header = (struct block_header*)((char*)base + offset - TWOPASS_BLOCK_HEADER);
-    header->base = base, header->length = length;
+    header->base = base, header->length = length, header->usable = length - offset;
     return (char*)base + offset;
 }
 
@@ -112,6 +117,16 @@ void* twopass_output_malloc(void* ctx, size_t size)
     if (size == 0) {
         size = 1; /* NumPy's own allocators never return NULL for 0 bytes either */
     }
+    if (size < TWOPASS_OUTPUT_CACHE_MIN_BYTES) { /* from malloc: 64-byte aligned, the header before */
+        void* block = malloc(size + 2 * TWOPASS_BLOCK_HEADER);
+        if (block == NULL) {
+            return NULL;
+        }
+        char* ptr = (char*)(((uintptr_t)block + 2 * TWOPASS_BLOCK_HEADER - 1) & ~(uintptr_t)(TWOPASS_BLOCK_HEADER - 1));
+        struct block_header* header = header_of(ptr);
+        header->base = block, header->length = 0, header->usable = size;
+        return ptr;
+    }
     void* base = NULL;
     size_t length = 0;
     pthread_mutex_lock(&cache_lock);
@@ -147,40 +162,41 @@ void* twopass_output_calloc(void* ctx, size_t count, size_t size)
     }
     void* ptr = twopass_output_malloc(ctx, count * size);
     if (ptr != NULL) {
-        memset(ptr, 0, count * size); /* a cached block holds old data */
+        memset(ptr, 0, count * size); /* a cached block holds old data, and malloc's may */
     }
     return ptr;
 }
 
 void twopass_output_free(void* ctx, void* ptr, size_t size)
 {
-    (void)ctx, (void)size; /* the header has the mapping */
+    (void)ctx, (void)size; /* the header has the block */
     if (ptr == NULL) {
         return;
     }
     const struct block_header header = *header_of(ptr);
+    if (header.length == 0) {
+        free(header.base);
+        return;
+    }
     void* bases[TWOPASS_OUTPUT_CACHE_MAX_BLOCKS + 1];
     size_t lengths[TWOPASS_OUTPUT_CACHE_MAX_BLOCKS + 1];
     size_t n_evicted = 0;
-    int kept = 0;
     pthread_mutex_lock(&cache_lock);
     if (header.length <= cache.limit) {
+#if defined(MADV_FREE)
+        /* Before the block is in the cache (where another thread may take it and write to it): its
+         * pages stay mapped, and are reused as they are, unless memory runs short. The first 2 MiB,
+         * with the header, are kept. */
+        madvise((char*)header.base + TWOPASS_BLOCK_ROUND, header.length - TWOPASS_BLOCK_ROUND, MADV_FREE);
+#endif
         n_evicted = evict_for(1, header.length, bases, lengths);
         cache.base[cache.count] = header.base, cache.length[cache.count] = header.length;
         cache.count++, cache.bytes += header.length;
-        kept = 1;
-    }
-    pthread_mutex_unlock(&cache_lock);
-    if (kept) {
-#if defined(MADV_FREE)
-        /* the pages stay mapped, and are reused as they are, unless memory runs short; the first
-         * 2 MiB (one huge page, with the header) are kept */
-        madvise((char*)header.base + TWOPASS_BLOCK_ROUND, header.length - TWOPASS_BLOCK_ROUND, MADV_FREE);
-#endif
     } else {
         bases[n_evicted] = header.base, lengths[n_evicted] = header.length;
         n_evicted++;
     }
+    pthread_mutex_unlock(&cache_lock);
     unmap_all(bases, lengths, n_evicted);
 }
 
@@ -189,8 +205,7 @@ void* twopass_output_realloc(void* ctx, void* ptr, size_t size)
     if (ptr == NULL) {
         return twopass_output_malloc(ctx, size);
     }
-    const struct block_header* header = header_of(ptr);
-    const size_t usable = header->length - (size_t)((char*)ptr - (char*)header->base);
+    const size_t usable = header_of(ptr)->usable;
     if (size <= usable && usable / 2 <= size) {
         return ptr; /* still fits, and not worth moving */
     }

@@ -23,7 +23,9 @@ ALGORITHMS = list(twopass.ALGORITHMS)
 # every tail of every tile (vectors of 8 and 16 floats, iterations up to 192), then around 4096
 TAILS = list(range(1, 71)) + [4095, 4096, 4097, 4096 + 63, 4096 + 64, 8191, 8192, 8193]
 ROWS = (1, 3)
-PLACEMENTS = ("end", "start", "in_place_end", "in_place_start")
+# end_y64: x before the upper guard page, y 64 bytes past x modulo 4096, where the elementwise
+# passes load x an iteration ahead of their stores (4K aliasing, include/twopass/common.h)
+PLACEMENTS = ("end", "start", "in_place_end", "in_place_start", "end_y64")
 
 COMMON = r'''
 import ctypes, mmap, sys
@@ -55,10 +57,10 @@ class Guarded:
         mprotect(self.base, PAGE, PROT_NONE)
         mprotect(self.base + (pages + 1) * PAGE, PAGE, PROT_NONE)
 
-    def floats(self, count, where, dtype=np.float32):
-        """`count` float32 (or dtype) ending at the last byte before the upper guard page ("end") or
-        starting at the first byte after the lower one ("start")."""
-        lo, hi = PAGE, (self.pages + 1) * PAGE
+    def floats(self, count, where, dtype=np.float32, back=0):
+        """`count` float32 (or dtype) ending at the last byte before the upper guard page ("end"),
+        or `back` bytes before it, or starting at the first byte after the lower one ("start")."""
+        lo, hi = PAGE, (self.pages + 1) * PAGE - back
         size = count * np.dtype(dtype).itemsize
         assert size <= hi - lo
         view = self.bytes[hi - size: hi] if where == "end" else self.bytes[lo: lo + size]
@@ -93,7 +95,7 @@ rows_kernel = kernels.softmax_f64_rows if dtype == np.float64 else kernels.softm
 level_index = twopass.LEVELS.index(level)
 kernel_algorithm = twopass._api._KERNEL_ALGORITHM.get(algorithm)
 most = max(tails) * max(rows_list) * dtype.itemsize
-pages = -(-most // PAGE)
+pages = -(-most // PAGE) + 1  # a page to spare for end_y64
 xs, ys = Guarded(pages), Guarded(pages)
 rng = np.random.default_rng(0)
 checked = 0
@@ -104,7 +106,7 @@ for n in tails:
         data[:, rng.integers(0, n)] = 60.0  # a clear max somewhere, sometimes in the tail
         ref = reference(data)
         for placement in placements:
-            where = "end" if placement.endswith("end") else "start"
+            where = "start" if placement.endswith("start") else "end"
             in_place = placement.startswith("in_place")
             calls = []
             if kernel_algorithm is not None:
@@ -114,7 +116,8 @@ for n in tails:
                 xs.read_only(False)
                 x = xs.floats(rows * n, where, dtype).reshape(rows, n)
                 x[...] = data
-                y = x if in_place else ys.floats(rows * n, where, dtype).reshape(rows, n)
+                back = PAGE - 64 if placement == "end_y64" else 0
+                y = x if in_place else ys.floats(rows * n, where, dtype, back).reshape(rows, n)
                 if not in_place:
                     y[...] = SENTINEL
                     xs.read_only(True)  # any write to the input faults

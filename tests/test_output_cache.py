@@ -154,25 +154,40 @@ def test_arrays_from_the_cache_resize_and_free_like_any_other(cache):
 
 
 def test_threads_share_the_cache_safely(cache):
-    x = big_input()
-    expected = twopass.softmax(x, out=np.empty_like(x))
+    """Four threads take and give back blocks through the C functions at once (ctypes drops the GIL
+    around each call, so only the cache's own lock orders them): every block a thread holds keeps
+    the pattern it wrote, and no block is handed out twice."""
+    lib = TestAllocatorContracts.lib
+    size = MIN_BYTES + 4096
     failures = []
 
-    def work():
-        for _ in range(6):
-            y = twopass.softmax(x, threads=1)
-            if not np.array_equal(y, expected):
-                failures.append("wrong result")
-            del y
+    def work(seed):
+        for i in range(40):
+            p = lib.twopass_output_malloc(None, size)
+            if p is None:
+                failures.append("NULL")
+                return
+            mark = (seed * 41 + i) % 251 + 1
+            ctypes.memset(p, mark, size)
+            q = lib.twopass_output_malloc(None, size)  # a second block while the first is held
+            ctypes.memset(q, 255 - mark, size)
+            for where in (0, size // 2, size - 1):
+                if ctypes.c_ubyte.from_address(p + where).value != mark:
+                    failures.append(f"block handed out twice (thread {seed}, round {i})")
+            lib.twopass_output_free(None, q, size)
+            lib.twopass_output_free(None, p, size)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert not failures
+    assert not failures, failures[:3]
     info = twopass.output_cache_info()
     assert info["cached_blocks"] <= kernels.OUTPUT_CACHE_MAX_BLOCKS and info["cached_bytes"] <= info["limit"]
+    x = big_input()
+    expected = twopass.softmax(x, out=np.empty_like(x))
+    assert np.array_equal(twopass.softmax(x), expected)
 
 
 class TestAllocatorContracts:
@@ -204,6 +219,24 @@ class TestAllocatorContracts:
         assert bytes((ctypes.c_char * 100).from_address(r)) == bytes(range(100))
         self.lib.twopass_output_free(None, r, 100)
         self.lib.twopass_output_free(None, None, 0)  # free(NULL) does nothing
+
+    def test_small_blocks_come_from_malloc(self, cache):
+        """Sizes below the cache's blocks (what a garbage collection run inside the handler's window
+        may allocate) take malloc, aligned, and leave the cache alone."""
+        before = twopass.output_cache_info()
+        p = self.lib.twopass_output_malloc(None, 1000)
+        assert p is not None and p % 64 == 0
+        ctypes.memmove(p, bytes(range(200)) * 5, 1000)
+        q = self.lib.twopass_output_realloc(None, p, MIN_BYTES)  # grows into a mapping
+        assert bytes((ctypes.c_char * 1000).from_address(q)) == bytes(range(200)) * 5
+        r = self.lib.twopass_output_realloc(None, q, 10)  # and back to malloc
+        assert bytes((ctypes.c_char * 10).from_address(r)) == bytes(range(10))
+        z = self.lib.twopass_output_calloc(None, 100, 10)
+        assert not bytes((ctypes.c_char * 1000).from_address(z)).strip(b"\0")
+        for block in (r, z):
+            self.lib.twopass_output_free(None, block, 0)
+        after = twopass.output_cache_info()
+        assert after["misses"] == before["misses"] + 1  # the one mapping
 
     def test_sizes_that_overflow_give_null(self, cache):
         huge = 2**64 - 1

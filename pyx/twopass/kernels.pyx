@@ -665,6 +665,7 @@ cdef cnp.ndarray _new_output(cnp.ndarray like, int typenum):
         twopass_output_cache_align_like(cnp.PyArray_DATA(like))
         return cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(like), typenum, 0)
     finally:
+        twopass_output_cache_align_like(NULL)  # unused if the allocation failed before it
         PyDataMem_SetHandler(previous)
 
 
@@ -680,11 +681,14 @@ def empty_output(shape, dtype, order="C", like=None):
             twopass_output_cache_align_like(cnp.PyArray_DATA(<cnp.ndarray>like))
         return np.empty(shape, dt, order=order)
     finally:
+        twopass_output_cache_align_like(NULL)
         PyDataMem_SetHandler(previous)
 
 
 def set_output_cache(limit):
-    """Bytes of freed large results the cache may keep for reuse (0: none); returns the previous limit."""
+    """Bytes of freed large results the cache may keep for reuse (0: none, and large results take
+    NumPy's allocator again; a limit below one result's block keeps nothing); returns the previous
+    limit."""
     global _output_cache_on
     limit = operator_index(limit)
     if limit < 0:
