@@ -58,6 +58,12 @@ static struct block_header* header_of(void* ptr)
     return (struct block_header*)((char*)ptr - TWOPASS_BLOCK_HEADER);
 }
 
+/* A block of `usable` bytes serves `size`: it holds them without wasting more than half of itself. */
+static int block_fits(size_t usable, size_t size)
+{
+    return size <= usable && usable / 2 <= size;
+}
+
 /* A new mapping with room for `size` bytes at any address user_pointer picks; NULL if there is no
  * memory (or size overflows). */
 static void* map_block(size_t size, size_t* length_out)
@@ -130,11 +136,11 @@ void* twopass_output_malloc(void* ctx, size_t size)
     void* base = NULL;
     size_t length = 0;
     pthread_mutex_lock(&cache_lock);
-    /* the smallest cached block that holds `size` without wasting more than half of itself */
+    /* the smallest cached block that fits */
     size_t best = cache.count;
     for (size_t i = 0; i < cache.count; i++) {
-        const size_t usable = cache.length[i] - TWOPASS_BLOCK_SLACK;
-        if (usable >= size && usable / 2 <= size && (best == cache.count || cache.length[i] < cache.length[best])) {
+        if (block_fits(cache.length[i] - TWOPASS_BLOCK_SLACK, size)
+            && (best == cache.count || cache.length[i] < cache.length[best])) {
             best = i;
         }
     }
@@ -206,8 +212,8 @@ void* twopass_output_realloc(void* ctx, void* ptr, size_t size)
         return twopass_output_malloc(ctx, size);
     }
     const size_t usable = header_of(ptr)->usable;
-    if (size <= usable && usable / 2 <= size) {
-        return ptr; /* still fits, and not worth moving */
+    if (block_fits(usable, size)) {
+        return ptr;
     }
     void* fresh = twopass_output_malloc(ctx, size);
     if (fresh != NULL) {

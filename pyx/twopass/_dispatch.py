@@ -59,7 +59,7 @@ def set_output_cache(max_bytes):
         raise TypeError(f"set_output_cache: max_bytes must be an int, not {type(max_bytes).__name__}")
     if operator.index(max_bytes) < 0:
         raise ValueError(f"set_output_cache: max_bytes must be >= 0, not {max_bytes}")
-    return _kernels.set_output_cache(operator.index(max_bytes)) if _kernels is not None else 0
+    return _kernels.set_output_cache(min(operator.index(max_bytes), 2**63 - 1)) if _kernels is not None else 0
 
 
 def output_cache_info():

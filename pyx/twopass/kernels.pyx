@@ -18,7 +18,6 @@ Design:
 """
 import os
 from math import prod
-from operator import index as operator_index
 
 from cython cimport floating
 from libc.math cimport INFINITY, fabs
@@ -643,7 +642,7 @@ OUTPUT_CACHE_DEFAULT_LIMIT = TWOPASS_OUTPUT_CACHE_DEFAULT_LIMIT
 OUTPUT_HANDLER_NAME = "twopass_output_cache"
 # The handler lives as long as the module (every array it allocated holds the capsule).
 cdef PyDataMem_Handler _output_handler
-strcpy(_output_handler.name, b"twopass_output_cache")
+strcpy(_output_handler.name, OUTPUT_HANDLER_NAME.encode())
 _output_handler.version = 1
 _output_handler.allocator.ctx = NULL
 _output_handler.allocator.malloc = twopass_output_malloc
@@ -651,29 +650,27 @@ _output_handler.allocator.calloc = twopass_output_calloc
 _output_handler.allocator.realloc = twopass_output_realloc
 _output_handler.allocator.free = twopass_output_free
 cdef object _output_handler_capsule = PyCapsule_New(&_output_handler, "mem_handler", NULL)
-cdef bint _output_cache_on = True  # limit > 0
+
+
+cdef inline bint _output_cache_on() noexcept:
+    cdef twopass_output_cache_stats stats
+    twopass_output_cache_get_stats(&stats)
+    return stats.limit > 0
 
 
 cdef cnp.ndarray _new_output(cnp.ndarray like, int typenum):
-    """np.empty of like's shape for a result: from the output cache when it is on and the result
-    large, placed for like's data (output_cache.c)."""
-    cdef int nd = cnp.PyArray_NDIM(like)
-    if not _output_cache_on or cnp.PyArray_NBYTES(like) < <cnp.npy_intp>TWOPASS_OUTPUT_CACHE_MIN_BYTES:
-        return cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(like), typenum, 0)
-    previous = PyDataMem_SetHandler(_output_handler_capsule)
-    try:
-        twopass_output_cache_align_like(cnp.PyArray_DATA(like))
-        return cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(like), typenum, 0)
-    finally:
-        twopass_output_cache_align_like(NULL)  # unused if the allocation failed before it
-        PyDataMem_SetHandler(previous)
+    """The fast path's result: np.empty of like's shape, through empty_output when it is large."""
+    if cnp.PyArray_NBYTES(like) < <cnp.npy_intp>TWOPASS_OUTPUT_CACHE_MIN_BYTES:
+        return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(like), cnp.PyArray_DIMS(like), typenum, 0)
+    return empty_output((<object>like).shape, cnp.PyArray_DescrFromType(typenum), "C", like)
 
 
 def empty_output(shape, dtype, order="C", like=None):
-    """np.empty(shape, dtype, order=order) for a result returned to the caller (twopass._api), from
-    the output cache when it is on and the result large, placed for the data of the ndarray like."""
+    """np.empty(shape, dtype, order=order) for a result returned to the caller: from the output
+    cache when it is on and the result large, placed for the data of the ndarray like
+    (output_cache.c)."""
     dt = np.dtype(dtype)
-    if not _output_cache_on or dt.itemsize * prod(shape) < TWOPASS_OUTPUT_CACHE_MIN_BYTES:
+    if dt.itemsize * prod(shape) < TWOPASS_OUTPUT_CACHE_MIN_BYTES or not _output_cache_on():
         return np.empty(shape, dt, order=order)
     previous = PyDataMem_SetHandler(_output_handler_capsule)
     try:
@@ -681,20 +678,15 @@ def empty_output(shape, dtype, order="C", like=None):
             twopass_output_cache_align_like(cnp.PyArray_DATA(<cnp.ndarray>like))
         return np.empty(shape, dt, order=order)
     finally:
-        twopass_output_cache_align_like(NULL)
+        twopass_output_cache_align_like(NULL)  # unused if the allocation failed before it
         PyDataMem_SetHandler(previous)
 
 
-def set_output_cache(limit):
+def set_output_cache(size_t limit):
     """Bytes of freed large results the cache may keep for reuse (0: none, and large results take
     NumPy's allocator again; a limit below one result's block keeps nothing); returns the previous
-    limit."""
-    global _output_cache_on
-    limit = operator_index(limit)
-    if limit < 0:
-        raise ValueError("the output cache limit must be >= 0 bytes")
-    _output_cache_on = limit > 0
-    return twopass_output_cache_set_limit(<size_t>min(limit, (1 << 63) - 1))
+    limit. twopass.set_output_cache checks the argument."""
+    return twopass_output_cache_set_limit(limit)
 
 
 def output_cache_info():
