@@ -35,6 +35,30 @@ void twopass_output_cache_align_like(const void* x)
 }
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* fork copies a lock held by another thread as held, with no thread left to release it: the child's
+ * next large allocation would wait forever. So fork takes the lock first and both sides release it. */
+static void lock_for_fork(void)
+{
+    pthread_mutex_lock(&cache_lock);
+}
+
+static void unlock_after_fork(void)
+{
+    pthread_mutex_unlock(&cache_lock);
+}
+
+static void register_fork_handlers(void)
+{
+    pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
+}
+
+static void lock_cache(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, register_fork_handlers);
+    pthread_mutex_lock(&cache_lock);
+}
 static struct {
     void* base[TWOPASS_OUTPUT_CACHE_MAX_BLOCKS]; /* oldest first */
     size_t length[TWOPASS_OUTPUT_CACHE_MAX_BLOCKS];
@@ -135,7 +159,7 @@ void* twopass_output_malloc(void* ctx, size_t size)
     }
     void* base = NULL;
     size_t length = 0;
-    pthread_mutex_lock(&cache_lock);
+    lock_cache();
     /* the smallest cached block that fits */
     size_t best = cache.count;
     for (size_t i = 0; i < cache.count; i++) {
@@ -187,7 +211,7 @@ void twopass_output_free(void* ctx, void* ptr, size_t size)
     void* bases[TWOPASS_OUTPUT_CACHE_MAX_BLOCKS + 1];
     size_t lengths[TWOPASS_OUTPUT_CACHE_MAX_BLOCKS + 1];
     size_t n_evicted = 0;
-    pthread_mutex_lock(&cache_lock);
+    lock_cache();
     if (header.length <= cache.limit) {
 #if defined(MADV_FREE)
         /* Before the block is in the cache (where another thread may take it and write to it): its
@@ -227,7 +251,7 @@ size_t twopass_output_cache_set_limit(size_t limit)
 {
     void* bases[TWOPASS_OUTPUT_CACHE_MAX_BLOCKS];
     size_t lengths[TWOPASS_OUTPUT_CACHE_MAX_BLOCKS];
-    pthread_mutex_lock(&cache_lock);
+    lock_cache();
     const size_t previous = cache.limit;
     cache.limit = limit;
     const size_t n_evicted = evict_for(0, 0, bases, lengths);
@@ -238,7 +262,7 @@ size_t twopass_output_cache_set_limit(size_t limit)
 
 void twopass_output_cache_get_stats(struct twopass_output_cache_stats* stats)
 {
-    pthread_mutex_lock(&cache_lock);
+    lock_cache();
     stats->limit = cache.limit, stats->cached_bytes = cache.bytes, stats->cached_blocks = cache.count;
     stats->hits = cache.hits, stats->misses = cache.misses;
     pthread_mutex_unlock(&cache_lock);

@@ -2,10 +2,12 @@
 "twopass_output_cache", are right, are placed 2048 bytes past the input modulo 4096, and reuse
 the mapping of a freed result; the limits hold; arrays from it behave as any other (resize, free);
 the allocator's C functions keep their contracts (calloc zeroes, realloc keeps the data, sizes that
-overflow give NULL); bad limits raise as set_num_threads's bad counts do."""
+overflow give NULL); a child forked while another thread holds the cache's lock can still allocate;
+bad limits raise as set_num_threads's bad counts do."""
 import ctypes
 import gc
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -269,3 +271,71 @@ def test_the_environment_sets_the_limit():
 def test_runtime_info_reports_the_cache(cache):
     info = twopass.runtime_info()["output_cache"]
     assert info["limit"] == kernels.OUTPUT_CACHE_DEFAULT_LIMIT and info["min_block_bytes"] == MIN_BYTES
+
+
+SLOW_MADVISE_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stddef.h>
+#include <sys/mman.h>
+#include <unistd.h>
+/* madvise(MADV_FREE) that takes half a second: the cache's free holds its lock that long. */
+int madvise(void* addr, size_t length, int advice)
+{
+    static int (*real)(void*, size_t, int);
+    if (real == NULL) {
+        real = (int (*)(void*, size_t, int))dlsym(RTLD_NEXT, "madvise");
+    }
+    if (advice == MADV_FREE) {
+        usleep(500000);
+    }
+    return real(addr, length, advice);
+}
+"""
+
+
+def test_a_child_forked_while_a_thread_holds_the_cache_lock_can_allocate(tmp_path):
+    """A fork while another thread is inside the cache (here: in free's madvise, slowed to half a
+    second by an LD_PRELOAD shim) must not leave the child a held lock: its next large allocation
+    would wait forever. The child allocates, writes and frees a block; the parent gives it 30 s."""
+    cc = shutil.which("gcc")
+    if cc is None:
+        if os.environ.get("TWOPASS_REQUIRE_EMULATION") == "1":  # CI, which has gcc for the SIMDe build too
+            pytest.fail("gcc is needed to build the madvise shim")
+        pytest.skip("no gcc for the madvise shim")
+    source = tmp_path / "slow_madvise.c"
+    source.write_text(SLOW_MADVISE_SHIM)
+    shim = tmp_path / "slow_madvise.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", str(source), "-o", str(shim), "-ldl"], check=True)
+    code = f"""
+import ctypes, os, sys, threading, time
+from twopass import kernels
+lib = ctypes.CDLL(kernels.__file__)
+lib.twopass_output_malloc.restype = ctypes.c_void_p
+lib.twopass_output_malloc.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+lib.twopass_output_free.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+size = {MIN_BYTES + 4096}
+p = lib.twopass_output_malloc(None, size)
+freeing = threading.Thread(target=lib.twopass_output_free, args=(None, p, size))
+freeing.start()
+time.sleep(0.1)  # the thread is in madvise now, under the cache's lock
+pid = os.fork()
+if pid == 0:
+    q = lib.twopass_output_malloc(None, size)
+    ctypes.memset(q, 1, size)
+    lib.twopass_output_free(None, q, size)
+    os._exit(0 if q else 3)
+freeing.join()
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        sys.exit(os.waitstatus_to_exitcode(status))
+    time.sleep(0.05)
+os.kill(pid, 9)
+sys.exit("the child hung on the cache's lock")
+"""
+    preload = ":".join(filter(None, [os.environ.get("LD_PRELOAD"), str(shim)]))  # after ASan's, under .ci/sanitize
+    env = dict(os.environ, LD_PRELOAD=preload)
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, (res.returncode, res.stderr)

@@ -11,7 +11,8 @@
  * installs them for the allocation of a large result only, and the array keeps the handler, so its
  * free comes back here. A freed block is kept (its pages marked MADV_FREE, which the kernel may
  * reclaim under memory pressure instead of swapping them) while the cache holds at most
- * TWOPASS_OUTPUT_CACHE_MAX_BLOCKS blocks and `limit` bytes; the oldest go first. Thread-safe.
+ * TWOPASS_OUTPUT_CACHE_MAX_BLOCKS blocks and `limit` bytes; the oldest go first. Thread-safe, and
+ * fork-safe: a child forked while another thread was in the cache finds its lock free.
  * Plain C at the x86-64 baseline; no Python.
  */
 #ifndef TWOPASS_OUTPUT_CACHE_H
