@@ -6,7 +6,8 @@
  *       -lm && /tmp/kernel_cycles [n] [range]
  *
  * n: elements (default 2048: 8 KiB in, 8 KiB out); range: inputs uniform in [-range, range] (default
- * 100, as the sweep). The kernels run with MXCSR.FTZ, as the package's drivers run them; NO_FTZ set
+ * 100, as the sweep). OUT_PAST=d in the environment places the output d bytes past the input modulo
+ * 4096 (4K aliasing, include/twopass/common.h; default: 2048). The kernels run with MXCSR.FTZ, as the package's drivers run them; NO_FTZ set
  * in the environment (to any value) runs them without, to compare. The core clock is measured with a chain of dependent integer adds (one per
  * cycle), so cycles are core cycles whatever the TSC rate. Each figure is the median of 15 samples of
  * about 2 ms each; variants listed first in kernels.h (the dispatcher's) are marked with '*'.
@@ -128,7 +129,9 @@ int main(int argc, char** argv)
     N = argc > 1 ? strtoul(argv[1], NULL, 10) : 2048;
     const float range = argc > 2 ? strtof(argv[2], NULL) : 100.0f;
     X = aligned_alloc(64, (N * 4 + 63) / 64 * 64);
-    Y = aligned_alloc(64, (N * 4 + 63) / 64 * 64);
+    const size_t out_past = getenv("OUT_PAST") ? strtoul(getenv("OUT_PAST"), NULL, 10) % 4096 : 2048;
+    float* y_buffer = aligned_alloc(4096, (N * 4 + 2 * 4096 - 1) / 4096 * 4096);
+    Y = (float*)((char*)y_buffer + ((uintptr_t)X + out_past) % 4096); /* X is 64-aligned: Y is 4-aligned */
     Z = aligned_alloc(64, (N * 4 + 63) / 64 * 64);
     E = aligned_alloc(64, (N * 4 + 63) / 64 * 64);
     srand(1);
@@ -146,7 +149,8 @@ int main(int argc, char** argv)
      * its products below 2^-126 to it, and the exp passes their last few. */
     if (!getenv("NO_FTZ")) _mm_setcsr(_mm_getcsr() | _MM_FLUSH_ZERO_ON);
     GHZ = core_ghz();
-    printf("n = %zu, inputs in [-%g, %g], core clock %.2f GHz\n", N, range, range, GHZ);
+    printf("n = %zu, inputs in [-%g, %g], output %zu bytes past the input mod 4096, core clock %.2f GHz\n", N,
+           range, range, out_past, GHZ);
     TWOPASS_F32_AVX2_KERNELS(BENCH_R, BENCH_V, BENCH_N)
     return 0;
 }
