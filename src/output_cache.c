@@ -1,14 +1,15 @@
-/* The cache of freed output blocks (include/twopass/output_cache.h).
+/* The output handler and its cache of freed blocks (include/twopass/output_cache.h).
  *
- * Each block is its own anonymous mapping of a whole number of 2 MiB (so transparent huge pages can
- * back it, as NumPy asks for with MADV_HUGEPAGE). The caller gets a 64-byte aligned address in its
- * first page plus 64 bytes, placed 2048 bytes past the input's address modulo 4096
- * (twopass_output_cache_align_like): loads of x and stores of y then never meet at the same address
- * modulo 4096 within the elementwise passes' reach (common.h; on Zen 3 blocked reload at 6.4e7 took
- * 0.57 ns per element with y 1024-2048 bytes past x, 0.62 at 0 and 0.67 at 32). A header just
- * before that address records the mapping. Allocations below TWOPASS_OUTPUT_CACHE_MIN_BYTES (none
- * are asked for, but Python code run by a garbage collection while the handler is installed may
- * allocate) come from malloc, with the same header. */
+ * Every result is placed 2048 bytes past its input's address modulo 4096 (rounded down to 64 bytes;
+ * twopass_output_cache_align_like): loads of x and stores of y then never meet at the same address
+ * modulo 4096 within the elementwise passes' reach (common.h). Left to malloc, a fresh result of a
+ * power-of-two size often lies 16 or 32 bytes past its input (RESULTS.md, twenty-first session). A
+ * header just before the caller's address records the block.
+ *
+ * Blocks below TWOPASS_OUTPUT_CACHE_MIN_BYTES come from malloc, with 4 KiB of room for the
+ * placement (glibc's heap reuses them). Larger ones are each an anonymous mapping of a whole number
+ * of 2 MiB (so transparent huge pages can back it, as NumPy asks for with MADV_HUGEPAGE), kept in
+ * the cache when freed. */
 #include <stdlib.h>
 #include "twopass/output_cache.h"
 
@@ -65,16 +66,22 @@ static struct {
     size_t count, bytes, limit, hits, misses;
 } cache = {{0}, {0}, 0, 0, TWOPASS_OUTPUT_CACHE_DEFAULT_LIMIT, 0, 0};
 
-/* The caller's address in the mapping at base (page-aligned): 2048 bytes past the input's modulo
- * 4096, in [base + 64, base + 4160), with the header written before it. */
-static void* user_pointer(void* base, size_t length)
+/* The caller's address in the block at base (a mapping of `length` bytes, or a malloc block: length
+ * 0), with the header written before it; the block ends at end. The address is 64-byte aligned, at
+ * least a header past base and, for an allocation given its input, 2048 bytes past the input's
+ * modulo 4096 (within 4096 bytes more: the blocks have that slack). */
+static void* place(void* base, size_t length, uintptr_t end)
 {
-    const uintptr_t target = ((align_like + 2048) & 4095) & ~(uintptr_t)63;
-    const uintptr_t offset = TWOPASS_BLOCK_HEADER + ((target - TWOPASS_BLOCK_HEADER) & 4095);
+    const uintptr_t first = ((uintptr_t)base + 2 * TWOPASS_BLOCK_HEADER - 1) & ~(uintptr_t)(TWOPASS_BLOCK_HEADER - 1);
+    uintptr_t at = first;
+    if (align_like != 0) {
+        const uintptr_t target = ((align_like + 2048) & 4095) & ~(uintptr_t)63;
+        at = first + ((target - first) & 4095);
+    }
     align_like = 0;
-    struct block_header* header = (struct block_header*)((char*)base + offset - TWOPASS_BLOCK_HEADER);
-    header->base = base, header->length = length, header->usable = length - offset;
-    return (char*)base + offset;
+    struct block_header* header = (struct block_header*)(at - TWOPASS_BLOCK_HEADER);
+    header->base = base, header->length = length, header->usable = end - at;
+    return (void*)at;
 }
 
 static struct block_header* header_of(void* ptr)
@@ -88,7 +95,7 @@ static int block_fits(size_t usable, size_t size)
     return size <= usable && usable / 2 <= size;
 }
 
-/* A new mapping with room for `size` bytes at any address user_pointer picks; NULL if there is no
+/* A new mapping with room for `size` bytes at any address place picks; NULL if there is no
  * memory (or size overflows). */
 static void* map_block(size_t size, size_t* length_out)
 {
@@ -147,15 +154,14 @@ void* twopass_output_malloc(void* ctx, size_t size)
     if (size == 0) {
         size = 1; /* NumPy's own allocators never return NULL for 0 bytes either */
     }
-    if (size < TWOPASS_OUTPUT_CACHE_MIN_BYTES) { /* from malloc: 64-byte aligned, the header before */
-        void* block = malloc(size + 2 * TWOPASS_BLOCK_HEADER);
+    if (size < TWOPASS_OUTPUT_CACHE_MIN_BYTES) { /* from malloc, with room to place the result */
+        const size_t room = 2 * TWOPASS_BLOCK_HEADER + (align_like != 0 ? 4096 : 0);
+        void* block = size <= SIZE_MAX - room ? malloc(size + room) : NULL;
         if (block == NULL) {
+            align_like = 0;
             return NULL;
         }
-        char* ptr = (char*)(((uintptr_t)block + 2 * TWOPASS_BLOCK_HEADER - 1) & ~(uintptr_t)(TWOPASS_BLOCK_HEADER - 1));
-        struct block_header* header = header_of(ptr);
-        header->base = block, header->length = 0, header->usable = size;
-        return ptr;
+        return place(block, 0, (uintptr_t)block + size + room);
     }
     void* base = NULL;
     size_t length = 0;
@@ -182,7 +188,7 @@ void* twopass_output_malloc(void* ctx, size_t size)
         align_like = 0;
         return NULL;
     }
-    return user_pointer(base, length);
+    return place(base, length, (uintptr_t)base + length);
 }
 
 void* twopass_output_calloc(void* ctx, size_t count, size_t size)
@@ -247,13 +253,18 @@ void* twopass_output_realloc(void* ctx, void* ptr, size_t size)
     return fresh; /* NULL: the old block stays valid, as realloc's contract says */
 }
 
+int twopass_output_handler_on(void)
+{
+    return __atomic_load_n(&cache.limit, __ATOMIC_RELAXED) > 0;
+}
+
 size_t twopass_output_cache_set_limit(size_t limit)
 {
     void* bases[TWOPASS_OUTPUT_CACHE_MAX_BLOCKS];
     size_t lengths[TWOPASS_OUTPUT_CACHE_MAX_BLOCKS];
     lock_cache();
     const size_t previous = cache.limit;
-    cache.limit = limit;
+    __atomic_store_n(&cache.limit, limit, __ATOMIC_RELAXED); /* read without the lock by twopass_output_handler_on */
     const size_t n_evicted = evict_for(0, 0, bases, lengths);
     pthread_mutex_unlock(&cache_lock);
     unmap_all(bases, lengths, n_evicted);

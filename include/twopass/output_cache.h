@@ -1,11 +1,19 @@
-/* twopass: a cache of freed output arrays, so that a large fresh output reuses pages that are already
- * mapped instead of faulting in (and having the kernel zero) new ones on every call.
+/* twopass: the memory handler of fresh results. It places each result 2048 bytes past its input
+ * modulo 4096 (output_cache.c: 4K aliasing), and it keeps a cache of freed large results, so that a
+ * large fresh output reuses pages that are already mapped instead of faulting in (and having the
+ * kernel zero) new ones on every call.
  *
  * An output of 256 MB on a fresh mapping costs its page faults: on Zen 3 twopass.softmax(x) of 6.4e7
  * float32 takes about 0.90 ns per element with a new array against 0.55 with out= (RESULTS.md), and
  * ONNX Runtime, whose arena reuses its memory, is as fast with fresh outputs as with bound ones.
- * glibc already reuses its heap for blocks below its largest mmap threshold (32 MiB), so only blocks
- * of TWOPASS_OUTPUT_CACHE_MIN_BYTES or more come here.
+ * glibc reuses its heap for smaller blocks, but not reliably from 16 MiB on: in a loop of new inputs
+ * and fresh results (each step an astype and a softmax), results of 16-32 MiB came from new pages
+ * at every step or not at all depending on what ran before (Zen 3: 256x32000 0.90-0.99 ns per
+ * element, 8e6 float32 0.90-1.38, against 0.38-0.58 from the cache; RESULTS.md). So blocks of
+ * TWOPASS_OUTPUT_CACHE_MIN_BYTES or more are cached, and every result that large comes here.
+ * From TWOPASS_OUTPUT_PLACE_MIN_BYTES a result comes here only if NumPy's allocator put it 1-128
+ * bytes past its input modulo 4096 (the Cython layer looks, then allocates again: about 1 us more,
+ * which below that size would cost more than 4K aliasing does).
  *
  * The functions below are the four of NumPy's PyDataMem_Handler (ctx unused); the Cython layer
  * installs them for the allocation of a large result only, and the array keeps the handler, so its
@@ -24,7 +32,8 @@
 extern "C" {
 #endif
 
-#define TWOPASS_OUTPUT_CACHE_MIN_BYTES ((size_t)32 << 20)
+#define TWOPASS_OUTPUT_PLACE_MIN_BYTES ((size_t)256 << 10)
+#define TWOPASS_OUTPUT_CACHE_MIN_BYTES ((size_t)16 << 20)
 #define TWOPASS_OUTPUT_CACHE_MAX_BLOCKS 4
 #define TWOPASS_OUTPUT_CACHE_DEFAULT_LIMIT ((size_t)1 << 30)
 
@@ -45,6 +54,8 @@ void twopass_output_cache_align_like(const void* x);
 /* Set the limit, unmapping what no longer fits; returns the previous limit. */
 size_t twopass_output_cache_set_limit(size_t limit);
 void twopass_output_cache_get_stats(struct twopass_output_cache_stats* stats);
+/* 1 while the limit is above 0 (results go through the handler), without the lock. */
+int twopass_output_handler_on(void);
 
 #ifdef __cplusplus
 }

@@ -51,10 +51,12 @@ _level = contextvars.ContextVar("twopass_level", default=PROCESS_LEVEL)
 
 
 def set_output_cache(max_bytes):
-    """Keep up to max_bytes of freed large results (32 MiB or more) for reuse by later calls, so a
-    fresh output out of cache need not fault in new pages; 0 turns the cache off. Returns the
-    previous limit (0 without the extension, which has no cache). Initially 1 GiB, or the
-    environment's TWOPASS_OUTPUT_CACHE (bytes)."""
+    """Keep up to max_bytes of freed large results (16 MiB or more) for reuse by later calls, so a
+    fresh output out of cache need not fault in new pages; 0 turns the cache off, and with it the
+    placement of fresh results of 256 KiB or more 2048 bytes past their input modulo 4096 (all
+    results then come from NumPy's allocator). Returns the previous limit (0 without the
+    extension, which has no cache). Initially 1 GiB, or the environment's TWOPASS_OUTPUT_CACHE
+    (bytes)."""
     if isinstance(max_bytes, (bool, np.bool_)) or not hasattr(max_bytes, "__index__"):
         raise TypeError(f"set_output_cache: max_bytes must be an int, not {type(max_bytes).__name__}")
     if operator.index(max_bytes) < 0:

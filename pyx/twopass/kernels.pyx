@@ -186,6 +186,7 @@ cdef extern from "twopass/common.h" nogil:
     double TWOPASS_F64_EXTEXP_EXPONENT_LIMIT
     size_t twopass_prefetch_ahead  # the exp passes' prefetch distance (set at import; benchmarks below)
     int TWOPASS_PREFETCH_AHEAD, TWOPASS_PREFETCH_AHEAD_INTEL
+    int twopass_stores_alias_next_loads(const void* x, const void* y)
 
 EXTEXP_EXPONENT_LIMIT = TWOPASS_EXTEXP_EXPONENT_LIMIT
 F64_EXTEXP_EXPONENT_LIMIT = TWOPASS_F64_EXTEXP_EXPONENT_LIMIT
@@ -609,7 +610,8 @@ def run_kernel(str name, const element[::1] x, element[::1] y, double a=0.0, dou
 # ---- output cache (include/twopass/output_cache.h) ----
 
 cdef extern from "twopass/output_cache.h" nogil:
-    size_t TWOPASS_OUTPUT_CACHE_MIN_BYTES, TWOPASS_OUTPUT_CACHE_MAX_BLOCKS, TWOPASS_OUTPUT_CACHE_DEFAULT_LIMIT
+    size_t TWOPASS_OUTPUT_PLACE_MIN_BYTES, TWOPASS_OUTPUT_CACHE_MIN_BYTES, TWOPASS_OUTPUT_CACHE_MAX_BLOCKS
+    size_t TWOPASS_OUTPUT_CACHE_DEFAULT_LIMIT
     void* twopass_output_malloc(void* ctx, size_t size) noexcept nogil
     void* twopass_output_calloc(void* ctx, size_t count, size_t size) noexcept nogil
     void* twopass_output_realloc(void* ctx, void* ptr, size_t size) noexcept nogil
@@ -618,6 +620,7 @@ cdef extern from "twopass/output_cache.h" nogil:
         size_t limit, cached_bytes, cached_blocks, hits, misses
     void twopass_output_cache_align_like(const void* x)
     size_t twopass_output_cache_set_limit(size_t limit)
+    int twopass_output_handler_on()
     void twopass_output_cache_get_stats(twopass_output_cache_stats* stats)
 
 cdef extern from "numpy/arrayobject.h":
@@ -636,6 +639,7 @@ cdef extern from "numpy/arrayobject.h":
 from cpython.pycapsule cimport PyCapsule_New
 from libc.string cimport strcpy
 
+OUTPUT_PLACE_MIN_BYTES = TWOPASS_OUTPUT_PLACE_MIN_BYTES
 OUTPUT_CACHE_MIN_BYTES = TWOPASS_OUTPUT_CACHE_MIN_BYTES
 OUTPUT_CACHE_MAX_BLOCKS = TWOPASS_OUTPUT_CACHE_MAX_BLOCKS
 OUTPUT_CACHE_DEFAULT_LIMIT = TWOPASS_OUTPUT_CACHE_DEFAULT_LIMIT
@@ -652,34 +656,51 @@ _output_handler.allocator.free = twopass_output_free
 cdef object _output_handler_capsule = PyCapsule_New(&_output_handler, "mem_handler", NULL)
 
 
-cdef inline bint _output_cache_on() noexcept:
-    cdef twopass_output_cache_stats stats
-    twopass_output_cache_get_stats(&stats)
-    return stats.limit > 0
-
-
-cdef cnp.ndarray _new_output(cnp.ndarray like, int typenum):
-    """The fast path's result: np.empty of like's shape, through empty_output when it is large."""
-    if cnp.PyArray_NBYTES(like) < <cnp.npy_intp>TWOPASS_OUTPUT_CACHE_MIN_BYTES:
-        return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(like), cnp.PyArray_DIMS(like), typenum, 0)
-    return empty_output((<object>like).shape, cnp.PyArray_DescrFromType(typenum), "C", like)
-
-
-def empty_output(shape, dtype, order="C", like=None):
-    """np.empty(shape, dtype, order=order) for a result returned to the caller: from the output
-    cache when it is on and the result large, placed for the data of the ndarray like
-    (output_cache.c)."""
-    dt = np.dtype(dtype)
-    if dt.itemsize * prod(shape) < TWOPASS_OUTPUT_CACHE_MIN_BYTES or not _output_cache_on():
-        return np.empty(shape, dt, order=order)
+cdef cnp.ndarray _result_empty(int nd, cnp.npy_intp* dims, int typenum, bint fortran, void* like_data,
+                              cnp.npy_intp nbytes):
+    """PyArray_EMPTY for a result of nbytes whose input's data is like_data (NULL: none): from NumPy's
+    allocator, unless the output handler is on and the result is large enough to be cached, or lies
+    just past its input modulo 4096 (4K aliasing, common.h); then from the handler, placed
+    2048 bytes past like_data modulo 4096 (output_cache.c)."""
+    cdef cnp.ndarray result
+    if nbytes < <cnp.npy_intp>TWOPASS_OUTPUT_PLACE_MIN_BYTES or not twopass_output_handler_on():
+        return cnp.PyArray_EMPTY(nd, dims, typenum, fortran)
+    if nbytes < <cnp.npy_intp>TWOPASS_OUTPUT_CACHE_MIN_BYTES:
+        result = cnp.PyArray_EMPTY(nd, dims, typenum, fortran)
+        if like_data == NULL or not twopass_stores_alias_next_loads(like_data, cnp.PyArray_DATA(result)):
+            return result
+        result = None  # freed before the handler allocates its own
     previous = PyDataMem_SetHandler(_output_handler_capsule)
+    twopass_output_cache_align_like(like_data)
     try:
-        if isinstance(like, np.ndarray):
-            twopass_output_cache_align_like(cnp.PyArray_DATA(<cnp.ndarray>like))
-        return np.empty(shape, dt, order=order)
+        return cnp.PyArray_EMPTY(nd, dims, typenum, fortran)
     finally:
         twopass_output_cache_align_like(NULL)  # unused if the allocation failed before it
         PyDataMem_SetHandler(previous)
+
+
+cdef cnp.ndarray _new_output(cnp.ndarray like, int typenum):
+    """The fast path's result: np.empty of like's shape (_result_empty; small ones directly)."""
+    if cnp.PyArray_NBYTES(like) < <cnp.npy_intp>TWOPASS_OUTPUT_PLACE_MIN_BYTES:
+        return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(like), cnp.PyArray_DIMS(like), typenum, 0)
+    return _result_empty(cnp.PyArray_NDIM(like), cnp.PyArray_DIMS(like), typenum, 0, cnp.PyArray_DATA(like),
+                         cnp.PyArray_NBYTES(like))
+
+
+def empty_output(shape, dtype, order="C", like=None):
+    """np.empty(shape, dtype, order=order) for a result returned to the caller, whose input is the
+    ndarray like (or None): _result_empty."""
+    dt = np.dtype(dtype)
+    nbytes = dt.itemsize * prod(shape)
+    if (nbytes < TWOPASS_OUTPUT_PLACE_MIN_BYTES or len(shape) > cnp.NPY_MAXDIMS
+            or dt.kind not in "fc" or not dt.isnative):  # (PyArray_EMPTY makes native builtin types)
+        return np.empty(shape, dt, order=order)
+    cdef cnp.npy_intp dims[cnp.NPY_MAXDIMS]
+    cdef int nd = len(shape), i
+    for i in range(nd):
+        dims[i] = shape[i]
+    like_data = cnp.PyArray_DATA(<cnp.ndarray>like) if isinstance(like, cnp.ndarray) else NULL
+    return _result_empty(nd, dims, dt.num, order == "F", like_data, nbytes)
 
 
 def set_output_cache(size_t limit):
@@ -690,11 +711,13 @@ def set_output_cache(size_t limit):
 
 
 def output_cache_info():
-    """{limit, cached_bytes, cached_blocks, hits, misses, min_block_bytes} of the output cache."""
+    """{limit, cached_bytes, cached_blocks, hits, misses, min_block_bytes, placed_from_bytes} of the
+    output cache."""
     cdef twopass_output_cache_stats stats
     twopass_output_cache_get_stats(&stats)
     return {"limit": stats.limit, "cached_bytes": stats.cached_bytes, "cached_blocks": stats.cached_blocks,
-            "hits": stats.hits, "misses": stats.misses, "min_block_bytes": TWOPASS_OUTPUT_CACHE_MIN_BYTES}
+            "hits": stats.hits, "misses": stats.misses, "min_block_bytes": TWOPASS_OUTPUT_CACHE_MIN_BYTES,
+            "placed_from_bytes": TWOPASS_OUTPUT_PLACE_MIN_BYTES}
 
 
 # ---- twopass.softmax, fast path ----
