@@ -6,8 +6,8 @@
  * power-of-two size often lies 16 or 32 bytes past its input (RESULTS.md, twenty-first session). A
  * header just before the caller's address records the block.
  *
- * Blocks below TWOPASS_OUTPUT_CACHE_MIN_BYTES come from malloc, with 4 KiB of room for the
- * placement (glibc's heap reuses them). Larger ones are each an anonymous mapping of a whole number
+ * Blocks below TWOPASS_OUTPUT_CACHE_MIN_BYTES come from malloc (glibc's heap reuses them), with 4 KiB
+ * of room for the placement when an input is given. Larger ones are each an anonymous mapping of a whole number
  * of 2 MiB (so transparent huge pages can back it, as NumPy asks for with MADV_HUGEPAGE), kept in
  * the cache when freed. */
 #include <stdlib.h>
@@ -51,7 +51,9 @@ static void unlock_after_fork(void)
 
 static void register_fork_handlers(void)
 {
-    pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
+    /* fails only for want of memory at the cache's first use; the cache then works, but a fork in
+     * the moment another thread holds its lock would leave the child's copy held */
+    (void)pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
 }
 
 static void lock_cache(void)

@@ -16,7 +16,7 @@
  * which below that size would cost more than 4K aliasing does).
  *
  * The functions below are the four of NumPy's PyDataMem_Handler (ctx unused); the Cython layer
- * installs them for the allocation of a large result only, and the array keeps the handler, so its
+ * installs them for the allocation of one result only (as above), and the array keeps the handler, so its
  * free comes back here. A freed block is kept (its pages marked MADV_FREE, which the kernel may
  * reclaim under memory pressure instead of swapping them) while the cache holds at most
  * TWOPASS_OUTPUT_CACHE_MAX_BLOCKS blocks and `limit` bytes; the oldest go first. Thread-safe, and

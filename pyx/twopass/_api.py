@@ -49,7 +49,8 @@ def _algorithm(algorithm, n, level, itemsize=4, size=None, function="softmax"):
 
 def _empty_result(shape, dtype, order="C", like=None):
     """np.empty for a result returned to the caller: large ones from the output cache
-    (twopass.set_output_cache), placed for the input like's data."""
+    (twopass.set_output_cache), placed for the data of like, the array the kernels read as they
+    write the result (None: none does)."""
     if _dispatch._kernels is None:
         return np.empty(shape, dtype, order=order)
     return _dispatch._kernels.empty_output(shape, dtype, order, like)
@@ -135,9 +136,9 @@ def _elementwise(kind, x, axis, out, algorithm, threads):
             return result
     x2, order, xt_shape = _rows(x, axes, work)
     rows = x2.shape[0]
-    result = _empty_result(x.shape, dtype, like=x) if out is None else out
-    direct = (order == list(range(x.ndim)) and dtype == work and result.flags.c_contiguous
-              and result.flags.aligned)
+    in_place_order = order == list(range(x.ndim)) and dtype == work  # the kernels write the result itself
+    result = _empty_result(x.shape, dtype, like=x2 if in_place_order else None) if out is None else out
+    direct = in_place_order and result.flags.c_contiguous and result.flags.aligned
     y2 = result.reshape(rows, n) if direct else np.empty((rows, n), work)
 
     if work in _KERNEL_DTYPES and level != "python":
@@ -172,7 +173,8 @@ def _columns(kind, x, axis, out, dtype, level, threads):
     if _dispatch._kernels.narrow_columns(inner, work.itemsize):
         return None  # 1-4 columns run faster as rows (after a transposing copy for more than one)
     x3 = np.require(x, dtype=work, requirements=["C", "A"]).reshape(outer, rows, inner)
-    result = out if out is not None else _empty_result(x.T.shape if flip else x.shape, dtype, "F" if flip else "C", x)
+    result = out if out is not None else _empty_result(x.T.shape if flip else x.shape, dtype, "F" if flip else "C",
+                                                       x3 if dtype == work else None)
     target = result.T if flip else result
     direct = dtype == work and target.flags.c_contiguous and target.flags.aligned
     y3 = target.reshape(outer, rows, inner) if direct else np.empty((outer, rows, inner), work)
@@ -379,7 +381,7 @@ def softmax_from_extsum(x, pair, axis=-1, *, out=None, threads=None):
         getattr(_dispatch._kernels, f"softmax_from_extsum_{_KERNEL_DTYPES[work]}_rows")(
             x2, y2, np.ascontiguousarray(mantissa.reshape(-1)), np.ascontiguousarray(exponent.reshape(-1)),
             _dispatch.LEVELS.index(level), threads)
-        result = _empty_result(x.shape, dtype, like=x) if out is None else out
+        result = _empty_result(x.shape, dtype) if out is None else out  # a copy of y2: no input to place it for
         result.transpose(order)[...] = y2.reshape(xt_shape)
         return result
     # exp(x - log(m) - e ln2) = exp((x - hi) - lo) with hi = e LN2_HI, lo = e LN2_LO + log m: hi is

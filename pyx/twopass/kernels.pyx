@@ -687,14 +687,18 @@ cdef cnp.ndarray _new_output(cnp.ndarray like, int typenum):
                          cnp.PyArray_NBYTES(like))
 
 
+_INTP_MAX = np.iinfo(np.intp).max
+
+
 def empty_output(shape, dtype, order="C", like=None):
-    """np.empty(shape, dtype, order=order) for a result returned to the caller, whose input is the
-    ndarray like (or None): _result_empty."""
+    """np.empty(shape, dtype, order=order) for a result returned to the caller, whose kernels read
+    the ndarray like as they write it (or None): _result_empty. Anything _result_empty cannot make
+    as np.empty would (other orders, dtypes, sizes) goes to np.empty."""
     dt = np.dtype(dtype)
     nbytes = dt.itemsize * prod(shape)
-    if (nbytes < TWOPASS_OUTPUT_PLACE_MIN_BYTES or len(shape) > cnp.NPY_MAXDIMS
-            or dt.kind not in "fc" or not dt.isnative):  # (PyArray_EMPTY makes native builtin types)
-        return np.empty(shape, dt, order=order)
+    if (nbytes < TWOPASS_OUTPUT_PLACE_MIN_BYTES or nbytes > _INTP_MAX or len(shape) > cnp.NPY_MAXDIMS
+            or order not in ("C", "F") or dt.kind not in "fc" or not dt.isnative or dt.metadata is not None):
+        return np.empty(shape, dt, order=order)  # and its errors (PyArray_EMPTY makes plain builtin types)
     cdef cnp.npy_intp dims[cnp.NPY_MAXDIMS]
     cdef int nd = len(shape), i
     for i in range(nd):
