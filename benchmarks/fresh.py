@@ -1,4 +1,4 @@
-"""python -m benchmarks.fresh [--quick] [--steps S] [--shapes A,B,...] [--no-progress]: fresh results in a loop.
+"""python -m benchmarks.fresh [--quick] [--steps S] [--shapes A,B,...] [--no-progress]: fresh results.
 
 Each shape runs as users write a loop: every step makes a new float32 input (an astype, as from a
 model's logits) and calls twopass.softmax(x, axis=-1) for a fresh result, which it then drops.
@@ -65,13 +65,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two small shapes, 3 steps (smoke run)")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--shapes", default=SHAPES, help=f"comma-separated, rows x columns or n (default {SHAPES})")
+    parser.add_argument("--shapes", default=SHAPES,
+                        help=f"comma-separated, rows x columns or n (default {SHAPES})")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    shapes, steps = (parse_shapes("300000,64x5000"), 3) if args.quick else (parse_shapes(args.shapes), args.steps)
+    if args.quick:
+        shapes, steps = parse_shapes("300000,64x5000"), 3
+    else:
+        shapes, steps = parse_shapes(args.shapes), args.steps
     print(f"level {twopass.runtime_info()['active_level']}, float32, single thread, {steps} steps per shape; "
           "ns per element, medians over the steps")
-    print(f"{'shape':>12} {'fresh':>7} {'out=':>7}  where fresh results landed (bytes past x mod 4096: steps), allocator")
+    print(f"{'shape':>12} {'fresh':>7} {'out=':>7}  "
+          "where fresh results landed (bytes past x mod 4096: steps), allocator")
     for i, shape in enumerate(shapes):
         fresh, bound, distances, handlers = run_shape(shape, steps)
         where = ", ".join(f"{d}: {n}" for d, n in sorted(distances.items(), key=lambda kv: -kv[1])[:3])

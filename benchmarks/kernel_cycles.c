@@ -5,12 +5,14 @@
  *   gcc -O3 -fno-math-errno -mavx2 -mfma -Iinclude benchmarks/kernel_cycles.c -o /tmp/kernel_cycles \
  *       -lm && /tmp/kernel_cycles [n] [range]
  *
- * n: elements (default 2048: 8 KiB in, 8 KiB out); range: inputs uniform in [-range, range] (default
- * 100, as the sweep). OUT_PAST=d in the environment places the output d bytes past the input modulo
- * 4096 (4K aliasing, include/twopass/common.h; default: 2048). The kernels run with MXCSR.FTZ, as the package's drivers run them; NO_FTZ set
- * in the environment (to any value) runs them without, to compare. The core clock is measured with a chain of dependent integer adds (one per
- * cycle), so cycles are core cycles whatever the TSC rate. Each figure is the median of 15 samples of
- * about 2 ms each; variants listed first in kernels.h (the dispatcher's) are marked with '*'.
+ * n: elements (default 2048: 8 KiB in, 8 KiB out); range: inputs uniform in [-range, range]
+ * (default 100, as the sweep). OUT_PAST=d in the environment places the output d bytes past the
+ * input modulo 4096 (4K aliasing, include/twopass/common.h; default: 2048). The kernels run with
+ * MXCSR.FTZ, as the package's drivers run them; NO_FTZ set in the environment (to any value) runs
+ * them without, to compare. The core clock is measured with a chain of dependent integer adds (one
+ * per cycle), so cycles are core cycles whatever the TSC rate. Each figure is the median of 15
+ * samples of about 2 ms each; variants listed first in kernels.h (the dispatcher's) are marked with
+ * '*'.
  */
 #define _GNU_SOURCE
 #include <stdio.h>

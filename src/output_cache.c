@@ -6,10 +6,10 @@
  * power-of-two size often lies 16 or 32 bytes past its input (RESULTS.md, twenty-first session). A
  * header just before the caller's address records the block.
  *
- * Blocks below TWOPASS_OUTPUT_CACHE_MIN_BYTES come from malloc (glibc's heap reuses them), with 4 KiB
- * of room for the placement when an input is given. Larger ones are each an anonymous mapping of a whole number
- * of 2 MiB (so transparent huge pages can back it, as NumPy asks for with MADV_HUGEPAGE), kept in
- * the cache when freed. */
+ * Blocks below TWOPASS_OUTPUT_CACHE_MIN_BYTES come from malloc (glibc's heap reuses them), with
+ * 4 KiB of room for the placement when an input is given. Larger ones are each an anonymous mapping
+ * of a whole number of 2 MiB (so transparent huge pages can back it, as NumPy asks for with
+ * MADV_HUGEPAGE), kept in the cache when freed. */
 #include <stdlib.h>
 #include "twopass/output_cache.h"
 

@@ -8,16 +8,16 @@
  * ONNX Runtime, whose arena reuses its memory, is as fast with fresh outputs as with bound ones.
  * glibc reuses its heap for smaller blocks, but not reliably from 16 MiB on: in a loop of new inputs
  * and fresh results (each step an astype and a softmax), results of 16-32 MiB came from new pages
- * at every step or not at all depending on what ran before (Zen 3: 256x32000 0.90-0.99 ns per
- * element, 8e6 float32 0.90-1.38, against 0.38-0.58 from the cache; RESULTS.md). So blocks of
+ * at every step or not at all depending on what ran before (Zen 3: 256x32000 0.76-0.95 ns per
+ * element, 8e6 float32 1.03-1.23, against 0.39-0.72 from the cache; RESULTS.md). So blocks of
  * TWOPASS_OUTPUT_CACHE_MIN_BYTES or more are cached, and every result that large comes here.
  * From TWOPASS_OUTPUT_PLACE_MIN_BYTES a result comes here only if NumPy's allocator put it 1-128
  * bytes past its input modulo 4096 (the Cython layer looks, then allocates again: about 1 us more,
  * which below that size would cost more than 4K aliasing does).
  *
  * The functions below are the four of NumPy's PyDataMem_Handler (ctx unused); the Cython layer
- * installs them for the allocation of one result only (as above), and the array keeps the handler, so its
- * free comes back here. A freed block is kept (its pages marked MADV_FREE, which the kernel may
+ * installs them for the allocation of one result only (as above), and the array keeps the handler,
+ * so its free comes back here. A freed block is kept (its pages marked MADV_FREE, which the kernel may
  * reclaim under memory pressure instead of swapping them) while the cache holds at most
  * TWOPASS_OUTPUT_CACHE_MAX_BLOCKS blocks and `limit` bytes; the oldest go first. Thread-safe, and
  * fork-safe: a child forked while another thread was in the cache finds its lock free.
