@@ -180,6 +180,27 @@ def test_softmax_from_extsum_matches_softmax(level, dtype):
         np.testing.assert_allclose(y[ok], expected[ok], rtol=rtol, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("n", [1000, 70_001])
+def test_softmax_from_extsum_writes_every_output_alike(level, dtype, n):
+    """The kernel writes a fresh C-order result (and out= of that layout, and out=x) itself, and
+    any other out= through a copy: every way gives the same bits, and out= is returned."""
+    x = np.random.default_rng(5).uniform(-30, 30, (3, n)).astype(dtype)
+    pair = twopass.extsum(x, axis=1)
+    y = twopass.softmax_from_extsum(x, pair, axis=1)
+    assert y.dtype == dtype and y.flags.c_contiguous and y.flags.owndata
+    with np.errstate(all="ignore"):
+        assert np.all(np.abs(y.astype(np.float64).sum(axis=1) - 1) < (3e-2 if dtype == np.float16 else 1e-5))
+    outs = {"C": np.empty_like(x), "F": np.empty(x.shape, dtype, order="F"),
+            "strided": np.empty((3, 2 * n), dtype)[:, ::2], "in place": x.copy()}
+    for name, out in outs.items():
+        source = out if name == "in place" else x
+        assert twopass.softmax_from_extsum(source, pair, axis=1, out=out) is out
+        np.testing.assert_array_equal(out, y, err_msg=name)
+    yt = twopass.softmax_from_extsum(np.ascontiguousarray(x.T), pair, axis=0)  # the reduced axis first
+    np.testing.assert_array_equal(yt.T, y)
+
+
 @pytest.mark.parametrize("row", [[np.nan, 1.0], [np.inf, 1.0], [-np.inf, -np.inf], [1e30, 0.0]], ids=str)
 def test_extsum_special_rows_keep_logsumexp(level, row):
     x = np.array(row, np.float32)

@@ -377,12 +377,15 @@ def softmax_from_extsum(x, pair, axis=-1, *, out=None, threads=None):
     if (limit is not None and level != "python" and x.size
             and np.all((mantissa > 0) & (mantissa < np.inf)) and np.all(np.abs(exponent) <= limit)):
         x2, order, xt_shape = _rows(x, axes, work)
-        y2 = np.empty_like(x2)
+        in_place_order = order == list(range(x.ndim)) and dtype == work  # the kernel can write the result
+        result = _empty_result(x.shape, dtype, like=x2 if in_place_order else None) if out is None else out
+        direct = in_place_order and result.flags.c_contiguous and result.flags.aligned
+        y2 = result.reshape(x2.shape) if direct else np.empty_like(x2)
         getattr(_dispatch._kernels, f"softmax_from_extsum_{_KERNEL_DTYPES[work]}_rows")(
             x2, y2, np.ascontiguousarray(mantissa.reshape(-1)), np.ascontiguousarray(exponent.reshape(-1)),
             _dispatch.LEVELS.index(level), threads)
-        result = _empty_result(x.shape, dtype) if out is None else out  # a copy of y2: no input to place it for
-        result.transpose(order)[...] = y2.reshape(xt_shape)
+        if not direct:
+            result.transpose(order)[...] = y2.reshape(xt_shape)
         return result
     # exp(x - log(m) - e ln2) = exp((x - hi) - lo) with hi = e LN2_HI, lo = e LN2_LO + log m: hi is
     # exact while |e| < 2^21 (e an integer, LN2_HI with 21 trailing zero bits), so x - hi loses

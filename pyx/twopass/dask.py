@@ -269,13 +269,15 @@ def _softmax_kernels(block, parts, axis, result_dtype):
             np.all(c == 0) and np.all((m > 0) & (m < np.inf)) and np.all(np.abs(e) <= LIMIT)):
         return None
     x2, order, xt_shape = _rows(block, axis, block.dtype)
-    y2 = np.empty_like(x2)
+    out = np.empty(block.shape, result_dtype)
+    direct = order == list(range(block.ndim)) and result_dtype == block.dtype  # the kernel writes out itself
+    y2 = out.reshape(x2.shape) if direct else np.empty_like(x2)
     # parts has length 1 on the reduced axes, so its C order is that of the rows of x2
     run = getattr(_dispatch._kernels, f"softmax_from_extsum_{_KERNEL_DTYPES[block.dtype]}_rows")
     run(x2, y2, np.ascontiguousarray(m).reshape(-1), np.ascontiguousarray(e).reshape(-1),
         _dispatch.LEVELS.index(level), 1)
-    out = np.empty(block.shape, result_dtype)
-    out.transpose(order)[...] = y2.reshape(xt_shape)
+    if not direct:
+        out.transpose(order)[...] = y2.reshape(xt_shape)
     return out
 
 
