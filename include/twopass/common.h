@@ -59,8 +59,10 @@ extern size_t twopass_prefetch_ahead;
  * store's full address is known to differ, and a streamed store leaves late. An elementwise pass
  * whose y lies 1-128 bytes past x modulo 4096 meets it on every vector, loading x where it has just
  * stored y: on Zen 3 out of cache, two-pass took 0.74-0.75 ns per element at 16-32 bytes and
- * recompute 0.89-0.94, against 0.55 and 0.71 at 0 or 1024 (benchmarks.aliasing). Such passes load x one iteration ahead of their stores instead (vscale_impl);
- * at other distances that costs about 5%, so they keep the plain loop there. */
+ * recompute 0.89-0.94, against 0.55 and 0.71 at 0 or 1024 (benchmarks.aliasing). Such passes load x
+ * one iteration ahead of their stores instead (vscale_impl); at other distances that costs about
+ * 5%, so they keep the plain loop there. Fresh results are placed away from the window
+ * (output_cache.h). */
 #define TWOPASS_ALIAS_WINDOW 128
 static inline int twopass_stores_alias_next_loads(const void* x, const void* y)
 {

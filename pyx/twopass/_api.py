@@ -95,6 +95,25 @@ def _rows(x, axes, work):
     return xt.reshape(rows, n), order, xt.shape
 
 
+def _writes_result(order, dtype, work):
+    """True when the row kernels can write the result itself: _rows kept x's axis order and the
+    result's dtype is the work dtype."""
+    return order == list(range(len(order))) and dtype == work
+
+
+def _row_target(result, x2, writes_result):
+    """(y2, direct): the (rows, n) array the row kernels write, result itself when it allows it (its
+    C order and alignment too), else a temporary that _copy_rows brings into result."""
+    if writes_result and result.flags.c_contiguous and result.flags.aligned:
+        return result.reshape(x2.shape), True
+    return np.empty(x2.shape, x2.dtype), False
+
+
+def _copy_rows(result, y2, direct, order, xt_shape):
+    if not direct:
+        result.transpose(order)[...] = y2.reshape(xt_shape)
+
+
 # dtypes the kernels take, and their names in twopass.kernels' functions
 _KERNEL_DTYPES = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64", np.dtype(np.float16): "f16"}
 
@@ -135,11 +154,9 @@ def _elementwise(kind, x, axis, out, algorithm, threads):
         if result is not None:
             return result
     x2, order, xt_shape = _rows(x, axes, work)
-    rows = x2.shape[0]
-    in_place_order = order == list(range(x.ndim)) and dtype == work  # the kernels write the result itself
-    result = _empty_result(x.shape, dtype, like=x2 if in_place_order else None) if out is None else out
-    direct = in_place_order and result.flags.c_contiguous and result.flags.aligned
-    y2 = result.reshape(rows, n) if direct else np.empty((rows, n), work)
+    writes_result = _writes_result(order, dtype, work)
+    result = _empty_result(x.shape, dtype, like=x2 if writes_result else None) if out is None else out
+    y2, direct = _row_target(result, x2, writes_result)
 
     if work in _KERNEL_DTYPES and level != "python":
         run = getattr(_dispatch._kernels, f"{kind}_{_KERNEL_DTYPES[work]}_rows")
@@ -148,8 +165,7 @@ def _elementwise(kind, x, axis, out, algorithm, threads):
         fallback_calls["python"] += 1
         (_fallback.softmax_rows if kind == "softmax" else _fallback.log_softmax_rows)(x2, y2, algorithm)
 
-    if not direct:
-        result.transpose(order)[...] = y2.reshape(xt_shape)
+    _copy_rows(result, y2, direct, order, xt_shape)
     if out is None and x.ndim == 0:
         return result[()]
     return result
@@ -377,15 +393,13 @@ def softmax_from_extsum(x, pair, axis=-1, *, out=None, threads=None):
     if (limit is not None and level != "python" and x.size
             and np.all((mantissa > 0) & (mantissa < np.inf)) and np.all(np.abs(exponent) <= limit)):
         x2, order, xt_shape = _rows(x, axes, work)
-        in_place_order = order == list(range(x.ndim)) and dtype == work  # the kernel can write the result
-        result = _empty_result(x.shape, dtype, like=x2 if in_place_order else None) if out is None else out
-        direct = in_place_order and result.flags.c_contiguous and result.flags.aligned
-        y2 = result.reshape(x2.shape) if direct else np.empty_like(x2)
+        writes_result = _writes_result(order, dtype, work)
+        result = _empty_result(x.shape, dtype, like=x2 if writes_result else None) if out is None else out
+        y2, direct = _row_target(result, x2, writes_result)
         getattr(_dispatch._kernels, f"softmax_from_extsum_{_KERNEL_DTYPES[work]}_rows")(
             x2, y2, np.ascontiguousarray(mantissa.reshape(-1)), np.ascontiguousarray(exponent.reshape(-1)),
             _dispatch.LEVELS.index(level), threads)
-        if not direct:
-            result.transpose(order)[...] = y2.reshape(xt_shape)
+        _copy_rows(result, y2, direct, order, xt_shape)
         return result
     # exp(x - log(m) - e ln2) = exp((x - hi) - lo) with hi = e LN2_HI, lo = e LN2_LO + log m: hi is
     # exact while |e| < 2^21 (e an integer, LN2_HI with 21 trailing zero bits), so x - hi loses

@@ -58,7 +58,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without dask
 
 import twopass
 from twopass import _dispatch
-from twopass._api import _KERNEL_DTYPES, _axes, _result_dtype, _rows
+from twopass._api import _KERNEL_DTYPES, _axes, _copy_rows, _result_dtype, _row_target, _rows, _writes_result
 from twopass._fallback import EXTEXP_EXPONENT_LIMIT, LN2_HI, LN2_LO
 
 __all__ = ["softmax", "log_softmax", "logsumexp"]
@@ -270,14 +270,12 @@ def _softmax_kernels(block, parts, axis, result_dtype):
         return None
     x2, order, xt_shape = _rows(block, axis, block.dtype)
     out = np.empty(block.shape, result_dtype)
-    direct = order == list(range(block.ndim)) and result_dtype == block.dtype  # the kernel writes out itself
-    y2 = out.reshape(x2.shape) if direct else np.empty_like(x2)
+    y2, direct = _row_target(out, x2, _writes_result(order, result_dtype, block.dtype))
     # parts has length 1 on the reduced axes, so its C order is that of the rows of x2
     run = getattr(_dispatch._kernels, f"softmax_from_extsum_{_KERNEL_DTYPES[block.dtype]}_rows")
     run(x2, y2, np.ascontiguousarray(m).reshape(-1), np.ascontiguousarray(e).reshape(-1),
         _dispatch.LEVELS.index(level), 1)
-    if not direct:
-        out.transpose(order)[...] = y2.reshape(xt_shape)
+    _copy_rows(out, y2, direct, order, xt_shape)
     return out
 
 
